@@ -1,0 +1,768 @@
+//! RBAC: subjects, targets, access types, grants, the compiled policy and its
+//! decisions.
+//!
+//! A pure function of the catalog's grants and memberships: it knows nothing of
+//! HTTP, providers or files. Deny by default; `decide` never fails, it answers
+//! with a [`Decision`] that says why (the grant that allowed it, or what was
+//! checked and what grant is missing).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Origin;
+
+/// What a subject may do with a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Access {
+    /// Create resources under the target.
+    Create,
+    /// See the target.
+    Read,
+    /// Change the target.
+    Update,
+    /// Remove the target.
+    Delete,
+    /// Run tasks on the target.
+    Execute,
+}
+
+impl Access {
+    /// Every access type, in the order they are listed.
+    pub const ALL: [Access; 5] = [
+        Access::Create,
+        Access::Read,
+        Access::Update,
+        Access::Delete,
+        Access::Execute,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// The upper-case name used in config files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Create => "CREATE",
+            Access::Read => "READ",
+            Access::Update => "UPDATE",
+            Access::Delete => "DELETE",
+            Access::Execute => "EXECUTE",
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Access {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Access::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown access `{s}`; expected `CREATE`, `READ`, `UPDATE`, `DELETE` or `EXECUTE`"))
+    }
+}
+
+/// A set of access types.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct AccessSet(u8);
+
+impl AccessSet {
+    /// The empty set.
+    pub const EMPTY: AccessSet = AccessSet(0);
+
+    /// Whether `access` is in the set.
+    pub fn contains(self, access: Access) -> bool {
+        self.0 & access.bit() != 0
+    }
+
+    /// Add `access`; returns false when it was already there.
+    pub fn insert(&mut self, access: Access) -> bool {
+        let had = self.contains(access);
+        self.0 |= access.bit();
+        !had
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The union of two sets.
+    #[must_use]
+    pub fn union(self, other: AccessSet) -> AccessSet {
+        AccessSet(self.0 | other.0)
+    }
+
+    /// The members, in canonical order.
+    pub fn iter(self) -> impl Iterator<Item = Access> {
+        Access::ALL.into_iter().filter(move |a| self.contains(*a))
+    }
+}
+
+impl FromIterator<Access> for AccessSet {
+    fn from_iter<I: IntoIterator<Item = Access>>(iter: I) -> Self {
+        let mut s = AccessSet::EMPTY;
+        for a in iter {
+            s.insert(a);
+        }
+        s
+    }
+}
+
+impl fmt::Display for AccessSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(Access::as_str).collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
+impl fmt::Debug for AccessSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{self}]")
+    }
+}
+
+/// A role carried by a group. `ADMIN` may do everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    /// Every access on every target.
+    Admin,
+}
+
+/// Who a grant is given to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    /// A person, by the id the engine knows them by (often an e-mail address).
+    User(Arc<str>),
+    /// A declared group; its members inherit its grants.
+    Group(Arc<str>),
+    /// A declared application (service account).
+    App(Arc<str>),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::User(id) => write!(f, "user:{id}"),
+            Subject::Group(g) => write!(f, "group:{g}"),
+            Subject::App(a) => write!(f, "app:{a}"),
+        }
+    }
+}
+
+/// Why a subject or target string could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseRefError {
+    message: String,
+}
+
+impl ParseRefError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+fn non_empty<'a>(s: &'a str, what: &str, full: &str) -> Result<&'a str, ParseRefError> {
+    if s.trim().is_empty() {
+        Err(ParseRefError::new(format!("`{full}` has an empty {what}")))
+    } else if s.trim() != s {
+        Err(ParseRefError::new(format!(
+            "`{full}` has spaces around its {what}"
+        )))
+    } else {
+        Ok(s)
+    }
+}
+
+impl FromStr for Subject {
+    type Err = ParseRefError;
+    fn from_str(s: &str) -> Result<Self, ParseRefError> {
+        let bad = || {
+            ParseRefError::new(format!(
+                "`{s}` is not a subject; write `group:NAME`, `app:NAME` or `user:ID`"
+            ))
+        };
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "user" => Ok(Subject::User(non_empty(rest, "user id", s)?.into())),
+            "group" => Ok(Subject::Group(non_empty(rest, "group name", s)?.into())),
+            "app" => Ok(Subject::App(non_empty(rest, "application name", s)?.into())),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// What a grant is about. A grant on an integration covers all its models.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// An integration and every model under it.
+    Integration(Arc<str>),
+    /// One model of an integration.
+    Model(Arc<str>, Arc<str>),
+    /// A saved prompt.
+    Prompt(Arc<str>),
+}
+
+impl Target {
+    /// A model target.
+    pub fn model(integration: &str, model: &str) -> Target {
+        Target::Model(integration.into(), model.into())
+    }
+
+    /// The targets whose grants count for this one, most specific first.
+    pub fn covering(&self) -> Vec<Target> {
+        match self {
+            Target::Model(i, _) => vec![self.clone(), Target::Integration(i.clone())],
+            _ => vec![self.clone()],
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Integration(i) => write!(f, "integration:{i}"),
+            Target::Model(i, m) => write!(f, "model:{i}:{m}"),
+            Target::Prompt(p) => write!(f, "prompt:{p}"),
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = ParseRefError;
+    fn from_str(s: &str) -> Result<Self, ParseRefError> {
+        let bad = || {
+            ParseRefError::new(format!(
+                "`{s}` is not a target; write `integration:NAME`, `model:INTEGRATION:MODEL` or `prompt:NAME`"
+            ))
+        };
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "integration" => Ok(Target::Integration(
+                non_empty(rest, "integration name", s)?.into(),
+            )),
+            "prompt" => Ok(Target::Prompt(non_empty(rest, "prompt name", s)?.into())),
+            "model" => {
+                let (i, m) = rest.split_once(':').ok_or_else(|| {
+                    ParseRefError::new(format!(
+                        "`{s}` names no integration; write `model:INTEGRATION:MODEL`"
+                    ))
+                })?;
+                Ok(Target::Model(
+                    non_empty(i, "integration name", s)?.into(),
+                    non_empty(m, "model name", s)?.into(),
+                ))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// One grant: a subject may do `access` on `target`.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Who.
+    pub subject: Subject,
+    /// On what.
+    pub target: Target,
+    /// What they may do.
+    pub access: AccessSet,
+    /// Where the grant was written.
+    pub origin: Origin,
+}
+
+impl fmt::Display for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` may {} on `{}` (grant at {})",
+            self.subject,
+            self.access,
+            self.target,
+            self.origin.position()
+        )
+    }
+}
+
+/// A caller, resolved: its own subject, the groups whose grants count, and
+/// the group that makes it an admin, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    subject: Subject,
+    groups: Vec<Arc<str>>,
+    admin_via: Option<Arc<str>>,
+    scope: Option<Arc<str>>,
+}
+
+impl Principal {
+    /// The caller's own subject (`user:…` or `app:…`).
+    pub fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
+    /// The groups whose grants count (only the scoped group when scoped).
+    pub fn groups(&self) -> &[Arc<str>] {
+        &self.groups
+    }
+
+    /// The group the task is scoped to, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The group through which the caller holds `ADMIN`, if any.
+    pub fn admin_via(&self) -> Option<&str> {
+        self.admin_via.as_deref()
+    }
+
+    fn subjects(&self) -> impl Iterator<Item = Subject> + '_ {
+        std::iter::once(self.subject.clone())
+            .chain(self.groups.iter().map(|g| Subject::Group(g.clone())))
+    }
+}
+
+/// Why a principal could not be formed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrincipalError {
+    /// `app:NAME` names no declared application.
+    #[error("unknown application `{0}`: applications must be declared under `[[applications]]`")]
+    UnknownApplication(String),
+    /// A subject that cannot call (`group:…`).
+    #[error("`{0}` cannot act: tasks run as `user:ID` or `app:NAME`")]
+    NotACaller(String),
+    /// The scope names no declared group.
+    #[error("unknown group `{0}`")]
+    UnknownGroup(String),
+    /// The scope names a group the caller is not in.
+    #[error("`{subject}` is not a member of group `{group}`, so it cannot act as that group")]
+    NotAMember {
+        /// The caller.
+        subject: String,
+        /// The group named.
+        group: String,
+    },
+}
+
+/// The answer to "may this principal do this on that target?".
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Why a decision came out the way it did.
+#[derive(Debug, Clone)]
+pub enum Reason {
+    /// The principal holds `ADMIN` through this group.
+    Admin {
+        /// The group carrying the role.
+        group: Arc<str>,
+    },
+    /// A grant allowed it.
+    Granted {
+        /// The grant.
+        grant: Arc<Grant>,
+    },
+    /// The integration is switched off; no grant is looked at.
+    IntegrationInactive {
+        /// The integration.
+        integration: Arc<str>,
+    },
+    /// The model is switched off; no grant is looked at.
+    ModelInactive {
+        /// The integration.
+        integration: Arc<str>,
+        /// The model.
+        model: Arc<str>,
+    },
+    /// The target is not in the catalog.
+    UnknownTarget {
+        /// The target asked about.
+        target: Target,
+    },
+    /// No grant gives the access asked for.
+    NoGrant {
+        /// The access asked for.
+        access: Access,
+        /// The target asked about.
+        target: Target,
+        /// The subjects whose grants were looked at.
+        subjects: Vec<Subject>,
+        /// The targets whose grants count (the model and its integration).
+        targets: Vec<Target>,
+        /// Grants that matched subject and target but not the access.
+        near_misses: Vec<Arc<Grant>>,
+        /// The group the caller was scoped to.
+        scope: Option<Arc<str>>,
+    },
+}
+
+impl Reason {
+    /// A short machine-readable name for the reason.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Admin { .. } => "admin",
+            Reason::Granted { .. } => "granted",
+            Reason::IntegrationInactive { .. } => "integration_inactive",
+            Reason::ModelInactive { .. } => "model_inactive",
+            Reason::UnknownTarget { .. } => "unknown_target",
+            Reason::NoGrant { .. } => "no_grant",
+        }
+    }
+
+    /// The grant that allowed the decision, if one did.
+    pub fn grant(&self) -> Option<&Grant> {
+        match self {
+            Reason::Granted { grant } => Some(grant.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+fn list<T: fmt::Display>(items: &[T]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+    quoted.join(", ")
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Admin { group } => write!(f, "allowed by the `ADMIN` role of group `{group}`"),
+            Reason::Granted { grant } => write!(f, "allowed: {grant}"),
+            Reason::IntegrationInactive { integration } => {
+                write!(f, "integration `{integration}` is inactive (`active = false`); no grant is looked at")
+            }
+            Reason::ModelInactive { integration, model } => {
+                write!(f, "model `{model}` of integration `{integration}` is inactive (`active = false`); no grant is looked at")
+            }
+            Reason::UnknownTarget { target } => write!(f, "`{target}` is not in the catalog"),
+            Reason::NoGrant {
+                access,
+                target,
+                subjects,
+                targets,
+                near_misses,
+                scope,
+            } => {
+                write!(
+                    f,
+                    "no grant gives `{access}` on `{target}`; checked subjects {} against {}",
+                    list(subjects),
+                    list(targets)
+                )?;
+                if let Some(g) = scope {
+                    write!(f, " (scoped to group `{g}`: grants of the caller's other groups do not count)")?;
+                }
+                for g in near_misses {
+                    write!(
+                        f,
+                        "; `{}` has only {} on `{}` (grant at {})",
+                        g.subject,
+                        g.access,
+                        g.target,
+                        g.origin.position()
+                    )?;
+                }
+                let who = subjects
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                write!(f, "; needed: a grant of `{access}` on ")?;
+                let alts: Vec<String> = targets.iter().map(|t| format!("`{t}`")).collect();
+                write!(f, "{}", alts.join(" or "))?;
+                if subjects.len() > 1 {
+                    write!(f, " to `{who}` or one of its groups")
+                } else {
+                    write!(f, " to `{who}`")
+                }
+            }
+        }
+    }
+}
+
+/// A group as the policy sees it.
+#[derive(Debug, Clone)]
+pub struct GroupInput {
+    /// Group name.
+    pub name: Arc<str>,
+    /// User ids.
+    pub members: Vec<Arc<str>>,
+    /// Roles carried by the group.
+    pub roles: Vec<Role>,
+}
+
+/// Everything the policy is compiled from.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyInput {
+    /// All grants.
+    pub grants: Vec<Grant>,
+    /// Declared groups.
+    pub groups: Vec<GroupInput>,
+    /// Declared applications and their groups.
+    pub applications: Vec<(Arc<str>, Vec<Arc<str>>)>,
+    /// Integrations and whether each is active.
+    pub integrations: Vec<(Arc<str>, bool)>,
+    /// Models (integration, model) and whether each is active.
+    pub models: Vec<(Arc<str>, Arc<str>, bool)>,
+    /// Prompt names.
+    pub prompts: Vec<Arc<str>>,
+}
+
+/// The compiled policy: grants indexed by target then subject, memberships,
+/// roles and active flags. Immutable; rebuild it to change it.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    grants: Vec<Arc<Grant>>,
+    /// target -> subject -> index into `grants` (grants with the same subject and
+    /// target are merged at compile time).
+    index: HashMap<Target, HashMap<Subject, usize>>,
+    groups: HashMap<Arc<str>, Vec<Role>>,
+    user_groups: HashMap<Arc<str>, Vec<Arc<str>>>,
+    app_groups: HashMap<Arc<str>, Vec<Arc<str>>>,
+    integrations: HashMap<Arc<str>, bool>,
+    models: HashMap<(Arc<str>, Arc<str>), bool>,
+    prompts: HashSet<Arc<str>>,
+}
+
+impl Policy {
+    /// Compile a policy.
+    pub fn new(input: PolicyInput) -> Policy {
+        let mut grants: Vec<Grant> = Vec::with_capacity(input.grants.len());
+        let mut index: HashMap<Target, HashMap<Subject, usize>> = HashMap::new();
+        for g in input.grants {
+            let by_subject = index.entry(g.target.clone()).or_default();
+            match by_subject.get(&g.subject) {
+                Some(&i) => {
+                    if let Some(existing) = grants.get_mut(i) {
+                        existing.access = existing.access.union(g.access);
+                    }
+                }
+                None => {
+                    by_subject.insert(g.subject.clone(), grants.len());
+                    grants.push(g);
+                }
+            }
+        }
+        let mut user_groups: HashMap<Arc<str>, Vec<Arc<str>>> = HashMap::new();
+        let mut groups = HashMap::new();
+        for g in input.groups {
+            for m in &g.members {
+                let entry = user_groups.entry(m.clone()).or_default();
+                if !entry.contains(&g.name) {
+                    entry.push(g.name.clone());
+                }
+            }
+            groups.insert(g.name, g.roles);
+        }
+        Policy {
+            grants: grants.into_iter().map(Arc::new).collect(),
+            index,
+            groups,
+            user_groups,
+            app_groups: input.applications.into_iter().collect(),
+            integrations: input.integrations.into_iter().collect(),
+            models: input
+                .models
+                .into_iter()
+                .map(|(i, m, a)| ((i, m), a))
+                .collect(),
+            prompts: input.prompts.into_iter().collect(),
+        }
+    }
+
+    /// The (merged) grants of the policy.
+    pub fn grants(&self) -> &[Arc<Grant>] {
+        &self.grants
+    }
+
+    /// Resolve a caller into a principal, optionally narrowed to one of its groups.
+    pub fn principal(
+        &self,
+        subject: &Subject,
+        scope: Option<&str>,
+    ) -> Result<Principal, PrincipalError> {
+        let groups: Vec<Arc<str>> = match subject {
+            Subject::User(id) => self.user_groups.get(id).cloned().unwrap_or_default(),
+            Subject::App(name) => match self.app_groups.get(name) {
+                Some(g) => g.clone(),
+                None => return Err(PrincipalError::UnknownApplication(name.to_string())),
+            },
+            Subject::Group(_) => return Err(PrincipalError::NotACaller(subject.to_string())),
+        };
+        let groups = match scope {
+            None => groups,
+            Some(s) => {
+                if !self.groups.contains_key(s) {
+                    return Err(PrincipalError::UnknownGroup(s.to_string()));
+                }
+                match groups.into_iter().find(|g| &**g == s) {
+                    Some(g) => vec![g],
+                    None => {
+                        return Err(PrincipalError::NotAMember {
+                            subject: subject.to_string(),
+                            group: s.to_string(),
+                        })
+                    }
+                }
+            }
+        };
+        let admin_via = groups
+            .iter()
+            .find(|g| {
+                self.groups
+                    .get(*g)
+                    .is_some_and(|roles| roles.contains(&Role::Admin))
+            })
+            .cloned();
+        Ok(Principal {
+            subject: subject.clone(),
+            groups,
+            admin_via,
+            scope: scope.map(Arc::from),
+        })
+    }
+
+    /// May `principal` do `access` on `target`?
+    pub fn decide(&self, principal: &Principal, access: Access, target: &Target) -> Decision {
+        let deny = |reason| Decision {
+            allowed: false,
+            reason,
+        };
+        match target {
+            Target::Integration(i) => match self.integrations.get(i) {
+                None => {
+                    return deny(Reason::UnknownTarget {
+                        target: target.clone(),
+                    })
+                }
+                Some(false) => {
+                    return deny(Reason::IntegrationInactive {
+                        integration: i.clone(),
+                    })
+                }
+                Some(true) => {}
+            },
+            Target::Model(i, m) => {
+                match self.integrations.get(i) {
+                    None => {
+                        return deny(Reason::UnknownTarget {
+                            target: target.clone(),
+                        })
+                    }
+                    Some(false) => {
+                        return deny(Reason::IntegrationInactive {
+                            integration: i.clone(),
+                        })
+                    }
+                    Some(true) => {}
+                }
+                match self.models.get(&(i.clone(), m.clone())) {
+                    None => {
+                        return deny(Reason::UnknownTarget {
+                            target: target.clone(),
+                        })
+                    }
+                    Some(false) => {
+                        return deny(Reason::ModelInactive {
+                            integration: i.clone(),
+                            model: m.clone(),
+                        })
+                    }
+                    Some(true) => {}
+                }
+            }
+            Target::Prompt(p) => {
+                if !self.prompts.contains(p) {
+                    return deny(Reason::UnknownTarget {
+                        target: target.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(group) = &principal.admin_via {
+            return Decision {
+                allowed: true,
+                reason: Reason::Admin {
+                    group: group.clone(),
+                },
+            };
+        }
+        let targets = target.covering();
+        let mut near_misses = Vec::new();
+        for t in &targets {
+            let Some(by_subject) = self.index.get(t) else {
+                continue;
+            };
+            // Walk whichever side is smaller: the caller's subjects or the target's grants.
+            if by_subject.len() <= principal.groups.len() + 1 {
+                for (subject, &i) in by_subject {
+                    if self.counts_for(principal, subject) {
+                        if let Some(d) = self.check(i, access, &mut near_misses) {
+                            return d;
+                        }
+                    }
+                }
+            } else {
+                for subject in principal.subjects() {
+                    if let Some(&i) = by_subject.get(&subject) {
+                        if let Some(d) = self.check(i, access, &mut near_misses) {
+                            return d;
+                        }
+                    }
+                }
+            }
+        }
+        deny(Reason::NoGrant {
+            access,
+            target: target.clone(),
+            subjects: principal.subjects().collect(),
+            targets,
+            near_misses,
+            scope: principal.scope.clone(),
+        })
+    }
+
+    fn counts_for(&self, principal: &Principal, subject: &Subject) -> bool {
+        match subject {
+            Subject::Group(g) => principal.groups.contains(g),
+            other => *other == principal.subject,
+        }
+    }
+
+    fn check(
+        &self,
+        i: usize,
+        access: Access,
+        near_misses: &mut Vec<Arc<Grant>>,
+    ) -> Option<Decision> {
+        let grant = self.grants.get(i)?;
+        if grant.access.contains(access) {
+            Some(Decision {
+                allowed: true,
+                reason: Reason::Granted {
+                    grant: grant.clone(),
+                },
+            })
+        } else {
+            near_misses.push(grant.clone());
+            None
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The validated, immutable catalog: integrations and their models, prompts,
+//! groups, applications, and the compiled access policy.
+//!
+//! Built only by [`crate::config`]'s validation, so every value in it has been
+//! checked: names are well formed and unique, URLs parse, references resolve.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::access::{Policy, Role};
+use crate::config::secret::ApiKey;
+use crate::config::Origin;
+use crate::prompt::PromptTemplate;
+
+/// How a model's endpoint is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// text-generation-inference: `/generate`, `/generate_stream`, `/info`.
+    Tgi,
+    /// OpenAI-style `/v1/chat/completions`.
+    Chat,
+    /// huggingface-inference-toolkit pipelines (`POST /` with `inputs`).
+    Pipeline,
+    /// The serverless router (`router.huggingface.co`).
+    Router,
+}
+
+impl Api {
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Tgi => "tgi",
+            Api::Chat => "chat",
+            Api::Pipeline => "pipeline",
+            Api::Router => "router",
+        }
+    }
+}
+
+impl fmt::Display for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kind of task a model may serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// Text completion (`LLM_TEXT_COMPLETE`).
+    TextGeneration,
+    /// Chat completion (`LLM_CHAT_COMPLETE`).
+    Chat,
+    /// Summarization.
+    Summarization,
+}
+
+impl TaskKind {
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::TextGeneration => "text-generation",
+            TaskKind::Chat => "chat",
+            TaskKind::Summarization => "summarization",
+        }
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Generation parameters a model applies when a task leaves them out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelDefaults {
+    /// Maximum new tokens.
+    pub max_tokens: Option<NonZeroU32>,
+    /// Sampling temperature, > 0.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling, in (0, 1].
+    pub top_p: Option<f64>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+}
+
+/// A model endpoint registered under an integration.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub(crate) name: Arc<str>,
+    pub(crate) description: Option<String>,
+    pub(crate) endpoint: Url,
+    pub(crate) api: Api,
+    pub(crate) tasks: Vec<TaskKind>,
+    pub(crate) active: bool,
+    pub(crate) upstream_model: Option<String>,
+    pub(crate) defaults: ModelDefaults,
+    pub(crate) chat_template: Option<PathBuf>,
+    pub(crate) origin: Origin,
+}
+
+impl Model {
+    /// The model's name (may be a Hub repo id such as `org/name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Free text for people.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    /// The base URL of the endpoint.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+    /// How the endpoint is spoken to.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+    /// The task kinds the model serves.
+    pub fn tasks(&self) -> &[TaskKind] {
+        &self.tasks
+    }
+    /// Whether the model serves `kind`.
+    pub fn supports(&self, kind: TaskKind) -> bool {
+        self.tasks.contains(&kind)
+    }
+    /// Whether tasks may run on it.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+    /// The model id sent upstream (`upstream_model`, else the name).
+    pub fn upstream_model(&self) -> &str {
+        self.upstream_model.as_deref().unwrap_or(&self.name)
+    }
+    /// Parameter defaults.
+    pub fn defaults(&self) -> &ModelDefaults {
+        &self.defaults
+    }
+    /// The chat template file, if one is configured.
+    pub fn chat_template(&self) -> Option<&std::path::Path> {
+        self.chat_template.as_deref()
+    }
+    /// Where the model was declared.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+/// An integration: one Hugging Face account or organization and its models.
+#[derive(Debug, Clone)]
+pub struct Integration {
+    pub(crate) name: Arc<str>,
+    pub(crate) description: Option<String>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) active: bool,
+    pub(crate) api_key: ApiKey,
+    pub(crate) hub_url: Url,
+    pub(crate) models: Vec<Model>,
+    pub(crate) model_index: HashMap<Arc<str>, usize>,
+    pub(crate) origin: Origin,
+}
+
+impl Integration {
+    /// The name tasks use as `llmProvider`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Free text for people.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    /// The Hub user or organization owning the endpoints.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+    /// Whether tasks may run on it.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+    /// The API key (location and value, redacted in Debug).
+    pub fn api_key(&self) -> &ApiKey {
+        &self.api_key
+    }
+    /// The Hub base URL (whoami, endpoint management).
+    pub fn hub_url(&self) -> &Url {
+        &self.hub_url
+    }
+    /// Its models, in declaration order.
+    pub fn models(&self) -> &[Model] {
+        &self.models
+    }
+    /// A model by name.
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.model_index.get(name).and_then(|&i| self.models.get(i))
+    }
+    /// Where it was declared.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+/// `integration:model`, as prompts name the models they may be used with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelRef {
+    /// The integration.
+    pub integration: Arc<str>,
+    /// The model.
+    pub model: Arc<str>,
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.integration, self.model)
+    }
+}
+
+/// A saved prompt template.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    pub(crate) name: Arc<str>,
+    pub(crate) description: Option<String>,
+    pub(crate) template: PromptTemplate,
+    pub(crate) models: Vec<ModelRef>,
+    pub(crate) origin: Origin,
+}
+
+impl Prompt {
+    /// Its name (`promptName`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Free text for people.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    /// The parsed template.
+    pub fn template(&self) -> &PromptTemplate {
+        &self.template
+    }
+    /// The only models it may be used with.
+    pub fn models(&self) -> &[ModelRef] {
+        &self.models
+    }
+    /// Whether it may be used with `integration:model`.
+    pub fn allows(&self, integration: &str, model: &str) -> bool {
+        self.models
+            .iter()
+            .any(|m| &*m.integration == integration && &*m.model == model)
+    }
+    /// Where it was declared.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+/// A group of users.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub(crate) name: Arc<str>,
+    pub(crate) description: Option<String>,
+    pub(crate) members: Vec<Arc<str>>,
+    pub(crate) roles: Vec<Role>,
+    pub(crate) origin: Origin,
+}
+
+impl Group {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Free text for people.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    /// User ids.
+    pub fn members(&self) -> &[Arc<str>] {
+        &self.members
+    }
+    /// Roles.
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
+    }
+    /// Where it was declared.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+/// An application (service account).
+#[derive(Debug, Clone)]
+pub struct Application {
+    pub(crate) name: Arc<str>,
+    pub(crate) description: Option<String>,
+    pub(crate) groups: Vec<Arc<str>>,
+    pub(crate) origin: Origin,
+}
+
+impl Application {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Free text for people.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    /// Groups it belongs to.
+    pub fn groups(&self) -> &[Arc<str>] {
+        &self.groups
+    }
+    /// Where it was declared.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+/// The whole validated catalog and its access policy.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub(crate) integrations: Vec<Integration>,
+    pub(crate) integration_index: HashMap<Arc<str>, usize>,
+    pub(crate) prompts: Vec<Prompt>,
+    pub(crate) prompt_index: HashMap<Arc<str>, usize>,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) applications: Vec<Application>,
+    pub(crate) policy: Policy,
+}
+
+impl Catalog {
+    /// All integrations, in declaration order.
+    pub fn integrations(&self) -> &[Integration] {
+        &self.integrations
+    }
+    /// An integration by name.
+    pub fn integration(&self, name: &str) -> Option<&Integration> {
+        self.integration_index
+            .get(name)
+            .and_then(|&i| self.integrations.get(i))
+    }
+    /// A model by integration and model name.
+    pub fn model(&self, integration: &str, model: &str) -> Option<&Model> {
+        self.integration(integration).and_then(|i| i.model(model))
+    }
+    /// All prompts.
+    pub fn prompts(&self) -> &[Prompt] {
+        &self.prompts
+    }
+    /// A prompt by name.
+    pub fn prompt(&self, name: &str) -> Option<&Prompt> {
+        self.prompt_index
+            .get(name)
+            .and_then(|&i| self.prompts.get(i))
+    }
+    /// All groups.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+    /// All applications.
+    pub fn applications(&self) -> &[Application] {
+        &self.applications
+    }
+    /// An application by name.
+    pub fn application(&self, name: &str) -> Option<&Application> {
+        self.applications.iter().find(|a| &*a.name == name)
+    }
+    /// The compiled access policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    /// Number of models over all integrations.
+    pub fn model_count(&self) -> usize {
+        self.integrations.iter().map(|i| i.models.len()).sum()
+    }
+}

@@ -1,0 +1,277 @@
+//! `hfconnect access explain` and `hfconnect access list`: ask the policy and
+//! show the decision with its reason.
+
+use clap::Args;
+use serde_json::json;
+
+use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_OK};
+use crate::access::{Access, Decision, Principal, Reason, Subject, Target};
+use crate::catalog::Catalog;
+use crate::config::diagnostic_suggest;
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Who asks: `user:ID` or `app:NAME`.
+    #[arg(long = "as", value_name = "SUBJECT")]
+    subject: String,
+    /// Act as this one group of the subject's (only its grants and the subject's own count).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// The integration (required unless `--prompt` is given).
+    #[arg(long, required_unless_present = "prompt")]
+    integration: Option<String>,
+    /// A model of the integration.
+    #[arg(long, conflicts_with = "prompt", requires = "integration")]
+    model: Option<String>,
+    /// A saved prompt.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// The access asked about.
+    #[arg(long, default_value = "EXECUTE", value_parser = parse_access)]
+    access: Access,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Who asks: `user:ID` or `app:NAME`.
+    #[arg(long = "as", value_name = "SUBJECT")]
+    subject: String,
+    /// Act as this one group of the subject's.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Print the list as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_access(s: &str) -> Result<Access, String> {
+    s.parse()
+}
+
+fn bad(io: &mut Io<'_>, message: impl std::fmt::Display) -> Exit {
+    let _ = writeln!(io.err, "error: {message}");
+    EXIT_BAD_INPUT
+}
+
+fn principal(
+    catalog: &Catalog,
+    subject: &str,
+    group: Option<&str>,
+    io: &mut Io<'_>,
+) -> Result<Principal, Exit> {
+    let subject: Subject = subject.parse().map_err(|e| bad(io, e))?;
+    catalog
+        .policy()
+        .principal(&subject, group)
+        .map_err(|e| bad(io, e))
+}
+
+fn target(catalog: &Catalog, args: &ExplainArgs, io: &mut Io<'_>) -> Result<Target, Exit> {
+    if let Some(p) = &args.prompt {
+        if catalog.prompt(p).is_none() {
+            let names = catalog.prompts().iter().map(|p| p.name());
+            return Err(bad(
+                io,
+                format!("unknown prompt `{p}`{}", diagnostic_suggest(p, names)),
+            ));
+        }
+        return Ok(Target::Prompt(p.as_str().into()));
+    }
+    let Some(i) = &args.integration else {
+        return Err(bad(
+            io,
+            "give `--integration` (with `--model`) or `--prompt`",
+        ));
+    };
+    let Some(integration) = catalog.integration(i) else {
+        let names = catalog.integrations().iter().map(|i| i.name());
+        return Err(bad(
+            io,
+            format!("unknown integration `{i}`{}", diagnostic_suggest(i, names)),
+        ));
+    };
+    match &args.model {
+        None => Ok(Target::Integration(i.as_str().into())),
+        Some(m) => {
+            if integration.model(m).is_none() {
+                let names = integration.models().iter().map(|m| m.name());
+                return Err(bad(
+                    io,
+                    format!(
+                        "unknown model `{m}` of integration `{i}`{}",
+                        diagnostic_suggest(m, names)
+                    ),
+                ));
+            }
+            Ok(Target::model(i, m))
+        }
+    }
+}
+
+fn principal_json(p: &Principal) -> serde_json::Value {
+    json!({
+        "subject": p.subject().to_string(),
+        "groups": p.groups().iter().map(|g| g.to_string()).collect::<Vec<_>>(),
+        "scope": p.scope(),
+        "admin_via": p.admin_via(),
+    })
+}
+
+fn reason_json(r: &Reason) -> serde_json::Value {
+    let mut v = json!({ "kind": r.kind(), "message": r.to_string() });
+    if let Some(g) = r.grant() {
+        v["grant"] = json!({
+            "subject": g.subject.to_string(),
+            "target": g.target.to_string(),
+            "access": g.access.iter().map(Access::as_str).collect::<Vec<_>>(),
+            "file": g.origin.file(),
+            "line": g.origin.line(),
+            "column": g.origin.column(),
+        });
+    }
+    if let Reason::NoGrant {
+        targets, subjects, ..
+    } = r
+    {
+        v["checked_subjects"] = json!(subjects.iter().map(ToString::to_string).collect::<Vec<_>>());
+        v["checked_targets"] = json!(targets.iter().map(ToString::to_string).collect::<Vec<_>>());
+    }
+    v
+}
+
+fn describe_principal(p: &Principal) -> String {
+    let groups: Vec<String> = p.groups().iter().map(|g| format!("`{g}`")).collect();
+    let mut s = format!("`{}`", p.subject());
+    if groups.is_empty() {
+        s.push_str(" (no groups)");
+    } else {
+        s.push_str(&format!(" (groups {})", groups.join(", ")));
+    }
+    if let Some(g) = p.scope() {
+        s.push_str(&format!(", scoped to group `{g}`"));
+    }
+    s
+}
+
+pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
+    let loaded = match args.config.load(io) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let catalog = &loaded.catalog;
+    let principal = match principal(catalog, &args.subject, args.group.as_deref(), io) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let target = match target(catalog, args, io) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let decision: Decision = catalog.policy().decide(&principal, args.access, &target);
+    if args.json {
+        let v = json!({
+            "allowed": decision.allowed,
+            "principal": principal_json(&principal),
+            "access": args.access.as_str(),
+            "target": target.to_string(),
+            "reason": reason_json(&decision.reason),
+        });
+        let _ = writeln!(io.out, "{v:#}");
+    } else {
+        let verdict = if decision.allowed {
+            "ALLOWED"
+        } else {
+            "DENIED"
+        };
+        let _ = writeln!(
+            io.out,
+            "{verdict}: `{}` {} `{}` on `{target}`",
+            principal.subject(),
+            if decision.allowed { "may" } else { "may not" },
+            args.access
+        );
+        let _ = writeln!(io.out, "  principal: {}", describe_principal(&principal));
+        let _ = writeln!(io.out, "  reason: {}", decision.reason);
+    }
+    if decision.allowed {
+        EXIT_OK
+    } else {
+        EXIT_DENIED
+    }
+}
+
+pub(crate) fn list(args: &ListArgs, io: &mut Io<'_>) -> Exit {
+    let loaded = match args.config.load(io) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let catalog = &loaded.catalog;
+    let principal = match principal(catalog, &args.subject, args.group.as_deref(), io) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut targets: Vec<Target> = Vec::new();
+    for i in catalog.integrations() {
+        targets.push(Target::Integration(i.name().into()));
+        for m in i.models() {
+            targets.push(Target::model(i.name(), m.name()));
+        }
+    }
+    targets.extend(
+        catalog
+            .prompts()
+            .iter()
+            .map(|p| Target::Prompt(p.name().into())),
+    );
+
+    let policy = catalog.policy();
+    let mut rows = Vec::new();
+    for t in targets {
+        let allowed: Vec<(Access, Decision)> = [Access::Read, Access::Execute]
+            .into_iter()
+            .map(|a| (a, policy.decide(&principal, a, &t)))
+            .filter(|(_, d)| d.allowed)
+            .collect();
+        if !allowed.is_empty() {
+            rows.push((t, allowed));
+        }
+    }
+    if args.json {
+        let v = json!({
+            "principal": principal_json(&principal),
+            "targets": rows.iter().map(|(t, allowed)| json!({
+                "target": t.to_string(),
+                "access": allowed.iter().map(|(a, d)| json!({
+                    "access": a.as_str(),
+                    "reason": reason_json(&d.reason),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        let _ = writeln!(io.out, "{v:#}");
+        return EXIT_OK;
+    }
+    let _ = writeln!(io.out, "access of {}", describe_principal(&principal));
+    if rows.is_empty() {
+        let _ = writeln!(
+            io.out,
+            "  nothing: no grant gives READ or EXECUTE on any integration, model or prompt"
+        );
+    }
+    for (t, allowed) in &rows {
+        let names: Vec<&str> = allowed.iter().map(|(a, _)| a.as_str()).collect();
+        let _ = writeln!(io.out, "  {t}: {}", names.join(", "));
+        let mut reasons: Vec<String> = allowed.iter().map(|(_, d)| d.reason.to_string()).collect();
+        reasons.dedup();
+        for r in reasons {
+            let _ = writeln!(io.out, "    {r}");
+        }
+    }
+    EXIT_OK
+}

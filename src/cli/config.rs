@@ -1,0 +1,138 @@
+//! `hfconnect config check`: validate and summarize a config.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK};
+use crate::catalog::Catalog;
+use crate::config::{ConfigError, LoadOptions, LoadedConfig};
+
+pub(crate) fn check(arg: &ConfigArg, json: bool, io: &mut Io<'_>) -> Exit {
+    let path = match arg.path(io) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let result = crate::config::load(path, &LoadOptions::new());
+    match (result, json) {
+        (Ok(loaded), false) => {
+            for w in &loaded.warnings {
+                let _ = writeln!(io.err, "{w}");
+            }
+            write_summary(io.out, path, &loaded);
+            EXIT_OK
+        }
+        (Ok(loaded), true) => {
+            let value = json!({
+                "valid": true,
+                "files": loaded.files,
+                "summary": summary_json(&loaded.catalog),
+                "diagnostics": loaded.warnings,
+            });
+            let _ = writeln!(io.out, "{value:#}");
+            EXIT_OK
+        }
+        (Err(e), false) => {
+            for d in e.diagnostics() {
+                let _ = writeln!(io.err, "{d}");
+            }
+            let _ = writeln!(io.err, "{}", super::summary_line(&e));
+            EXIT_BAD_INPUT
+        }
+        (Err(e), true) => {
+            let _ = writeln!(io.out, "{:#}", error_json(&e));
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+fn error_json(e: &ConfigError) -> serde_json::Value {
+    json!({
+        "valid": false,
+        "errors": e.errors().count(),
+        "diagnostics": e.diagnostics(),
+    })
+}
+
+fn summary_json(c: &Catalog) -> serde_json::Value {
+    json!({
+        "integrations": c.integrations().iter().map(|i| json!({
+            "name": i.name(),
+            "namespace": i.namespace(),
+            "active": i.is_active(),
+            "hub_url": i.hub_url().as_str(),
+            "api_key": {
+                "source": i.api_key().source().to_string(),
+                "available": i.api_key().is_available(),
+            },
+            "models": i.models().iter().map(|m| json!({
+                "name": m.name(),
+                "api": m.api(),
+                "tasks": m.tasks(),
+                "endpoint": m.endpoint().as_str(),
+                "active": m.is_active(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "models": c.model_count(),
+        "prompts": c.prompts().iter().map(|p| p.name()).collect::<Vec<_>>(),
+        "groups": c.groups().iter().map(|g| g.name()).collect::<Vec<_>>(),
+        "applications": c.applications().iter().map(|a| a.name()).collect::<Vec<_>>(),
+        "grants": c.policy().grants().len(),
+    })
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+fn write_summary(out: &mut dyn Write, path: &std::path::Path, loaded: &LoadedConfig) {
+    let c = &loaded.catalog;
+    let _ = writeln!(
+        out,
+        "config `{}` is valid ({}, {})",
+        path.display(),
+        plural(loaded.files.len(), "file"),
+        plural(loaded.warnings.len(), "warning")
+    );
+    let _ = writeln!(
+        out,
+        "  {}, {}, {}, {}, {}, {}",
+        plural(c.integrations().len(), "integration"),
+        plural(c.model_count(), "model"),
+        plural(c.prompts().len(), "prompt"),
+        plural(c.groups().len(), "group"),
+        plural(c.applications().len(), "application"),
+        plural(c.policy().grants().len(), "grant"),
+    );
+    for i in c.integrations() {
+        let key = i.api_key();
+        let key_state = if key.is_available() {
+            "available"
+        } else {
+            "NOT AVAILABLE"
+        };
+        let _ = writeln!(
+            out,
+            "  integration `{}`{}{}: key from {} ({key_state})",
+            i.name(),
+            i.namespace()
+                .map(|n| format!(" (namespace `{n}`)"))
+                .unwrap_or_default(),
+            if i.is_active() { "" } else { " [inactive]" },
+            key.found_in()
+                .map_or_else(|| key.source().to_string(), str::to_string),
+        );
+        for m in i.models() {
+            let tasks: Vec<&str> = m.tasks().iter().map(|t| t.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "    model `{}`: api `{}`, tasks {}, {}{}",
+                m.name(),
+                m.api(),
+                tasks.join(", "),
+                m.endpoint(),
+                if m.is_active() { "" } else { " [inactive]" },
+            );
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The `hfconnect` command line: argument parsing and the commands, one file per
+//! command group. Output goes to the writers passed in; `main.rs` only wires
+//! stdout/stderr and turns the returned code into the exit status.
+
+mod access;
+mod config;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LoadOptions, LoadedConfig, CONFIG_ENV};
+
+/// Exit code: success (valid, allowed).
+pub const EXIT_OK: i32 = 0;
+/// Exit code: an unexpected failure writing output.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: bad input (invalid config, unknown names, bad arguments).
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: access denied.
+pub const EXIT_DENIED: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hfconnect",
+    version,
+    about = "Governed Hugging Face LLM tasks for workflow engines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Ask the access policy.
+    #[command(subcommand)]
+    Access(AccessCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file or directory: exit 0 when valid (warnings allowed), 2 when not.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccessCommand {
+    /// Explain whether a subject may act on an integration, model or prompt: exit 0 allowed, 3 denied, 2 bad input.
+    Explain(access::ExplainArgs),
+    /// List every integration, model and prompt a subject can READ or EXECUTE, and why.
+    List(access::ListArgs),
+}
+
+/// `--config PATH`, else `HFCONNECT_CONFIG`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConfigArg {
+    /// Config file or directory (`.toml`, `.yaml`, `.yml`, `.json`).
+    #[arg(long, short = 'c', env = CONFIG_ENV, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+/// Output streams of a command.
+pub(crate) struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+}
+
+/// A command's failure after its message was written: just the exit code.
+pub(crate) type Exit = i32;
+
+impl ConfigArg {
+    /// The config path, or a message and the exit code.
+    pub(crate) fn path(&self, io: &mut Io<'_>) -> Result<&std::path::Path, Exit> {
+        self.config.as_deref().ok_or_else(|| {
+            let _ = writeln!(
+                io.err,
+                "error: no config given: pass `--config PATH` or set `{CONFIG_ENV}`"
+            );
+            EXIT_BAD_INPUT
+        })
+    }
+
+    /// Load the config or write every problem to `io.err` and return the exit code.
+    pub(crate) fn load(&self, io: &mut Io<'_>) -> Result<LoadedConfig, Exit> {
+        let path = self.path(io)?;
+        crate::config::load(path, &LoadOptions::new()).map_err(|e| {
+            for d in e.diagnostics() {
+                let _ = writeln!(io.err, "{d}");
+            }
+            let _ = writeln!(io.err, "{}", summary_line(&e));
+            EXIT_BAD_INPUT
+        })
+    }
+}
+
+pub(crate) fn summary_line(e: &crate::config::ConfigError) -> String {
+    let errors = e.errors().count();
+    let warnings = e.diagnostics().len() - errors;
+    format!(
+        "config is invalid: {errors} error{}, {warnings} warning{}",
+        if errors == 1 { "" } else { "s" },
+        if warnings == 1 { "" } else { "s" }
+    )
+}
+
+/// Run the command line `args` (including the program name); returns the exit code.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let text = e.render().to_string();
+            let code = e.exit_code();
+            let stream: &mut dyn Write = if code == 0 { out } else { err };
+            let _ = write!(stream, "{text}");
+            return code;
+        }
+    };
+    let mut io = Io { out, err };
+    let code = match cli.command {
+        Command::Config(ConfigCommand::Check { config, json }) => {
+            config::check(&config, json, &mut io)
+        }
+        Command::Access(AccessCommand::Explain(args)) => access::explain(&args, &mut io),
+        Command::Access(AccessCommand::List(args)) => access::list(&args, &mut io),
+    };
+    if io.out.flush().is_err() {
+        return EXIT_FAILURE;
+    }
+    code
+}

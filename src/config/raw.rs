@@ -1,0 +1,98 @@
+//! The raw schema: what admins write, as serde structs that reject unknown keys.
+//! Nothing here is checked beyond shape; [`super::validate`] does the rest.
+
+use serde::Deserialize;
+
+use super::de::{Items, Spanned};
+use super::secret::ApiKeyLocation;
+use crate::access::{Access, Role};
+use crate::catalog::{Api, TaskKind};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    #[serde(default)]
+    pub integrations: Items<RawIntegration>,
+    #[serde(default)]
+    pub prompts: Items<RawPrompt>,
+    #[serde(default)]
+    pub groups: Items<RawGroup>,
+    #[serde(default)]
+    pub applications: Items<RawApplication>,
+    #[serde(default)]
+    pub grants: Items<RawGrant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIntegration {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub namespace: Option<Spanned<String>>,
+    pub active: Option<bool>,
+    pub api_key: Spanned<ApiKeyLocation>,
+    pub hub_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub models: Items<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModel {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub endpoint: Option<Spanned<String>>,
+    pub api: Spanned<Api>,
+    pub tasks: Spanned<Vec<Spanned<TaskKind>>>,
+    pub active: Option<bool>,
+    pub upstream_model: Option<Spanned<String>>,
+    pub defaults: Option<Spanned<RawDefaults>>,
+    pub chat_template: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    pub max_tokens: Option<Spanned<u32>>,
+    pub temperature: Option<Spanned<f64>>,
+    pub top_p: Option<Spanned<f64>>,
+    pub stop: Option<Spanned<Vec<Spanned<String>>>>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPrompt {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub template: Spanned<String>,
+    pub models: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub members: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub roles: Vec<Spanned<Role>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApplication {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGrant {
+    pub subject: Spanned<String>,
+    pub target: Spanned<String>,
+    pub access: Spanned<Vec<Spanned<Access>>>,
+}

@@ -1,0 +1,353 @@
+//! API keys: where they live (the config says), resolved once at load.
+//!
+//! The value is a `secrecy::SecretString` from the moment it is read; Debug and
+//! Display show the location and `[REDACTED]`, never the value. The only code
+//! that exposes it builds the Authorization header (in the provider).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Where an API key lives, as written in the config.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase", rename = "ApiKeyLocation")]
+pub(crate) enum ApiKeyLocation {
+    /// The Hugging Face lookup: `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, the file at
+    /// `HF_TOKEN_PATH`, then `$HF_HOME/token`.
+    Huggingface,
+    /// An environment variable.
+    Env(String),
+    /// A file (such as a Kubernetes secret mount), relative to the config file.
+    File(String),
+    /// The key itself, written in the config (discouraged).
+    Value(SecretString),
+}
+
+impl fmt::Debug for ApiKeyLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiKeyLocation::Huggingface => f.write_str("Huggingface"),
+            ApiKeyLocation::Env(v) => write!(f, "Env({v:?})"),
+            ApiKeyLocation::File(p) => write!(f, "File({p:?})"),
+            ApiKeyLocation::Value(_) => f.write_str("Value([REDACTED])"),
+        }
+    }
+}
+
+/// Where a resolved key came from (safe to show).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The Hugging Face default lookup.
+    HuggingFace,
+    /// An environment variable.
+    Env(String),
+    /// A file.
+    File(PathBuf),
+    /// Written in the config.
+    Inline,
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::HuggingFace => f.write_str("the Hugging Face token lookup"),
+            KeySource::Env(v) => write!(f, "environment variable `{v}`"),
+            KeySource::File(p) => write!(f, "file `{}`", p.display()),
+            KeySource::Inline => f.write_str("the config file (inline value)"),
+        }
+    }
+}
+
+/// An integration's API key: its source, and the value or why there is none.
+#[derive(Clone)]
+pub struct ApiKey {
+    source: KeySource,
+    /// Where the lookup actually found it (the Hugging Face lookup tries several places).
+    found_in: Option<String>,
+    value: Result<SecretString, Arc<str>>,
+}
+
+impl ApiKey {
+    /// Where the config says the key lives.
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
+    /// Where the key was found, when the lookup tries several places.
+    pub fn found_in(&self) -> Option<&str> {
+        self.found_in.as_deref()
+    }
+
+    /// Whether a non-empty key was found.
+    pub fn is_available(&self) -> bool {
+        self.value.is_ok()
+    }
+
+    /// Why no key is available (names the place looked at, never a value).
+    pub fn unavailable_reason(&self) -> Option<&str> {
+        self.value.as_ref().err().map(|r| &**r)
+    }
+
+    /// The key, or why there is none. Exposing it is the caller's business and
+    /// happens in exactly one place (the Authorization header).
+    pub fn secret(&self) -> Result<&SecretString, &str> {
+        self.value.as_ref().map_err(|r| &**r)
+    }
+
+    /// A key for tests and embedders who hold the value already.
+    pub fn from_secret(value: SecretString) -> ApiKey {
+        ApiKey {
+            source: KeySource::Inline,
+            found_in: None,
+            value: Ok(value),
+        }
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.value.is_ok() {
+            "[REDACTED]"
+        } else {
+            "<unavailable>"
+        };
+        write!(f, "ApiKey {{ source: {:?}, value: {state} }}", self.source)
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ([REDACTED])", self.source)
+    }
+}
+
+/// Environment look-ups, injectable so that tests need not touch the process environment.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment.
+pub fn process_env() -> EnvLookup {
+    Arc::new(|name| std::env::var(name).ok())
+}
+
+/// Facts about a resolved key worth a warning at check time.
+pub(crate) struct Resolved {
+    pub key: ApiKey,
+    pub warnings: Vec<String>,
+}
+
+fn clean(raw: &str) -> Option<SecretString> {
+    let t = raw.trim();
+    if t.is_empty() {
+        None
+    } else {
+        Some(SecretString::from(t.to_string()))
+    }
+}
+
+fn read_token_file(path: &Path) -> Result<SecretString, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => clean(&text).ok_or_else(|| format!("token file `{}` is empty", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("token file `{}` does not exist", path.display()))
+        }
+        Err(e) => Err(format!(
+            "token file `{}` cannot be read: {}",
+            path.display(),
+            e.kind()
+        )),
+    }
+}
+
+fn shape_warning(value: &SecretString) -> Option<String> {
+    use secrecy::ExposeSecret;
+    // Inspects the prefix only; nothing of the value leaves this function.
+    if value.expose_secret().starts_with("hf_") {
+        None
+    } else {
+        Some(
+            "the key does not look like a Hugging Face user token (they start with `hf_`)"
+                .to_string(),
+        )
+    }
+}
+
+/// Resolve a key location. `base` is the directory of the config file, for relative paths.
+pub(crate) fn resolve(location: ApiKeyLocation, base: &Path, env: &EnvLookup) -> Resolved {
+    let mut warnings = Vec::new();
+    let (source, found_in, value) = match location {
+        ApiKeyLocation::Env(var) => {
+            let value = match env(&var).as_deref().map(clean) {
+                Some(Some(v)) => Ok(v),
+                Some(None) => Err(format!("environment variable `{var}` is empty")),
+                None => Err(format!("environment variable `{var}` is not set")),
+            };
+            (KeySource::Env(var), None, value)
+        }
+        ApiKeyLocation::File(p) => {
+            let path = base.join(p);
+            let value = read_token_file(&path);
+            (KeySource::File(path), None, value)
+        }
+        ApiKeyLocation::Value(v) => {
+            warnings.push(
+                "the key is written in the config file; keep it in a file or an environment variable \
+                 (`api_key = { file = \"...\" }` or `{ env = \"...\" }`)"
+                    .to_string(),
+            );
+            let value = clean(secrecy::ExposeSecret::expose_secret(&v))
+                .ok_or_else(|| "the inline key is empty".to_string());
+            (KeySource::Inline, None, value)
+        }
+        ApiKeyLocation::Huggingface => {
+            let (found, value) = huggingface_lookup(env);
+            (KeySource::HuggingFace, found, value)
+        }
+    };
+    if let Ok(v) = &value {
+        warnings.extend(shape_warning(v));
+    }
+    Resolved {
+        key: ApiKey {
+            source,
+            found_in,
+            value: value.map_err(Arc::from),
+        },
+        warnings,
+    }
+}
+
+/// The lookup order of the official Hugging Face tooling.
+fn huggingface_lookup(env: &EnvLookup) -> (Option<String>, Result<SecretString, String>) {
+    for var in ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"] {
+        if let Some(v) = env(var).as_deref().and_then(clean) {
+            return (Some(format!("environment variable `{var}`")), Ok(v));
+        }
+    }
+    let path = match env("HF_TOKEN_PATH").filter(|p| !p.trim().is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let home = match env("HF_HOME").filter(|p| !p.trim().is_empty()) {
+                Some(h) => PathBuf::from(h),
+                None => match env("HOME") {
+                    Some(h) => Path::new(&h).join(".cache").join("huggingface"),
+                    None => return (
+                        None,
+                        Err(
+                            "no token: `HF_TOKEN` is not set and neither `HF_HOME` nor `HOME` is"
+                                .into(),
+                        ),
+                    ),
+                },
+            };
+            home.join("token")
+        }
+    };
+    match read_token_file(&path) {
+        Ok(v) => (Some(format!("file `{}`", path.display())), Ok(v)),
+        Err(e) => (
+            None,
+            Err(format!("no token: `HF_TOKEN` is not set and {e}")),
+        ),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    pub(crate) fn env_of(pairs: &[(&str, &str)]) -> EnvLookup {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Arc::new(move |k| map.get(k).cloned())
+    }
+
+    /// The test helper that may expose a key.
+    pub(crate) fn exposed(key: &ApiKey) -> String {
+        key.secret()
+            .map(|s| s.expose_secret().to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn env_values_are_trimmed_and_empty_is_missing() {
+        let env = env_of(&[("A", "  hf_abc\n"), ("B", " \n")]);
+        let r = resolve(ApiKeyLocation::Env("A".into()), Path::new("."), &env);
+        assert_eq!(exposed(&r.key), "hf_abc");
+        assert!(r.warnings.is_empty());
+        let r = resolve(ApiKeyLocation::Env("B".into()), Path::new("."), &env);
+        assert_eq!(
+            r.key.unavailable_reason(),
+            Some("environment variable `B` is empty")
+        );
+        let r = resolve(ApiKeyLocation::Env("C".into()), Path::new("."), &env);
+        assert_eq!(
+            r.key.unavailable_reason(),
+            Some("environment variable `C` is not set")
+        );
+    }
+
+    #[test]
+    fn huggingface_lookup_order() {
+        let dir = std::env::temp_dir().join(format!("hfconnect-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), "hf_from_home\n").unwrap();
+        std::fs::write(dir.join("custom"), "hf_from_path").unwrap();
+        let home = dir.to_str().unwrap();
+        let custom = dir.join("custom");
+        let custom = custom.to_str().unwrap();
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (
+                vec![
+                    ("HF_TOKEN", "hf_env"),
+                    ("HUGGING_FACE_HUB_TOKEN", "hf_legacy"),
+                    ("HF_HOME", home),
+                ],
+                "hf_env",
+            ),
+            (
+                vec![("HF_TOKEN", " "), ("HUGGING_FACE_HUB_TOKEN", "hf_legacy")],
+                "hf_legacy",
+            ),
+            (
+                vec![("HF_TOKEN_PATH", custom), ("HF_HOME", home)],
+                "hf_from_path",
+            ),
+            (vec![("HF_HOME", home)], "hf_from_home"),
+        ];
+        for (pairs, want) in cases {
+            let r = resolve(ApiKeyLocation::Huggingface, Path::new("."), &env_of(&pairs));
+            assert_eq!(exposed(&r.key), want, "{pairs:?}");
+        }
+        let r = resolve(
+            ApiKeyLocation::Huggingface,
+            Path::new("."),
+            &env_of(&[("HF_HOME", "/nonexistent")]),
+        );
+        assert!(r
+            .key
+            .unavailable_reason()
+            .unwrap()
+            .contains("`/nonexistent/token` does not exist"));
+    }
+
+    #[test]
+    fn debug_and_display_redact() {
+        let env = env_of(&[("A", "hf_SECRETMARKER")]);
+        let r = resolve(ApiKeyLocation::Env("A".into()), Path::new("."), &env);
+        let shown = format!(
+            "{:?} {} {:?}",
+            r.key,
+            r.key,
+            ApiKeyLocation::Value(SecretString::from("hf_SECRETMARKER"))
+        );
+        assert!(!shown.contains("SECRETMARKER"), "{shown}");
+        assert!(shown.contains("[REDACTED]"));
+    }
+}

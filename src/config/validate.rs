@@ -1,0 +1,924 @@
+//! Phase two of loading: raw structs from all files into a [`Catalog`] whose
+//! values cannot be invalid. Every check reports where (file, line, column, key
+//! path) and keeps going, so one run shows every problem.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+
+use url::Url;
+
+use super::de::{Loc, Spanned};
+use super::diagnostic::{did_you_mean, Diagnostic, FileId, Origin};
+use super::raw::{
+    RawApplication, RawFile, RawGrant, RawGroup, RawIntegration, RawModel, RawPrompt,
+};
+use super::secret::{self, EnvLookup};
+use crate::access::{AccessSet, Grant, GroupInput, Policy, PolicyInput, Subject, Target};
+use crate::catalog::{
+    Api, Application, Catalog, Group, Integration, Model, ModelDefaults, ModelRef, Prompt, TaskKind,
+};
+use crate::prompt::PromptTemplate;
+
+pub(crate) const DEFAULT_HUB: &str = "https://huggingface.co";
+pub(crate) const DEFAULT_ROUTER: &str = "https://router.huggingface.co";
+
+/// A parsed file, ready for validation.
+pub(crate) struct ParsedFile {
+    pub id: FileId,
+    pub raw: RawFile,
+    /// (list path, name) of entries dropped because they did not parse.
+    pub broken: Vec<(String, String)>,
+}
+
+struct V<'a> {
+    files: &'a [Arc<Path>],
+    diags: Vec<Diagnostic>,
+    env: &'a EnvLookup,
+    broken: HashSet<(FileId, String, String)>,
+    broken_integrations: HashSet<String>,
+    broken_names: HashMap<&'static str, HashSet<String>>,
+}
+
+impl V<'_> {
+    fn origin(&self, loc: &Loc) -> Origin {
+        let file = self
+            .files
+            .get(loc.file.0 as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Path::new("<unknown>")));
+        Origin::new(file, loc.pos.line, loc.pos.col, loc.path.clone())
+    }
+
+    fn error(&mut self, loc: &Loc, message: impl Into<String>) -> &mut Diagnostic {
+        let d = Diagnostic::error(&self.origin(loc), message);
+        self.diags.push(d);
+        let last = self.diags.len() - 1;
+        &mut self.diags[last]
+    }
+
+    fn warn(&mut self, loc: &Loc, message: impl Into<String>) -> &mut Diagnostic {
+        let d = Diagnostic::warning(&self.origin(loc), message);
+        self.diags.push(d);
+        let last = self.diags.len() - 1;
+        &mut self.diags[last]
+    }
+
+    fn dir_of(&self, loc: &Loc) -> &Path {
+        self.files
+            .get(loc.file.0 as usize)
+            .and_then(|f| f.parent())
+            .unwrap_or(Path::new("."))
+    }
+
+    fn is_broken(&self, list: &'static str, name: &str) -> bool {
+        self.broken_names
+            .get(list)
+            .is_some_and(|s| s.contains(name))
+    }
+
+    /// Check a name; returns false (after reporting) when it is unusable.
+    fn name_ok(&mut self, kind: &str, name: &Spanned<String>, allow_slash: bool) -> bool {
+        let n = &name.value;
+        let bad_char = n.chars().find(|c| {
+            !(c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '_' | '.')
+                || (allow_slash && *c == '/'))
+        });
+        let problem = if n.is_empty() {
+            Some(format!("{kind} name is empty"))
+        } else if n.chars().count() > 128 {
+            Some(format!("{kind} name is longer than 128 characters"))
+        } else if let Some(c) = bad_char {
+            let allowed = if allow_slash {
+                "letters, digits, `-`, `_`, `.` and `/`"
+            } else {
+                "letters, digits, `-`, `_` and `.`"
+            };
+            Some(format!(
+                "{kind} name `{n}` contains `{c}`; names may hold {allowed}"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.error(&name.loc, p);
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn unique(
+        &mut self,
+        kind: &str,
+        seen: &mut HashMap<String, Loc>,
+        name: &Spanned<String>,
+    ) -> bool {
+        if let Some(first) = seen.get(&name.value) {
+            let first = self.origin(first);
+            self.error(
+                &name.loc,
+                format!("{kind} `{}` is defined twice", name.value),
+            )
+            .help = Some(format!("first defined at {first}; names must be unique"));
+            false
+        } else {
+            seen.insert(name.value.clone(), name.loc.clone());
+            true
+        }
+    }
+}
+
+fn parse_http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme must be `http` or `https`, not `{}`",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL carries credentials; put the key in `api_key` instead".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the URL must not carry a query string or fragment".into());
+    }
+    Ok(url)
+}
+
+fn is_local(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_private(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Validate all parsed files into a catalog. Returns the catalog when there is
+/// no error, and every diagnostic (errors and warnings) either way.
+pub(crate) fn validate(
+    files: &[Arc<Path>],
+    parsed: Vec<ParsedFile>,
+    env: &EnvLookup,
+) -> (Option<Catalog>, Vec<Diagnostic>) {
+    let mut v = V {
+        files,
+        diags: Vec::new(),
+        env,
+        broken: HashSet::new(),
+        broken_integrations: HashSet::new(),
+        broken_names: HashMap::new(),
+    };
+    for p in &parsed {
+        for (list, name) in &p.broken {
+            v.broken.insert((p.id, list.clone(), name.clone()));
+            let top: Option<&'static str> = match list.as_str() {
+                "integrations" => Some("integrations"),
+                "prompts" => Some("prompts"),
+                "groups" => Some("groups"),
+                "applications" => Some("applications"),
+                _ => None,
+            };
+            if let Some(top) = top {
+                v.broken_names.entry(top).or_default().insert(name.clone());
+                if top == "integrations" {
+                    v.broken_integrations.insert(name.clone());
+                }
+            }
+        }
+    }
+
+    let mut raw_integrations = Vec::new();
+    let mut raw_prompts = Vec::new();
+    let mut raw_groups = Vec::new();
+    let mut raw_apps = Vec::new();
+    let mut raw_grants = Vec::new();
+    for p in parsed {
+        raw_integrations.extend(p.raw.integrations.0);
+        raw_prompts.extend(p.raw.prompts.0);
+        raw_groups.extend(p.raw.groups.0);
+        raw_apps.extend(p.raw.applications.0);
+        raw_grants.extend(p.raw.grants.0);
+    }
+
+    let hub_default = hub_default(&mut v);
+
+    let mut seen = HashMap::new();
+    let mut integrations = Vec::new();
+    for ri in raw_integrations {
+        let ok_name = v.name_ok("integration", &ri.value.name, false);
+        let unique = ok_name && v.unique("integration", &mut seen, &ri.value.name);
+        if let Some(i) = integration(&mut v, ri, &hub_default) {
+            if unique {
+                integrations.push(i);
+            }
+        }
+    }
+
+    let mut seen = HashMap::new();
+    let mut groups = Vec::new();
+    for rg in raw_groups {
+        let ok = v.name_ok("group", &rg.value.name, false)
+            && v.unique("group", &mut seen, &rg.value.name);
+        let g = group(&mut v, rg);
+        if ok {
+            groups.push(g);
+        }
+    }
+    let group_names: HashSet<&str> = groups.iter().map(|g| &*g.name).collect();
+
+    let mut seen = HashMap::new();
+    let mut applications = Vec::new();
+    for ra in raw_apps {
+        let ok = v.name_ok("application", &ra.value.name, false)
+            && v.unique("application", &mut seen, &ra.value.name);
+        let a = application(&mut v, ra, &group_names);
+        if ok {
+            applications.push(a);
+        }
+    }
+
+    let index: HashMap<Arc<str>, usize> = integrations
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.name.clone(), i))
+        .collect();
+    let lookup_model = |i: &str, m: &str| -> Option<&Model> {
+        index
+            .get(i)
+            .and_then(|&k| integrations.get(k))
+            .and_then(|x| x.model(m))
+    };
+
+    let mut seen = HashMap::new();
+    let mut prompts = Vec::new();
+    for rp in raw_prompts {
+        let ok = v.name_ok("prompt", &rp.value.name, false)
+            && v.unique("prompt", &mut seen, &rp.value.name);
+        if let Some(p) = prompt(&mut v, rp, &lookup_model, &index, &integrations) {
+            if ok {
+                prompts.push(p);
+            }
+        }
+    }
+    let prompt_names: HashSet<&str> = prompts.iter().map(|p| &*p.name).collect();
+    let app_names: HashSet<&str> = applications.iter().map(|a| &*a.name).collect();
+
+    let mut grants = Vec::new();
+    for rg in raw_grants {
+        if let Some(g) = grant(
+            &mut v,
+            rg,
+            &group_names,
+            &app_names,
+            &prompt_names,
+            &lookup_model,
+            &index,
+        ) {
+            grants.push(g);
+        }
+    }
+
+    let diags = std::mem::take(&mut v.diags);
+    if diags.iter().any(Diagnostic::is_error) {
+        return (None, diags);
+    }
+
+    let policy = Policy::new(PolicyInput {
+        grants,
+        groups: groups
+            .iter()
+            .map(|g| GroupInput {
+                name: g.name.clone(),
+                members: g.members.clone(),
+                roles: g.roles.clone(),
+            })
+            .collect(),
+        applications: applications
+            .iter()
+            .map(|a| (a.name.clone(), a.groups.clone()))
+            .collect(),
+        integrations: integrations
+            .iter()
+            .map(|i| (i.name.clone(), i.active))
+            .collect(),
+        models: integrations
+            .iter()
+            .flat_map(|i| {
+                i.models
+                    .iter()
+                    .map(move |m| (i.name.clone(), m.name.clone(), m.active))
+            })
+            .collect(),
+        prompts: prompts.iter().map(|p| p.name.clone()).collect(),
+    });
+    let prompt_index = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.clone(), i))
+        .collect();
+    let catalog = Catalog {
+        integrations,
+        integration_index: index,
+        prompts,
+        prompt_index,
+        groups,
+        applications,
+        policy,
+    };
+    (Some(catalog), diags)
+}
+
+fn hub_default(v: &mut V<'_>) -> Result<Url, String> {
+    match (v.env)("HF_ENDPOINT").filter(|s| !s.trim().is_empty()) {
+        None => Url::parse(DEFAULT_HUB).map_err(|e| e.to_string()),
+        Some(s) => parse_http_url(s.trim().trim_end_matches('/'))
+            .map_err(|e| format!("`HF_ENDPOINT` is {e}")),
+    }
+}
+
+fn integration(
+    v: &mut V<'_>,
+    ri: Spanned<RawIntegration>,
+    hub_default: &Result<Url, String>,
+) -> Option<Integration> {
+    let loc = ri.loc;
+    let r = ri.value;
+    let mut ok = true;
+    if let Some(ns) = &r.namespace {
+        let bad = ns.value.is_empty()
+            || !ns
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if bad {
+            v.error(
+                &ns.loc,
+                format!(
+                    "namespace `{}` is not a Hub user or organization name",
+                    ns.value
+                ),
+            )
+            .help = Some("Hub names hold letters, digits, `-`, `_` and `.`".into());
+            ok = false;
+        }
+    }
+    let hub_url = match &r.hub_url {
+        Some(h) => match parse_http_url(h.value.trim_end_matches('/')) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                v.error(&h.loc, format!("`hub_url` is {e}"));
+                None
+            }
+        },
+        None => match hub_default {
+            Ok(u) => Some(u.clone()),
+            Err(e) => {
+                v.error(&loc, e.clone()).help =
+                    Some("fix `HF_ENDPOINT` or set `hub_url` on the integration".into());
+                None
+            }
+        },
+    };
+
+    let base = v.dir_of(&r.api_key.loc).to_path_buf();
+    let key_loc = r.api_key.loc.clone();
+    let resolved = secret::resolve(r.api_key.value, &base, v.env);
+    if let Some(reason) = resolved.key.unavailable_reason() {
+        let reason = reason.to_string();
+        v.warn(
+            &key_loc,
+            format!(
+                "the key of integration `{}` is not available: {reason}",
+                r.name.value
+            ),
+        )
+        .help = Some("tasks on this integration will fail until the key can be read".into());
+    }
+    for w in resolved.warnings {
+        v.warn(&key_loc, w);
+    }
+
+    let mut models = Vec::new();
+    let mut seen = HashMap::new();
+    if r.models.0.is_empty() {
+        v.warn(
+            &loc,
+            format!("integration `{}` has no models", r.name.value),
+        )
+        .help = Some("add models under `[[integrations.models]]`".into());
+    }
+    for rm in r.models.0 {
+        let name_ok = v.name_ok("model", &rm.value.name, true)
+            && v.unique("model", &mut seen, &rm.value.name);
+        match model(v, rm) {
+            Some(m) if name_ok => models.push(m),
+            _ => ok = false,
+        }
+    }
+    let hub_url = hub_url?;
+    if !ok {
+        return None;
+    }
+    let model_index = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.clone(), i))
+        .collect();
+    Some(Integration {
+        name: r.name.value.into(),
+        description: r.description,
+        namespace: r.namespace.map(|n| n.value),
+        active: r.active.unwrap_or(true),
+        api_key: resolved.key,
+        hub_url,
+        models,
+        model_index,
+        origin: v.origin(&loc),
+    })
+}
+
+fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
+    let loc = rm.loc;
+    let r = rm.value;
+    let mut ok = true;
+    let api = r.api.value;
+
+    let endpoint = match (&r.endpoint, api) {
+        (Some(e), _) => match parse_http_url(&e.value) {
+            Ok(u) => {
+                if u.scheme() == "http" && !is_local(&u) {
+                    v.warn(
+                        &e.loc,
+                        "the endpoint uses plain `http`: the API key would travel unencrypted",
+                    );
+                }
+                Some(u)
+            }
+            Err(msg) => {
+                v.error(&e.loc, format!("`endpoint` is {msg}"));
+                None
+            }
+        },
+        (None, Api::Router) => Url::parse(DEFAULT_ROUTER).ok(),
+        (None, _) => {
+            v.error(
+                &loc.child_of("endpoint"),
+                format!(
+                    "missing required key `endpoint` (model `{}` has api `{api}`)",
+                    r.name.value
+                ),
+            )
+            .help = Some("only `router` models may leave `endpoint` out".into());
+            None
+        }
+    };
+
+    let mut tasks: Vec<TaskKind> = Vec::new();
+    if r.tasks.value.is_empty() {
+        v.error(
+            &r.tasks.loc,
+            format!("model `{}` lists no tasks", r.name.value),
+        )
+        .help = Some("list at least one of `text-generation`, `chat`, `summarization`".into());
+        ok = false;
+    }
+    for t in &r.tasks.value {
+        if tasks.contains(&t.value) {
+            v.warn(&t.loc, format!("task `{}` is listed twice", t.value));
+        } else {
+            tasks.push(t.value);
+        }
+        if api == Api::Pipeline && t.value == TaskKind::Chat {
+            v.error(
+                &t.loc,
+                format!(
+                    "model `{}` has api `pipeline`, which cannot serve `chat`",
+                    r.name.value
+                ),
+            )
+            .help = Some(
+                "pipeline endpoints take `inputs` only; use api `chat` or `tgi` for chat models"
+                    .into(),
+            );
+            ok = false;
+        }
+    }
+
+    if let Some(u) = &r.upstream_model {
+        if u.value.trim().is_empty() {
+            v.error(&u.loc, "`upstream_model` is empty");
+            ok = false;
+        }
+    }
+
+    let defaults = match &r.defaults {
+        None => ModelDefaults::default(),
+        Some(d) => {
+            let d = &d.value;
+            let mut out = ModelDefaults {
+                seed: d.seed,
+                ..ModelDefaults::default()
+            };
+            if let Some(m) = &d.max_tokens {
+                match NonZeroU32::new(m.value) {
+                    Some(n) => out.max_tokens = Some(n),
+                    None => {
+                        v.error(&m.loc, "`max_tokens` must be at least 1");
+                        ok = false;
+                    }
+                }
+            }
+            if let Some(t) = &d.temperature {
+                if t.value.is_finite() && t.value > 0.0 {
+                    out.temperature = Some(t.value);
+                } else {
+                    v.error(
+                        &t.loc,
+                        format!("`temperature` must be greater than 0, not {}", t.value),
+                    )
+                    .help = Some(
+                        "Hugging Face servers reject 0; leave it out for greedy decoding".into(),
+                    );
+                    ok = false;
+                }
+            }
+            if let Some(p) = &d.top_p {
+                if p.value > 0.0 && p.value <= 1.0 {
+                    out.top_p = Some(p.value);
+                } else {
+                    v.error(
+                        &p.loc,
+                        format!(
+                            "`top_p` must be greater than 0 and at most 1, not {}",
+                            p.value
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            if let Some(s) = &d.stop {
+                for (i, st) in s.value.iter().enumerate() {
+                    if st.value.is_empty() {
+                        v.error(&st.loc, format!("stop sequence {i} is empty"));
+                        ok = false;
+                    }
+                }
+                if s.value.len() > 4 {
+                    v.warn(&s.loc, format!("{} stop sequences: text-generation-inference accepts 4 unless its `max_stop_sequences` is raised", s.value.len()));
+                }
+                out.stop = s.value.iter().map(|s| s.value.clone()).collect();
+            }
+            out
+        }
+    };
+
+    let chat_template = match &r.chat_template {
+        None => None,
+        Some(t) => {
+            let path = v.dir_of(&t.loc).join(&t.value);
+            if !path.is_file() {
+                v.error(
+                    &t.loc,
+                    format!("chat template file `{}` does not exist", path.display()),
+                );
+                ok = false;
+            } else if api != Api::Tgi {
+                v.warn(&t.loc, format!("`chat_template` is only used by `tgi` models; api `{api}` renders chats on the server"));
+            }
+            Some(path)
+        }
+    };
+
+    let endpoint = endpoint?;
+    if !ok {
+        return None;
+    }
+    Some(Model {
+        name: r.name.value.into(),
+        description: r.description,
+        endpoint,
+        api,
+        tasks,
+        active: r.active.unwrap_or(true),
+        upstream_model: r.upstream_model.map(|u| u.value),
+        defaults,
+        chat_template,
+        origin: v.origin(&loc),
+    })
+}
+
+impl Loc {
+    fn child_of(&self, key: &str) -> Loc {
+        Loc {
+            path: super::diagnostic::join_path(&self.path, key),
+            ..self.clone()
+        }
+    }
+}
+
+fn group(v: &mut V<'_>, rg: Spanned<RawGroup>) -> Group {
+    let r = rg.value;
+    let mut members: Vec<Arc<str>> = Vec::new();
+    for m in &r.members {
+        if m.value.trim().is_empty() {
+            v.error(&m.loc, "member id is empty");
+        } else if m.value.trim() != m.value {
+            v.error(
+                &m.loc,
+                format!("member id `{}` has spaces around it", m.value),
+            );
+        } else if members.iter().any(|x| **x == *m.value) {
+            v.warn(
+                &m.loc,
+                format!("`{}` is listed twice in group `{}`", m.value, r.name.value),
+            );
+        } else {
+            members.push(m.value.as_str().into());
+        }
+    }
+    let mut roles = Vec::new();
+    for role in &r.roles {
+        if !roles.contains(&role.value) {
+            roles.push(role.value);
+        }
+    }
+    Group {
+        name: r.name.value.into(),
+        description: r.description,
+        members,
+        roles,
+        origin: v.origin(&rg.loc),
+    }
+}
+
+fn application(v: &mut V<'_>, ra: Spanned<RawApplication>, groups: &HashSet<&str>) -> Application {
+    let r = ra.value;
+    let mut out: Vec<Arc<str>> = Vec::new();
+    for g in &r.groups {
+        if groups.contains(g.value.as_str()) {
+            if !out.iter().any(|x| **x == *g.value) {
+                out.push(g.value.as_str().into());
+            }
+        } else if !v.is_broken("groups", &g.value) {
+            let help = suggest(
+                &g.value,
+                groups.iter().copied(),
+                "groups are declared under `[[groups]]`",
+            );
+            v.error(
+                &g.loc,
+                format!(
+                    "application `{}` names unknown group `{}`",
+                    r.name.value, g.value
+                ),
+            )
+            .help = Some(help);
+        }
+    }
+    Application {
+        name: r.name.value.into(),
+        description: r.description,
+        groups: out,
+        origin: v.origin(&ra.loc),
+    }
+}
+
+fn suggest<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    fallback: &str,
+) -> String {
+    match did_you_mean(input, candidates) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => fallback.to_string(),
+    }
+}
+
+/// Whether `integration:model` exists; reports and returns None when it does not.
+fn check_model_ref<'m>(
+    v: &mut V<'_>,
+    loc: &Loc,
+    what: &str,
+    integration: &str,
+    model: &str,
+    lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
+    index: &HashMap<Arc<str>, usize>,
+) -> bool {
+    if lookup(integration, model).is_some() {
+        return true;
+    }
+    if v.broken_integrations.contains(integration) {
+        return false;
+    }
+    if !index.contains_key(integration) {
+        let help = suggest(
+            integration,
+            index.keys().map(|k| &**k),
+            "integrations are declared under `[[integrations]]`",
+        );
+        v.error(
+            loc,
+            format!("{what} names unknown integration `{integration}`"),
+        )
+        .help = Some(help);
+        return false;
+    }
+    let broken_model = v
+        .broken
+        .iter()
+        .any(|(_, list, name)| list.ends_with(".models") && name == model);
+    if !broken_model {
+        v.error(
+            loc,
+            format!("{what} names unknown model `{model}` of integration `{integration}`"),
+        );
+    }
+    false
+}
+
+fn prompt<'m>(
+    v: &mut V<'_>,
+    rp: Spanned<RawPrompt>,
+    lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
+    index: &HashMap<Arc<str>, usize>,
+    integrations: &[Integration],
+) -> Option<Prompt> {
+    let r = rp.value;
+    let mut ok = true;
+    let template = match PromptTemplate::parse(&r.template.value) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            v.error(
+                &r.template.loc,
+                format!("template of prompt `{}`: {e}", r.name.value),
+            )
+            .help = Some("placeholders look like `${name}`".into());
+            None
+        }
+    };
+    if r.template.value.trim().is_empty() {
+        v.error(
+            &r.template.loc,
+            format!("template of prompt `{}` is empty", r.name.value),
+        );
+        ok = false;
+    }
+    if r.models.value.is_empty() {
+        v.error(
+            &r.models.loc,
+            format!("prompt `{}` lists no models", r.name.value),
+        )
+        .help = Some(
+            "only the models listed may use a prompt: list them as `\"integration:model\"`".into(),
+        );
+        ok = false;
+    }
+    let _ = integrations;
+    let mut models = Vec::new();
+    for m in &r.models.value {
+        let Some((i, name)) = m.value.split_once(':') else {
+            v.error(&m.loc, format!("`{}` is not a model reference", m.value))
+                .help = Some("write `\"integration:model\"`".into());
+            ok = false;
+            continue;
+        };
+        let what = format!("prompt `{}`", r.name.value);
+        if check_model_ref(v, &m.loc, &what, i, name, lookup, index) {
+            models.push(ModelRef {
+                integration: i.into(),
+                model: name.into(),
+            });
+        } else {
+            ok = false;
+        }
+    }
+    let template = template?;
+    if !ok {
+        return None;
+    }
+    Some(Prompt {
+        name: r.name.value.into(),
+        description: r.description,
+        template,
+        models,
+        origin: v.origin(&rp.loc),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn grant<'m>(
+    v: &mut V<'_>,
+    rg: Spanned<RawGrant>,
+    groups: &HashSet<&str>,
+    apps: &HashSet<&str>,
+    prompts: &HashSet<&str>,
+    lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
+    index: &HashMap<Arc<str>, usize>,
+) -> Option<Grant> {
+    let r = rg.value;
+    let mut ok = true;
+    let subject = match r.subject.value.parse::<Subject>() {
+        Ok(s) => {
+            match &s {
+                Subject::Group(g) if !groups.contains(&**g) && !v.is_broken("groups", g) => {
+                    let help = suggest(
+                        g,
+                        groups.iter().copied(),
+                        "groups are declared under `[[groups]]`",
+                    );
+                    v.error(&r.subject.loc, format!("grant names unknown group `{g}`"))
+                        .help = Some(help);
+                    ok = false;
+                }
+                Subject::App(a) if !apps.contains(&**a) && !v.is_broken("applications", a) => {
+                    let help = suggest(
+                        a,
+                        apps.iter().copied(),
+                        "applications are declared under `[[applications]]`",
+                    );
+                    v.error(
+                        &r.subject.loc,
+                        format!("grant names unknown application `{a}`"),
+                    )
+                    .help = Some(help);
+                    ok = false;
+                }
+                _ => {}
+            }
+            Some(s)
+        }
+        Err(e) => {
+            v.error(&r.subject.loc, e.to_string());
+            None
+        }
+    };
+    let target = match r.target.value.parse::<Target>() {
+        Ok(t) => {
+            match &t {
+                Target::Integration(i)
+                    if !index.contains_key(i) && !v.broken_integrations.contains(&**i) =>
+                {
+                    let help = suggest(
+                        i,
+                        index.keys().map(|k| &**k),
+                        "integrations are declared under `[[integrations]]`",
+                    );
+                    v.error(
+                        &r.target.loc,
+                        format!("grant names unknown integration `{i}`"),
+                    )
+                    .help = Some(help);
+                    ok = false;
+                }
+                Target::Model(i, m)
+                    if !check_model_ref(v, &r.target.loc, "grant", i, m, lookup, index) => {
+                        ok = false;
+                    }
+                Target::Prompt(p) if !prompts.contains(&**p) && !v.is_broken("prompts", p) => {
+                    let help = suggest(
+                        p,
+                        prompts.iter().copied(),
+                        "prompts are declared under `[[prompts]]`",
+                    );
+                    v.error(&r.target.loc, format!("grant names unknown prompt `{p}`"))
+                        .help = Some(help);
+                    ok = false;
+                }
+                _ => {}
+            }
+            Some(t)
+        }
+        Err(e) => {
+            v.error(&r.target.loc, e.to_string());
+            None
+        }
+    };
+    let mut access = AccessSet::EMPTY;
+    if r.access.value.is_empty() {
+        v.error(&r.access.loc, "`access` is empty: a grant must give at least one of `CREATE`, `READ`, `UPDATE`, `DELETE`, `EXECUTE`");
+        ok = false;
+    }
+    for a in &r.access.value {
+        if !access.insert(a.value) {
+            v.warn(&a.loc, format!("`{}` is listed twice", a.value));
+        }
+    }
+    let (subject, target) = (subject?, target?);
+    if !ok {
+        return None;
+    }
+    Some(Grant {
+        subject,
+        target,
+        access,
+        origin: v.origin(&rg.loc),
+    })
+}

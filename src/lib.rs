@@ -1,0 +1,19 @@
+//! hfconnect: governed Hugging Face LLM tasks for workflow engines.
+//!
+//! The pieces, bottom up:
+//! - [`config`] reads the files admins write (TOML, YAML or JSON) and validates
+//!   them into a [`catalog::Catalog`]: integrations, models, prompts, groups,
+//!   applications and grants, with API keys resolved once from their locations;
+//! - [`access`] answers "may this principal do this on that target?" with a
+//!   [`access::Decision`] and its reason;
+//! - [`cli`] is the `hfconnect` command (the binary only parses and exits).
+
+pub mod access;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod prompt;
+
+pub use access::{Access, Decision, Policy, Principal, Subject, Target};
+pub use catalog::Catalog;
+pub use config::{load, ConfigError, LoadOptions, LoadedConfig};
