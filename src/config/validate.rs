@@ -215,9 +215,13 @@ pub(crate) fn validate(
     for ri in raw_integrations {
         let ok_name = v.name_ok("integration", &ri.value.name, false);
         let unique = ok_name && v.unique("integration", &mut seen, &ri.value.name);
-        if let Some(i) = integration(&mut v, ri, &hub_default) {
-            if unique {
-                integrations.push(i);
+        let name = ri.value.name.value.clone();
+        match integration(&mut v, ri, &hub_default) {
+            Some(i) if unique => integrations.push(i),
+            Some(_) => {}
+            // Invalid: references to it would only repeat the problem.
+            None => {
+                v.broken_integrations.insert(name);
             }
         }
     }
@@ -262,9 +266,12 @@ pub(crate) fn validate(
     for rp in raw_prompts {
         let ok = v.name_ok("prompt", &rp.value.name, false)
             && v.unique("prompt", &mut seen, &rp.value.name);
-        if let Some(p) = prompt(&mut v, rp, &lookup_model, &index, &integrations) {
-            if ok {
-                prompts.push(p);
+        let name = rp.value.name.value.clone();
+        match prompt(&mut v, rp, &lookup_model, &index) {
+            Some(p) if ok => prompts.push(p),
+            Some(_) => {}
+            None => {
+                v.broken_names.entry("prompts").or_default().insert(name);
             }
         }
     }
@@ -408,7 +415,12 @@ fn integration(
 
     let mut models = Vec::new();
     let mut seen = HashMap::new();
-    if r.models.0.is_empty() {
+    let models_path = format!("{}.models", loc.path);
+    let had_broken_models = v
+        .broken
+        .iter()
+        .any(|(f, list, _)| *f == loc.file && *list == models_path);
+    if r.models.0.is_empty() && !had_broken_models {
         v.warn(
             &loc,
             format!("integration `{}` has no models", r.name.value),
@@ -749,7 +761,6 @@ fn prompt<'m>(
     rp: Spanned<RawPrompt>,
     lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
     index: &HashMap<Arc<str>, usize>,
-    integrations: &[Integration],
 ) -> Option<Prompt> {
     let r = rp.value;
     let mut ok = true;
@@ -781,7 +792,6 @@ fn prompt<'m>(
         );
         ok = false;
     }
-    let _ = integrations;
     let mut models = Vec::new();
     for m in &r.models.value {
         let Some((i, name)) = m.value.split_once(':') else {
@@ -879,9 +889,10 @@ fn grant<'m>(
                     ok = false;
                 }
                 Target::Model(i, m)
-                    if !check_model_ref(v, &r.target.loc, "grant", i, m, lookup, index) => {
-                        ok = false;
-                    }
+                    if !check_model_ref(v, &r.target.loc, "grant", i, m, lookup, index) =>
+                {
+                    ok = false;
+                }
                 Target::Prompt(p) if !prompts.contains(&**p) && !v.is_broken("prompts", p) => {
                     let help = suggest(
                         p,

@@ -1,0 +1,14 @@
+//! hfconnect end-to-end tests: one binary, a module per area.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod access_cli;
+mod config_errors;
+mod examples;
+mod secrets;
+mod support;
