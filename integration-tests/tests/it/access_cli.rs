@@ -1,1 +1,549 @@
+//! `hfconnect access explain` and `access list` through the binary: allowed,
+//! denied, group-scoped, admin, inactive, and bad input.
 
+use crate::support::{run, Dir, Output};
+
+const CONFIG: &str = r#"
+[[integrations]]
+name = "hf-prod"
+api_key = { env = "HF_TOKEN" }
+
+[[integrations.models]]
+name = "mistral"
+endpoint = "https://mistral.example"
+api = "tgi"
+tasks = ["text-generation", "chat"]
+
+[[integrations.models]]
+name = "bart"
+endpoint = "https://bart.example"
+api = "pipeline"
+tasks = ["summarization"]
+
+[[integrations.models]]
+name = "retired"
+endpoint = "https://retired.example"
+api = "chat"
+tasks = ["chat"]
+active = false
+
+[[integrations]]
+name = "hf-staging"
+api_key = { env = "HF_TOKEN" }
+active = false
+
+[[integrations.models]]
+name = "mistral"
+endpoint = "https://staging.example"
+api = "tgi"
+tasks = ["text-generation"]
+
+[[integrations]]
+name = "hf-research"
+api_key = { env = "HF_TOKEN" }
+
+[[integrations.models]]
+name = "llama"
+endpoint = "https://llama.example"
+api = "chat"
+tasks = ["chat"]
+
+[[prompts]]
+name = "summary"
+template = "Summarize: ${text}"
+models = ["hf-prod:mistral"]
+
+[[groups]]
+name = "support"
+members = ["alice@acme.com", "carol@acme.com"]
+
+[[groups]]
+name = "research"
+members = ["carol@acme.com"]
+
+[[groups]]
+name = "admins"
+members = ["root@acme.com"]
+roles = ["ADMIN"]
+
+[[applications]]
+name = "billing"
+
+[[applications]]
+name = "batch"
+groups = ["research"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf-prod"
+access = ["READ", "EXECUTE"]
+
+[[grants]]
+subject = "group:research"
+target = "model:hf-research:llama"
+access = ["EXECUTE"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf-research"
+access = ["READ"]
+
+[[grants]]
+subject = "app:billing"
+target = "model:hf-prod:bart"
+access = ["EXECUTE"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf-staging"
+access = ["EXECUTE"]
+
+[[grants]]
+subject = "group:support"
+target = "prompt:summary"
+access = ["READ"]
+"#;
+
+fn explain(dir: &Dir, args: &[&str]) -> Output {
+    let path = dir.path().join("c.toml");
+    let mut all = vec!["access", "explain", "--config", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+fn setup() -> Dir {
+    let dir = Dir::new();
+    dir.write("c.toml", CONFIG);
+    dir
+}
+
+#[test]
+fn allowed_by_an_integration_grant_names_the_grant() {
+    let dir = setup();
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "user:alice@acme.com",
+            "--integration",
+            "hf-prod",
+            "--model",
+            "mistral",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .starts_with("ALLOWED: `user:alice@acme.com` may `EXECUTE` on `model:hf-prod:mistral`"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("`group:support` may READ, EXECUTE on `integration:hf-prod` (grant at "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("c.toml:71:1)"),
+        "the grant's position: {}",
+        out.stdout
+    );
+}
+
+#[test]
+fn denied_says_what_was_checked_and_what_is_missing() {
+    let dir = setup();
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "user:alice@acme.com",
+            "--integration",
+            "hf-research",
+            "--model",
+            "llama",
+        ],
+    );
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(out.stdout.starts_with("DENIED"), "{}", out.stdout);
+    for needle in [
+        "no grant gives `EXECUTE` on `model:hf-research:llama`",
+        "checked subjects `user:alice@acme.com`, `group:support`",
+        "`group:support` has only READ on `integration:hf-research`",
+        "needed: a grant of `EXECUTE` on `model:hf-research:llama` or `integration:hf-research` to `user:alice@acme.com` or one of its groups",
+    ] {
+        assert!(out.stdout.contains(needle), "missing `{needle}` in {}", out.stdout);
+    }
+}
+
+#[test]
+fn an_undeclared_user_is_a_principal_without_grants() {
+    let dir = setup();
+    let out = explain(
+        &dir,
+        &["--as", "user:nobody@acme.com", "--integration", "hf-prod"],
+    );
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(out.stdout.contains("(no groups)"), "{}", out.stdout);
+}
+
+#[test]
+fn group_scoping_narrows_to_one_group() {
+    let dir = setup();
+    let base = [
+        "--as",
+        "user:carol@acme.com",
+        "--integration",
+        "hf-research",
+        "--model",
+        "llama",
+    ];
+    // carol is in support and research: unscoped, research's grant allows.
+    let out = explain(&dir, &base);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let scoped_research = [&base[..], &["--group", "research"]].concat();
+    let out = explain(&dir, &scoped_research);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("scoped to group `research`"),
+        "{}",
+        out.stdout
+    );
+    // Scoped to support, research's grant no longer counts.
+    let scoped_support = [&base[..], &["--group", "support"]].concat();
+    let out = explain(&dir, &scoped_support);
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stdout.contains(
+            "scoped to group `support`: grants of the caller's other groups do not count"
+        ),
+        "{}",
+        out.stdout
+    );
+    // A group the caller is not in is bad input.
+    let not_member = [&base[..], &["--group", "admins"]].concat();
+    let out = explain(&dir, &not_member);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("`user:carol@acme.com` is not a member of group `admins`"),
+        "{}",
+        out.stderr
+    );
+    let unknown = [&base[..], &["--group", "nope"]].concat();
+    let out = explain(&dir, &unknown);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("unknown group `nope`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn applications_get_their_grants_and_their_groups() {
+    let dir = setup();
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "app:billing",
+            "--integration",
+            "hf-prod",
+            "--model",
+            "bart",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "app:billing",
+            "--integration",
+            "hf-prod",
+            "--model",
+            "mistral",
+        ],
+    );
+    assert_eq!(out.code, 3, "{}", out.all());
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "app:batch",
+            "--integration",
+            "hf-research",
+            "--model",
+            "llama",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("`group:research` may EXECUTE on `model:hf-research:llama`"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn admin_is_allowed_everything_active() {
+    let dir = setup();
+    for access in ["EXECUTE", "DELETE", "CREATE"] {
+        let out = explain(
+            &dir,
+            &[
+                "--as",
+                "user:root@acme.com",
+                "--integration",
+                "hf-research",
+                "--access",
+                access,
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert!(
+            out.stdout
+                .contains("allowed by the `ADMIN` role of group `admins`"),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn inactive_integration_and_model_are_refused_before_grants() {
+    let dir = setup();
+    // support has EXECUTE on hf-staging, but it is inactive.
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "user:alice@acme.com",
+            "--integration",
+            "hf-staging",
+            "--model",
+            "mistral",
+        ],
+    );
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stdout.contains("integration `hf-staging` is inactive"),
+        "{}",
+        out.stdout
+    );
+    // Even an admin.
+    let out = explain(
+        &dir,
+        &["--as", "user:root@acme.com", "--integration", "hf-staging"],
+    );
+    assert_eq!(out.code, 3, "{}", out.all());
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "user:alice@acme.com",
+            "--integration",
+            "hf-prod",
+            "--model",
+            "retired",
+        ],
+    );
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("model `retired` of integration `hf-prod` is inactive"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn prompts_need_their_own_grant() {
+    let dir = setup();
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "user:alice@acme.com",
+            "--prompt",
+            "summary",
+            "--access",
+            "READ",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "app:batch",
+            "--prompt",
+            "summary",
+            "--access",
+            "READ",
+        ],
+    );
+    assert_eq!(out.code, 3, "{}", out.all());
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let dir = setup();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--as", "app:nope", "--integration", "hf-prod"],
+            "unknown application `nope`",
+        ),
+        (
+            &["--as", "group:support", "--integration", "hf-prod"],
+            "`group:support` cannot act",
+        ),
+        (
+            &["--as", "alice", "--integration", "hf-prod"],
+            "`alice` is not a subject",
+        ),
+        (
+            &["--as", "user:alice@acme.com", "--integration", "hf-prd"],
+            "unknown integration `hf-prd` (did you mean `hf-prod`?)",
+        ),
+        (
+            &[
+                "--as",
+                "user:alice@acme.com",
+                "--integration",
+                "hf-prod",
+                "--model",
+                "mistrl",
+            ],
+            "unknown model `mistrl` of integration `hf-prod` (did you mean `mistral`?)",
+        ),
+        (
+            &["--as", "user:alice@acme.com", "--prompt", "sumary"],
+            "unknown prompt `sumary` (did you mean `summary`?)",
+        ),
+        (
+            &[
+                "--as",
+                "user:alice@acme.com",
+                "--integration",
+                "hf-prod",
+                "--access",
+                "RUN",
+            ],
+            "unknown access `RUN`",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = explain(&dir, args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.all());
+        assert!(
+            out.stderr.contains(needle),
+            "{args:?}: want `{needle}` in {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn explain_json_carries_the_decision_and_grant() {
+    let dir = setup();
+    let out = explain(
+        &dir,
+        &[
+            "--as",
+            "user:alice@acme.com",
+            "--integration",
+            "hf-prod",
+            "--model",
+            "mistral",
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["allowed"], true);
+    assert_eq!(v["reason"]["kind"], "granted");
+    assert_eq!(v["reason"]["grant"]["target"], "integration:hf-prod");
+    assert_eq!(v["reason"]["grant"]["line"], 71);
+    assert_eq!(v["principal"]["groups"], serde_json::json!(["support"]));
+}
+
+#[test]
+fn list_shows_what_a_subject_can_read_or_execute_and_why() {
+    let dir = setup();
+    let path = dir.path().join("c.toml");
+    let out = run(&[
+        "access",
+        "list",
+        "--config",
+        path.to_str().unwrap(),
+        "--as",
+        "user:carol@acme.com",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let targets: Vec<(String, Vec<String>)> = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let acc = t["access"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["access"].as_str().unwrap().to_string())
+                .collect();
+            (t["target"].as_str().unwrap().to_string(), acc)
+        })
+        .collect();
+    let expect: Vec<(String, Vec<String>)> = [
+        ("integration:hf-prod", vec!["READ", "EXECUTE"]),
+        ("model:hf-prod:mistral", vec!["READ", "EXECUTE"]),
+        ("model:hf-prod:bart", vec!["READ", "EXECUTE"]),
+        ("integration:hf-research", vec!["READ"]),
+        ("model:hf-research:llama", vec!["READ", "EXECUTE"]),
+        ("prompt:summary", vec!["READ"]),
+    ]
+    .into_iter()
+    .map(|(t, a)| (t.to_string(), a.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(targets, expect);
+
+    let out = run(&[
+        "access",
+        "list",
+        "--config",
+        path.to_str().unwrap(),
+        "--as",
+        "user:carol@acme.com",
+        "--group",
+        "research",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("model:hf-research:llama: EXECUTE"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("hf-prod"), "{}", out.stdout);
+
+    let out = run(&[
+        "access",
+        "list",
+        "--config",
+        path.to_str().unwrap(),
+        "--as",
+        "user:nobody",
+    ]);
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stdout
+            .contains("nothing: no grant gives READ or EXECUTE"),
+        "{}",
+        out.stdout
+    );
+}
