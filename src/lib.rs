@@ -17,3 +17,8 @@ pub mod prompt;
 pub use access::{Access, Decision, Policy, Principal, Subject, Target};
 pub use catalog::Catalog;
 pub use config::{load, ConfigError, LoadOptions, LoadedConfig};
+
+/// The README's code examples, compiled as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
