@@ -17,38 +17,10 @@ use crate::access::{Policy, Role};
 use crate::config::secret::ApiKey;
 use crate::config::Origin;
 use crate::prompt::PromptTemplate;
+use crate::provider::huggingface::Settings;
+use crate::provider::ModelEndpoint;
 
-/// How a model's endpoint is spoken to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    /// text-generation-inference: `/generate`, `/generate_stream`, `/info`.
-    Tgi,
-    /// OpenAI-style `/v1/chat/completions`.
-    Chat,
-    /// huggingface-inference-toolkit pipelines (`POST /` with `inputs`).
-    Pipeline,
-    /// The serverless router (`router.huggingface.co`).
-    Router,
-}
-
-impl Api {
-    /// The name used in config files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Api::Tgi => "tgi",
-            Api::Chat => "chat",
-            Api::Pipeline => "pipeline",
-            Api::Router => "router",
-        }
-    }
-}
-
-impl fmt::Display for Api {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::provider::Api;
 
 /// A kind of task a model may serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -154,6 +126,15 @@ impl Model {
     pub fn origin(&self) -> &Origin {
         &self.origin
     }
+    /// What the provider needs to call it.
+    pub fn endpoint_spec(&self) -> ModelEndpoint {
+        ModelEndpoint {
+            name: self.name.to_string(),
+            base_url: self.endpoint.clone(),
+            api: self.api,
+            upstream_model: self.upstream_model().to_string(),
+        }
+    }
 }
 
 /// An integration: one Hugging Face account or organization and its models.
@@ -164,7 +145,7 @@ pub struct Integration {
     pub(crate) namespace: Option<String>,
     pub(crate) active: bool,
     pub(crate) api_key: ApiKey,
-    pub(crate) hub_url: Url,
+    pub(crate) settings: Settings,
     pub(crate) models: Vec<Model>,
     pub(crate) model_index: HashMap<Arc<str>, usize>,
     pub(crate) origin: Origin,
@@ -191,9 +172,13 @@ impl Integration {
     pub fn api_key(&self) -> &ApiKey {
         &self.api_key
     }
-    /// The Hub base URL (whoami, endpoint management).
+    /// The Hub base URL (whoami, gated-model pages).
     pub fn hub_url(&self) -> &Url {
-        &self.hub_url
+        &self.settings.hub_url
+    }
+    /// Timeouts, retries, cold-start waits and service URLs of its calls.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
     /// Its models, in declaration order.
     pub fn models(&self) -> &[Model] {

@@ -12,7 +12,10 @@ pub mod access;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod connector;
 pub mod prompt;
+pub mod provider;
+pub mod retry;
 
 pub use access::{Access, Decision, Policy, Principal, Subject, Target};
 pub use catalog::Catalog;

@@ -4,6 +4,9 @@
 
 mod access;
 mod config;
+mod token;
+
+pub use token::{EXIT_PROVIDER, EXIT_REJECTED};
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -41,6 +44,24 @@ enum Command {
     /// Ask the access policy.
     #[command(subcommand)]
     Access(AccessCommand),
+    /// Check an integration's Hugging Face token.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inspect model endpoints.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Ask the Hub who owns the token (whoami): exit 0 valid, 4 rejected, 5 unreachable, 2 bad input.
+    Check(token::TokenCheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointCommand {
+    /// Health and info of each model endpoint, plus the management API's view: exit 0 all healthy, 5 otherwise.
+    Status(token::EndpointStatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +159,8 @@ where
         }
         Command::Access(AccessCommand::Explain(args)) => access::explain(&args, &mut io),
         Command::Access(AccessCommand::List(args)) => access::list(&args, &mut io),
+        Command::Token(TokenCommand::Check(args)) => token::check(&args, &mut io),
+        Command::Endpoint(EndpointCommand::Status(args)) => token::status(&args, &mut io),
     };
     if io.out.flush().is_err() {
         return EXIT_FAILURE;

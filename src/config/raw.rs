@@ -32,8 +32,37 @@ pub(crate) struct RawIntegration {
     pub active: Option<bool>,
     pub api_key: Spanned<ApiKeyLocation>,
     pub hub_url: Option<Spanned<String>>,
+    pub management_url: Option<Spanned<String>>,
+    pub timeouts: Option<RawTimeouts>,
+    pub retry: Option<RawRetry>,
+    pub cold_start: Option<RawColdStart>,
     #[serde(default)]
     pub models: Items<RawModel>,
+}
+
+/// Seconds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub connect: Option<Spanned<f64>>,
+    pub request: Option<Spanned<f64>>,
+    pub first_token: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub max_attempts: Option<Spanned<u32>>,
+    pub initial_backoff: Option<Spanned<f64>>,
+    pub max_backoff: Option<Spanned<f64>>,
+    pub budget: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawColdStart {
+    pub wait: Option<Spanned<f64>>,
+    pub resume_paused: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

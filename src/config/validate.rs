@@ -20,9 +20,11 @@ use crate::catalog::{
     Api, Application, Catalog, Group, Integration, Model, ModelDefaults, ModelRef, Prompt, TaskKind,
 };
 use crate::prompt::PromptTemplate;
-
-pub(crate) const DEFAULT_HUB: &str = "https://huggingface.co";
-pub(crate) const DEFAULT_ROUTER: &str = "https://router.huggingface.co";
+use crate::provider::huggingface::{
+    Settings, DEFAULT_HUB_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_ROUTER_URL,
+};
+use crate::retry::{ColdStartPolicy, RetryPolicy};
+use std::time::Duration;
 
 /// A parsed file, ready for validation.
 pub(crate) struct ParsedFile {
@@ -345,7 +347,7 @@ pub(crate) fn validate(
 
 fn hub_default(v: &mut V<'_>) -> Result<Url, String> {
     match (v.env)("HF_ENDPOINT").filter(|s| !s.trim().is_empty()) {
-        None => Url::parse(DEFAULT_HUB).map_err(|e| e.to_string()),
+        None => Url::parse(DEFAULT_HUB_URL).map_err(|e| e.to_string()),
         Some(s) => parse_http_url(s.trim().trim_end_matches('/'))
             .map_err(|e| format!("`HF_ENDPOINT` is {e}")),
     }
@@ -395,6 +397,18 @@ fn integration(
         },
     };
 
+    let management_url = match &r.management_url {
+        Some(m) => match parse_http_url(m.value.trim_end_matches('/')) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                v.error(&m.loc, format!("`management_url` is {e}"));
+                None
+            }
+        },
+        None => Url::parse(DEFAULT_MANAGEMENT_URL).ok(),
+    };
+    let settings = settings(v, &r, &mut ok);
+
     let base = v.dir_of(&r.api_key.loc).to_path_buf();
     let key_loc = r.api_key.loc.clone();
     let resolved = secret::resolve(r.api_key.value, &base, v.env);
@@ -435,10 +449,16 @@ fn integration(
             _ => ok = false,
         }
     }
-    let hub_url = hub_url?;
+    let (hub_url, management_url) = (hub_url?, management_url?);
     if !ok {
         return None;
     }
+    let settings = Settings {
+        namespace: r.namespace.as_ref().map(|n| n.value.clone()),
+        hub_url,
+        management_url,
+        ..settings
+    };
     let model_index = models
         .iter()
         .enumerate()
@@ -450,11 +470,86 @@ fn integration(
         namespace: r.namespace.map(|n| n.value),
         active: r.active.unwrap_or(true),
         api_key: resolved.key,
-        hub_url,
+        settings,
         models,
         model_index,
         origin: v.origin(&loc),
     })
+}
+
+/// A duration in seconds: finite, above zero (or zero where `zero_ok`), at most a day.
+fn seconds(
+    v: &mut V<'_>,
+    s: &Option<Spanned<f64>>,
+    name: &str,
+    zero_ok: bool,
+    ok: &mut bool,
+) -> Option<Duration> {
+    let s = s.as_ref()?;
+    let fine = s.value.is_finite()
+        && s.value <= 86_400.0
+        && (s.value > 0.0 || (zero_ok && s.value == 0.0));
+    if fine {
+        Some(Duration::from_secs_f64(s.value))
+    } else {
+        let bound = if zero_ok { "0 or more" } else { "more than 0" };
+        v.error(
+            &s.loc,
+            format!(
+                "`{name}` must be a number of seconds, {bound} and at most 86400, not {}",
+                s.value
+            ),
+        );
+        *ok = false;
+        None
+    }
+}
+
+/// Timeouts, retries and cold-start waits of an integration, defaults filled in.
+fn settings(v: &mut V<'_>, r: &RawIntegration, ok: &mut bool) -> Settings {
+    let mut s = Settings::new(r.name.value.clone());
+    if let Some(t) = &r.timeouts {
+        s.connect_timeout =
+            seconds(v, &t.connect, "timeouts.connect", false, ok).unwrap_or(s.connect_timeout);
+        s.request_timeout =
+            seconds(v, &t.request, "timeouts.request", false, ok).unwrap_or(s.request_timeout);
+        s.first_token_timeout = seconds(v, &t.first_token, "timeouts.first_token", false, ok)
+            .unwrap_or(s.first_token_timeout);
+    }
+    if let Some(rt) = &r.retry {
+        let d = RetryPolicy::default();
+        let max_attempts = match &rt.max_attempts {
+            Some(m) if (1..=20).contains(&m.value) => m.value,
+            Some(m) => {
+                v.error(
+                    &m.loc,
+                    format!(
+                        "`retry.max_attempts` must be from 1 (no retry) to 20, not {}",
+                        m.value
+                    ),
+                );
+                *ok = false;
+                d.max_attempts
+            }
+            None => d.max_attempts,
+        };
+        s.retry = RetryPolicy {
+            max_attempts,
+            initial_backoff: seconds(v, &rt.initial_backoff, "retry.initial_backoff", false, ok)
+                .unwrap_or(d.initial_backoff),
+            max_backoff: seconds(v, &rt.max_backoff, "retry.max_backoff", false, ok)
+                .unwrap_or(d.max_backoff),
+            budget: seconds(v, &rt.budget, "retry.budget", false, ok).unwrap_or(d.budget),
+        };
+    }
+    if let Some(c) = &r.cold_start {
+        let d = ColdStartPolicy::default();
+        s.cold_start = ColdStartPolicy {
+            wait: seconds(v, &c.wait, "cold_start.wait", true, ok).unwrap_or(d.wait),
+            resume_paused: c.resume_paused.unwrap_or(d.resume_paused),
+        };
+    }
+    s
 }
 
 fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
@@ -479,7 +574,7 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
                 None
             }
         },
-        (None, Api::Router) => Url::parse(DEFAULT_ROUTER).ok(),
+        (None, Api::Router) => Url::parse(DEFAULT_ROUTER_URL).ok(),
         (None, _) => {
             v.error(
                 &loc.child_of("endpoint"),

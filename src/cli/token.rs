@@ -1,0 +1,232 @@
+//! `hfconnect token check` and `hfconnect endpoint status`: ask Hugging Face
+//! about an integration's token and endpoints, through the Connector.
+
+use clap::Args;
+use serde_json::json;
+
+use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK};
+use crate::connector::{Connector, ConnectorError};
+use crate::provider::ErrorKind;
+
+/// Exit code: the token was rejected (or there is none).
+pub const EXIT_REJECTED: i32 = 4;
+/// Exit code: the provider failed (unreachable, unhealthy).
+pub const EXIT_PROVIDER: i32 = 5;
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenCheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The integration whose token to check.
+    #[arg(long)]
+    integration: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EndpointStatusArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The integration.
+    #[arg(long)]
+    integration: String,
+    /// Only this model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn connector(config: &ConfigArg, io: &mut Io<'_>) -> Result<Connector, Exit> {
+    let loaded = config.load(io)?;
+    Connector::new(loaded.catalog).map_err(|e| {
+        let _ = writeln!(io.err, "error: {e}");
+        EXIT_PROVIDER
+    })
+}
+
+fn runtime(io: &mut Io<'_>) -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            let _ = writeln!(io.err, "error: cannot start the async runtime: {e}");
+            super::EXIT_FAILURE
+        })
+}
+
+fn fail(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
+    let _ = writeln!(io.err, "error: {e}");
+    match e {
+        ConnectorError::NotFound(_) => EXIT_BAD_INPUT,
+        ConnectorError::Provider(p)
+            if matches!(
+                p.kind(),
+                ErrorKind::Unauthorized | ErrorKind::KeyUnavailable | ErrorKind::Forbidden
+            ) =>
+        {
+            EXIT_REJECTED
+        }
+        ConnectorError::Provider(_) => EXIT_PROVIDER,
+    }
+}
+
+pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
+    let (connector, rt) =
+        match connector(&args.config, io).and_then(|c| runtime(io).map(|r| (c, r))) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+    let report = match rt.block_on(connector.token_check(&args.integration)) {
+        Ok(r) => r,
+        Err(e) => return fail(&e, io),
+    };
+    if args.json {
+        let _ = writeln!(io.out, "{:#}", json!(report));
+        return EXIT_OK;
+    }
+    let o = &report.owner;
+    let _ = writeln!(
+        io.out,
+        "token of integration `{}` is valid",
+        report.integration
+    );
+    let _ = writeln!(
+        io.out,
+        "  owner: `{}`{}",
+        o.name,
+        o.kind
+            .as_deref()
+            .map(|k| format!(" ({k})"))
+            .unwrap_or_default()
+    );
+    if !o.orgs.is_empty() {
+        let orgs: Vec<String> = o.orgs.iter().map(|g| format!("`{g}`")).collect();
+        let _ = writeln!(io.out, "  organizations: {}", orgs.join(", "));
+    }
+    let _ = writeln!(
+        io.out,
+        "  token: {}role `{}`",
+        o.token_name
+            .as_deref()
+            .map(|n| format!("`{n}`, "))
+            .unwrap_or_default(),
+        o.role.as_deref().unwrap_or("unknown")
+    );
+    match (&report.namespace, report.namespace_ok) {
+        (Some(ns), Some(true)) => {
+            let _ = writeln!(
+                io.out,
+                "  namespace `{ns}`: owned by the token's account or one of its organizations"
+            );
+        }
+        (Some(ns), _) => {
+            let _ = writeln!(io.out, "  namespace `{ns}`: NOT reachable with this token");
+        }
+        (None, _) => {
+            let _ = writeln!(io.out, "  namespace: none configured");
+        }
+    }
+    for w in &report.warnings {
+        let _ = writeln!(io.err, "warning: {w}");
+    }
+    EXIT_OK
+}
+
+pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
+    let (connector, rt) =
+        match connector(&args.config, io).and_then(|c| runtime(io).map(|r| (c, r))) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+    let report =
+        match rt.block_on(connector.endpoint_status(&args.integration, args.model.as_deref())) {
+            Ok(r) => r,
+            Err(e) => return fail(&e, io),
+        };
+    let all_ok = report.models.iter().all(|m| m.probe.is_ok());
+    if args.json {
+        let models: Vec<_> = report
+            .models
+            .iter()
+            .map(|m| {
+                json!({
+                    "model": m.model,
+                    "api": m.api,
+                    "endpoint": m.endpoint,
+                    "healthy": m.probe.as_ref().is_ok_and(|i| i.healthy),
+                    "info": m.probe.as_ref().ok(),
+                    "error": m.probe.as_ref().err().map(|e| json!({"kind": e.kind().as_str(), "message": e.to_string()})),
+                    "management": m.managed,
+                })
+            })
+            .collect();
+        let v = json!({
+            "integration": report.integration,
+            "models": models,
+            "management_unavailable": report.management_unavailable,
+        });
+        let _ = writeln!(io.out, "{v:#}");
+    } else {
+        let _ = writeln!(io.out, "integration `{}`", report.integration);
+        for m in &report.models {
+            let _ = writeln!(
+                io.out,
+                "  model `{}` (api `{}`, {})",
+                m.model, m.api, m.endpoint
+            );
+            match &m.probe {
+                Ok(info) => {
+                    let health = if info.healthy {
+                        "healthy"
+                    } else {
+                        "not checked"
+                    };
+                    let mut facts = vec![health.to_string()];
+                    if let Some(id) = &info.model_id {
+                        facts.push(format!("serves `{id}`"));
+                    }
+                    if let Some(n) = info.max_input_tokens {
+                        facts.push(format!("max input tokens {n}"));
+                    }
+                    if let Some(n) = info.max_total_tokens {
+                        facts.push(format!("max total tokens {n}"));
+                    }
+                    if let Some(v) = &info.version {
+                        facts.push(format!("version {v}"));
+                    }
+                    if let Some(n) = &info.note {
+                        facts.push(n.clone());
+                    }
+                    let _ = writeln!(io.out, "    probe: {}", facts.join(", "));
+                }
+                Err(e) => {
+                    let _ = writeln!(io.out, "    probe: FAILED ({}): {e}", e.kind());
+                }
+            }
+            if let Some(ep) = &m.managed {
+                let _ = writeln!(
+                    io.out,
+                    "    management: endpoint `{}` is `{}`{}",
+                    ep.name,
+                    ep.state,
+                    ep.message
+                        .as_deref()
+                        .map(|msg| format!(" ({msg})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        if let Some(why) = &report.management_unavailable {
+            let _ = writeln!(io.out, "  management API: not consulted: {why}");
+        }
+    }
+    if all_ok {
+        EXIT_OK
+    } else {
+        EXIT_PROVIDER
+    }
+}

@@ -1,0 +1,113 @@
+//! The Hub side: `whoami-v2` (who owns the token) and the Inference Endpoints
+//! management API (endpoint state, resume).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What `GET {hub}/api/whoami-v2` says about a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WhoAmI {
+    /// The user or organization name owning the token.
+    pub name: String,
+    /// `user` or `org`.
+    pub kind: Option<String>,
+    /// Organizations the user belongs to.
+    pub orgs: Vec<String>,
+    /// The token's display name.
+    pub token_name: Option<String>,
+    /// `read`, `write` or `fineGrained`.
+    pub role: Option<String>,
+}
+
+impl WhoAmI {
+    pub(crate) fn from_json(v: &Value) -> Option<WhoAmI> {
+        let name = v.get("name")?.as_str()?.to_string();
+        let token = v.get("auth").and_then(|a| a.get("accessToken"));
+        Some(WhoAmI {
+            name,
+            kind: v.get("type").and_then(Value::as_str).map(str::to_string),
+            orgs: v
+                .get("orgs")
+                .and_then(Value::as_array)
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|x| x.get("name").and_then(Value::as_str).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            token_name: token
+                .and_then(|t| t.get("displayName"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            role: token
+                .and_then(|t| t.get("role"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+
+    /// Whether `namespace` is the owner or one of its organizations.
+    pub fn covers(&self, namespace: &str) -> bool {
+        self.name == namespace || self.orgs.iter().any(|o| o == namespace)
+    }
+}
+
+/// An Inference Endpoint as the management API describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedEndpoint {
+    /// The endpoint's name.
+    pub name: String,
+    /// `pending`, `initializing`, `updating`, `updateFailed`, `running`, `paused`, `failed`, `scaledToZero`.
+    pub state: String,
+    /// Its URL, once deployed.
+    pub url: Option<String>,
+    /// The platform's message about its state.
+    pub message: Option<String>,
+    /// The model repository it serves.
+    pub repository: Option<String>,
+}
+
+impl ManagedEndpoint {
+    pub(crate) fn from_json(v: &Value) -> Option<ManagedEndpoint> {
+        let status = v.get("status");
+        Some(ManagedEndpoint {
+            name: v.get("name")?.as_str()?.to_string(),
+            state: status
+                .and_then(|s| s.get("state"))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string(),
+            url: status
+                .and_then(|s| s.get("url"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            message: status
+                .and_then(|s| s.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            repository: v
+                .get("model")
+                .and_then(|m| m.get("repository"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+
+    /// The list answer: `{"items": [...]}` or a bare array.
+    pub(crate) fn list_from_json(v: &Value) -> Vec<ManagedEndpoint> {
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .or_else(|| v.as_array());
+        items
+            .map(|i| i.iter().filter_map(ManagedEndpoint::from_json).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether this endpoint serves `base_url`.
+    pub fn serves(&self, base_url: &str) -> bool {
+        self.url
+            .as_deref()
+            .is_some_and(|u| u.trim_end_matches('/') == base_url.trim_end_matches('/'))
+    }
+}

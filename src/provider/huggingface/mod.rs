@@ -1,0 +1,1085 @@
+//! The Hugging Face implementation of [`LlmProvider`]: Inference Endpoints
+//! (TGI, the chat route, pipelines) and the serverless router, with retries,
+//! cold-start waits, timeouts and typed errors; plus the Hub (`whoami-v2`) and
+//! the endpoint management API.
+//!
+//! One `HuggingFace` value per integration: it owns the integration's HTTP
+//! client (connection pool, keep-alive) and key, and is cheap to clone.
+
+mod auth;
+mod classify;
+pub mod hub;
+mod sse;
+mod wire;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use secrecy::SecretString;
+use serde_json::Value;
+use url::Url;
+
+use self::auth::Credential;
+use self::classify::{classify, classify_event, CallContext};
+use self::hub::{ManagedEndpoint, WhoAmI};
+use self::sse::SseParser;
+use self::wire::Parsed;
+use super::{
+    Api, ChatMessage, ChatRequest, ChatRole, Completion, CompletionStream, EndpointInfo, ErrorKind,
+    GenerationParams, LlmProvider, ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest,
+    TextRequest, Timings, Usage,
+};
+use crate::retry::{ColdStartPolicy, RetryPolicy};
+
+/// The Hub base URL when nothing else is configured.
+pub const DEFAULT_HUB_URL: &str = "https://huggingface.co";
+/// The Inference Endpoints management API.
+pub const DEFAULT_MANAGEMENT_URL: &str = "https://api.endpoints.huggingface.cloud/v2";
+/// The serverless router.
+pub const DEFAULT_ROUTER_URL: &str = "https://router.huggingface.co";
+
+const USER_AGENT: &str = concat!("hfconnect/", env!("CARGO_PKG_VERSION"));
+/// Error bodies are read up to this size.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// How an integration's calls behave.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The integration's name (for messages).
+    pub integration: String,
+    /// The Hub user or organization owning the endpoints (for the management API).
+    pub namespace: Option<String>,
+    /// Hub base URL (`whoami-v2`, gated-model pages).
+    pub hub_url: Url,
+    /// Inference Endpoints management API base.
+    pub management_url: Url,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time for a whole non-streamed request, and the longest silence inside a stream.
+    pub request_timeout: Duration,
+    /// Time from sending a streamed request to its first token.
+    pub first_token_timeout: Duration,
+    /// Retries of retryable failures.
+    pub retry: RetryPolicy,
+    /// Waiting for scaled-to-zero or loading endpoints.
+    pub cold_start: ColdStartPolicy,
+}
+
+impl Settings {
+    /// Defaults for an integration: the public Hub, 10 s connect, 120 s request, 60 s to first token.
+    pub fn new(integration: impl Into<String>) -> Settings {
+        Settings {
+            integration: integration.into(),
+            namespace: None,
+            hub_url: parse_const(DEFAULT_HUB_URL),
+            management_url: parse_const(DEFAULT_MANAGEMENT_URL),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            first_token_timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            cold_start: ColdStartPolicy::default(),
+        }
+    }
+}
+
+#[allow(clippy::expect_used)] // only called with the constants above, which `tests::constants_parse` checks
+fn parse_const(s: &str) -> Url {
+    Url::parse(s).expect("built-in URL constants are valid")
+}
+
+/// A Hugging Face client for one integration.
+#[derive(Clone, Debug)]
+pub struct HuggingFace {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    client: reqwest::Client,
+    credential: Credential,
+}
+
+/// Where a call stands in its retries.
+struct Attempts {
+    start: Instant,
+    count: u32,
+    retries: u32,
+    cold_waits: u32,
+    state_checked: bool,
+}
+
+impl Attempts {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            count: 0,
+            retries: 0,
+            cold_waits: 0,
+            state_checked: false,
+        }
+    }
+}
+
+fn join(base: &Url, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.as_str().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+fn chat_url(base: &Url) -> String {
+    if base.path().trim_end_matches('/').ends_with("/v1") {
+        join(base, "chat/completions")
+    } else {
+        join(base, "v1/chat/completions")
+    }
+}
+
+fn router_model_url(model: &ModelEndpoint) -> String {
+    join(
+        &model.base_url,
+        &format!("hf-inference/models/{}", model.upstream_model),
+    )
+}
+
+fn new_request_id() -> String {
+    format!("hfconnect-{:016x}", fastrand::u64(..))
+}
+
+impl HuggingFace {
+    /// A client for one integration. `key` is the API key, or why there is none
+    /// (calls then fail with [`ErrorKind::KeyUnavailable`]).
+    pub fn new(
+        settings: Settings,
+        key: Result<SecretString, String>,
+    ) -> Result<HuggingFace, ProviderError> {
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(settings.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| {
+                ProviderError::new(ErrorKind::Connection, &settings.integration, None)
+                    .with_detail(format!("the HTTP client could not be built: {e}"))
+            })?;
+        Ok(HuggingFace {
+            inner: Arc::new(Inner {
+                settings,
+                client,
+                credential: Credential::new(key),
+            }),
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Who the token belongs to (`GET {hub}/api/whoami-v2`).
+    pub async fn whoami(&self) -> Result<WhoAmI, ProviderError> {
+        let inner = &self.inner;
+        let url = join(&inner.settings.hub_url, "api/whoami-v2");
+        let (headers, v) = inner.get_json(None, &url).await?;
+        WhoAmI::from_json(&v)
+            .ok_or_else(|| inner.invalid(None, &headers, "`whoami-v2` answered without a `name`"))
+    }
+
+    /// The Inference Endpoints of the integration's namespace.
+    pub async fn endpoints(&self) -> Result<Vec<ManagedEndpoint>, ProviderError> {
+        let inner = &self.inner;
+        let ns = inner.namespace()?;
+        let url = join(&inner.settings.management_url, &format!("endpoint/{ns}"));
+        let (_, v) = inner.get_json(None, &url).await?;
+        Ok(ManagedEndpoint::list_from_json(&v))
+    }
+
+    /// Resume a paused endpoint; one already running counts as resumed.
+    pub async fn resume(&self, name: &str) -> Result<(), ProviderError> {
+        self.inner.resume(name).await
+    }
+}
+
+impl Inner {
+    fn ctx<'a>(&'a self, model: Option<&'a ModelEndpoint>) -> CallContext<'a> {
+        CallContext {
+            integration: &self.settings.integration,
+            model: model.map(|m| m.name.as_str()),
+            upstream_model: model.map(|m| m.upstream_model.as_str()),
+            hub_url: self.settings.hub_url.as_str(),
+        }
+    }
+
+    fn invalid(
+        &self,
+        model: Option<&ModelEndpoint>,
+        headers: &HeaderMap,
+        what: &str,
+    ) -> ProviderError {
+        let mut e = self
+            .ctx(model)
+            .error(ErrorKind::InvalidResponse)
+            .with_detail(what.to_string());
+        e.request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        e
+    }
+
+    fn namespace(&self) -> Result<&str, ProviderError> {
+        self.settings.namespace.as_deref().ok_or_else(|| {
+            self.ctx(None).error(ErrorKind::InvalidRequest).with_detail(format!(
+                "integration `{}` has no `namespace`: the endpoint management API needs the Hub user or organization owning the endpoints",
+                self.settings.integration
+            ))
+        })
+    }
+
+    fn transport(&self, model: Option<&ModelEndpoint>, e: &reqwest::Error) -> ProviderError {
+        let kind = if e.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Connection
+        };
+        // reqwest's message names the URL (never a credential: URLs with credentials are refused at load).
+        self.ctx(model)
+            .error(kind)
+            .with_detail(self.credential.redact(&e.to_string()))
+    }
+
+    fn builder(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        model: Option<&ModelEndpoint>,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let bearer = self.credential.bearer().map_err(|why| {
+            self.ctx(model)
+                .error(ErrorKind::KeyUnavailable)
+                .with_detail(why.to_string())
+        })?;
+        let mut b = self
+            .client
+            .request(method, url)
+            .header(AUTHORIZATION, bearer)
+            .header("x-request-id", new_request_id());
+        if model.is_some() && !self.settings.cold_start.wait.is_zero() {
+            // Asks the Inference Endpoints proxy to hold the request while a replica starts.
+            b = b.header(
+                "x-scale-up-timeout",
+                self.settings.cold_start.wait.as_secs().to_string(),
+            );
+        }
+        Ok(b)
+    }
+
+    /// Read an error answer and classify it, with the key scrubbed from what the server said.
+    async fn error_from(
+        &self,
+        model: Option<&ModelEndpoint>,
+        resp: reqwest::Response,
+    ) -> ProviderError {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= ERROR_BODY_LIMIT {
+                break;
+            }
+        }
+        let mut e = classify(&self.ctx(model), status, &headers, &body);
+        e.upstream_message = e.upstream_message.map(|m| self.credential.redact(&m));
+        e
+    }
+
+    /// One attempt: send, and return the answer if it is a success.
+    async fn send(
+        &self,
+        b: reqwest::RequestBuilder,
+        model: Option<&ModelEndpoint>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let resp = b.send().await.map_err(|e| self.transport(model, &e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(self.error_from(model, resp).await)
+        }
+    }
+
+    async fn read_json(
+        &self,
+        model: Option<&ModelEndpoint>,
+        resp: reqwest::Response,
+    ) -> Result<(HeaderMap, Value), ProviderError> {
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(model, &e))?;
+        let v = serde_json::from_slice(&bytes)
+            .map_err(|_| self.invalid(model, &headers, "the answer is not JSON"))?;
+        Ok((headers, v))
+    }
+
+    async fn get_json(
+        &self,
+        model: Option<&ModelEndpoint>,
+        url: &str,
+    ) -> Result<(HeaderMap, Value), ProviderError> {
+        let b = self
+            .builder(reqwest::Method::GET, url, None)?
+            .timeout(self.settings.request_timeout);
+        let resp = self.send(b, model).await?;
+        self.read_json(model, resp).await
+    }
+
+    async fn resume(&self, name: &str) -> Result<(), ProviderError> {
+        let ns = self.namespace()?;
+        let url = join(
+            &self.settings.management_url,
+            &format!("endpoint/{ns}/{name}/resume"),
+        );
+        let b = self
+            .builder(reqwest::Method::POST, &url, None)?
+            .timeout(self.settings.request_timeout);
+        match self.send(b, None).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.status == Some(400)
+                    && e.upstream_message()
+                        .is_some_and(|m| m.contains("already running")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a 502/503, ask the management API what the endpoint is doing: a
+    /// paused or failed endpoint will not come up by waiting.
+    async fn check_state(
+        &self,
+        model: &ModelEndpoint,
+        e: &ProviderError,
+    ) -> Result<(), ProviderError> {
+        if self.settings.namespace.is_none() || model.api == Api::Router {
+            return Ok(());
+        }
+        let ns = self.namespace()?;
+        let url = join(&self.settings.management_url, &format!("endpoint/{ns}"));
+        let Ok((_, v)) = self.get_json(None, &url).await else {
+            // The token may not see the management API; waiting is all that is left.
+            return Ok(());
+        };
+        let Some(ep) = ManagedEndpoint::list_from_json(&v)
+            .into_iter()
+            .find(|ep| ep.serves(model.base_url.as_str()))
+        else {
+            return Ok(());
+        };
+        tracing::info!(integration = %self.settings.integration, model = %model.name, endpoint = %ep.name, state = %ep.state, "endpoint state");
+        let fail = |detail: String| {
+            let mut err = e.clone();
+            err.detail = Some(detail);
+            err
+        };
+        match ep.state.as_str() {
+            "paused" if self.settings.cold_start.resume_paused => {
+                tracing::info!(integration = %self.settings.integration, endpoint = %ep.name, "resuming paused endpoint");
+                self.resume(&ep.name).await
+            }
+            "paused" => Err(fail(format!(
+                "endpoint `{}` is paused and will not start by itself: resume it in the Inference Endpoints UI or with `POST {}/endpoint/{ns}/{}/resume`, or set `cold_start = {{ resume_paused = true }}` on integration `{}`",
+                ep.name,
+                self.settings.management_url.as_str().trim_end_matches('/'),
+                ep.name,
+                self.settings.integration
+            ))),
+            "failed" | "updateFailed" => Err(fail(format!(
+                "endpoint `{}` is in state `{}`{}",
+                ep.name,
+                ep.state,
+                ep.message.as_deref().map(|m| format!(": {}", classify::cut(m))).unwrap_or_default()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Decide whether to retry after `e`: the wait, or the error to give up with.
+    async fn next_wait(
+        &self,
+        st: &mut Attempts,
+        model: &ModelEndpoint,
+        mut e: ProviderError,
+    ) -> Result<Duration, ProviderError> {
+        e.attempts = st.count;
+        if !e.is_retryable() {
+            return Err(e);
+        }
+        let cold = matches!(
+            e.kind,
+            ErrorKind::ModelLoading | ErrorKind::EndpointUnavailable
+        );
+        if cold && e.kind == ErrorKind::EndpointUnavailable && !st.state_checked {
+            st.state_checked = true;
+            self.check_state(model, &e).await?;
+        }
+        let elapsed = st.start.elapsed();
+        let policy = &self.settings.retry;
+        let wait = if cold {
+            let left = self.settings.cold_start.wait.saturating_sub(elapsed);
+            // Without a hint, poll with backoff capped at the retry cap.
+            policy.delay(st.cold_waits, e.retry_after, left)
+        } else {
+            if st.count >= policy.max_attempts {
+                return Err(e);
+            }
+            policy.delay(
+                st.retries,
+                e.retry_after,
+                policy.budget.saturating_sub(elapsed),
+            )
+        };
+        let Some(wait) = wait else {
+            return Err(e);
+        };
+        if cold {
+            st.cold_waits += 1;
+        } else {
+            st.retries += 1;
+        }
+        tracing::warn!(
+            integration = %self.settings.integration,
+            model = %model.name,
+            kind = %e.kind,
+            status = e.status,
+            attempt = st.count,
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "retrying"
+        );
+        Ok(wait)
+    }
+
+    /// POST a JSON body, retrying what is retryable; returns headers, JSON and attempts.
+    async fn post_json(
+        &self,
+        model: &ModelEndpoint,
+        url: &str,
+        body: &Value,
+    ) -> Result<(HeaderMap, Value, u32, Instant), ProviderError> {
+        let mut st = Attempts::new();
+        loop {
+            st.count += 1;
+            let b = self
+                .builder(reqwest::Method::POST, url, Some(model))?
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .timeout(self.settings.request_timeout)
+                .json(body);
+            let result = match self.send(b, Some(model)).await {
+                Ok(resp) => self.read_json(Some(model), resp).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok((h, v)) => return Ok((h, v, st.count, st.start)),
+                Err(e) => {
+                    let wait = self.next_wait(&mut st, model, e).await?;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn complete(
+        &self,
+        model: &ModelEndpoint,
+        url: &str,
+        body: &Value,
+        parse: fn(&Value, &HeaderMap) -> Option<Parsed>,
+    ) -> Result<Completion, ProviderError> {
+        let (headers, v, attempts, start) = self.post_json(model, url, body).await?;
+        let parsed = parse(&v, &headers).ok_or_else(|| {
+            self.invalid(
+                Some(model),
+                &headers,
+                &format!(
+                    "the answer does not have the shape of the `{}` api",
+                    model.api
+                ),
+            )
+        })?;
+        Ok(completion(parsed, &headers, attempts, start))
+    }
+
+    /// Pipelines refuse parameters they do not know with a 400; like the
+    /// official client, try once more without them.
+    async fn pipeline(
+        &self,
+        model: &ModelEndpoint,
+        url: &str,
+        body: &Value,
+    ) -> Result<Completion, ProviderError> {
+        let parse: fn(&Value, &HeaderMap) -> Option<Parsed> = |v, _| wire::parse_pipeline(v);
+        match self.complete(model, url, body, parse).await {
+            Err(e)
+                if e.status == Some(400)
+                    && body.get("parameters").is_some()
+                    && e.upstream_message().is_some_and(wire::is_unused_kwargs) =>
+            {
+                tracing::info!(integration = %self.settings.integration, model = %model.name, "pipeline refused parameters; retrying without them");
+                self.complete(model, url, &wire::without_parameters(body), parse)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    fn chat_target(&self, model: &ModelEndpoint) -> Result<String, ProviderError> {
+        match model.api {
+            Api::Tgi | Api::Chat => Ok(chat_url(&model.base_url)),
+            Api::Router => Ok(format!("{}/v1/chat/completions", router_model_url(model))),
+            Api::Pipeline => Err(self
+                .ctx(Some(model))
+                .error(ErrorKind::InvalidRequest)
+                .with_detail("a `pipeline` endpoint cannot chat: use a `chat` or `tgi` model")),
+        }
+    }
+}
+
+fn completion(p: Parsed, headers: &HeaderMap, attempts: u32, start: Instant) -> Completion {
+    Completion {
+        text: p.text,
+        finish_reason: p.finish_reason,
+        usage: p.usage,
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        timings: Timings {
+            total: start.elapsed(),
+            ..wire::server_timings(headers)
+        },
+        attempts,
+    }
+}
+
+fn one_user_message(text: &str) -> Vec<ChatMessage> {
+    vec![ChatMessage {
+        role: ChatRole::User,
+        content: text.to_string(),
+    }]
+}
+
+/// The instruction used to summarize with a general text model.
+fn summary_instruction(text: &str) -> String {
+    format!("Summarize the following text concisely.\n\nText:\n{text}\n\nSummary:")
+}
+
+fn summary_params(req: &SummarizeRequest) -> GenerationParams {
+    GenerationParams {
+        max_tokens: req.max_length,
+        ..GenerationParams::default()
+    }
+}
+
+#[async_trait]
+impl LlmProvider for HuggingFace {
+    async fn generate(
+        &self,
+        model: &ModelEndpoint,
+        request: &TextRequest,
+    ) -> Result<Completion, ProviderError> {
+        let inner = &self.inner;
+        match model.api {
+            Api::Tgi => {
+                let body = wire::tgi_body(&request.prompt, &request.params);
+                inner
+                    .complete(
+                        model,
+                        &join(&model.base_url, "generate"),
+                        &body,
+                        wire::parse_tgi,
+                    )
+                    .await
+            }
+            Api::Chat => {
+                let body = wire::chat_body(
+                    &model.upstream_model,
+                    &one_user_message(&request.prompt),
+                    &request.params,
+                    false,
+                );
+                inner
+                    .complete(model, &chat_url(&model.base_url), &body, wire::parse_chat)
+                    .await
+            }
+            Api::Pipeline => {
+                inner
+                    .pipeline(
+                        model,
+                        &join(&model.base_url, ""),
+                        &wire::pipeline_text_body(&request.prompt, &request.params),
+                    )
+                    .await
+            }
+            Api::Router => {
+                inner
+                    .pipeline(
+                        model,
+                        &router_model_url(model),
+                        &wire::pipeline_text_body(&request.prompt, &request.params),
+                    )
+                    .await
+            }
+        }
+    }
+
+    fn generate_stream(&self, model: &ModelEndpoint, request: TextRequest) -> CompletionStream {
+        match model.api {
+            Api::Tgi => {
+                let body = wire::tgi_body(&request.prompt, &request.params);
+                stream(
+                    self.inner.clone(),
+                    model.clone(),
+                    join(&model.base_url, "generate_stream"),
+                    body,
+                    StreamKind::Tgi,
+                )
+            }
+            Api::Chat => {
+                let body = wire::chat_body(
+                    &model.upstream_model,
+                    &one_user_message(&request.prompt),
+                    &request.params,
+                    true,
+                );
+                stream(
+                    self.inner.clone(),
+                    model.clone(),
+                    chat_url(&model.base_url),
+                    body,
+                    StreamKind::Chat,
+                )
+            }
+            // Pipelines do not stream: the whole answer arrives as one chunk.
+            Api::Pipeline | Api::Router => {
+                let this = self.clone();
+                let model = model.clone();
+                Box::pin(async_stream::stream! {
+                    match this.generate(&model, &request).await {
+                        Ok(c) => {
+                            yield Ok(StreamEvent::Token(c.text.clone()));
+                            yield Ok(StreamEvent::Done(c));
+                        }
+                        Err(e) => yield Err(e),
+                    }
+                })
+            }
+        }
+    }
+
+    async fn chat(
+        &self,
+        model: &ModelEndpoint,
+        request: &ChatRequest,
+    ) -> Result<Completion, ProviderError> {
+        let inner = &self.inner;
+        let url = inner.chat_target(model)?;
+        let body = wire::chat_body(
+            &model.upstream_model,
+            &request.messages,
+            &request.params,
+            false,
+        );
+        inner.complete(model, &url, &body, wire::parse_chat).await
+    }
+
+    fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream {
+        match self.inner.chat_target(model) {
+            Ok(url) => {
+                let body = wire::chat_body(
+                    &model.upstream_model,
+                    &request.messages,
+                    &request.params,
+                    true,
+                );
+                stream(
+                    self.inner.clone(),
+                    model.clone(),
+                    url,
+                    body,
+                    StreamKind::Chat,
+                )
+            }
+            Err(e) => Box::pin(futures_util::stream::once(async move { Err(e) })),
+        }
+    }
+
+    async fn summarize(
+        &self,
+        model: &ModelEndpoint,
+        request: &SummarizeRequest,
+    ) -> Result<Completion, ProviderError> {
+        let inner = &self.inner;
+        match model.api {
+            Api::Pipeline => {
+                inner
+                    .pipeline(
+                        model,
+                        &join(&model.base_url, ""),
+                        &wire::summarize_body(request),
+                    )
+                    .await
+            }
+            Api::Router => {
+                inner
+                    .pipeline(
+                        model,
+                        &router_model_url(model),
+                        &wire::summarize_body(request),
+                    )
+                    .await
+            }
+            Api::Tgi => {
+                let req = TextRequest {
+                    prompt: summary_instruction(&request.text),
+                    params: summary_params(request),
+                };
+                self.generate(model, &req).await
+            }
+            Api::Chat => {
+                let req = ChatRequest {
+                    messages: one_user_message(&summary_instruction(&request.text)),
+                    params: summary_params(request),
+                };
+                self.chat(model, &req).await
+            }
+        }
+    }
+
+    async fn probe(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {
+        let inner = &self.inner;
+        if model.api == Api::Router {
+            return Ok(EndpointInfo {
+                note: Some("the serverless router has no health route".into()),
+                ..EndpointInfo::default()
+            });
+        }
+        let health = inner
+            .builder(reqwest::Method::GET, &join(&model.base_url, "health"), None)?
+            .timeout(inner.settings.request_timeout);
+        inner.send(health, Some(model)).await?;
+        let mut info = EndpointInfo {
+            healthy: true,
+            ..EndpointInfo::default()
+        };
+        if matches!(model.api, Api::Tgi | Api::Chat) {
+            match inner
+                .get_json(Some(model), &join(&model.base_url, "info"))
+                .await
+            {
+                Ok((_, v)) => {
+                    let n = |k: &str| {
+                        v.get(k)
+                            .and_then(Value::as_u64)
+                            .and_then(|n| u32::try_from(n).ok())
+                    };
+                    info.model_id = v
+                        .get("model_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    info.max_input_tokens = n("max_input_tokens").or_else(|| n("max_input_length"));
+                    info.max_total_tokens = n("max_total_tokens");
+                    info.version = v.get("version").and_then(Value::as_str).map(str::to_string);
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    info.note = Some("the server has no `/info` route".into())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(info)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Tgi,
+    Chat,
+}
+
+/// What one server-sent event meant.
+enum Step {
+    Token(String),
+    Done(Parsed),
+    Error(ProviderError),
+    Nothing,
+}
+
+/// Accumulated state of a chat stream (finish reason and usage come in pieces).
+#[derive(Default)]
+struct ChatAcc {
+    text: String,
+    finish: Option<super::FinishReason>,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+fn interpret(
+    kind: StreamKind,
+    data: &str,
+    acc: &mut ChatAcc,
+    ctx: &CallContext<'_>,
+    req_id: Option<&str>,
+) -> Step {
+    if kind == StreamKind::Chat && data.trim() == "[DONE]" {
+        acc.done = true;
+        return Step::Nothing;
+    }
+    let Ok(v) = serde_json::from_str::<Value>(data) else {
+        let mut e = ctx
+            .error(ErrorKind::InvalidResponse)
+            .with_detail("a stream event is not JSON");
+        e.request_id = req_id.map(str::to_string);
+        return Step::Error(e);
+    };
+    if v.get("error").is_some_and(|e| !e.is_null()) {
+        return Step::Error(classify_event(ctx, &v, req_id));
+    }
+    match kind {
+        StreamKind::Tgi => {
+            let token = v
+                .get("token")
+                .filter(|t| !t.get("special").and_then(Value::as_bool).unwrap_or(false));
+            let text = token
+                .and_then(|t| t.get("text"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if let Some(full) = v.get("generated_text").and_then(Value::as_str) {
+                let details = v.get("details");
+                let n = |k: &str| {
+                    details
+                        .and_then(|d| d.get(k))
+                        .and_then(Value::as_u64)
+                        .and_then(|n| u32::try_from(n).ok())
+                };
+                acc.text = text;
+                return Step::Done(Parsed {
+                    text: full.to_string(),
+                    finish_reason: details
+                        .and_then(|d| d.get("finish_reason"))
+                        .and_then(Value::as_str)
+                        .map(super::FinishReason::from_wire),
+                    usage: Usage {
+                        prompt_tokens: n("input_length"),
+                        completion_tokens: n("generated_tokens"),
+                    },
+                });
+            }
+            if text.is_empty() {
+                Step::Nothing
+            } else {
+                Step::Token(text)
+            }
+        }
+        StreamKind::Chat => {
+            if let Some(u) = wire::usage_of(&v) {
+                acc.usage = Some(u);
+            }
+            let choice = v
+                .get("choices")
+                .and_then(Value::as_array)
+                .and_then(|c| c.first());
+            if let Some(f) = choice
+                .and_then(|c| c.get("finish_reason"))
+                .and_then(Value::as_str)
+            {
+                acc.finish = Some(super::FinishReason::from_wire(f));
+            }
+            match choice
+                .and_then(|c| c.get("delta"))
+                .and_then(|d| d.get("content"))
+                .and_then(Value::as_str)
+            {
+                Some(t) if !t.is_empty() => {
+                    acc.text.push_str(t);
+                    Step::Token(t.to_string())
+                }
+                _ => Step::Nothing,
+            }
+        }
+    }
+}
+
+/// A streamed call: retried like any call until the first token is delivered,
+/// never after.
+fn stream(
+    inner: Arc<Inner>,
+    model: ModelEndpoint,
+    url: String,
+    body: Value,
+    kind: StreamKind,
+) -> CompletionStream {
+    Box::pin(async_stream::stream! {
+        let mut st = Attempts::new();
+        'attempts: loop {
+            st.count += 1;
+            let b = match inner.builder(reqwest::Method::POST, &url, Some(&model)) {
+                Ok(b) => b.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).json(&body),
+                Err(e) => { yield Err(e); return; }
+            };
+            let sent = Instant::now();
+            let first_token_deadline = tokio::time::Instant::now() + inner.settings.first_token_timeout;
+            let opened = match tokio::time::timeout_at(first_token_deadline, inner.send(b, Some(&model))).await {
+                Ok(r) => r,
+                Err(_) => Err(inner.ctx(Some(&model)).error(ErrorKind::Timeout).with_detail("no answer before the first-token timeout")),
+            };
+            let resp = match opened {
+                Ok(r) => r,
+                Err(e) => match inner.next_wait(&mut st, &model, e).await {
+                    Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
+                    Err(e) => { yield Err(e); return; }
+                },
+            };
+            let headers = resp.headers().clone();
+            let req_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let ctx = inner.ctx(Some(&model));
+            let mut body_stream = resp.bytes_stream();
+            let mut parser = SseParser::default();
+            let mut acc = ChatAcc::default();
+            let mut delivered = false;
+            let mut first_token: Option<Duration> = None;
+            let mut ended = false;
+            loop {
+                let next = if delivered {
+                    tokio::time::timeout(inner.settings.request_timeout, body_stream.next()).await
+                } else {
+                    tokio::time::timeout_at(first_token_deadline, body_stream.next()).await
+                };
+                let events: Vec<String> = match next {
+                    Err(_) => {
+                        let what = if delivered { "the stream went silent for longer than the request timeout" } else { "no token before the first-token timeout" };
+                        let e = ctx.error(ErrorKind::Timeout).with_detail(what);
+                        if delivered { yield Err(e); return; }
+                        match inner.next_wait(&mut st, &model, e).await {
+                            Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
+                            Err(e) => { yield Err(e); return; }
+                        }
+                    }
+                    Ok(Some(Ok(bytes))) => match parser.push(&bytes) {
+                        Ok(ev) => ev,
+                        Err(err) => { yield Err(ctx.error(ErrorKind::InvalidResponse).with_detail(err.to_string())); return; }
+                    },
+                    Ok(Some(Err(err))) => {
+                        let e = inner.transport(Some(&model), &err).with_detail("the stream broke");
+                        if delivered { yield Err(e); return; }
+                        match inner.next_wait(&mut st, &model, e).await {
+                            Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
+                            Err(e) => { yield Err(e); return; }
+                        }
+                    }
+                    Ok(None) => {
+                        ended = true;
+                        match parser.finish() {
+                            Ok(last) => last.into_iter().collect(),
+                            Err(err) => { yield Err(ctx.error(ErrorKind::InvalidResponse).with_detail(err.to_string())); return; }
+                        }
+                    }
+                };
+                for data in events {
+                    match interpret(kind, &data, &mut acc, &ctx, req_id.as_deref()) {
+                        Step::Nothing => {}
+                        Step::Token(t) => {
+                            if !delivered {
+                                delivered = true;
+                                first_token = Some(sent.elapsed());
+                            }
+                            yield Ok(StreamEvent::Token(t));
+                        }
+                        Step::Done(parsed) => {
+                            if !acc.text.is_empty() {
+                                yield Ok(StreamEvent::Token(std::mem::take(&mut acc.text)));
+                            }
+                            let mut c = completion(parsed, &headers, st.count, st.start);
+                            c.timings.first_token = first_token.or_else(|| Some(sent.elapsed()));
+                            yield Ok(StreamEvent::Done(c));
+                            return;
+                        }
+                        Step::Error(mut e) => {
+                            e.attempts = st.count;
+                            if delivered { yield Err(e); return; }
+                            match inner.next_wait(&mut st, &model, e).await {
+                                Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
+                                Err(e) => { yield Err(e); return; }
+                            }
+                        }
+                    }
+                    if acc.done {
+                        break;
+                    }
+                }
+                if acc.done || ended {
+                    if kind == StreamKind::Chat && acc.finish.is_some() {
+                        let usage = acc.usage.unwrap_or_default();
+                        let parsed = Parsed { text: std::mem::take(&mut acc.text), finish_reason: acc.finish.take(), usage };
+                        let mut c = completion(parsed, &headers, st.count, st.start);
+                        c.timings.first_token = first_token;
+                        yield Ok(StreamEvent::Done(c));
+                        return;
+                    }
+                    let mut e = ctx.error(ErrorKind::Upstream).with_detail("the stream ended before its final event: the generation is incomplete");
+                    e.request_id = req_id.clone();
+                    e.attempts = st.count;
+                    if delivered { yield Err(e); return; }
+                    match inner.next_wait(&mut st, &model, e).await {
+                        Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
+                        Err(e) => { yield Err(e); return; }
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_parse() {
+        for c in [DEFAULT_HUB_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_ROUTER_URL] {
+            assert_eq!(parse_const(c).as_str().trim_end_matches('/'), c);
+        }
+    }
+
+    #[test]
+    fn urls() {
+        let base = Url::parse("https://e.example/").unwrap();
+        assert_eq!(join(&base, "generate"), "https://e.example/generate");
+        assert_eq!(chat_url(&base), "https://e.example/v1/chat/completions");
+        assert_eq!(
+            chat_url(&Url::parse("https://e.example/v1").unwrap()),
+            "https://e.example/v1/chat/completions"
+        );
+        assert_eq!(
+            chat_url(&Url::parse("https://e.example/openai/v1/").unwrap()),
+            "https://e.example/openai/v1/chat/completions"
+        );
+        let m = ModelEndpoint {
+            name: "m".into(),
+            base_url: Url::parse(DEFAULT_ROUTER_URL).unwrap(),
+            api: Api::Router,
+            upstream_model: "facebook/bart-large-cnn".into(),
+        };
+        assert_eq!(
+            router_model_url(&m),
+            "https://router.huggingface.co/hf-inference/models/facebook/bart-large-cnn"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! Request bodies and answer parsing for each flavour: TGI (`/generate`,
+//! `/generate_stream`), the OpenAI-style chat route, and inference-toolkit
+//! pipelines. Nothing here does I/O.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use serde_json::{json, Map, Value};
+
+use crate::provider::{
+    ChatMessage, FinishReason, GenerationParams, SummarizeRequest, Timings, Usage,
+};
+
+fn insert_params(p: &mut Map<String, Value>, params: &GenerationParams, max_key: &str) {
+    if let Some(m) = params.max_tokens {
+        p.insert(max_key.into(), json!(m));
+    }
+    if let Some(t) = params.temperature {
+        p.insert("temperature".into(), json!(t));
+    }
+    if let Some(tp) = params.top_p {
+        p.insert("top_p".into(), json!(tp));
+    }
+    if !params.stop.is_empty() {
+        p.insert("stop".into(), json!(params.stop));
+    }
+    if let Some(s) = params.seed {
+        p.insert("seed".into(), json!(s));
+    }
+}
+
+/// `/generate` and `/generate_stream`: `{"inputs", "parameters"}` with the wire
+/// name `stop` and `details: true` (finish reason and token counts). TGI wants
+/// `top_p` strictly below 1, and 1 means "no nucleus sampling": it is left out.
+pub(crate) fn tgi_body(prompt: &str, params: &GenerationParams) -> Value {
+    let mut p = Map::new();
+    let mut params = params.clone();
+    if params.top_p.is_some_and(|t| t >= 1.0) {
+        params.top_p = None;
+    }
+    insert_params(&mut p, &params, "max_new_tokens");
+    p.insert("details".into(), json!(true));
+    json!({ "inputs": prompt, "parameters": Value::Object(p) })
+}
+
+/// `/v1/chat/completions`.
+pub(crate) fn chat_body(
+    model: &str,
+    messages: &[ChatMessage],
+    params: &GenerationParams,
+    stream: bool,
+) -> Value {
+    let mut b = Map::new();
+    b.insert("model".into(), json!(model));
+    b.insert("messages".into(), json!(messages));
+    insert_params(&mut b, params, "max_tokens");
+    b.insert("stream".into(), json!(stream));
+    if stream {
+        b.insert("stream_options".into(), json!({ "include_usage": true }));
+    }
+    Value::Object(b)
+}
+
+/// A text-generation pipeline: `{"inputs", "parameters"}`; the prompt is not
+/// echoed back (`return_full_text: false`). Stop sequences are not a pipeline
+/// parameter and are not sent.
+pub(crate) fn pipeline_text_body(prompt: &str, params: &GenerationParams) -> Value {
+    let mut p = Map::new();
+    let mut params = params.clone();
+    params.stop.clear();
+    params.seed = None;
+    insert_params(&mut p, &params, "max_new_tokens");
+    p.insert("return_full_text".into(), json!(false));
+    json!({ "inputs": prompt, "parameters": Value::Object(p) })
+}
+
+/// A summarization pipeline: `{"inputs", "parameters": {max_length, min_length}}`,
+/// `parameters` left out when there are none.
+pub(crate) fn summarize_body(req: &SummarizeRequest) -> Value {
+    let mut p = Map::new();
+    if let Some(m) = req.max_length {
+        p.insert("max_length".into(), json!(m));
+    }
+    if let Some(m) = req.min_length {
+        p.insert("min_length".into(), json!(m));
+    }
+    if p.is_empty() {
+        json!({ "inputs": req.text })
+    } else {
+        json!({ "inputs": req.text, "parameters": Value::Object(p) })
+    }
+}
+
+/// The same body without its optional `parameters` (the pipeline retry).
+pub(crate) fn without_parameters(body: &Value) -> Value {
+    let mut b = body.clone();
+    if let Some(o) = b.as_object_mut() {
+        o.remove("parameters");
+    }
+    b
+}
+
+pub(crate) fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn header_ms(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    let ms: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+    (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// Server-reported timings (`x-queue-time`, `x-inference-time`, milliseconds).
+pub(crate) fn server_timings(headers: &HeaderMap) -> Timings {
+    Timings {
+        queue: header_ms(headers, "x-queue-time"),
+        inference: header_ms(headers, "x-inference-time"),
+        ..Timings::default()
+    }
+}
+
+/// What an answer carried.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Parsed {
+    pub text: String,
+    pub finish_reason: Option<FinishReason>,
+    pub usage: Usage,
+}
+
+/// `/generate`: `{"generated_text", "details"}`; `POST /` answers a one-element array.
+pub(crate) fn parse_tgi(v: &Value, headers: &HeaderMap) -> Option<Parsed> {
+    let v = match v {
+        Value::Array(items) => items.first()?,
+        other => other,
+    };
+    let text = v.get("generated_text")?.as_str()?.to_string();
+    let details = v.get("details");
+    let finish_reason = details
+        .and_then(|d| d.get("finish_reason"))
+        .and_then(Value::as_str)
+        .map(FinishReason::from_wire);
+    let generated = details
+        .and_then(|d| d.get("generated_tokens"))
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok());
+    let usage = Usage {
+        prompt_tokens: header_u32(headers, "x-prompt-tokens"),
+        completion_tokens: generated.or_else(|| header_u32(headers, "x-generated-tokens")),
+    };
+    Some(Parsed {
+        text,
+        finish_reason,
+        usage,
+    })
+}
+
+pub(crate) fn usage_of(v: &Value) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    let n = |k: &str| {
+        u.get(k)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    Some(Usage {
+        prompt_tokens: n("prompt_tokens"),
+        completion_tokens: n("completion_tokens"),
+    })
+}
+
+/// `/v1/chat/completions`: `choices[0].message.content`, `finish_reason`, `usage`.
+pub(crate) fn parse_chat(v: &Value, headers: &HeaderMap) -> Option<Parsed> {
+    let choice = v.get("choices")?.as_array()?.first()?;
+    let content = choice.get("message")?.get("content");
+    let text = match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(_) => return None,
+    };
+    let finish_reason = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .map(FinishReason::from_wire);
+    let usage = usage_of(v).unwrap_or(Usage {
+        prompt_tokens: header_u32(headers, "x-prompt-tokens"),
+        completion_tokens: header_u32(headers, "x-generated-tokens"),
+    });
+    Some(Parsed {
+        text,
+        finish_reason,
+        usage,
+    })
+}
+
+/// Pipelines answer `[{"summary_text"}]`, `[{"generated_text"}]`, or the object alone.
+pub(crate) fn parse_pipeline(v: &Value) -> Option<Parsed> {
+    let v = match v {
+        Value::Array(items) => items.first()?,
+        other => other,
+    };
+    let text = v
+        .get("summary_text")
+        .or_else(|| v.get("generated_text"))?
+        .as_str()?
+        .to_string();
+    Some(Parsed {
+        text,
+        finish_reason: None,
+        usage: Usage::default(),
+    })
+}
+
+/// Whether a pipeline's 400 says it did not understand some parameters.
+pub(crate) fn is_unused_kwargs(message: &str) -> bool {
+    message.contains("model_kwargs")
+        || message.contains("are not used by the model")
+        || message.contains("unexpected keyword argument")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::ChatRole;
+
+    #[test]
+    fn tgi_body_uses_wire_names() {
+        let p = GenerationParams {
+            max_tokens: Some(20),
+            temperature: Some(0.5),
+            top_p: Some(1.0),
+            stop: vec!["\n".into()],
+            seed: Some(7),
+        };
+        assert_eq!(
+            tgi_body("hi", &p),
+            json!({"inputs": "hi", "parameters": {"max_new_tokens": 20, "temperature": 0.5, "stop": ["\n"], "seed": 7, "details": true}})
+        );
+        assert_eq!(
+            tgi_body("hi", &GenerationParams::default()),
+            json!({"inputs": "hi", "parameters": {"details": true}})
+        );
+    }
+
+    #[test]
+    fn chat_body_shape() {
+        let m = vec![ChatMessage {
+            role: ChatRole::User,
+            content: "hi".into(),
+        }];
+        let p = GenerationParams {
+            max_tokens: Some(5),
+            ..GenerationParams::default()
+        };
+        assert_eq!(
+            chat_body("org/m", &m, &p, true),
+            json!({"model": "org/m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": true, "stream_options": {"include_usage": true}})
+        );
+    }
+
+    #[test]
+    fn parses_each_answer_shape() {
+        let h = HeaderMap::new();
+        let a = parse_tgi(&json!([{"generated_text": "x"}]), &h).unwrap();
+        assert_eq!(a.text, "x");
+        let a = parse_tgi(&json!({"generated_text": "x", "details": {"finish_reason": "eos_token", "generated_tokens": 3}}), &h).unwrap();
+        assert_eq!(
+            (a.finish_reason, a.usage.completion_tokens),
+            (Some(FinishReason::Stop), Some(3))
+        );
+        assert_eq!(
+            parse_pipeline(&json!([{"summary_text": "s"}]))
+                .unwrap()
+                .text,
+            "s"
+        );
+        assert_eq!(
+            parse_pipeline(&json!({"generated_text": "g"}))
+                .unwrap()
+                .text,
+            "g"
+        );
+        assert!(parse_pipeline(&json!({"label": "x"})).is_none());
+        let c = parse_chat(&json!({"choices": [{"message": {"content": "c"}, "finish_reason": "length"}], "usage": {"prompt_tokens": 2, "completion_tokens": 4}}), &h).unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.finish_reason, c.usage.total()),
+            ("c", Some(FinishReason::Length), Some(6))
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! The `LlmProvider` trait and its provider-neutral request, response and error
+//! types. A provider turns a typed request into calls to a model server and a
+//! typed answer or a typed error; it knows nothing of access control, the
+//! catalog or front doors.
+
+mod error;
+pub mod huggingface;
+
+use std::fmt;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use error::{ErrorKind, ProviderError};
+
+/// How a model's endpoint is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// text-generation-inference: `/generate`, `/generate_stream`, `/info`.
+    Tgi,
+    /// OpenAI-style `/v1/chat/completions`.
+    Chat,
+    /// huggingface-inference-toolkit pipelines (`POST /` with `inputs`).
+    Pipeline,
+    /// The serverless router (`router.huggingface.co/hf-inference/models/{repo}`).
+    Router,
+}
+
+impl Api {
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Tgi => "tgi",
+            Api::Chat => "chat",
+            Api::Pipeline => "pipeline",
+            Api::Router => "router",
+        }
+    }
+}
+
+impl fmt::Display for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One model endpoint, as the provider needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelEndpoint {
+    /// The model's name (for messages).
+    pub name: String,
+    /// The endpoint's base URL (the router base for `router`).
+    pub base_url: Url,
+    /// How to speak to it.
+    pub api: Api,
+    /// The model id sent upstream (`model` of chat requests, repo id for the router).
+    pub upstream_model: String,
+}
+
+/// Generation parameters; `None` leaves the server's default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationParams {
+    /// Maximum new tokens.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature (> 0).
+    pub temperature: Option<f64>,
+    /// Nucleus sampling (0 < p ≤ 1).
+    pub top_p: Option<f64>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+}
+
+/// A text-generation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextRequest {
+    /// The prompt.
+    pub prompt: String,
+    /// Parameters.
+    pub params: GenerationParams,
+}
+
+/// Who said a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    /// Instructions.
+    System,
+    /// The user.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Who said it.
+    pub role: ChatRole,
+    /// What was said.
+    pub content: String,
+}
+
+/// A chat request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The conversation so far.
+    pub messages: Vec<ChatMessage>,
+    /// Parameters.
+    pub params: GenerationParams,
+}
+
+/// A summarization request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummarizeRequest {
+    /// The text to summarize.
+    pub text: String,
+    /// Upper bound on the summary length (tokens), where the server supports it.
+    pub max_length: Option<u32>,
+    /// Lower bound on the summary length (tokens), where the server supports it.
+    pub min_length: Option<u32>,
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its answer (end-of-sequence token).
+    Stop,
+    /// The token limit was reached.
+    Length,
+    /// A stop sequence was produced.
+    StopSequence,
+    /// Anything else the server said.
+    Other(String),
+}
+
+impl FinishReason {
+    /// Map the servers' words (`eos_token`, `stop`, `length`, `stop_sequence`).
+    pub fn from_wire(s: &str) -> FinishReason {
+        match s {
+            "eos_token" | "stop" | "end_turn" => FinishReason::Stop,
+            "length" | "max_tokens" => FinishReason::Length,
+            "stop_sequence" => FinishReason::StopSequence,
+            other => FinishReason::Other(other.to_string()),
+        }
+    }
+}
+
+/// Token counts, when known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: Option<u32>,
+    /// Tokens generated.
+    pub completion_tokens: Option<u32>,
+}
+
+impl Usage {
+    /// Prompt plus completion, when both are known.
+    pub fn total(&self) -> Option<u32> {
+        Some(self.prompt_tokens? + self.completion_tokens?)
+    }
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// From the first attempt to the answer.
+    pub total: Duration,
+    /// To the first streamed token.
+    pub first_token: Option<Duration>,
+    /// Queue time reported by the server (`x-queue-time`).
+    pub queue: Option<Duration>,
+    /// Inference time reported by the server (`x-inference-time`).
+    pub inference: Option<Duration>,
+}
+
+/// A finished generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The generated text.
+    pub text: String,
+    /// Why it stopped, when the server said.
+    pub finish_reason: Option<FinishReason>,
+    /// Token counts.
+    pub usage: Usage,
+    /// The upstream request id (`x-request-id`).
+    pub request_id: Option<String>,
+    /// Timings.
+    pub timings: Timings,
+    /// How many HTTP attempts it took.
+    pub attempts: u32,
+}
+
+/// One item of a streamed generation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// A piece of text.
+    Token(String),
+    /// The end: the whole text, finish reason and counts.
+    Done(Completion),
+}
+
+/// A streamed generation: tokens, then one `Done`, or an error.
+pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+/// What a health/info probe found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointInfo {
+    /// Whether the endpoint answered its health check.
+    pub healthy: bool,
+    /// The served model id (TGI `/info`).
+    pub model_id: Option<String>,
+    /// Maximum input tokens (`max_input_tokens`, formerly `max_input_length`).
+    pub max_input_tokens: Option<u32>,
+    /// Maximum input plus output tokens.
+    pub max_total_tokens: Option<u32>,
+    /// Server version.
+    pub version: Option<String>,
+    /// What the probe could not learn, in words.
+    pub note: Option<String>,
+}
+
+/// A model server client.
+#[async_trait]
+pub trait LlmProvider: Send + Sync {
+    /// Generate text from a prompt.
+    async fn generate(
+        &self,
+        model: &ModelEndpoint,
+        request: &TextRequest,
+    ) -> Result<Completion, ProviderError>;
+
+    /// Generate text, streaming tokens.
+    fn generate_stream(&self, model: &ModelEndpoint, request: TextRequest) -> CompletionStream;
+
+    /// Answer a conversation.
+    async fn chat(
+        &self,
+        model: &ModelEndpoint,
+        request: &ChatRequest,
+    ) -> Result<Completion, ProviderError>;
+
+    /// Answer a conversation, streaming tokens.
+    fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream;
+
+    /// Summarize a text.
+    async fn summarize(
+        &self,
+        model: &ModelEndpoint,
+        request: &SummarizeRequest,
+    ) -> Result<Completion, ProviderError>;
+
+    /// Check health and read what the server says about itself.
+    async fn probe(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError>;
+}
