@@ -1,5 +1,7 @@
 //! Test support for hfconnect's end-to-end tests: building and running the real
-//! `hfconnect` binary with a controlled environment.
+//! `hfconnect` binary with a controlled environment, and the fake Hugging Face server.
+
+pub mod fake_hf;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,5 +10,6 @@
 mod access_cli;
 mod config_errors;
 mod examples;
+mod provider;
 mod secrets;
 mod support;

@@ -1,0 +1,972 @@
+//! A fake Hugging Face server for tests and benchmarks: TGI (`/generate`,
+//! `/generate_stream`, `/info`, `/health`), the OpenAI-style chat route, an
+//! inference-toolkit pipeline (`POST /`), the router
+//! (`/hf-inference/models/{repo}`), `whoami-v2` and the endpoint management API
+//! (`/v2/endpoint/...`). It speaks the protocols as the reference describes them,
+//! awkward parts included (`data:` without a space, errors inside a 200 stream,
+//! plain-text and empty error bodies), records every request, and takes scripted
+//! faults per route.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::{Body as AxumBody, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+/// The routes faults can be scripted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `POST /generate`
+    Generate,
+    /// `POST /generate_stream`
+    GenerateStream,
+    /// `POST …/v1/chat/completions` (also on the router)
+    Chat,
+    /// `POST /` or `/predict` (also the router's model route)
+    Pipeline,
+    /// `GET /info`
+    Info,
+    /// `GET /health`
+    Health,
+    /// `GET /api/whoami-v2`
+    WhoAmI,
+    /// `GET /v2/endpoint/{namespace}[/{name}]`
+    Endpoints,
+    /// `POST /v2/endpoint/{namespace}/{name}/resume`
+    Resume,
+}
+
+/// An error body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// `application/json`
+    Json(Value),
+    /// `text/plain`
+    Text(String),
+    /// Nothing.
+    Empty,
+}
+
+/// What the next request of a route gets instead of (or before) the normal answer.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status, body and headers.
+    Status {
+        status: u16,
+        body: Body,
+        headers: Vec<(String, String)>,
+    },
+    /// Wait before answering normally (delay before headers).
+    Delay(Duration),
+    /// Send the headers, then break the connection before the body.
+    Reset,
+    /// Send half of the normal JSON answer.
+    Truncated,
+    /// Stream: wait this long before each event.
+    SlowEvents(Duration),
+    /// Stream: stop after this many events, without the final one.
+    StreamCut(usize),
+    /// Stream: after this many events, send this error event (HTTP 200).
+    StreamError { after: usize, event: Value },
+}
+
+impl Fault {
+    /// A status with a JSON body.
+    pub fn json(status: u16, body: Value) -> Fault {
+        Fault::Status {
+            status,
+            body: Body::Json(body),
+            headers: Vec::new(),
+        }
+    }
+    /// A status with a plain-text body.
+    pub fn text(status: u16, body: &str) -> Fault {
+        Fault::Status {
+            status,
+            body: Body::Text(body.to_string()),
+            headers: Vec::new(),
+        }
+    }
+    /// A status with no body.
+    pub fn empty(status: u16) -> Fault {
+        Fault::Status {
+            status,
+            body: Body::Empty,
+            headers: Vec::new(),
+        }
+    }
+    /// Add a header to a status fault.
+    #[must_use]
+    pub fn header(self, name: &str, value: &str) -> Fault {
+        match self {
+            Fault::Status {
+                status,
+                body,
+                mut headers,
+            } => {
+                headers.push((name.to_string(), value.to_string()));
+                Fault::Status {
+                    status,
+                    body,
+                    headers,
+                }
+            }
+            other => other,
+        }
+    }
+    /// 503 while the model loads.
+    pub fn loading(estimated_time: f64) -> Fault {
+        Fault::json(
+            503,
+            json!({"error": "Model fake/model is currently loading", "estimated_time": estimated_time}),
+        )
+    }
+    /// 429 from a rate limiter, with `Retry-After`.
+    pub fn rate_limited(retry_after_secs: u64) -> Fault {
+        Fault::json(429, json!({"error": "Rate limit reached"}))
+            .header("retry-after", &retry_after_secs.to_string())
+    }
+    /// 429 from TGI's concurrency limit.
+    pub fn overloaded() -> Fault {
+        Fault::json(
+            429,
+            json!({"error": "Model is overloaded", "error_type": "overloaded"}),
+        )
+    }
+    /// 503 with an empty body: the endpoint is scaled to zero and a replica is starting.
+    pub fn scaled_to_zero() -> Fault {
+        Fault::empty(503)
+    }
+    /// 401 as the Hub answers it.
+    pub fn unauthorized() -> Fault {
+        Fault::json(
+            401,
+            json!({"error": "Invalid credentials in Authorization header"}),
+        )
+        .header(
+            "x-error-message",
+            "Invalid credentials in Authorization header",
+        )
+    }
+    /// 403 for a gated model.
+    pub fn gated(repo: &str) -> Fault {
+        let msg = format!("Access to model {repo} is restricted and you are not in the authorized list. Visit https://huggingface.co/{repo} to ask for access.");
+        Fault::json(403, json!({"error": msg}))
+            .header("x-error-code", "GatedRepo")
+            .header("x-error-message", &msg)
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: String,
+    /// Path (with query).
+    pub path: String,
+    /// Headers, names lower-case.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A managed endpoint, as the management API lists it.
+#[derive(Debug, Clone)]
+pub struct FakeEndpoint {
+    /// Its name.
+    pub name: String,
+    /// Its state (`running`, `paused`, `scaledToZero`, …).
+    pub state: String,
+    /// Its URL.
+    pub url: String,
+}
+
+/// How streams and answers look; tests flip these.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// The text every generation produces (split into tokens at spaces).
+    pub reply: String,
+    /// Write `data: ` (with a space) instead of TGI's `data:`.
+    pub sse_space: bool,
+    /// End chat streams with `data:[DONE]`.
+    pub chat_done: bool,
+    /// Send a usage chunk at the end of chat streams (when the client asks).
+    pub chat_usage: bool,
+    /// Send `x-prompt-tokens` / `x-generated-tokens` headers on `/generate`.
+    pub token_headers: bool,
+    /// Send a `:` keep-alive comment between stream events.
+    pub keepalive: bool,
+    /// The pipeline's task: `summarization` or `text-generation`.
+    pub pipeline_task: String,
+    /// `/info` uses the pre-2.1 name `max_input_length`.
+    pub legacy_info: bool,
+    /// The token role `whoami-v2` reports.
+    pub token_role: String,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            reply: "Hello from the fake endpoint".into(),
+            sse_space: false,
+            chat_done: true,
+            chat_usage: true,
+            token_headers: true,
+            keepalive: false,
+            pipeline_task: "summarization".into(),
+            legacy_info: false,
+            token_role: "read".into(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    token: String,
+    faults: Mutex<HashMap<Route, VecDeque<Fault>>>,
+    requests: Mutex<Vec<Recorded>>,
+    endpoints: Mutex<Vec<FakeEndpoint>>,
+    behaviour: Mutex<Behaviour>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A running fake server; stops when dropped.
+pub struct FakeHf {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeHf {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeHf {
+    /// Start on an ephemeral port of 127.0.0.1, accepting `token`.
+    pub async fn start(token: &str) -> std::io::Result<FakeHf> {
+        Self::start_on(token, 0).await
+    }
+
+    /// Start on `port` of 127.0.0.1 (0 for any).
+    pub async fn start_on(token: &str, port: u16) -> std::io::Result<FakeHf> {
+        let state = Arc::new(State {
+            token: token.to_string(),
+            ..State::default()
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let s = state.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let s = s.clone();
+                async move { handle(s, method, uri, headers, body).await }
+            },
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeHf { addr, state, task })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The management API base (`{url}/v2`).
+    pub fn management_url(&self) -> String {
+        format!("{}/v2", self.url())
+    }
+
+    /// Queue a fault for the next request of `route`.
+    pub fn push(&self, route: Route, fault: Fault) {
+        lock(&self.state.faults)
+            .entry(route)
+            .or_default()
+            .push_back(fault);
+    }
+
+    /// Queue the same fault `n` times.
+    pub fn push_n(&self, route: Route, fault: Fault, n: usize) {
+        for _ in 0..n {
+            self.push(route, fault.clone());
+        }
+    }
+
+    /// Change how answers look.
+    pub fn behave(&self, f: impl FnOnce(&mut Behaviour)) {
+        f(&mut lock(&self.state.behaviour));
+    }
+
+    /// Register a managed endpoint.
+    pub fn add_endpoint(&self, name: &str, state: &str, url: &str) {
+        lock(&self.state.endpoints).push(FakeEndpoint {
+            name: name.into(),
+            state: state.into(),
+            url: url.into(),
+        });
+    }
+
+    /// The state of a managed endpoint.
+    pub fn endpoint_state(&self, name: &str) -> Option<String> {
+        lock(&self.state.endpoints)
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.state.clone())
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.state.requests).clone()
+    }
+
+    /// Requests to paths ending with `suffix`.
+    pub fn requests_to(&self, suffix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with(suffix))
+            .collect()
+    }
+
+    /// Drop every queued fault.
+    pub fn clear_faults(&self) {
+        lock(&self.state.faults).clear();
+    }
+
+    /// Forget recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.state.requests).clear();
+    }
+}
+
+fn respond(status: u16, body: Body, headers: &[(String, String)]) -> Response {
+    let (content_type, bytes) = match body {
+        Body::Json(v) => (
+            Some("application/json"),
+            serde_json::to_vec(&v).unwrap_or_default(),
+        ),
+        Body::Text(t) => (Some("text/plain; charset=utf-8"), t.into_bytes()),
+        Body::Empty => (None, Vec::new()),
+    };
+    let mut r = Response::new(AxumBody::from(bytes));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(ct) = content_type {
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static(ct));
+    }
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            r.headers_mut().append(k, v);
+        }
+    }
+    r
+}
+
+fn json_response(v: &Value, extra: &[(String, String)]) -> Response {
+    let mut headers = vec![("x-request-id".to_string(), "fake-req-1".to_string())];
+    headers.extend_from_slice(extra);
+    respond(200, Body::Json(v.clone()), &headers)
+}
+
+fn route_of(method: &Method, path: &str) -> Option<Route> {
+    let p = path.trim_end_matches('/');
+    if method == Method::GET {
+        return match p {
+            "/info" => Some(Route::Info),
+            "/health" | "" => Some(Route::Health),
+            "/api/whoami-v2" => Some(Route::WhoAmI),
+            _ if p.starts_with("/v2/endpoint/") => Some(Route::Endpoints),
+            _ => None,
+        };
+    }
+    if method != Method::POST {
+        return None;
+    }
+    match p {
+        "/generate" => Some(Route::Generate),
+        "/generate_stream" => Some(Route::GenerateStream),
+        "" | "/predict" => Some(Route::Pipeline),
+        _ if p.ends_with("/chat/completions") => Some(Route::Chat),
+        _ if p.starts_with("/v2/endpoint/") && p.ends_with("/resume") => Some(Route::Resume),
+        _ if p.starts_with("/hf-inference/models/") => Some(Route::Pipeline),
+        _ => None,
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    lock(&state.requests).push(Recorded {
+        method: method.to_string(),
+        path: uri.to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    });
+    let Some(route) = route_of(&method, &path) else {
+        return respond(404, Body::Text("Not Found".into()), &[]);
+    };
+    let expected = format!("Bearer {}", state.token);
+    let auth_ok =
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+    if !auth_ok {
+        // TGI with an API key answers 401 with an empty body; the Hub says why.
+        return match route {
+            Route::WhoAmI | Route::Endpoints | Route::Resume => {
+                let f = Fault::unauthorized();
+                if let Fault::Status {
+                    status,
+                    body,
+                    headers,
+                } = f
+                {
+                    respond(status, body, &headers)
+                } else {
+                    respond(401, Body::Empty, &[])
+                }
+            }
+            _ => respond(401, Body::Empty, &[]),
+        };
+    }
+    let mut stream_faults = Vec::new();
+    let mut truncated = false;
+    loop {
+        let fault = lock(&state.faults)
+            .get_mut(&route)
+            .and_then(VecDeque::pop_front);
+        match fault {
+            None => break,
+            Some(Fault::Status {
+                status,
+                body,
+                headers,
+            }) => return respond(status, body, &headers),
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                break;
+            }
+            Some(Fault::Reset) => {
+                let s = async_stream::stream! {
+                    yield Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by fake"));
+                };
+                let mut r = Response::new(AxumBody::from_stream(s));
+                r.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+                return r;
+            }
+            Some(Fault::Truncated) => {
+                truncated = true;
+                break;
+            }
+            Some(f) => {
+                stream_faults.push(f);
+                break;
+            }
+        }
+    }
+    let behaviour = lock(&state.behaviour).clone();
+    let response = match route {
+        Route::Health => respond(200, Body::Empty, &[]),
+        Route::Info => info(&behaviour),
+        Route::WhoAmI => whoami(&behaviour),
+        Route::Endpoints => endpoints(&state, &path),
+        Route::Resume => resume(&state, &path),
+        Route::Generate => generate(&headers, &body, &behaviour),
+        Route::GenerateStream => generate_stream(&headers, &body, &behaviour, stream_faults),
+        Route::Chat => chat(&headers, &body, &behaviour, stream_faults),
+        Route::Pipeline => pipeline(&headers, &body, &behaviour),
+    };
+    if truncated {
+        return truncate(response).await;
+    }
+    response
+}
+
+async fn truncate(r: Response) -> Response {
+    let (parts, body) = r.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let half = bytes.slice(..bytes.len() / 2);
+    let mut parts = parts;
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, AxumBody::from(half))
+}
+
+fn info(b: &Behaviour) -> Response {
+    let mut v = json!({
+        "model_id": "fake/model",
+        "model_sha": "0000",
+        "model_pipeline_tag": "text-generation",
+        "max_concurrent_requests": 128,
+        "max_best_of": 2,
+        "max_stop_sequences": 4,
+        "max_total_tokens": 8192,
+        "max_client_batch_size": 4,
+        "router": "text-generation-router",
+        "version": "fake-2.4.0",
+    });
+    let key = if b.legacy_info {
+        "max_input_length"
+    } else {
+        "max_input_tokens"
+    };
+    v[key] = json!(4096);
+    json_response(&v, &[])
+}
+
+fn whoami(b: &Behaviour) -> Response {
+    json_response(
+        &json!({
+            "type": "user",
+            "name": "alice",
+            "orgs": [{"name": "acme"}],
+            "auth": {"type": "access_token", "accessToken": {"displayName": "ci-token", "role": b.token_role}},
+        }),
+        &[],
+    )
+}
+
+fn endpoint_json(e: &FakeEndpoint) -> Value {
+    json!({
+        "name": e.name,
+        "type": "protected",
+        "model": {"repository": "fake/model", "task": "text-generation"},
+        "status": {"state": e.state, "url": e.url, "message": format!("endpoint is {}", e.state), "readyReplica": 0, "targetReplica": 1},
+    })
+}
+
+fn endpoints(state: &State, path: &str) -> Response {
+    let parts: Vec<&str> = path
+        .trim_start_matches("/v2/endpoint/")
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    let eps = lock(&state.endpoints);
+    match parts.as_slice() {
+        [_ns] => json_response(
+            &json!({"items": eps.iter().map(endpoint_json).collect::<Vec<_>>()}),
+            &[],
+        ),
+        [_ns, name] => match eps.iter().find(|e| e.name == *name) {
+            Some(e) => json_response(&endpoint_json(e), &[]),
+            None => respond(404, Body::Json(json!({"error": "Endpoint not found"})), &[]),
+        },
+        _ => respond(404, Body::Empty, &[]),
+    }
+}
+
+fn resume(state: &State, path: &str) -> Response {
+    let parts: Vec<&str> = path
+        .trim_start_matches("/v2/endpoint/")
+        .split('/')
+        .collect();
+    let name = parts.get(1).copied().unwrap_or_default();
+    let mut eps = lock(&state.endpoints);
+    match eps.iter_mut().find(|e| e.name == name) {
+        Some(e) if e.state == "running" => respond(
+            400,
+            Body::Json(json!({"error": "Endpoint is already running"})),
+            &[],
+        ),
+        Some(e) => {
+            e.state = "initializing".into();
+            json_response(&endpoint_json(e), &[])
+        }
+        None => respond(404, Body::Json(json!({"error": "Endpoint not found"})), &[]),
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// The generated tokens: the reply split at spaces, cut by `max_new_tokens` and stop sequences.
+fn tokens(b: &Behaviour, max: Option<u64>, stop: &[String]) -> (Vec<String>, &'static str) {
+    let mut out = Vec::new();
+    for t in b.reply.split_inclusive(' ') {
+        if max.is_some_and(|m| out.len() as u64 >= m) {
+            return (out, "length");
+        }
+        out.push(t.to_string());
+        let text: String = out.concat();
+        if stop
+            .iter()
+            .any(|s| !s.is_empty() && text.contains(s.as_str()))
+        {
+            return (out, "stop_sequence");
+        }
+    }
+    (out, "eos_token")
+}
+
+fn words(s: &str) -> usize {
+    s.split_whitespace().count()
+}
+
+/// TGI's checks before generating: JSON body, non-empty `inputs`, sane parameters.
+fn tgi_input(headers: &HeaderMap, body: &[u8]) -> Result<(String, Value), Response> {
+    if !is_json(headers) {
+        return Err(respond(
+            415,
+            Body::Text("Expected request with `Content-Type: application/json`".into()),
+            &[],
+        ));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        respond(
+            400,
+            Body::Text(format!("Failed to parse the request body as JSON: {e}")),
+            &[],
+        )
+    })?;
+    let Some(inputs) = v.get("inputs").and_then(Value::as_str) else {
+        return Err(respond(
+            422,
+            Body::Text(
+                "Failed to deserialize the JSON body into the target type: missing field `inputs`"
+                    .into(),
+            ),
+            &[],
+        ));
+    };
+    if inputs.is_empty() {
+        return Err(respond(
+            422,
+            Body::Json(
+                json!({"error": "Input validation error: `inputs` cannot be empty", "error_type": "validation"}),
+            ),
+            &[],
+        ));
+    }
+    let params = v.get("parameters").cloned().unwrap_or(Value::Null);
+    if let Some(t) = params.get("temperature").and_then(Value::as_f64) {
+        if t <= 0.0 {
+            return Err(respond(
+                422,
+                Body::Json(
+                    json!({"error": "Input validation error: `temperature` must be strictly positive", "error_type": "validation"}),
+                ),
+                &[],
+            ));
+        }
+    }
+    if let Some(p) = params.get("top_p").and_then(Value::as_f64) {
+        if p <= 0.0 || p >= 1.0 {
+            return Err(respond(
+                422,
+                Body::Json(
+                    json!({"error": "Input validation error: `top_p` must be > 0.0 and < 1.0", "error_type": "validation"}),
+                ),
+                &[],
+            ));
+        }
+    }
+    if params
+        .get("stop")
+        .and_then(Value::as_array)
+        .is_some_and(|s| s.len() > 4)
+    {
+        return Err(respond(
+            422,
+            Body::Json(
+                json!({"error": "Input validation error: `stop` supports up to 4 stop sequences", "error_type": "validation"}),
+            ),
+            &[],
+        ));
+    }
+    Ok((inputs.to_string(), params))
+}
+
+fn stop_of(params: &Value) -> Vec<String> {
+    params
+        .get("stop")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn generate(headers: &HeaderMap, body: &[u8], b: &Behaviour) -> Response {
+    let (inputs, params) = match tgi_input(headers, body) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (toks, finish) = tokens(
+        b,
+        params.get("max_new_tokens").and_then(Value::as_u64),
+        &stop_of(&params),
+    );
+    let mut v = json!({"generated_text": toks.concat()});
+    if params.get("details").and_then(Value::as_bool) == Some(true) {
+        v["details"] = json!({"finish_reason": finish, "generated_tokens": toks.len(), "seed": null, "prefill": [], "tokens": []});
+    }
+    let extra = if b.token_headers {
+        vec![
+            ("x-prompt-tokens".to_string(), words(&inputs).to_string()),
+            ("x-generated-tokens".to_string(), toks.len().to_string()),
+        ]
+    } else {
+        Vec::new()
+    };
+    let mut extra = extra;
+    extra.push(("x-queue-time".into(), "1".into()));
+    extra.push(("x-inference-time".into(), "12".into()));
+    json_response(&v, &extra)
+}
+
+fn sse(events: Vec<String>, b: &Behaviour, faults: Vec<Fault>) -> Response {
+    let prefix = if b.sse_space { "data: " } else { "data:" };
+    let keepalive = b.keepalive;
+    let mut delay = None;
+    let mut cut = None;
+    let mut error = None;
+    for f in faults {
+        match f {
+            Fault::SlowEvents(d) => delay = Some(d),
+            Fault::StreamCut(n) => cut = Some(n),
+            Fault::StreamError { after, event } => error = Some((after, event)),
+            _ => {}
+        }
+    }
+    let mut lines: Vec<String> = Vec::new();
+    for (i, e) in events.into_iter().enumerate() {
+        if cut == Some(i) {
+            break;
+        }
+        if let Some((after, ev)) = &error {
+            if *after == i {
+                lines.push(format!("{prefix}{ev}\n\n"));
+                if ev.get("error").is_some_and(Value::is_object) {
+                    lines.push(format!("{prefix}[DONE]\n\n"));
+                }
+                break;
+            }
+        }
+        if keepalive {
+            lines.push(":\n\n".into());
+        }
+        lines.push(format!("{prefix}{e}\n\n"));
+    }
+    let s = async_stream::stream! {
+        for l in lines {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            yield Ok::<Bytes, std::io::Error>(Bytes::from(l));
+        }
+    };
+    let mut r = Response::new(AxumBody::from_stream(s));
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert("x-request-id", HeaderValue::from_static("fake-stream-1"));
+    r
+}
+
+fn generate_stream(
+    headers: &HeaderMap,
+    body: &[u8],
+    b: &Behaviour,
+    faults: Vec<Fault>,
+) -> Response {
+    let (inputs, params) = match tgi_input(headers, body) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (toks, finish) = tokens(
+        b,
+        params.get("max_new_tokens").and_then(Value::as_u64),
+        &stop_of(&params),
+    );
+    let n = toks.len();
+    let full = toks.concat();
+    let events: Vec<String> = toks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let last = i + 1 == n;
+            json!({
+                "index": i + 1,
+                "token": {"id": i + 100, "text": t, "logprob": -0.25, "special": false},
+                "top_tokens": null,
+                "generated_text": if last { json!(full) } else { Value::Null },
+                "details": if last { json!({"finish_reason": finish, "generated_tokens": n, "seed": null, "input_length": words(&inputs)}) } else { Value::Null },
+            })
+            .to_string()
+        })
+        .collect();
+    sse(events, b, faults)
+}
+
+fn chat(headers: &HeaderMap, body: &[u8], b: &Behaviour, faults: Vec<Fault>) -> Response {
+    if !is_json(headers) {
+        return respond(
+            415,
+            Body::Text("Expected request with `Content-Type: application/json`".into()),
+            &[],
+        );
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return respond(
+            400,
+            Body::Text("Failed to parse the request body as JSON".into()),
+            &[],
+        );
+    };
+    let Some(messages) = v.get("messages").and_then(Value::as_array) else {
+        return respond(422, Body::Text("Failed to deserialize the JSON body into the target type: missing field `messages`".into()), &[]);
+    };
+    let prompt_tokens: usize = messages
+        .iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_str))
+        .map(words)
+        .sum();
+    let (toks, finish) = tokens(b, v.get("max_tokens").and_then(Value::as_u64), &stop_of(&v));
+    let finish = if finish == "eos_token" {
+        "stop"
+    } else {
+        finish
+    };
+    let model = v
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("tgi")
+        .to_string();
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": toks.len(), "total_tokens": prompt_tokens + toks.len()});
+    if v.get("stream").and_then(Value::as_bool) != Some(true) {
+        return json_response(
+            &json!({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": toks.concat()}, "finish_reason": finish}],
+                "usage": usage,
+            }),
+            &[],
+        );
+    }
+    let n = toks.len();
+    let mut events: Vec<String> = toks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({
+                "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": t}, "finish_reason": if i + 1 == n { json!(finish) } else { Value::Null }}],
+            })
+            .to_string()
+        })
+        .collect();
+    let wants_usage = v
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if b.chat_usage && wants_usage {
+        events.push(json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": usage}).to_string());
+    }
+    if b.chat_done {
+        events.push("[DONE]".into());
+    }
+    sse(events, b, faults)
+}
+
+fn pipeline(headers: &HeaderMap, body: &[u8], b: &Behaviour) -> Response {
+    if !is_json(headers) {
+        return respond(
+            400,
+            Body::Json(
+                json!({"error": "Content type \"None\" not supported. Supported content types are: application/json"}),
+            ),
+            &[],
+        );
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return respond(
+            400,
+            Body::Json(json!({"error": "Expecting value: line 1 column 1 (char 0)"})),
+            &[],
+        );
+    };
+    let Some(inputs) = v.get("inputs").and_then(Value::as_str) else {
+        return respond(
+            400,
+            Body::Json(json!({"error": "Body needs to provide a inputs key"})),
+            &[],
+        );
+    };
+    let known: &[&str] = if b.pipeline_task == "summarization" {
+        &["max_length", "min_length"]
+    } else {
+        &["max_new_tokens", "temperature", "top_p", "return_full_text"]
+    };
+    if let Some(params) = v.get("parameters").and_then(Value::as_object) {
+        let unknown: Vec<String> = params
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|k| format!("'{k}'"))
+            .collect();
+        if !unknown.is_empty() {
+            return respond(
+                400,
+                Body::Json(
+                    json!({"error": format!("The following `model_kwargs` are not used by the model: [{}] (note: typos in the generate arguments will also show up in this list)", unknown.join(", "))}),
+                ),
+                &[],
+            );
+        }
+    }
+    let _ = inputs;
+    let key = if b.pipeline_task == "summarization" {
+        "summary_text"
+    } else {
+        "generated_text"
+    };
+    json_response(&json!([{ key: b.reply }]), &[])
+}
