@@ -468,39 +468,28 @@ async fn handle(
     }
     let mut stream_faults = Vec::new();
     let mut truncated = false;
-    loop {
-        let fault = lock(&state.faults)
-            .get_mut(&route)
-            .and_then(VecDeque::pop_front);
-        match fault {
-            None => break,
-            Some(Fault::Status {
-                status,
-                body,
-                headers,
-            }) => return respond(status, body, &headers),
-            Some(Fault::Delay(d)) => {
-                tokio::time::sleep(d).await;
-                break;
-            }
-            Some(Fault::Reset) => {
-                let s = async_stream::stream! {
-                    yield Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by fake"));
-                };
-                let mut r = Response::new(AxumBody::from_stream(s));
-                r.headers_mut()
-                    .insert("content-type", HeaderValue::from_static("application/json"));
-                return r;
-            }
-            Some(Fault::Truncated) => {
-                truncated = true;
-                break;
-            }
-            Some(f) => {
-                stream_faults.push(f);
-                break;
-            }
+    let fault = lock(&state.faults)
+        .get_mut(&route)
+        .and_then(VecDeque::pop_front);
+    match fault {
+        None => {}
+        Some(Fault::Status {
+            status,
+            body,
+            headers,
+        }) => return respond(status, body, &headers),
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Reset) => {
+            let s = async_stream::stream! {
+                yield Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by fake"));
+            };
+            let mut r = Response::new(AxumBody::from_stream(s));
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            return r;
         }
+        Some(Fault::Truncated) => truncated = true,
+        Some(f) => stream_faults.push(f),
     }
     let behaviour = lock(&state.behaviour).clone();
     let response = match route {
@@ -646,6 +635,7 @@ fn words(s: &str) -> usize {
 }
 
 /// TGI's checks before generating: JSON body, non-empty `inputs`, sane parameters.
+#[allow(clippy::result_large_err)] // the error is the response to send
 fn tgi_input(headers: &HeaderMap, body: &[u8]) -> Result<(String, Value), Response> {
     if !is_json(headers) {
         return Err(respond(

@@ -68,41 +68,46 @@ impl fmt::Display for ErrorKind {
 /// Upstream messages are cut to this many characters.
 pub(crate) const MESSAGE_LIMIT: usize = 500;
 
-/// A failed call to a model server.
+/// A failed call to a model server. Small to move around: the text lives
+/// behind one box.
 #[derive(Debug, Clone)]
 pub struct ProviderError {
     pub(crate) kind: ErrorKind,
+    pub(crate) status: Option<u16>,
+    pub(crate) attempts: u32,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) text: Box<ErrorText>,
+}
+
+/// The words of a [`ProviderError`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ErrorText {
     pub(crate) integration: String,
     pub(crate) model: Option<String>,
-    pub(crate) status: Option<u16>,
     pub(crate) error_type: Option<String>,
     pub(crate) upstream_message: Option<String>,
     pub(crate) request_id: Option<String>,
-    pub(crate) retry_after: Option<Duration>,
     pub(crate) model_page: Option<String>,
     pub(crate) detail: Option<String>,
-    pub(crate) attempts: u32,
 }
 
 impl ProviderError {
     pub(crate) fn new(kind: ErrorKind, integration: &str, model: Option<&str>) -> Self {
         Self {
             kind,
-            integration: integration.to_string(),
-            model: model.map(str::to_string),
             status: None,
-            error_type: None,
-            upstream_message: None,
-            request_id: None,
-            retry_after: None,
-            model_page: None,
-            detail: None,
             attempts: 1,
+            retry_after: None,
+            text: Box::new(ErrorText {
+                integration: integration.to_string(),
+                model: model.map(str::to_string),
+                ..ErrorText::default()
+            }),
         }
     }
 
     pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.text.detail = Some(detail.into());
         self
     }
 
@@ -118,17 +123,17 @@ impl ProviderError {
 
     /// The server's `error_type` (TGI), when given.
     pub fn error_type(&self) -> Option<&str> {
-        self.error_type.as_deref()
+        self.text.error_type.as_deref()
     }
 
     /// What the server said, cut to a sane size.
     pub fn upstream_message(&self) -> Option<&str> {
-        self.upstream_message.as_deref()
+        self.text.upstream_message.as_deref()
     }
 
     /// The upstream request id (`x-request-id`).
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.text.request_id.as_deref()
     }
 
     /// How long the server asked to wait (`Retry-After`, `estimated_time`).
@@ -138,7 +143,7 @@ impl ProviderError {
 
     /// The page where a gated model's license is accepted.
     pub fn model_page(&self) -> Option<&str> {
-        self.model_page.as_deref()
+        self.text.model_page.as_deref()
     }
 
     /// How many HTTP attempts were made before giving up.
@@ -148,7 +153,7 @@ impl ProviderError {
 
     /// The integration the call was made for.
     pub fn integration(&self) -> &str {
-        &self.integration
+        &self.text.integration
     }
 
     /// Whether trying again later may succeed.
@@ -178,16 +183,16 @@ impl ProviderError {
     }
 
     fn target(&self) -> String {
-        match &self.model {
-            Some(m) => format!("model `{m}` of integration `{}`", self.integration),
-            None => format!("integration `{}`", self.integration),
+        match &self.text.model {
+            Some(m) => format!("model `{m}` of integration `{}`", self.text.integration),
+            None => format!("integration `{}`", self.text.integration),
         }
     }
 }
 
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let i = &self.integration;
+        let i = &self.text.integration;
         let status = self.status.map(|s| format!(" ({s})")).unwrap_or_default();
         let target = self.target();
         match self.kind {
@@ -202,7 +207,7 @@ impl fmt::Display for ProviderError {
             )?,
             ErrorKind::GatedModel => {
                 write!(f, "{target} is gated{status}: accept its license with the account owning the token of integration `{i}`")?;
-                if let Some(p) = &self.model_page {
+                if let Some(p) = &self.text.model_page {
                     write!(f, " at {p}")?;
                 }
             }
@@ -217,16 +222,16 @@ impl fmt::Display for ProviderError {
             ErrorKind::Connection => write!(f, "could not talk to {target}")?,
             ErrorKind::InvalidResponse => write!(f, "{target} sent an answer that is not what its api promises")?,
         }
-        if let Some(d) = &self.detail {
+        if let Some(d) = &self.text.detail {
             write!(f, "; {d}")?;
         }
-        if let Some(m) = &self.upstream_message {
+        if let Some(m) = &self.text.upstream_message {
             write!(f, "; upstream said: {m}")?;
         }
         if let Some(r) = self.retry_after {
             write!(f, "; retry after {:.1}s", r.as_secs_f64())?;
         }
-        if let Some(id) = &self.request_id {
+        if let Some(id) = &self.text.request_id {
             write!(f, " (request id `{id}`)")?;
         }
         if self.attempts > 1 {

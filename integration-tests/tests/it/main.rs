@@ -10,6 +10,8 @@
 mod access_cli;
 mod config_errors;
 mod examples;
+mod hub_cli;
 mod provider;
+mod provider_secrets;
 mod secrets;
 mod support;

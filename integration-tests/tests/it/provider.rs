@@ -362,23 +362,24 @@ async fn probe_reads_health_and_info_in_both_spellings() {
 }
 
 /// One failure case: a fault (or setup), the kind it must become, and whether it is retryable.
-struct Case {
-    name: &'static str,
-    faults: Vec<(Fault, usize)>,
-    kind: ErrorKind,
-    retryable: bool,
-    message: &'static str,
+pub struct Case {
+    pub name: &'static str,
+    pub faults: Vec<(Fault, usize)>,
+    pub kind: ErrorKind,
+    pub retryable: bool,
+    pub message: &'static str,
 }
 
-pub fn failure_cases() -> Vec<(
-    &'static str,
-    Vec<(Fault, usize)>,
-    ErrorKind,
-    bool,
-    &'static str,
-)> {
+pub fn failure_cases() -> Vec<Case> {
+    let case = |name, faults, kind, retryable, message| Case {
+        name,
+        faults,
+        kind,
+        retryable,
+        message,
+    };
     vec![
-        (
+        case(
             "403 forbidden",
             vec![(
                 Fault::json(
@@ -391,21 +392,21 @@ pub fn failure_cases() -> Vec<(
             false,
             "sufficient permissions",
         ),
-        (
+        case(
             "403 gated",
             vec![(Fault::gated("org/model"), 1)],
             ErrorKind::GatedModel,
             false,
             "https://huggingface.co/org/model",
         ),
-        (
+        case(
             "404 plain text",
             vec![(Fault::text(404, "Not Found"), 1)],
             ErrorKind::NotFound,
             false,
             "Not Found",
         ),
-        (
+        case(
             "410 gone",
             vec![(
                 Fault::json(410, json!({"error": "The requested model is deprecated"})),
@@ -415,21 +416,21 @@ pub fn failure_cases() -> Vec<(
             false,
             "deprecated",
         ),
-        (
+        case(
             "413 plain text",
             vec![(Fault::text(413, "Payload Too Large"), 1)],
             ErrorKind::InvalidRequest,
             false,
             "Payload Too Large",
         ),
-        (
+        case(
             "415 plain text",
             vec![(Fault::text(415, "Unsupported Media Type"), 1)],
             ErrorKind::InvalidRequest,
             false,
             "Unsupported Media Type",
         ),
-        (
+        case(
             "422 template error",
             vec![(
                 Fault::json(
@@ -442,7 +443,7 @@ pub fn failure_cases() -> Vec<(
             false,
             "Template error",
         ),
-        (
+        case(
             "424 generation",
             vec![(
                 Fault::json(
@@ -455,42 +456,42 @@ pub fn failure_cases() -> Vec<(
             false,
             "during generation",
         ),
-        (
+        case(
             "429 overloaded, always",
             vec![(Fault::overloaded(), 10)],
             ErrorKind::Overloaded,
             true,
             "overloaded",
         ),
-        (
+        case(
             "429 retry-after past the budget",
             vec![(Fault::rate_limited(30), 1)],
             ErrorKind::RateLimited,
             true,
             "retry after 30.0s",
         ),
-        (
+        case(
             "503 loading past the cold-start budget",
             vec![(Fault::loading(30.0), 1)],
             ErrorKind::ModelLoading,
             true,
             "currently loading",
         ),
-        (
+        case(
             "503 scaled to zero, always",
             vec![(Fault::scaled_to_zero(), 500)],
             ErrorKind::EndpointUnavailable,
             true,
             "not available",
         ),
-        (
+        case(
             "502 bad gateway, always",
             vec![(Fault::text(502, "Bad Gateway"), 500)],
             ErrorKind::EndpointUnavailable,
             true,
             "Bad Gateway",
         ),
-        (
+        case(
             "500 incomplete, always",
             vec![(
                 Fault::json(
@@ -503,28 +504,28 @@ pub fn failure_cases() -> Vec<(
             true,
             "Incomplete generation",
         ),
-        (
+        case(
             "504 gateway timeout, always",
             vec![(Fault::empty(504), 10)],
             ErrorKind::Timeout,
             true,
             "timed out",
         ),
-        (
+        case(
             "slow headers",
             vec![(Fault::Delay(Duration::from_secs(5)), 10)],
             ErrorKind::Timeout,
             true,
             "timed out",
         ),
-        (
+        case(
             "connection reset",
             vec![(Fault::Reset, 10)],
             ErrorKind::Connection,
             true,
             "could not talk",
         ),
-        (
+        case(
             "truncated body",
             vec![(Fault::Truncated, 1)],
             ErrorKind::InvalidResponse,
@@ -537,14 +538,7 @@ pub fn failure_cases() -> Vec<(
 #[tokio::test]
 async fn every_error_kind_through_real_http() {
     let mut failures = Vec::new();
-    for (name, faults, kind, retryable, message) in failure_cases() {
-        let case = Case {
-            name,
-            faults,
-            kind,
-            retryable,
-            message,
-        };
+    for case in failure_cases() {
         let fake = FakeHf::start(TOKEN).await.unwrap();
         for (f, n) in &case.faults {
             fake.push_n(Route::Generate, f.clone(), *n);

@@ -165,17 +165,17 @@ pub(crate) fn classify(
     };
     let mut e = ctx.error(kind);
     e.status = Some(status);
-    e.error_type = error_type;
-    e.upstream_message = message.as_deref().map(cut).filter(|m| !m.is_empty());
-    e.request_id = header(headers, "x-request-id").map(str::to_string);
+    e.text.error_type = error_type;
+    e.text.upstream_message = message.as_deref().map(cut).filter(|m| !m.is_empty());
+    e.text.request_id = header(headers, "x-request-id").map(str::to_string);
     e.retry_after = estimated
         .map(Duration::from_secs_f64)
         .or_else(|| retry_after(headers));
     if kind == ErrorKind::GatedModel {
-        e.model_page = model_page(&msg, ctx);
+        e.text.model_page = model_page(&msg, ctx);
     }
     if kind == ErrorKind::NotFound && status == 410 {
-        e.detail = Some("the server says this route is gone (the old serverless API answers 410): use the router or an Inference Endpoint".into());
+        e.text.detail = Some("the server says this route is gone (the old serverless API answers 410): use the router or an Inference Endpoint".into());
     }
     e
 }
@@ -207,13 +207,13 @@ pub(crate) fn classify_event(
                 .and_then(kind_of_error_type)
                 .unwrap_or(ErrorKind::Upstream);
             let mut e = ctx.error(kind);
-            e.error_type = error_type;
-            e.upstream_message = message_of(event).map(|m| cut(&m));
+            e.text.error_type = error_type;
+            e.text.upstream_message = message_of(event).map(|m| cut(&m));
             e
         }
     };
-    e.request_id = request_id.map(str::to_string);
-    e.detail = Some("the server reported the error inside the stream".into());
+    e.text.request_id = request_id.map(str::to_string);
+    e.text.detail = Some("the server reported the error inside the stream".into());
     e
 }
 
@@ -243,6 +243,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn messages_come_from_every_place_servers_put_them() {
         let c = ctx();
         let cases: &[(&[(&str, &str)], &str, &str)] = &[

@@ -226,7 +226,7 @@ impl Inner {
             .ctx(model)
             .error(ErrorKind::InvalidResponse)
             .with_detail(what.to_string());
-        e.request_id = headers
+        e.text.request_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
@@ -297,7 +297,7 @@ impl Inner {
             }
         }
         let mut e = classify(&self.ctx(model), status, &headers, &body);
-        e.upstream_message = e.upstream_message.map(|m| self.credential.redact(&m));
+        e.text.upstream_message = e.text.upstream_message.map(|m| self.credential.redact(&m));
         e
     }
 
@@ -386,7 +386,7 @@ impl Inner {
         tracing::info!(integration = %self.settings.integration, model = %model.name, endpoint = %ep.name, state = %ep.state, "endpoint state");
         let fail = |detail: String| {
             let mut err = e.clone();
-            err.detail = Some(detail);
+            err.text.detail = Some(detail);
             err
         };
         match ep.state.as_str() {
@@ -845,7 +845,7 @@ fn interpret(
         let mut e = ctx
             .error(ErrorKind::InvalidResponse)
             .with_detail("a stream event is not JSON");
-        e.request_id = req_id.map(str::to_string);
+        e.text.request_id = req_id.map(str::to_string);
         return Step::Error(e);
     };
     if v.get("error").is_some_and(|e| !e.is_null()) {
@@ -1034,7 +1034,7 @@ fn stream(
                         return;
                     }
                     let mut e = ctx.error(ErrorKind::Upstream).with_detail("the stream ended before its final event: the generation is incomplete");
-                    e.request_id = req_id.clone();
+                    e.text.request_id = req_id.clone();
                     e.attempts = st.count;
                     if delivered { yield Err(e); return; }
                     match inner.next_wait(&mut st, &model, e).await {
