@@ -3,7 +3,7 @@
 //! server echoes the key back.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use hfconnect::provider::{Api, LlmProvider};
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
@@ -25,16 +25,28 @@ impl Write for Captured {
     }
 }
 
+/// A process-wide capturing subscriber, installed once. Thread-local
+/// subscribers miss events whose callsites other tests registered first; a
+/// global one sees every test's logs, which only makes the check stronger.
+fn global_logs() -> Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        logs
+    })
+    .clone()
+}
+
 #[tokio::test]
 async fn the_key_never_appears_in_errors_debug_or_logs() {
-    let logs = Captured::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    let logs = global_logs();
     let mut seen = Vec::new();
     let mut cases = failure_cases();
     cases.push(Case {
