@@ -66,6 +66,8 @@ pub enum Fault {
     Reset,
     /// Send half of the normal JSON answer.
     Truncated,
+    /// Send the headers and half of the body, wait this long, then the rest.
+    SlowBody(Duration),
     /// Stream: wait this long before each event.
     SlowEvents(Duration),
     /// Stream: stop after this many events, without the final one.
@@ -468,6 +470,7 @@ async fn handle(
     }
     let mut stream_faults = Vec::new();
     let mut truncated = false;
+    let mut slow_body = None;
     let fault = lock(&state.faults)
         .get_mut(&route)
         .and_then(VecDeque::pop_front);
@@ -489,6 +492,7 @@ async fn handle(
             return r;
         }
         Some(Fault::Truncated) => truncated = true,
+        Some(Fault::SlowBody(d)) => slow_body = Some(d),
         Some(f) => stream_faults.push(f),
     }
     let behaviour = lock(&state.behaviour).clone();
@@ -506,7 +510,28 @@ async fn handle(
     if truncated {
         return truncate(response).await;
     }
+    if let Some(d) = slow_body {
+        return slow(response, d).await;
+    }
     response
+}
+
+async fn slow(r: Response, d: Duration) -> Response {
+    let (mut parts, body) = r.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let (first, rest) = (
+        bytes.slice(..bytes.len() / 2),
+        bytes.slice(bytes.len() / 2..),
+    );
+    parts.headers.remove("content-length");
+    let s = async_stream::stream! {
+        yield Ok::<Bytes, std::io::Error>(first);
+        tokio::time::sleep(d).await;
+        yield Ok(rest);
+    };
+    Response::from_parts(parts, AxumBody::from_stream(s))
 }
 
 async fn truncate(r: Response) -> Response {

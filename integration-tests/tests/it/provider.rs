@@ -811,6 +811,32 @@ async fn first_token_timeout_then_retry() {
 }
 
 #[tokio::test]
+async fn a_slow_body_within_the_timeout_is_read_and_past_it_times_out() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    fake.push(Route::Generate, Fault::SlowBody(Duration::from_millis(300)));
+    let c = provider(&fake)
+        .generate(&model(&fake, Api::Tgi), &text("hi"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.text.as_str(), c.attempts),
+        ("Hello from the fake endpoint", 1)
+    );
+
+    let mut s = settings(&fake);
+    s.request_timeout = Duration::from_millis(300);
+    s.retry.max_attempts = 2;
+    let p = HuggingFace::new(s, Ok(SecretString::from(TOKEN))).unwrap();
+    fake.push_n(Route::Generate, Fault::SlowBody(Duration::from_secs(2)), 2);
+    let e = p
+        .generate(&model(&fake, Api::Tgi), &text("hi"))
+        .await
+        .unwrap_err();
+    assert!(e.is_timeout() && e.is_retryable(), "{e}");
+    assert_eq!(e.attempts(), 2);
+}
+
+#[tokio::test]
 async fn scaled_to_zero_then_running() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     fake.add_endpoint("mistral-ep", "scaledToZero", &fake.url());
