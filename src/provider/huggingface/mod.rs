@@ -928,8 +928,10 @@ fn stream(
 ) -> CompletionStream {
     Box::pin(async_stream::stream! {
         let mut st = Attempts::new();
-        'attempts: loop {
+        loop {
             st.count += 1;
+            // Every failure before the first token leaves this block; what follows decides whether to retry.
+            let failure: ProviderError = 'attempt: {
             let b = match inner.builder(reqwest::Method::POST, &url, Some(&model)) {
                 Ok(b) => b.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).json(&body),
                 Err(e) => { yield Err(e); return; }
@@ -942,10 +944,7 @@ fn stream(
             };
             let resp = match opened {
                 Ok(r) => r,
-                Err(e) => match inner.next_wait(&mut st, &model, e).await {
-                    Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
-                    Err(e) => { yield Err(e); return; }
-                },
+                Err(e) => break 'attempt e,
             };
             let headers = resp.headers().clone();
             let req_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -967,10 +966,7 @@ fn stream(
                         let what = if delivered { "the stream went silent for longer than the request timeout" } else { "no token before the first-token timeout" };
                         let e = ctx.error(ErrorKind::Timeout).with_detail(what);
                         if delivered { yield Err(e); return; }
-                        match inner.next_wait(&mut st, &model, e).await {
-                            Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
-                            Err(e) => { yield Err(e); return; }
-                        }
+                        break 'attempt e;
                     }
                     Ok(Some(Ok(bytes))) => match parser.push(&bytes) {
                         Ok(ev) => ev,
@@ -979,10 +975,7 @@ fn stream(
                     Ok(Some(Err(err))) => {
                         let e = inner.transport(Some(&model), &err).with_detail("the stream broke");
                         if delivered { yield Err(e); return; }
-                        match inner.next_wait(&mut st, &model, e).await {
-                            Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
-                            Err(e) => { yield Err(e); return; }
-                        }
+                        break 'attempt e;
                     }
                     Ok(None) => {
                         ended = true;
@@ -1014,10 +1007,7 @@ fn stream(
                         Step::Error(mut e) => {
                             e.attempts = st.count;
                             if delivered { yield Err(e); return; }
-                            match inner.next_wait(&mut st, &model, e).await {
-                                Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
-                                Err(e) => { yield Err(e); return; }
-                            }
+                            break 'attempt e;
                         }
                     }
                     if acc.done {
@@ -1037,11 +1027,13 @@ fn stream(
                     e.text.request_id = req_id.clone();
                     e.attempts = st.count;
                     if delivered { yield Err(e); return; }
-                    match inner.next_wait(&mut st, &model, e).await {
-                        Ok(wait) => { tokio::time::sleep(wait).await; continue 'attempts; }
-                        Err(e) => { yield Err(e); return; }
-                    }
+                    break 'attempt e;
                 }
+            }
+            };
+            match inner.next_wait(&mut st, &model, failure).await {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(e) => { yield Err(e); return; }
             }
         }
     })
