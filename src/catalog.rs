@@ -66,6 +66,28 @@ pub struct ModelDefaults {
     pub seed: Option<u64>,
 }
 
+/// Admission limits of an integration or model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per second and burst.
+    pub rate: Option<(NonZeroU32, NonZeroU32)>,
+    /// Tasks running at once.
+    pub max_concurrency: Option<NonZeroU32>,
+}
+
+/// A request quota of a group, application or user on one integration.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    /// Who is charged.
+    pub subject: crate::access::Subject,
+    /// Where.
+    pub integration: Arc<str>,
+    /// How many tasks per minute.
+    pub per_minute: NonZeroU32,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
 /// A model endpoint registered under an integration.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -78,10 +100,15 @@ pub struct Model {
     pub(crate) upstream_model: Option<String>,
     pub(crate) defaults: ModelDefaults,
     pub(crate) chat_template: Option<PathBuf>,
+    pub(crate) limits: Limits,
     pub(crate) origin: Origin,
 }
 
 impl Model {
+    /// Rate and concurrency limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
     /// The model's name (may be a Hub repo id such as `org/name`).
     pub fn name(&self) -> &str {
         &self.name
@@ -146,6 +173,8 @@ pub struct Integration {
     pub(crate) active: bool,
     pub(crate) api_key: ApiKey,
     pub(crate) settings: Settings,
+    pub(crate) limits: Limits,
+    pub(crate) queue_timeout: std::time::Duration,
     pub(crate) models: Vec<Model>,
     pub(crate) model_index: HashMap<Arc<str>, usize>,
     pub(crate) origin: Origin,
@@ -179,6 +208,14 @@ impl Integration {
     /// Timeouts, retries, cold-start waits and service URLs of its calls.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+    /// Rate and concurrency limits over all its models.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+    /// How long a task waits for its turn before failing as rate limited.
+    pub fn queue_timeout(&self) -> std::time::Duration {
+        self.queue_timeout
     }
     /// Its models, in declaration order.
     pub fn models(&self) -> &[Model] {
@@ -318,6 +355,7 @@ pub struct Catalog {
     pub(crate) prompt_index: HashMap<Arc<str>, usize>,
     pub(crate) groups: Vec<Group>,
     pub(crate) applications: Vec<Application>,
+    pub(crate) quotas: Vec<Quota>,
     pub(crate) policy: Policy,
 }
 
@@ -357,6 +395,10 @@ impl Catalog {
     /// An application by name.
     pub fn application(&self, name: &str) -> Option<&Application> {
         self.applications.iter().find(|a| &*a.name == name)
+    }
+    /// Request quotas.
+    pub fn quotas(&self) -> &[Quota] {
+        &self.quotas
     }
     /// The compiled access policy.
     pub fn policy(&self) -> &Policy {

@@ -1,35 +1,108 @@
-//! The Connector: what front doors (CLI, and later the HTTP service and the
-//! Conductor worker) call. It holds the catalog and one provider client per
-//! integration, and answers operational questions about them (whose token,
-//! which endpoints are up). Task execution builds on it.
+//! The Connector: the one entry point front doors call (library users, the CLI,
+//! and later the HTTP service and the Conductor worker). It holds the catalog,
+//! its policy and one provider client per integration as one immutable
+//! snapshot behind an atomic pointer, and runs tasks along the path:
+//! look up → refuse inactive → authorize → check the task against the model
+//! and prompt → build the request → call the provider → shape the output →
+//! audit.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
 
+use arc_swap::ArcSwap;
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::catalog::{Catalog, Integration};
-use crate::config::diagnostic_suggest;
+use crate::access::{Access, Principal, PrincipalError, Subject, Target};
+use crate::catalog::{Catalog, Integration, Model};
+use crate::config::{diagnostic_suggest, ConfigError, LoadOptions};
+use crate::limits::Admission;
 use crate::provider::huggingface::hub::{ManagedEndpoint, WhoAmI};
 use crate::provider::huggingface::HuggingFace;
-use crate::provider::{Api, EndpointInfo, LlmProvider, ProviderError};
+use crate::provider::{
+    Api, ChatMessage, ChatRequest, ChatRole, Completion, EndpointInfo, GenerationParams,
+    LlmProvider, ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest, TextRequest,
+};
+use crate::task::{finish_reason_name, Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
 
-/// Why a connector call failed.
+/// Why a connector operation (other than a task) failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectorError {
     /// No such integration, model or prompt.
     #[error("{0}")]
     NotFound(String),
+    /// The config could not be loaded; the connector keeps the snapshot it had.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The provider failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
 }
 
-/// The connector over one catalog.
+/// Everything a task runs against; replaced whole on reload.
 #[derive(Debug)]
-pub struct Connector {
+struct Snapshot {
     catalog: Catalog,
     providers: HashMap<String, HuggingFace>,
+    admission: Admission,
 }
+
+impl Snapshot {
+    fn new(catalog: Catalog) -> Result<Snapshot, ConnectorError> {
+        let mut providers = HashMap::new();
+        for i in catalog.integrations() {
+            let key = i.api_key().secret().cloned().map_err(str::to_string);
+            providers.insert(
+                i.name().to_string(),
+                HuggingFace::new(i.settings().clone(), key)?,
+            );
+        }
+        let admission = Admission::new(&catalog);
+        Ok(Snapshot {
+            catalog,
+            providers,
+            admission,
+        })
+    }
+
+    fn integration(&self, name: &str) -> Result<(&Integration, &HuggingFace), ConnectorError> {
+        let found = self
+            .catalog
+            .integration(name)
+            .and_then(|i| self.providers.get(name).map(|p| (i, p)));
+        found.ok_or_else(|| ConnectorError::NotFound(unknown_integration(&self.catalog, name)))
+    }
+}
+
+fn unknown_integration(catalog: &Catalog, name: &str) -> String {
+    let names = catalog.integrations().iter().map(Integration::name);
+    format!(
+        "unknown integration `{name}`{}",
+        diagnostic_suggest(name, names)
+    )
+}
+
+fn unknown_model(integration: &Integration, model: &str) -> String {
+    let names = integration.models().iter().map(Model::name);
+    format!(
+        "unknown model `{model}` of integration `{}`{}",
+        integration.name(),
+        diagnostic_suggest(model, names)
+    )
+}
+
+/// The connector.
+#[derive(Debug)]
+pub struct Connector {
+    state: ArcSwap<Snapshot>,
+}
+
+/// A streamed task: chunks, then the output, or an error.
+pub type TaskStream = Pin<Box<dyn Stream<Item = Result<TaskEvent, TaskError>> + Send>>;
 
 /// What `token check` found.
 #[derive(Debug, Clone, Serialize)]
@@ -72,42 +145,308 @@ pub struct EndpointStatus {
     pub management_unavailable: Option<String>,
 }
 
+/// A task checked and turned into a provider call.
+struct Prepared {
+    integration: String,
+    model: String,
+    provider: HuggingFace,
+    endpoint: ModelEndpoint,
+    call: Call,
+    json_output: bool,
+    reason: String,
+}
+
+enum Call {
+    Generate(TextRequest),
+    Chat(ChatRequest),
+    Summarize(SummarizeRequest),
+}
+
+/// What the audit event says about a task.
+struct Audit<'a> {
+    task_id: String,
+    principal: &'a Principal,
+    task: &'a Task,
+    started: Instant,
+}
+
+impl Audit<'_> {
+    fn record(&self, reason: Option<&str>, outcome: &Result<TaskOutput, TaskError>) {
+        let (outcome_kind, prompt_tokens, completion_tokens) = match outcome {
+            Ok(o) => ("ok", o.prompt_tokens, o.completion_tokens),
+            Err(e) => (e.kind().as_str(), None, None),
+        };
+        let decision = match outcome {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    TaskErrorKind::Denied | TaskErrorKind::Inactive | TaskErrorKind::NotFound
+                ) =>
+            {
+                "denied"
+            }
+            _ if reason.is_some() => "allowed",
+            _ => "not_reached",
+        };
+        // Never the prompt, the output or the key.
+        tracing::info!(
+            target: "hfconnect::audit",
+            task_id = %self.task_id,
+            caller = %self.principal.subject(),
+            group = self.principal.scope().unwrap_or(""),
+            integration = %self.task.integration(),
+            model = %self.task.model(),
+            task_kind = %self.task.kind(),
+            decision,
+            reason = reason.unwrap_or(""),
+            outcome = outcome_kind,
+            latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            prompt_tokens,
+            completion_tokens,
+            "task"
+        );
+    }
+}
+
+fn invalid(message: impl Into<String>) -> TaskError {
+    TaskError::new(TaskErrorKind::InvalidInput, message)
+}
+
+fn vars_as_text(vars: &HashMap<String, Value>) -> HashMap<String, String> {
+    vars.iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
+}
+
+fn params(
+    model: &Model,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_tokens: Option<u32>,
+    stop: &[String],
+) -> Result<GenerationParams, TaskError> {
+    let d = model.defaults();
+    let p = GenerationParams {
+        max_tokens: max_tokens.or(d.max_tokens.map(std::num::NonZeroU32::get)),
+        temperature: temperature.or(d.temperature),
+        top_p: top_p.or(d.top_p),
+        stop: if stop.is_empty() {
+            d.stop.clone()
+        } else {
+            stop.to_vec()
+        },
+        seed: d.seed,
+    };
+    if p.max_tokens == Some(0) {
+        return Err(invalid("`maxTokens` must be at least 1"));
+    }
+    if p.temperature.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+        return Err(invalid("`temperature` must be greater than 0"));
+    }
+    if p.top_p.is_some_and(|t| !(t > 0.0 && t <= 1.0)) {
+        return Err(invalid("`topP` must be greater than 0 and at most 1"));
+    }
+    Ok(p)
+}
+
+fn to_output(c: Completion, json_output: bool) -> Result<TaskOutput, TaskError> {
+    let result = if json_output {
+        let text = c.text.trim();
+        let body = text
+            .strip_prefix("```json")
+            .or_else(|| text.strip_prefix("```"))
+            .and_then(|t| t.trim_end().strip_suffix("```"))
+            .unwrap_or(text);
+        serde_json::from_str(body.trim()).map_err(|e| {
+            TaskError::new(
+                TaskErrorKind::InvalidOutput,
+                format!("`jsonOutput` is set but the model's answer is not valid JSON ({e})"),
+            )
+        })?
+    } else {
+        Value::String(c.text)
+    };
+    Ok(TaskOutput {
+        result,
+        finish_reason: c.finish_reason.as_ref().map(finish_reason_name),
+        token_used: c.usage.total(),
+        prompt_tokens: c.usage.prompt_tokens,
+        completion_tokens: c.usage.completion_tokens,
+    })
+}
+
 impl Connector {
     /// A connector over `catalog`, with one HTTP client per integration.
     pub fn new(catalog: Catalog) -> Result<Connector, ConnectorError> {
-        let mut providers = HashMap::new();
-        for i in catalog.integrations() {
-            let key = i.api_key().secret().cloned().map_err(str::to_string);
-            providers.insert(
-                i.name().to_string(),
-                HuggingFace::new(i.settings().clone(), key)?,
-            );
-        }
-        Ok(Connector { catalog, providers })
+        Ok(Connector {
+            state: ArcSwap::from_pointee(Snapshot::new(catalog)?),
+        })
     }
 
-    /// The catalog in force.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// Load the config at `path` and build a connector over it.
+    pub fn from_path(path: &Path, options: &LoadOptions) -> Result<Connector, ConnectorError> {
+        Connector::new(crate::config::load(path, options)?.catalog)
     }
 
-    fn integration(&self, name: &str) -> Result<(&Integration, &HuggingFace), ConnectorError> {
-        let found = self
+    /// Replace the catalog. Tasks in flight finish on the snapshot they started
+    /// with; the next task sees the new one. On error nothing changes.
+    pub fn reload(&self, catalog: Catalog) -> Result<(), ConnectorError> {
+        let snapshot = Snapshot::new(catalog)?;
+        self.state.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    /// Load `path` and swap it in; a config that fails validation is refused
+    /// and the old one stays.
+    pub fn reload_from(&self, path: &Path, options: &LoadOptions) -> Result<(), ConnectorError> {
+        self.reload(crate::config::load(path, options)?.catalog)
+    }
+
+    /// The catalog in force (a snapshot: later reloads do not change it).
+    pub fn catalog(&self) -> Catalog {
+        self.state.load().catalog.clone()
+    }
+
+    /// Resolve a caller: its groups and roles, optionally narrowed to one group.
+    pub fn principal(
+        &self,
+        subject: &Subject,
+        group: Option<&str>,
+    ) -> Result<Principal, TaskError> {
+        self.state
+            .load()
             .catalog
-            .integration(name)
-            .and_then(|i| self.providers.get(name).map(|p| (i, p)));
-        found.ok_or_else(|| {
-            let names = self.catalog.integrations().iter().map(Integration::name);
-            ConnectorError::NotFound(format!(
-                "unknown integration `{name}`{}",
-                diagnostic_suggest(name, names)
-            ))
+            .policy()
+            .principal(subject, group)
+            .map_err(|e| {
+                let kind = match e {
+                    PrincipalError::UnknownGroup(_) => TaskErrorKind::NotFound,
+                    PrincipalError::NotACaller(_) => TaskErrorKind::InvalidInput,
+                    PrincipalError::UnknownApplication(_) | PrincipalError::NotAMember { .. } => {
+                        TaskErrorKind::Denied
+                    }
+                };
+                TaskError::new(kind, e.to_string())
+            })
+    }
+
+    /// Run a task on behalf of `principal`.
+    pub async fn execute(
+        &self,
+        principal: &Principal,
+        task: &Task,
+    ) -> Result<TaskOutput, TaskError> {
+        let snap = self.state.load_full();
+        let audit = Audit {
+            task_id: format!("task-{:016x}", fastrand::u64(..)),
+            principal,
+            task,
+            started: Instant::now(),
+        };
+        let prepared = prepare(&snap, principal, task);
+        let reason = prepared.as_ref().ok().map(|p| p.reason.clone());
+        let result = match prepared {
+            Ok(p) => {
+                let json_output = p.json_output;
+                let _permit = match snap
+                    .admission
+                    .admit(principal, &p.integration, &p.model)
+                    .await
+                {
+                    Ok(permit) => permit,
+                    Err(e) => {
+                        let result = Err(e);
+                        audit.record(reason.as_deref(), &result);
+                        return result;
+                    }
+                };
+                let done = match &p.call {
+                    Call::Generate(r) => p.provider.generate(&p.endpoint, r).await,
+                    Call::Chat(r) => p.provider.chat(&p.endpoint, r).await,
+                    Call::Summarize(r) => p.provider.summarize(&p.endpoint, r).await,
+                };
+                done.map_err(TaskError::from)
+                    .and_then(|c| to_output(c, json_output))
+            }
+            Err(e) => Err(e),
+        };
+        audit.record(reason.as_deref(), &result);
+        result
+    }
+
+    /// Run a task, streaming its text: chunks, then the output.
+    pub fn execute_stream(&self, principal: &Principal, task: &Task) -> TaskStream {
+        let snap = self.state.load_full();
+        let principal = principal.clone();
+        let task = task.clone();
+        Box::pin(async_stream::stream! {
+            let audit = Audit { task_id: format!("task-{:016x}", fastrand::u64(..)), principal: &principal, task: &task, started: Instant::now() };
+            let p = match prepare(&snap, &principal, &task) {
+                Ok(p) => p,
+                Err(e) => {
+                    let result = Err(e.clone());
+                    audit.record(None, &result);
+                    yield Err(e);
+                    return;
+                }
+            };
+            let _permit = match snap.admission.admit(&principal, &p.integration, &p.model).await {
+                Ok(permit) => permit,
+                Err(e) => {
+                    audit.record(Some(&p.reason), &Err(e.clone()));
+                    yield Err(e);
+                    return;
+                }
+            };
+            let mut inner = match p.call {
+                Call::Generate(r) => p.provider.generate_stream(&p.endpoint, r),
+                Call::Chat(r) => p.provider.chat_stream(&p.endpoint, r),
+                Call::Summarize(r) => {
+                    let provider = p.provider.clone();
+                    let endpoint = p.endpoint.clone();
+                    Box::pin(async_stream::stream! {
+                        match provider.summarize(&endpoint, &r).await {
+                            Ok(c) => {
+                                yield Ok(StreamEvent::Token(c.text.clone()));
+                                yield Ok(StreamEvent::Done(c));
+                            }
+                            Err(e) => yield Err(e),
+                        }
+                    })
+                }
+            };
+            while let Some(item) = inner.next().await {
+                match item {
+                    Ok(StreamEvent::Token(t)) => yield Ok(TaskEvent::Chunk(t)),
+                    Ok(StreamEvent::Done(c)) => {
+                        let result = to_output(c, p.json_output);
+                        audit.record(Some(&p.reason), &result);
+                        yield result.map(TaskEvent::Done);
+                        return;
+                    }
+                    Err(e) => {
+                        let result = Err(TaskError::from(e));
+                        audit.record(Some(&p.reason), &result);
+                        if let Err(e) = result {
+                            yield Err(e);
+                        }
+                        return;
+                    }
+                }
+            }
         })
     }
 
     /// Who owns the integration's token, and whether it fits the integration.
     pub async fn token_check(&self, integration: &str) -> Result<TokenReport, ConnectorError> {
-        let (i, provider) = self.integration(integration)?;
+        let snap = self.state.load_full();
+        let (i, provider) = snap.integration(integration)?;
         let owner = provider.whoami().await?;
         let mut warnings = Vec::new();
         let namespace_ok = i.namespace().map(|ns| owner.covers(ns));
@@ -138,18 +477,12 @@ impl Connector {
         integration: &str,
         model: Option<&str>,
     ) -> Result<EndpointStatus, ConnectorError> {
-        let (i, provider) = self.integration(integration)?;
-        let models: Vec<_> = match model {
-            Some(m) => match i.model(m) {
-                Some(found) => vec![found],
-                None => {
-                    let names = i.models().iter().map(|m| m.name());
-                    return Err(ConnectorError::NotFound(format!(
-                        "unknown model `{m}` of integration `{integration}`{}",
-                        diagnostic_suggest(m, names)
-                    )));
-                }
-            },
+        let snap = self.state.load_full();
+        let (i, provider) = snap.integration(integration)?;
+        let models: Vec<&Model> = match model {
+            Some(m) => vec![i
+                .model(m)
+                .ok_or_else(|| ConnectorError::NotFound(unknown_model(i, m)))?],
             None => i.models().iter().collect(),
         };
         let (managed, management_unavailable) = if i.namespace().is_some() {
@@ -165,8 +498,7 @@ impl Connector {
         };
         let mut out = Vec::new();
         for m in models {
-            let spec = m.endpoint_spec();
-            let probe = provider.probe(&spec).await;
+            let probe = provider.probe(&m.endpoint_spec()).await;
             out.push(ModelStatus {
                 model: m.name().to_string(),
                 api: m.api(),
@@ -184,4 +516,182 @@ impl Connector {
             management_unavailable,
         })
     }
+}
+
+/// The rules, in order: unknown names, inactive, grants, the model's task kinds,
+/// prompt variables, the prompt's model list; then the request.
+fn prepare(snap: &Snapshot, principal: &Principal, task: &Task) -> Result<Prepared, TaskError> {
+    let catalog = &snap.catalog;
+    let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
+    let integration = catalog
+        .integration(task.integration())
+        .ok_or_else(|| not_found(unknown_integration(catalog, task.integration())))?;
+    let model = integration
+        .model(task.model())
+        .ok_or_else(|| not_found(unknown_model(integration, task.model())))?;
+    let prompt = match task.prompt_name() {
+        Some(name) => Some(catalog.prompt(name).ok_or_else(|| {
+            let names = catalog.prompts().iter().map(|p| p.name());
+            not_found(format!(
+                "unknown prompt `{name}`{}",
+                diagnostic_suggest(name, names)
+            ))
+        })?),
+        None => None,
+    };
+    if !integration.is_active() {
+        return Err(TaskError::new(
+            TaskErrorKind::Inactive,
+            format!("integration `{}` is inactive", integration.name()),
+        ));
+    }
+    if !model.is_active() {
+        return Err(TaskError::new(
+            TaskErrorKind::Inactive,
+            format!(
+                "model `{}` of integration `{}` is inactive",
+                model.name(),
+                integration.name()
+            ),
+        ));
+    }
+    let policy = catalog.policy();
+    let decision = policy.decide(
+        principal,
+        Access::Execute,
+        &Target::model(integration.name(), model.name()),
+    );
+    if !decision.allowed {
+        return Err(TaskError::new(
+            TaskErrorKind::Denied,
+            format!("denied: {}", decision.reason),
+        ));
+    }
+    let mut reason = decision.reason.to_string();
+    if let Some(p) = prompt {
+        let d = policy.decide(principal, Access::Read, &Target::Prompt(p.name().into()));
+        if !d.allowed {
+            return Err(TaskError::new(
+                TaskErrorKind::Denied,
+                format!("denied: {}", d.reason),
+            ));
+        }
+        reason = format!("{reason}; {}", d.reason);
+    }
+    let kind = task.kind();
+    if !model.supports(kind) {
+        let serves: Vec<&str> = model.tasks().iter().map(|t| t.as_str()).collect();
+        return Err(invalid(format!(
+            "model `{}` of integration `{}` does not serve `{kind}`; it serves {}",
+            model.name(),
+            integration.name(),
+            serves.join(", ")
+        )));
+    }
+    let rendered = match (prompt, task) {
+        (Some(p), Task::TextComplete(t)) => {
+            Some(p.template().render(&vars_as_text(&t.prompt_variables)))
+        }
+        (Some(p), Task::ChatComplete(t)) => {
+            Some(p.template().render(&vars_as_text(&t.prompt_variables)))
+        }
+        _ => None,
+    };
+    let rendered = match rendered {
+        Some(Ok(text)) => Some(text),
+        Some(Err(missing)) => {
+            let name = task.prompt_name().unwrap_or_default();
+            return Err(invalid(format!(
+                "prompt `{name}`: {missing}; give them in `promptVariables`"
+            )));
+        }
+        None => None,
+    };
+    if let Some(p) = prompt {
+        if !p.allows(integration.name(), model.name()) {
+            let listed: Vec<String> = p.models().iter().map(|m| format!("`{m}`")).collect();
+            return Err(invalid(format!(
+                "prompt `{}` may not be used with `{}:{}`; it lists {}",
+                p.name(),
+                integration.name(),
+                model.name(),
+                listed.join(", ")
+            )));
+        }
+    }
+    let (call, json_output) = match task {
+        Task::TextComplete(t) => {
+            let text = match (&t.prompt, rendered) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid("give `prompt` or `promptName`, not both"))
+                }
+                (Some(raw), None) => raw.clone(),
+                (None, Some(r)) => r,
+                (None, None) => return Err(invalid("give `prompt` or `promptName`")),
+            };
+            if text.trim().is_empty() {
+                return Err(invalid("the prompt is empty"));
+            }
+            let params = params(model, t.temperature, t.top_p, t.max_tokens, &t.stop_words)?;
+            (
+                Call::Generate(TextRequest {
+                    prompt: text,
+                    params,
+                }),
+                false,
+            )
+        }
+        Task::ChatComplete(t) => {
+            if t.messages.is_empty() {
+                return Err(invalid("`messages` is empty"));
+            }
+            let mut messages = Vec::with_capacity(t.messages.len() + 1);
+            if let Some(system) = rendered {
+                messages.push(ChatMessage {
+                    role: ChatRole::System,
+                    content: system,
+                });
+            }
+            messages.extend(t.messages.iter().map(|m| ChatMessage {
+                role: m.role,
+                content: m.message.clone(),
+            }));
+            let params = params(model, t.temperature, t.top_p, t.max_tokens, &t.stop_words)?;
+            (Call::Chat(ChatRequest { messages, params }), t.json_output)
+        }
+        Task::Summarize(t) => {
+            if t.text.trim().is_empty() {
+                return Err(invalid("`text` is empty"));
+            }
+            if let (Some(min), Some(max)) = (t.min_length, t.max_length) {
+                if min > max {
+                    return Err(invalid(format!(
+                        "`minLength` ({min}) is above `maxLength` ({max})"
+                    )));
+                }
+            }
+            (
+                Call::Summarize(SummarizeRequest {
+                    text: t.text.clone(),
+                    max_length: t.max_length,
+                    min_length: t.min_length,
+                }),
+                false,
+            )
+        }
+    };
+    let provider = snap
+        .providers
+        .get(integration.name())
+        .cloned()
+        .ok_or_else(|| not_found(unknown_integration(catalog, integration.name())))?;
+    Ok(Prepared {
+        integration: integration.name().to_string(),
+        model: model.name().to_string(),
+        provider,
+        endpoint: model.endpoint_spec(),
+        call,
+        json_output,
+        reason,
+    })
 }

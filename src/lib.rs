@@ -13,13 +13,17 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod connector;
+mod limits;
 pub mod prompt;
 pub mod provider;
 pub mod retry;
+pub mod task;
 
 pub use access::{Access, Decision, Policy, Principal, Subject, Target};
 pub use catalog::Catalog;
 pub use config::{load, ConfigError, LoadOptions, LoadedConfig};
+pub use connector::Connector;
+pub use task::{Task, TaskError, TaskErrorKind, TaskOutput};
 
 /// The README's code examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

@@ -61,7 +61,7 @@ fn runtime(io: &mut Io<'_>) -> Result<tokio::runtime::Runtime, Exit> {
 fn fail(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
     let _ = writeln!(io.err, "error: {e}");
     match e {
-        ConnectorError::NotFound(_) => EXIT_BAD_INPUT,
+        ConnectorError::NotFound(_) | ConnectorError::Config(_) => EXIT_BAD_INPUT,
         ConnectorError::Provider(p)
             if matches!(
                 p.kind(),

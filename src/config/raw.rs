@@ -21,6 +21,23 @@ pub(crate) struct RawFile {
     pub applications: Items<RawApplication>,
     #[serde(default)]
     pub grants: Items<RawGrant>,
+    #[serde(default)]
+    pub quotas: Items<RawQuota>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRate {
+    pub per_second: Spanned<u32>,
+    pub burst: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuota {
+    pub subject: Spanned<String>,
+    pub integration: Spanned<String>,
+    pub requests_per_minute: Spanned<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +53,9 @@ pub(crate) struct RawIntegration {
     pub timeouts: Option<RawTimeouts>,
     pub retry: Option<RawRetry>,
     pub cold_start: Option<RawColdStart>,
+    pub rate_limit: Option<RawRate>,
+    pub max_concurrency: Option<Spanned<u32>>,
+    pub queue_timeout: Option<Spanned<f64>>,
     #[serde(default)]
     pub models: Items<RawModel>,
 }
@@ -77,6 +97,8 @@ pub(crate) struct RawModel {
     pub upstream_model: Option<Spanned<String>>,
     pub defaults: Option<Spanned<RawDefaults>>,
     pub chat_template: Option<Spanned<String>>,
+    pub rate_limit: Option<RawRate>,
+    pub max_concurrency: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

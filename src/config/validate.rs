@@ -12,12 +12,14 @@ use url::Url;
 use super::de::{Loc, Spanned};
 use super::diagnostic::{did_you_mean, Diagnostic, FileId, Origin};
 use super::raw::{
-    RawApplication, RawFile, RawGrant, RawGroup, RawIntegration, RawModel, RawPrompt,
+    RawApplication, RawFile, RawGrant, RawGroup, RawIntegration, RawModel, RawPrompt, RawQuota,
+    RawRate,
 };
 use super::secret::{self, EnvLookup};
 use crate::access::{AccessSet, Grant, GroupInput, Policy, PolicyInput, Subject, Target};
 use crate::catalog::{
-    Api, Application, Catalog, Group, Integration, Model, ModelDefaults, ModelRef, Prompt, TaskKind,
+    Api, Application, Catalog, Group, Integration, Limits, Model, ModelDefaults, ModelRef, Prompt,
+    Quota, TaskKind,
 };
 use crate::prompt::PromptTemplate;
 use crate::provider::huggingface::{
@@ -202,7 +204,9 @@ pub(crate) fn validate(
     let mut raw_groups = Vec::new();
     let mut raw_apps = Vec::new();
     let mut raw_grants = Vec::new();
+    let mut raw_quotas = Vec::new();
     for p in parsed {
+        raw_quotas.extend(p.raw.quotas.0);
         raw_integrations.extend(p.raw.integrations.0);
         raw_prompts.extend(p.raw.prompts.0);
         raw_groups.extend(p.raw.groups.0);
@@ -295,6 +299,13 @@ pub(crate) fn validate(
         }
     }
 
+    let mut quotas = Vec::new();
+    for rq in raw_quotas {
+        if let Some(q) = quota(&mut v, rq, &group_names, &app_names, &index) {
+            quotas.push(q);
+        }
+    }
+
     let diags = std::mem::take(&mut v.diags);
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
@@ -340,6 +351,7 @@ pub(crate) fn validate(
         prompt_index,
         groups,
         applications,
+        quotas,
         policy,
     };
     (Some(catalog), diags)
@@ -408,6 +420,9 @@ fn integration(
         None => Url::parse(DEFAULT_MANAGEMENT_URL).ok(),
     };
     let settings = settings(v, &r, &mut ok);
+    let limits = limits(v, &r.rate_limit, &r.max_concurrency, &mut ok);
+    let queue_timeout = seconds(v, &r.queue_timeout, "queue_timeout", true, &mut ok)
+        .unwrap_or(Duration::from_secs(30));
 
     let base = v.dir_of(&r.api_key.loc).to_path_buf();
     let key_loc = r.api_key.loc.clone();
@@ -471,6 +486,8 @@ fn integration(
         active: r.active.unwrap_or(true),
         api_key: resolved.key,
         settings,
+        limits,
+        queue_timeout,
         models,
         model_index,
         origin: v.origin(&loc),
@@ -503,6 +520,94 @@ fn seconds(
         *ok = false;
         None
     }
+}
+
+fn at_least_one(v: &mut V<'_>, n: &Spanned<u32>, name: &str, ok: &mut bool) -> Option<NonZeroU32> {
+    let out = NonZeroU32::new(n.value);
+    if out.is_none() {
+        v.error(&n.loc, format!("`{name}` must be at least 1"));
+        *ok = false;
+    }
+    out
+}
+
+/// `rate_limit = { per_second, burst }` (burst defaults to `per_second`) and `max_concurrency`.
+fn limits(
+    v: &mut V<'_>,
+    rate: &Option<RawRate>,
+    conc: &Option<Spanned<u32>>,
+    ok: &mut bool,
+) -> Limits {
+    let rate = rate.as_ref().and_then(|r| {
+        let per_second = at_least_one(v, &r.per_second, "rate_limit.per_second", ok)?;
+        let burst = match &r.burst {
+            Some(b) => at_least_one(v, b, "rate_limit.burst", ok)?,
+            None => per_second,
+        };
+        Some((per_second, burst))
+    });
+    let max_concurrency = conc
+        .as_ref()
+        .and_then(|c| at_least_one(v, c, "max_concurrency", ok));
+    Limits {
+        rate,
+        max_concurrency,
+    }
+}
+
+fn quota(
+    v: &mut V<'_>,
+    rq: Spanned<RawQuota>,
+    groups: &HashSet<&str>,
+    apps: &HashSet<&str>,
+    index: &HashMap<Arc<str>, usize>,
+) -> Option<Quota> {
+    let r = rq.value;
+    let mut ok = true;
+    let subject = match r.subject.value.parse::<Subject>() {
+        Ok(Subject::Group(g)) if !groups.contains(&*g) => {
+            v.error(&r.subject.loc, format!("quota names unknown group `{g}`"));
+            None
+        }
+        Ok(Subject::App(a)) if !apps.contains(&*a) => {
+            v.error(
+                &r.subject.loc,
+                format!("quota names unknown application `{a}`"),
+            );
+            None
+        }
+        Ok(s) => Some(s),
+        Err(e) => {
+            v.error(&r.subject.loc, e.to_string());
+            None
+        }
+    };
+    if !index.contains_key(r.integration.value.as_str())
+        && !v.broken_integrations.contains(&r.integration.value)
+    {
+        let help = suggest(
+            &r.integration.value,
+            index.keys().map(|k| &**k),
+            "integrations are declared under `[[integrations]]`",
+        );
+        v.error(
+            &r.integration.loc,
+            format!("quota names unknown integration `{}`", r.integration.value),
+        )
+        .help = Some(help);
+        ok = false;
+    }
+    let per_minute = at_least_one(v, &r.requests_per_minute, "requests_per_minute", &mut ok);
+    let (subject, per_minute) = (subject?, per_minute?);
+    if !ok {
+        return None;
+    }
+    Some(Quota {
+        subject,
+        integration: r.integration.value.as_str().into(),
+        per_minute,
+        origin: v.origin(&rq.loc),
+    })
 }
 
 /// Timeouts, retries and cold-start waits of an integration, defaults filled in.
@@ -704,11 +809,13 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
         }
     };
 
+    let limits = limits(v, &r.rate_limit, &r.max_concurrency, &mut ok);
     let endpoint = endpoint?;
     if !ok {
         return None;
     }
     Some(Model {
+        limits,
         name: r.name.value.into(),
         description: r.description,
         endpoint,

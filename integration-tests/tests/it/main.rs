@@ -8,6 +8,7 @@
 )]
 
 mod access_cli;
+mod admission;
 mod config_errors;
 mod examples;
 mod hub_cli;
@@ -15,3 +16,4 @@ mod provider;
 mod provider_secrets;
 mod secrets;
 mod support;
+mod tasks;

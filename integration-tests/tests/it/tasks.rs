@@ -1,0 +1,447 @@
+//! Tasks through the Connector against the fake server: every rule in order,
+//! group scoping, defaults, prompts, jsonOutput, streaming, reload, and the
+//! audit event (with neither prompt nor key).
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use hfconnect::config::{load, EnvLookup, LoadOptions};
+use hfconnect::task::{
+    ChatCompleteInput, InputMessage, SummarizeInput, TaskEvent, TextCompleteInput,
+};
+use hfconnect::{Connector, Subject, Task, TaskErrorKind};
+use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
+use serde_json::json;
+
+use crate::provider::TOKEN;
+use crate::support::Dir;
+
+pub fn config(url: &str) -> String {
+    format!(
+        r##"
+[[integrations]]
+name = "hf"
+namespace = "acme"
+api_key = {{ env = "HF_TOKEN" }}
+hub_url = "{url}"
+management_url = "{url}/v2"
+retry = {{ max_attempts = 2, initial_backoff = 0.01, max_backoff = 0.05, budget = 2 }}
+cold_start = {{ wait = 1 }}
+
+[[integrations.models]]
+name = "tgi"
+endpoint = "{url}/"
+api = "tgi"
+tasks = ["text-generation", "chat", "summarization"]
+defaults = {{ max_tokens = 3, temperature = 0.7, stop = ["<stop>"] }}
+
+[[integrations.models]]
+name = "org/chat-model"
+endpoint = "{url}/"
+api = "chat"
+tasks = ["chat"]
+
+[[integrations.models]]
+name = "bart"
+endpoint = "{url}/"
+api = "pipeline"
+tasks = ["summarization"]
+
+[[integrations.models]]
+name = "off"
+endpoint = "{url}/"
+api = "tgi"
+tasks = ["text-generation"]
+active = false
+
+[[integrations]]
+name = "hf-off"
+api_key = {{ env = "HF_TOKEN" }}
+active = false
+
+[[integrations.models]]
+name = "tgi"
+endpoint = "{url}/"
+api = "tgi"
+tasks = ["text-generation"]
+
+[[prompts]]
+name = "ticket"
+template = "Summarize ticket ${{id}}: ${{body}}"
+models = ["hf:tgi"]
+
+[[prompts]]
+name = "sys"
+template = "You answer in ${{lang}}."
+models = ["hf:org/chat-model"]
+
+[[groups]]
+name = "support"
+members = ["alice"]
+
+[[groups]]
+name = "research"
+members = ["alice", "bob"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf"
+access = ["READ", "EXECUTE"]
+
+[[grants]]
+subject = "group:support"
+target = "prompt:ticket"
+access = ["READ"]
+
+[[grants]]
+subject = "group:research"
+target = "model:hf:org/chat-model"
+access = ["EXECUTE"]
+
+[[grants]]
+subject = "group:research"
+target = "prompt:sys"
+access = ["READ"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf-off"
+access = ["EXECUTE"]
+"##
+    )
+}
+
+pub fn env() -> EnvLookup {
+    Arc::new(|k| (k == "HF_TOKEN").then(|| TOKEN.to_string()))
+}
+
+pub async fn setup() -> (FakeHf, Dir, Connector) {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &config(&fake.url()));
+    let connector = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
+    (fake, dir, connector)
+}
+
+fn text_task(model: &str, prompt: &str) -> Task {
+    Task::TextComplete(TextCompleteInput {
+        llm_provider: "hf".into(),
+        model: model.into(),
+        prompt: Some(prompt.into()),
+        ..Default::default()
+    })
+}
+
+fn user(id: &str) -> Subject {
+    Subject::User(id.into())
+}
+
+#[tokio::test]
+async fn text_complete_applies_model_defaults_and_returns_orkes_output() {
+    let (fake, _dir, c) = setup().await;
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let out = c
+        .execute(&alice, &text_task("tgi", "Say hi"))
+        .await
+        .unwrap();
+    assert_eq!(out.result, json!("Hello from the "));
+    assert_eq!(out.finish_reason.as_deref(), Some("LENGTH"));
+    assert_eq!(
+        (out.prompt_tokens, out.completion_tokens, out.token_used),
+        (Some(2), Some(3), Some(5))
+    );
+    let body = fake.requests_to("/generate")[0].json();
+    assert_eq!(
+        body["parameters"],
+        json!({"max_new_tokens": 3, "temperature": 0.7, "stop": ["<stop>"], "details": true})
+    );
+    let v = serde_json::to_value(&out).unwrap();
+    assert_eq!(
+        v,
+        json!({"result": "Hello from the ", "finishReason": "LENGTH", "tokenUsed": 5, "promptTokens": 2, "completionTokens": 3})
+    );
+
+    // Task values win over defaults.
+    let task: Task = Task::TextComplete(serde_json::from_value(json!({
+        "llmProvider": "hf", "model": "tgi", "prompt": "x", "maxTokens": 10, "temperature": 0.2, "topP": 0.5, "stopWords": ["fake"]
+    })).unwrap());
+    let out = c.execute(&alice, &task).await.unwrap();
+    assert_eq!(
+        (out.result, out.finish_reason.as_deref()),
+        (json!("Hello from the fake "), Some("STOP_SEQUENCE"))
+    );
+    assert_eq!(
+        fake.requests_to("/generate")[1].json()["parameters"],
+        json!({"max_new_tokens": 10, "temperature": 0.2, "top_p": 0.5, "stop": ["fake"], "details": true})
+    );
+}
+
+#[tokio::test]
+async fn the_rules_apply_in_order() {
+    let (fake, _dir, c) = setup().await;
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let bob = c.principal(&user("bob"), None).unwrap();
+    let prompt_task = |model: &str, vars: serde_json::Value| {
+        Task::TextComplete(serde_json::from_value(json!({"llmProvider": "hf", "model": model, "promptName": "ticket", "promptVariables": vars})).unwrap())
+    };
+    let cases: Vec<(&str, &hfconnect::Principal, Task, TaskErrorKind, &str)> = vec![
+        ("unknown integration", &alice, Task::TextComplete(TextCompleteInput { llm_provider: "hff".into(), model: "tgi".into(), prompt: Some("x".into()), ..Default::default() }), TaskErrorKind::NotFound, "unknown integration `hff` (did you mean `hf`?)"),
+        ("unknown model", &alice, text_task("tgj", "x"), TaskErrorKind::NotFound, "unknown model `tgj` of integration `hf`"),
+        ("unknown prompt", &alice, Task::TextComplete(TextCompleteInput { llm_provider: "hf".into(), model: "tgi".into(), prompt_name: Some("tickets".into()), ..Default::default() }), TaskErrorKind::NotFound, "unknown prompt `tickets` (did you mean `ticket`?)"),
+        // Not found comes before denied: bob has no grant on hf:tgi but gets not-found for a bad name.
+        ("not found before denied", &bob, text_task("nope", "x"), TaskErrorKind::NotFound, "unknown model `nope`"),
+        ("inactive integration before grants", &bob, Task::TextComplete(TextCompleteInput { llm_provider: "hf-off".into(), model: "tgi".into(), prompt: Some("x".into()), ..Default::default() }), TaskErrorKind::Inactive, "integration `hf-off` is inactive"),
+        ("inactive model", &alice, text_task("off", "x"), TaskErrorKind::Inactive, "model `off` of integration `hf` is inactive"),
+        ("denied", &bob, text_task("tgi", "x"), TaskErrorKind::Denied, "no grant gives `EXECUTE` on `model:hf:tgi`"),
+        ("unsupported task kind", &alice, Task::Summarize(SummarizeInput { llm_provider: "hf".into(), model: "org/chat-model".into(), text: "t".into(), ..Default::default() }), TaskErrorKind::InvalidInput, "does not serve `summarization`; it serves chat"),
+        ("missing variables", &alice, prompt_task("tgi", json!({"id": 7})), TaskErrorKind::InvalidInput, "prompt `ticket`: missing prompt variables: `body`"),
+        ("prompt not listed for the model", &alice, prompt_task("bart", json!({"id": 1, "body": "b"})), TaskErrorKind::InvalidInput, "does not serve `text-generation`"),
+        ("both prompt and promptName", &alice, Task::TextComplete(serde_json::from_value(json!({"llmProvider": "hf", "model": "tgi", "prompt": "x", "promptName": "ticket", "promptVariables": {"id": 1, "body": "b"}})).unwrap()), TaskErrorKind::InvalidInput, "not both"),
+        ("bad temperature", &alice, Task::TextComplete(serde_json::from_value(json!({"llmProvider": "hf", "model": "tgi", "prompt": "x", "temperature": 0})).unwrap()), TaskErrorKind::InvalidInput, "`temperature` must be greater than 0"),
+    ];
+    for (name, who, task, kind, needle) in cases {
+        let e = c.execute(who, &task).await.expect_err(name);
+        assert_eq!(e.kind(), kind, "{name}: {e}");
+        assert!(
+            e.to_string().contains(needle),
+            "{name}: `{e}` lacks `{needle}`"
+        );
+        assert!(e.is_terminal(), "{name}");
+    }
+    assert!(
+        fake.requests().is_empty(),
+        "no refused task reached the endpoint"
+    );
+
+    // A prompt used with a model it does not list (both serve text-generation).
+    let mut cfg = config(&fake.url());
+    cfg = cfg.replace(
+        "tasks = [\"text-generation\"]\nactive = false",
+        "tasks = [\"text-generation\"]",
+    );
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &cfg);
+    let c2 = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
+    let alice2 = c2.principal(&user("alice"), None).unwrap();
+    let e = c2
+        .execute(&alice2, &prompt_task("off", json!({"id": 1, "body": "b"})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::InvalidInput);
+    assert!(
+        e.to_string()
+            .contains("prompt `ticket` may not be used with `hf:off`; it lists `hf:tgi`"),
+        "{e}"
+    );
+    let out = c2
+        .execute(
+            &alice2,
+            &prompt_task("tgi", json!({"id": 1, "body": "printer on fire"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.result, json!("Hello from the "));
+    assert_eq!(
+        fake.requests_to("/generate").last().unwrap().json()["inputs"],
+        "Summarize ticket 1: printer on fire"
+    );
+}
+
+#[tokio::test]
+async fn group_scoping_narrows_grants() {
+    let (_fake, _dir, c) = setup().await;
+    let chat = Task::ChatComplete(ChatCompleteInput {
+        llm_provider: "hf".into(),
+        model: "org/chat-model".into(),
+        messages: vec![InputMessage {
+            role: hfconnect::provider::ChatRole::User,
+            message: "hi".into(),
+        }],
+        ..Default::default()
+    });
+    let as_research = c.principal(&user("alice"), Some("research")).unwrap();
+    c.execute(&as_research, &chat).await.unwrap();
+    let as_support = c.principal(&user("alice"), Some("support")).unwrap();
+    c.execute(&as_support, &chat).await.unwrap(); // the integration grant covers the model
+    let e = c
+        .execute(&as_research, &text_task("tgi", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        TaskErrorKind::Denied,
+        "research alone has no grant on hf:tgi"
+    );
+    let e = c.principal(&user("bob"), Some("support")).unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::Denied);
+    assert!(
+        e.to_string().contains("not a member of group `support`"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn chat_with_instructions_and_json_output() {
+    let (fake, _dir, c) = setup().await;
+    let bob = c.principal(&user("bob"), None).unwrap();
+    let task = |json_output: bool| {
+        Task::ChatComplete(serde_json::from_value(json!({
+            "llmProvider": "hf", "model": "org/chat-model", "instructions": "sys", "promptVariables": {"lang": "French"},
+            "messages": [{"role": "user", "message": "hello"}], "jsonOutput": json_output
+        })).unwrap())
+    };
+    let out = c.execute(&bob, &task(false)).await.unwrap();
+    assert_eq!(out.finish_reason.as_deref(), Some("STOP"));
+    let body = fake.requests_to("/v1/chat/completions")[0].json();
+    assert_eq!(body["model"], "org/chat-model");
+    assert_eq!(
+        body["messages"],
+        json!([{"role": "system", "content": "You answer in French."}, {"role": "user", "content": "hello"}])
+    );
+
+    fake.behave(|b| b.reply = "```json\n{\"answer\": 42, \"ok\": true}\n```".into());
+    let out = c.execute(&bob, &task(true)).await.unwrap();
+    assert_eq!(out.result, json!({"answer": 42, "ok": true}));
+    fake.behave(|b| b.reply = "{\"answer\": 42".into());
+    let e = c.execute(&bob, &task(true)).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::InvalidOutput);
+    assert!(e.to_string().contains("not valid JSON"), "{e}");
+}
+
+#[tokio::test]
+async fn summarize_on_a_pipeline_and_on_tgi() {
+    let (fake, _dir, c) = setup().await;
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let task = |model: &str| {
+        Task::Summarize(SummarizeInput {
+            llm_provider: "hf".into(),
+            model: model.into(),
+            text: "a long text".into(),
+            max_length: Some(60),
+            min_length: None,
+        })
+    };
+    let out = c.execute(&alice, &task("bart")).await.unwrap();
+    assert_eq!(out.result, json!("Hello from the fake endpoint"));
+    assert_eq!(
+        fake.requests()[0].json(),
+        json!({"inputs": "a long text", "parameters": {"max_length": 60}})
+    );
+    c.execute(&alice, &task("tgi")).await.unwrap();
+    let body = fake.requests_to("/generate")[0].json();
+    assert!(
+        body["inputs"]
+            .as_str()
+            .unwrap()
+            .contains("Summarize the following text")
+            && body["inputs"].as_str().unwrap().contains("a long text")
+    );
+    assert_eq!(body["parameters"]["max_new_tokens"], 60);
+}
+
+#[tokio::test]
+async fn streaming_yields_chunks_then_the_output() {
+    let (fake, _dir, c) = setup().await;
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let task: Task = Task::TextComplete(
+        serde_json::from_value(
+            json!({"llmProvider": "hf", "model": "tgi", "prompt": "x", "maxTokens": 50}),
+        )
+        .unwrap(),
+    );
+    let mut s = c.execute_stream(&alice, &task);
+    let mut chunks = Vec::new();
+    let mut done = None;
+    while let Some(ev) = s.next().await {
+        match ev.unwrap() {
+            TaskEvent::Chunk(t) => chunks.push(t),
+            TaskEvent::Done(o) => done = Some(o),
+        }
+    }
+    let out = done.unwrap();
+    assert_eq!(json!(chunks.concat()), out.result);
+    assert_eq!(out.finish_reason.as_deref(), Some("STOP"));
+    assert_eq!(fake.requests_to("/generate_stream").len(), 1);
+
+    let bob = c.principal(&user("bob"), None).unwrap();
+    let mut s = c.execute_stream(&bob, &task);
+    let e = s.next().await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::Denied);
+    assert!(s.next().await.is_none());
+}
+
+#[tokio::test]
+async fn provider_errors_keep_their_kind_and_predicates() {
+    let (fake, _dir, c) = setup().await;
+    let alice = c.principal(&user("alice"), None).unwrap();
+    fake.push_n(Route::Generate, Fault::rate_limited(30), 3);
+    let e = c.execute(&alice, &text_task("tgi", "x")).await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        TaskErrorKind::Provider(hfconnect::provider::ErrorKind::RateLimited)
+    );
+    assert!(e.is_retryable());
+    assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(30)));
+    fake.clear_faults();
+    fake.push(Route::Generate, Fault::gated("org/model"));
+    let e = c.execute(&alice, &text_task("tgi", "x")).await.unwrap_err();
+    assert!(e.is_terminal());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_concurrent_tasks() {
+    let (fake, dir, c) = setup().await;
+    let c = Arc::new(c);
+    fake.behave(|b| b.reply = "a b c d e f g h".into());
+    let path = dir.path().join("c.toml");
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let c = c.clone();
+        handles.push(tokio::spawn(async move {
+            let alice = c.principal(&Subject::User("alice".into()), None).unwrap();
+            c.execute(&alice, &text_task("tgi", &format!("task {i}")))
+                .await
+        }));
+    }
+    // Swap the config back and forth while tasks run; a bad one is refused.
+    let good = std::fs::read_to_string(&path).unwrap();
+    for n in 0..10 {
+        if n % 3 == 2 {
+            std::fs::write(&path, "[[integrations]]\nname = 3\n").unwrap();
+            assert!(c
+                .reload_from(&path, &LoadOptions::new().env(env()))
+                .is_err());
+        } else {
+            std::fs::write(&path, &good).unwrap();
+            c.reload_from(&path, &LoadOptions::new().env(env()))
+                .unwrap();
+        }
+        tokio::task::yield_now().await;
+    }
+    for h in handles {
+        h.await.unwrap().expect("no task fails because of a swap");
+    }
+    // A reload that removes the grant takes effect for the next task.
+    let without = good.replace(
+        "subject = \"group:support\"\ntarget = \"integration:hf\"",
+        "subject = \"group:research\"\ntarget = \"integration:hf\"",
+    );
+    let catalog = load(
+        &dir.write("c2.toml", &without),
+        &LoadOptions::new().env(env()),
+    )
+    .unwrap()
+    .catalog;
+    c.reload(catalog).unwrap();
+    let alice = c.principal(&user("alice"), None).unwrap();
+    // alice is in research too, so scope her to support to see the removal.
+    let alice_support = c.principal(&user("alice"), Some("support")).unwrap();
+    assert!(c.execute(&alice, &text_task("tgi", "x")).await.is_ok());
+    assert_eq!(
+        c.execute(&alice_support, &text_task("tgi", "x"))
+            .await
+            .unwrap_err()
+            .kind(),
+        TaskErrorKind::Denied
+    );
+}

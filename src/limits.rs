@@ -1,0 +1,227 @@
+//! Admission: rate limits and concurrency per integration and per model, and
+//! request quotas per group, application or user (governor). A task waits for
+//! its turn up to the integration's `queue_timeout`, then fails as rate
+//! limited with the time to wait.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota as Rate};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::access::{Principal, Subject};
+use crate::catalog::{Catalog, Limits};
+use crate::task::TaskError;
+
+/// Admissions between two prunings of the quota limiters' idle keys.
+const PRUNE_EVERY: u64 = 1024;
+
+struct Gate {
+    rate: Option<DefaultDirectRateLimiter>,
+    slots: Option<(Arc<Semaphore>, u32)>,
+}
+
+impl Gate {
+    fn new(limits: Limits) -> Gate {
+        Gate {
+            rate: limits.rate.map(|(per_second, burst)| {
+                DefaultDirectRateLimiter::direct(Rate::per_second(per_second).allow_burst(burst))
+            }),
+            slots: limits
+                .max_concurrency
+                .map(|n| (Arc::new(Semaphore::new(n.get() as usize)), n.get())),
+        }
+    }
+}
+
+struct QuotaRule {
+    subject: Subject,
+    integration: Arc<str>,
+    per_minute: NonZeroU32,
+    key: String,
+}
+
+/// The admission state of one catalog snapshot.
+pub(crate) struct Admission {
+    integrations: HashMap<Arc<str>, (Gate, Duration)>,
+    models: HashMap<(Arc<str>, Arc<str>), Gate>,
+    quotas: Vec<QuotaRule>,
+    /// One keyed limiter per distinct quota rate, keyed by `subject@integration`.
+    quota_limiters: HashMap<NonZeroU32, DefaultKeyedRateLimiter<String>>,
+    clock: DefaultClock,
+    admitted: AtomicU64,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("quotas", &self.quotas.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Slots held while a task runs.
+pub(crate) struct Permit {
+    _slots: Vec<OwnedSemaphorePermit>,
+}
+
+impl Admission {
+    pub(crate) fn new(catalog: &Catalog) -> Admission {
+        let mut integrations = HashMap::new();
+        let mut models = HashMap::new();
+        for i in catalog.integrations() {
+            let name: Arc<str> = i.name().into();
+            integrations.insert(name.clone(), (Gate::new(i.limits()), i.queue_timeout()));
+            for m in i.models() {
+                models.insert((name.clone(), m.name().into()), Gate::new(m.limits()));
+            }
+        }
+        let mut quota_limiters = HashMap::new();
+        let quotas = catalog
+            .quotas()
+            .iter()
+            .map(|q| {
+                quota_limiters.entry(q.per_minute).or_insert_with(|| {
+                    DefaultKeyedRateLimiter::keyed(Rate::per_minute(q.per_minute))
+                });
+                QuotaRule {
+                    subject: q.subject.clone(),
+                    integration: q.integration.clone(),
+                    per_minute: q.per_minute,
+                    key: format!("{}@{}", q.subject, q.integration),
+                }
+            })
+            .collect();
+        Admission {
+            integrations,
+            models,
+            quotas,
+            quota_limiters,
+            clock: DefaultClock::default(),
+            admitted: AtomicU64::new(0),
+        }
+    }
+
+    /// The quotas a task is charged to: the scoped group's, or every quota
+    /// naming the caller or one of its groups.
+    fn quotas_for<'a>(
+        &'a self,
+        principal: &'a Principal,
+        integration: &'a str,
+    ) -> impl Iterator<Item = &'a QuotaRule> + 'a {
+        self.quotas.iter().filter(move |q| {
+            &*q.integration == integration
+                && match (&q.subject, principal.scope()) {
+                    (Subject::Group(g), Some(scope)) => &**g == scope,
+                    (_, Some(_)) => false,
+                    (Subject::Group(g), None) => principal.groups().contains(g),
+                    (s, None) => s == principal.subject(),
+                }
+        })
+    }
+
+    /// Wait for a turn on every limit that applies, or fail as rate limited.
+    pub(crate) async fn admit(
+        &self,
+        principal: &Principal,
+        integration: &str,
+        model: &str,
+    ) -> Result<Permit, TaskError> {
+        let Some((igate, queue_timeout)) = self.integrations.get(integration) else {
+            return Ok(Permit { _slots: Vec::new() });
+        };
+        let deadline = Instant::now() + *queue_timeout;
+        if self.admitted.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            for l in self.quota_limiters.values() {
+                l.retain_recent();
+            }
+        }
+        for q in self.quotas_for(principal, integration) {
+            if let Some(l) = self.quota_limiters.get(&q.per_minute) {
+                let what = format!(
+                    "the quota of `{}` on integration `{integration}` ({} tasks per minute)",
+                    q.subject, q.per_minute
+                );
+                self.turn(
+                    || {
+                        l.check_key(&q.key)
+                            .map_err(|nu| nu.wait_time_from(self.clock.now()))
+                    },
+                    deadline,
+                    &what,
+                )
+                .await?;
+            }
+        }
+        if let Some(r) = &igate.rate {
+            let what = format!("integration `{integration}`");
+            self.turn(
+                || r.check().map_err(|nu| nu.wait_time_from(self.clock.now())),
+                deadline,
+                &what,
+            )
+            .await?;
+        }
+        let mgate = self.models.get(&(Arc::from(integration), Arc::from(model)));
+        if let Some(r) = mgate.and_then(|g| g.rate.as_ref()) {
+            let what = format!("model `{model}` of integration `{integration}`");
+            self.turn(
+                || r.check().map_err(|nu| nu.wait_time_from(self.clock.now())),
+                deadline,
+                &what,
+            )
+            .await?;
+        }
+        let mut slots = Vec::new();
+        for (gate, what) in [
+            (Some(igate), format!("integration `{integration}`")),
+            (
+                mgate,
+                format!("model `{model}` of integration `{integration}`"),
+            ),
+        ] {
+            if let Some((sem, n)) = gate.and_then(|g| g.slots.as_ref()) {
+                match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => slots.push(p),
+                    _ => {
+                        return Err(TaskError::rate_limited(
+                            format!("{what} is running its `max_concurrency` of {n} tasks; none finished within the queue timeout of {:.1}s", queue_timeout.as_secs_f64()),
+                            Duration::from_secs(1),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(Permit { _slots: slots })
+    }
+
+    async fn turn(
+        &self,
+        check: impl Fn() -> Result<(), Duration>,
+        deadline: Instant,
+        what: &str,
+    ) -> Result<(), TaskError> {
+        loop {
+            match check() {
+                Ok(()) => return Ok(()),
+                Err(wait) => {
+                    if Instant::now() + wait > deadline {
+                        return Err(TaskError::rate_limited(
+                            format!(
+                                "{what} is over its rate limit; retry in {:.2}s",
+                                wait.as_secs_f64()
+                            ),
+                            wait,
+                        ));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Tasks as workflow engines send them (Orkes field names, camelCase JSON),
+//! their output, and `TaskError`, which engines act on without parsing messages.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalog::TaskKind;
+use crate::provider::{ChatRole, ErrorKind, FinishReason, ProviderError};
+
+/// `LLM_TEXT_COMPLETE` input.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TextCompleteInput {
+    /// The integration.
+    pub llm_provider: String,
+    /// The model under it.
+    pub model: String,
+    /// A raw prompt (or `promptName`).
+    pub prompt: Option<String>,
+    /// A saved prompt template.
+    pub prompt_name: Option<String>,
+    /// Values for `${var}` placeholders.
+    #[serde(default)]
+    pub prompt_variables: HashMap<String, Value>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Maximum new tokens.
+    pub max_tokens: Option<u32>,
+    /// Stop sequences.
+    #[serde(default)]
+    pub stop_words: Vec<String>,
+}
+
+/// One message of a chat task (`{role, message}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputMessage {
+    /// `user`, `assistant` or `system`.
+    pub role: ChatRole,
+    /// The text.
+    pub message: String,
+}
+
+/// `LLM_CHAT_COMPLETE` input.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChatCompleteInput {
+    /// The integration.
+    pub llm_provider: String,
+    /// The model under it.
+    pub model: String,
+    /// A saved prompt used as system text.
+    pub instructions: Option<String>,
+    /// Values for the instructions' placeholders.
+    #[serde(default)]
+    pub prompt_variables: HashMap<String, Value>,
+    /// The conversation.
+    #[serde(default)]
+    pub messages: Vec<InputMessage>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Maximum new tokens.
+    pub max_tokens: Option<u32>,
+    /// Stop sequences.
+    #[serde(default)]
+    pub stop_words: Vec<String>,
+    /// Parse the answer as JSON; malformed JSON fails the task.
+    #[serde(default)]
+    pub json_output: bool,
+}
+
+/// Summarization input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SummarizeInput {
+    /// The integration.
+    pub llm_provider: String,
+    /// The model under it.
+    pub model: String,
+    /// The text to summarize.
+    pub text: String,
+    /// Upper bound on the summary length.
+    pub max_length: Option<u32>,
+    /// Lower bound on the summary length.
+    pub min_length: Option<u32>,
+}
+
+/// A task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    /// Text completion.
+    TextComplete(TextCompleteInput),
+    /// Chat completion.
+    ChatComplete(ChatCompleteInput),
+    /// Summarization.
+    Summarize(SummarizeInput),
+}
+
+impl Task {
+    /// What kind of task this is.
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Task::TextComplete(_) => TaskKind::TextGeneration,
+            Task::ChatComplete(_) => TaskKind::Chat,
+            Task::Summarize(_) => TaskKind::Summarization,
+        }
+    }
+
+    /// `llmProvider`.
+    pub fn integration(&self) -> &str {
+        match self {
+            Task::TextComplete(t) => &t.llm_provider,
+            Task::ChatComplete(t) => &t.llm_provider,
+            Task::Summarize(t) => &t.llm_provider,
+        }
+    }
+
+    /// `model`.
+    pub fn model(&self) -> &str {
+        match self {
+            Task::TextComplete(t) => &t.model,
+            Task::ChatComplete(t) => &t.model,
+            Task::Summarize(t) => &t.model,
+        }
+    }
+
+    /// The saved prompt the task names (`promptName` or `instructions`).
+    pub fn prompt_name(&self) -> Option<&str> {
+        match self {
+            Task::TextComplete(t) => t.prompt_name.as_deref(),
+            Task::ChatComplete(t) => t.instructions.as_deref(),
+            Task::Summarize(_) => None,
+        }
+    }
+}
+
+/// What a task produced (Orkes names).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskOutput {
+    /// The answer: text, or the parsed JSON value with `jsonOutput`.
+    pub result: Value,
+    /// `STOP`, `LENGTH`, `STOP_SEQUENCE`, or the server's word upper-cased.
+    pub finish_reason: Option<String>,
+    /// Prompt plus completion tokens, when both are known.
+    pub token_used: Option<u32>,
+    /// Prompt tokens, when known.
+    pub prompt_tokens: Option<u32>,
+    /// Completion tokens, when known.
+    pub completion_tokens: Option<u32>,
+}
+
+/// `STOP`, `LENGTH`, `STOP_SEQUENCE` (the open-source server's spelling).
+pub fn finish_reason_name(r: &FinishReason) -> String {
+    match r {
+        FinishReason::Stop => "STOP".into(),
+        FinishReason::Length => "LENGTH".into(),
+        FinishReason::StopSequence => "STOP_SEQUENCE".into(),
+        FinishReason::Other(o) => o.to_ascii_uppercase(),
+    }
+}
+
+/// A piece of a streamed task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEvent {
+    /// Generated text.
+    Chunk(String),
+    /// The final output.
+    Done(TaskOutput),
+}
+
+/// What kind of failure a [`TaskError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskErrorKind {
+    /// Unknown integration, model or prompt.
+    NotFound,
+    /// The integration or model is switched off.
+    Inactive,
+    /// No grant allows it.
+    Denied,
+    /// The task's input is wrong (missing variables, unsupported task kind…).
+    InvalidInput,
+    /// The model's answer is not what the task asked for (malformed JSON with `jsonOutput`).
+    InvalidOutput,
+    /// The caller or the endpoint is over its rate or concurrency limit.
+    RateLimited,
+    /// The provider failed.
+    Provider(ErrorKind),
+}
+
+impl TaskErrorKind {
+    /// A short snake_case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskErrorKind::NotFound => "not_found",
+            TaskErrorKind::Inactive => "inactive",
+            TaskErrorKind::Denied => "denied",
+            TaskErrorKind::InvalidInput => "invalid_input",
+            TaskErrorKind::InvalidOutput => "invalid_output",
+            TaskErrorKind::RateLimited => "rate_limited",
+            TaskErrorKind::Provider(k) => k.as_str(),
+        }
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug, Clone)]
+pub struct TaskError {
+    kind: TaskErrorKind,
+    message: String,
+    retry_after: Option<Duration>,
+    provider: Option<ProviderError>,
+}
+
+impl TaskError {
+    pub(crate) fn new(kind: TaskErrorKind, message: impl Into<String>) -> TaskError {
+        TaskError {
+            kind,
+            message: message.into(),
+            retry_after: None,
+            provider: None,
+        }
+    }
+
+    pub(crate) fn rate_limited(message: impl Into<String>, retry_after: Duration) -> TaskError {
+        TaskError {
+            retry_after: Some(retry_after),
+            ..TaskError::new(TaskErrorKind::RateLimited, message)
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> TaskErrorKind {
+        self.kind
+    }
+
+    /// The provider's error, when the provider failed.
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        self.provider.as_ref()
+    }
+
+    /// Whether the same task may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            TaskErrorKind::RateLimited => true,
+            TaskErrorKind::Provider(_) => self
+                .provider
+                .as_ref()
+                .is_some_and(ProviderError::is_retryable),
+            _ => false,
+        }
+    }
+
+    /// Whether retrying cannot help without a change (grant, input, key, config).
+    pub fn is_terminal(&self) -> bool {
+        !self.is_retryable()
+    }
+
+    /// How long to wait before retrying, when known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+            .or_else(|| self.provider.as_ref().and_then(ProviderError::retry_after))
+    }
+}
+
+impl From<ProviderError> for TaskError {
+    fn from(e: ProviderError) -> TaskError {
+        TaskError {
+            kind: TaskErrorKind::Provider(e.kind()),
+            message: e.to_string(),
+            retry_after: None,
+            provider: Some(e),
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TaskError {}
