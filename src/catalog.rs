@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::access::{Policy, Role};
+use crate::chat_template::ChatTemplate;
 use crate::config::secret::ApiKey;
 use crate::config::Origin;
 use crate::prompt::PromptTemplate;
@@ -99,7 +100,7 @@ pub struct Model {
     pub(crate) active: bool,
     pub(crate) upstream_model: Option<String>,
     pub(crate) defaults: ModelDefaults,
-    pub(crate) chat_template: Option<PathBuf>,
+    pub(crate) chat_template: Option<(PathBuf, Arc<ChatTemplate>)>,
     pub(crate) limits: Limits,
     pub(crate) origin: Origin,
 }
@@ -146,8 +147,12 @@ impl Model {
         &self.defaults
     }
     /// The chat template file, if one is configured.
-    pub fn chat_template(&self) -> Option<&std::path::Path> {
-        self.chat_template.as_deref()
+    pub fn chat_template_path(&self) -> Option<&std::path::Path> {
+        self.chat_template.as_ref().map(|(p, _)| p.as_path())
+    }
+    /// The loaded chat template, if one is configured.
+    pub fn chat_template(&self) -> Option<&Arc<ChatTemplate>> {
+        self.chat_template.as_ref().map(|(_, t)| t)
     }
     /// Where the model was declared.
     pub fn origin(&self) -> &Origin {

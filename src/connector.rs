@@ -153,7 +153,6 @@ struct Prepared {
     endpoint: ModelEndpoint,
     call: Call,
     json_output: bool,
-    reason: String,
 }
 
 enum Call {
@@ -161,6 +160,9 @@ enum Call {
     Chat(ChatRequest),
     Summarize(SummarizeRequest),
 }
+
+/// The access decision of a task, once taken: allowed or not, and why.
+type Decided = Option<(bool, String)>;
 
 /// What the audit event says about a task.
 struct Audit<'a> {
@@ -171,22 +173,15 @@ struct Audit<'a> {
 }
 
 impl Audit<'_> {
-    fn record(&self, reason: Option<&str>, outcome: &Result<TaskOutput, TaskError>) {
+    fn record(&self, decision: &Decided, outcome: &Result<TaskOutput, TaskError>) {
         let (outcome_kind, prompt_tokens, completion_tokens) = match outcome {
             Ok(o) => ("ok", o.prompt_tokens, o.completion_tokens),
             Err(e) => (e.kind().as_str(), None, None),
         };
-        let decision = match outcome {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    TaskErrorKind::Denied | TaskErrorKind::Inactive | TaskErrorKind::NotFound
-                ) =>
-            {
-                "denied"
-            }
-            _ if reason.is_some() => "allowed",
-            _ => "not_reached",
+        let (decision, reason) = match decision {
+            Some((true, r)) => ("allowed", r.as_str()),
+            Some((false, r)) => ("denied", r.as_str()),
+            None => ("not_reached", ""),
         };
         // Never the prompt, the output or the key.
         tracing::info!(
@@ -198,7 +193,7 @@ impl Audit<'_> {
             model = %self.task.model(),
             task_kind = %self.task.kind(),
             decision,
-            reason = reason.unwrap_or(""),
+            reason,
             outcome = outcome_kind,
             latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             prompt_tokens,
@@ -349,8 +344,8 @@ impl Connector {
             task,
             started: Instant::now(),
         };
-        let prepared = prepare(&snap, principal, task);
-        let reason = prepared.as_ref().ok().map(|p| p.reason.clone());
+        let mut decided: Decided = None;
+        let prepared = prepare(&snap, principal, task, &mut decided);
         let result = match prepared {
             Ok(p) => {
                 let json_output = p.json_output;
@@ -362,7 +357,7 @@ impl Connector {
                     Ok(permit) => permit,
                     Err(e) => {
                         let result = Err(e);
-                        audit.record(reason.as_deref(), &result);
+                        audit.record(&decided, &result);
                         return result;
                     }
                 };
@@ -376,7 +371,7 @@ impl Connector {
             }
             Err(e) => Err(e),
         };
-        audit.record(reason.as_deref(), &result);
+        audit.record(&decided, &result);
         result
     }
 
@@ -387,11 +382,12 @@ impl Connector {
         let task = task.clone();
         Box::pin(async_stream::stream! {
             let audit = Audit { task_id: format!("task-{:016x}", fastrand::u64(..)), principal: &principal, task: &task, started: Instant::now() };
-            let p = match prepare(&snap, &principal, &task) {
+            let mut decided: Decided = None;
+            let p = match prepare(&snap, &principal, &task, &mut decided) {
                 Ok(p) => p,
                 Err(e) => {
                     let result = Err(e.clone());
-                    audit.record(None, &result);
+                    audit.record(&decided, &result);
                     yield Err(e);
                     return;
                 }
@@ -399,7 +395,7 @@ impl Connector {
             let _permit = match snap.admission.admit(&principal, &p.integration, &p.model).await {
                 Ok(permit) => permit,
                 Err(e) => {
-                    audit.record(Some(&p.reason), &Err(e.clone()));
+                    audit.record(&decided, &Err(e.clone()));
                     yield Err(e);
                     return;
                 }
@@ -426,13 +422,13 @@ impl Connector {
                     Ok(StreamEvent::Token(t)) => yield Ok(TaskEvent::Chunk(t)),
                     Ok(StreamEvent::Done(c)) => {
                         let result = to_output(c, p.json_output);
-                        audit.record(Some(&p.reason), &result);
+                        audit.record(&decided, &result);
                         yield result.map(TaskEvent::Done);
                         return;
                     }
                     Err(e) => {
                         let result = Err(TaskError::from(e));
-                        audit.record(Some(&p.reason), &result);
+                        audit.record(&decided, &result);
                         if let Err(e) = result {
                             yield Err(e);
                         }
@@ -441,6 +437,29 @@ impl Connector {
                 }
             }
         })
+    }
+
+    /// The prompt a `tgi` model's chat template makes of `messages` (what
+    /// `/generate` would receive for a chat task).
+    pub fn render_chat(
+        &self,
+        integration: &str,
+        model: &str,
+        messages: &[ChatMessage],
+    ) -> Result<String, TaskError> {
+        let snap = self.state.load_full();
+        let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
+        let i = snap
+            .catalog
+            .integration(integration)
+            .ok_or_else(|| not_found(unknown_integration(&snap.catalog, integration)))?;
+        let m = i
+            .model(model)
+            .ok_or_else(|| not_found(unknown_model(i, model)))?;
+        let template = m.chat_template().ok_or_else(|| {
+            invalid(format!("model `{model}` of integration `{integration}` has no `chat_template` (api `{}` renders chats on the server)", m.api()))
+        })?;
+        template.render(messages).map_err(invalid)
     }
 
     /// Who owns the integration's token, and whether it fits the integration.
@@ -520,7 +539,12 @@ impl Connector {
 
 /// The rules, in order: unknown names, inactive, grants, the model's task kinds,
 /// prompt variables, the prompt's model list; then the request.
-fn prepare(snap: &Snapshot, principal: &Principal, task: &Task) -> Result<Prepared, TaskError> {
+fn prepare(
+    snap: &Snapshot,
+    principal: &Principal,
+    task: &Task,
+    decided: &mut Decided,
+) -> Result<Prepared, TaskError> {
     let catalog = &snap.catalog;
     let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
     let integration = catalog
@@ -540,20 +564,18 @@ fn prepare(snap: &Snapshot, principal: &Principal, task: &Task) -> Result<Prepar
         None => None,
     };
     if !integration.is_active() {
-        return Err(TaskError::new(
-            TaskErrorKind::Inactive,
-            format!("integration `{}` is inactive", integration.name()),
-        ));
+        let m = format!("integration `{}` is inactive", integration.name());
+        *decided = Some((false, m.clone()));
+        return Err(TaskError::new(TaskErrorKind::Inactive, m));
     }
     if !model.is_active() {
-        return Err(TaskError::new(
-            TaskErrorKind::Inactive,
-            format!(
-                "model `{}` of integration `{}` is inactive",
-                model.name(),
-                integration.name()
-            ),
-        ));
+        let m = format!(
+            "model `{}` of integration `{}` is inactive",
+            model.name(),
+            integration.name()
+        );
+        *decided = Some((false, m.clone()));
+        return Err(TaskError::new(TaskErrorKind::Inactive, m));
     }
     let policy = catalog.policy();
     let decision = policy.decide(
@@ -562,6 +584,7 @@ fn prepare(snap: &Snapshot, principal: &Principal, task: &Task) -> Result<Prepar
         &Target::model(integration.name(), model.name()),
     );
     if !decision.allowed {
+        *decided = Some((false, decision.reason.to_string()));
         return Err(TaskError::new(
             TaskErrorKind::Denied,
             format!("denied: {}", decision.reason),
@@ -571,6 +594,7 @@ fn prepare(snap: &Snapshot, principal: &Principal, task: &Task) -> Result<Prepar
     if let Some(p) = prompt {
         let d = policy.decide(principal, Access::Read, &Target::Prompt(p.name().into()));
         if !d.allowed {
+            *decided = Some((false, d.reason.to_string()));
             return Err(TaskError::new(
                 TaskErrorKind::Denied,
                 format!("denied: {}", d.reason),
@@ -578,6 +602,7 @@ fn prepare(snap: &Snapshot, principal: &Principal, task: &Task) -> Result<Prepar
         }
         reason = format!("{reason}; {}", d.reason);
     }
+    *decided = Some((true, reason));
     let kind = task.kind();
     if !model.supports(kind) {
         let serves: Vec<&str> = model.tasks().iter().map(|t| t.as_str()).collect();
@@ -657,7 +682,19 @@ fn prepare(snap: &Snapshot, principal: &Principal, task: &Task) -> Result<Prepar
                 content: m.message.clone(),
             }));
             let params = params(model, t.temperature, t.top_p, t.max_tokens, &t.stop_words)?;
-            (Call::Chat(ChatRequest { messages, params }), t.json_output)
+            match (model.api(), model.chat_template()) {
+                // A raw TGI endpoint with a configured template: render here, call `/generate`.
+                (Api::Tgi, Some(template)) => {
+                    let prompt = template
+                        .render(&messages)
+                        .map_err(|e| invalid(format!("model `{}`: {e}", model.name())))?;
+                    (
+                        Call::Generate(TextRequest { prompt, params }),
+                        t.json_output,
+                    )
+                }
+                _ => (Call::Chat(ChatRequest { messages, params }), t.json_output),
+            }
         }
         Task::Summarize(t) => {
             if t.text.trim().is_empty() {
@@ -692,6 +729,5 @@ fn prepare(snap: &Snapshot, principal: &Principal, task: &Task) -> Result<Prepar
         endpoint: model.endpoint_spec(),
         call,
         json_output,
-        reason,
     })
 }

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod catalog;
+pub mod chat_template;
 pub mod cli;
 pub mod config;
 pub mod connector;

@@ -4,6 +4,7 @@
 
 mod access;
 mod config;
+mod run;
 mod token;
 
 pub use token::{EXIT_PROVIDER, EXIT_REJECTED};
@@ -50,6 +51,17 @@ enum Command {
     /// Inspect model endpoints.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Run a task as a subject: exit 0 ok, 3 denied or inactive, 2 bad input, 5 provider error or rate limited.
+    Run(run::RunArgs),
+    /// Chat templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TemplateCommand {
+    /// Print the prompt a `tgi` model's chat template makes of messages.
+    Render(run::RenderArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +173,8 @@ where
         Command::Access(AccessCommand::List(args)) => access::list(&args, &mut io),
         Command::Token(TokenCommand::Check(args)) => token::check(&args, &mut io),
         Command::Endpoint(EndpointCommand::Status(args)) => token::status(&args, &mut io),
+        Command::Run(args) => run::run(&args, &mut io),
+        Command::Template(TemplateCommand::Render(args)) => run::render(&args, &mut io),
     };
     if io.out.flush().is_err() {
         return EXIT_FAILURE;

@@ -802,10 +802,20 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
                     format!("chat template file `{}` does not exist", path.display()),
                 );
                 ok = false;
-            } else if api != Api::Tgi {
-                v.warn(&t.loc, format!("`chat_template` is only used by `tgi` models; api `{api}` renders chats on the server"));
+                None
+            } else {
+                if api != Api::Tgi {
+                    v.warn(&t.loc, format!("`chat_template` is only used by `tgi` models; api `{api}` renders chats on the server"));
+                }
+                match crate::chat_template::ChatTemplate::load(&path) {
+                    Ok(ct) => Some((path, std::sync::Arc::new(ct))),
+                    Err(e) => {
+                        v.error(&t.loc, e);
+                        ok = false;
+                        None
+                    }
+                }
             }
-            Some(path)
         }
     };
 

@@ -9,11 +9,13 @@
 
 mod access_cli;
 mod admission;
+mod chat_templates;
 mod config_errors;
 mod examples;
 mod hub_cli;
 mod provider;
 mod provider_secrets;
+mod run_cli;
 mod secrets;
 mod support;
 mod tasks;

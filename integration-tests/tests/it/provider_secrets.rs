@@ -13,7 +13,7 @@ use crate::provider::{collect, failure_cases, model, provider, text, Case, TOKEN
 use hfconnect::provider::ErrorKind;
 
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -28,7 +28,7 @@ impl Write for Captured {
 /// A process-wide capturing subscriber, installed once. Thread-local
 /// subscribers miss events whose callsites other tests registered first; a
 /// global one sees every test's logs, which only makes the check stronger.
-fn global_logs() -> Captured {
+pub fn global_logs() -> Captured {
     static LOGS: OnceLock<Captured> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = Captured::default();

@@ -1,0 +1,359 @@
+//! `hfconnect run` through the binary: output, streaming, JSON, exit codes;
+//! and the audit event of a task (no prompt, no output, no key).
+
+use hfconnect::config::LoadOptions;
+use hfconnect::{Connector, Subject, Task};
+use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
+use hfconnect_integration_tests::{Output, Run};
+
+use crate::provider::TOKEN;
+use crate::provider_secrets::global_logs;
+use crate::support::Dir;
+use crate::tasks::{config, env};
+
+async fn hfconnect(path: &std::path::Path, args: &[&str]) -> Output {
+    let mut all: Vec<String> = vec![
+        "run".into(),
+        "--config".into(),
+        path.to_str().unwrap().into(),
+    ];
+    all.extend(args.iter().map(|s| s.to_string()));
+    tokio::task::spawn_blocking(move || {
+        Run::new(&all)
+            .unwrap()
+            .env("HF_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_prints_results_and_exits_with_the_right_code() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &config(&fake.url()));
+
+    let out = hfconnect(
+        &path,
+        &[
+            "--as",
+            "user:alice",
+            "text-complete",
+            "--integration",
+            "hf",
+            "--model",
+            "tgi",
+            "--prompt",
+            "Say hi",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.stdout, "Hello from the \n");
+    assert!(
+        out.stderr
+            .contains("finish: LENGTH, 5 tokens (2 prompt, 3 completion)"),
+        "{}",
+        out.stderr
+    );
+
+    let out = hfconnect(
+        &path,
+        &[
+            "--as",
+            "user:alice",
+            "text-complete",
+            "--integration",
+            "hf",
+            "--model",
+            "tgi",
+            "--prompt",
+            "x",
+            "--max-tokens",
+            "50",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["result"], "Hello from the fake endpoint");
+    assert_eq!(v["finishReason"], "STOP");
+
+    let out = hfconnect(
+        &path,
+        &[
+            "--as",
+            "user:alice",
+            "text-complete",
+            "--integration",
+            "hf",
+            "--model",
+            "tgi",
+            "--prompt-name",
+            "ticket",
+            "--var",
+            "id=4",
+            "--var",
+            "body=broken",
+            "--max-tokens",
+            "50",
+            "--stream",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.stdout, "Hello from the fake endpoint\n");
+    assert_eq!(
+        fake.requests_to("/generate_stream")[0].json()["inputs"],
+        "Summarize ticket 4: broken"
+    );
+
+    let out = hfconnect(
+        &path,
+        &[
+            "--as",
+            "user:bob",
+            "chat-complete",
+            "--integration",
+            "hf",
+            "--model",
+            "org/chat-model",
+            "--message",
+            "user:hi",
+            "--instructions",
+            "sys",
+            "--var",
+            "lang=Dutch",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+
+    let out = hfconnect(
+        &path,
+        &[
+            "--as",
+            "user:alice",
+            "summarize",
+            "--integration",
+            "hf",
+            "--model",
+            "bart",
+            "--text",
+            "long",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "Hello from the fake endpoint\n"),
+        "{}",
+        out.all()
+    );
+
+    // Denied and inactive: 3. Bad input: 2. Provider failure: 5.
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &[
+                "--as",
+                "user:bob",
+                "text-complete",
+                "--integration",
+                "hf",
+                "--model",
+                "tgi",
+                "--prompt",
+                "x",
+            ],
+            3,
+            "no grant gives `EXECUTE` on `model:hf:tgi`",
+        ),
+        (
+            &[
+                "--as",
+                "user:alice",
+                "text-complete",
+                "--integration",
+                "hf",
+                "--model",
+                "off",
+                "--prompt",
+                "x",
+            ],
+            3,
+            "is inactive",
+        ),
+        (
+            &[
+                "--as",
+                "user:alice",
+                "text-complete",
+                "--integration",
+                "hf",
+                "--model",
+                "tgi",
+                "--prompt-name",
+                "ticket",
+            ],
+            2,
+            "missing prompt variables: `body`, `id`",
+        ),
+        (
+            &[
+                "--as",
+                "user:alice",
+                "text-complete",
+                "--integration",
+                "nope",
+                "--model",
+                "tgi",
+                "--prompt",
+                "x",
+            ],
+            2,
+            "unknown integration `nope`",
+        ),
+        (
+            &[
+                "--as",
+                "app:ghost",
+                "text-complete",
+                "--integration",
+                "hf",
+                "--model",
+                "tgi",
+                "--prompt",
+                "x",
+            ],
+            3,
+            "unknown application `ghost`",
+        ),
+        (
+            &[
+                "--as",
+                "user:alice",
+                "chat-complete",
+                "--integration",
+                "hf",
+                "--model",
+                "org/chat-model",
+                "--message",
+                "robot:hi",
+            ],
+            2,
+            "unknown role `robot`",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let out = hfconnect(&path, args).await;
+        assert_eq!(out.code, *code, "{args:?}: {}", out.all());
+        assert!(
+            out.stderr.contains(needle),
+            "{args:?}: want `{needle}` in {}",
+            out.stderr
+        );
+    }
+    fake.push_n(
+        Route::Generate,
+        Fault::json(500, serde_json::json!({"error": "boom"})),
+        10,
+    );
+    let out = hfconnect(
+        &path,
+        &[
+            "--as",
+            "user:alice",
+            "text-complete",
+            "--integration",
+            "hf",
+            "--model",
+            "tgi",
+            "--prompt",
+            "x",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 5, "{}", out.all());
+    assert!(out.stderr.contains("upstream said: boom"), "{}", out.stderr);
+    assert!(!out.all().contains(TOKEN));
+}
+
+#[tokio::test]
+async fn one_audit_event_per_task_without_prompt_output_or_key() {
+    let logs = global_logs();
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let cfg = config(&fake.url()).replacen(
+        "members = [\"alice\"]",
+        "members = [\"alice\", \"auditor-q7\"]",
+        1,
+    );
+    let path = dir.write("c.toml", &cfg);
+    let c = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
+    let auditor = c
+        .principal(&Subject::User("auditor-q7".into()), Some("support"))
+        .unwrap();
+    let secret_prompt = "PROMPT-MARKER-31337 please";
+    let task = Task::TextComplete(hfconnect::task::TextCompleteInput {
+        llm_provider: "hf".into(),
+        model: "tgi".into(),
+        prompt: Some(secret_prompt.into()),
+        ..Default::default()
+    });
+    c.execute(&auditor, &task).await.unwrap();
+    let denied = Task::TextComplete(hfconnect::task::TextCompleteInput {
+        model: "org/chat-model".into(),
+        ..match &task {
+            Task::TextComplete(t) => t.clone(),
+            _ => unreachable!(),
+        }
+    });
+    c.execute(&auditor, &denied).await.unwrap_err();
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let events: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("hfconnect::audit") && l.contains("user:auditor-q7"))
+        .collect();
+    assert_eq!(events.len(), 2, "one event per task:\n{text}");
+    let ok = events[0];
+    for needle in [
+        "task_id=task-",
+        "group=\"support\"",
+        "integration=hf",
+        "model=tgi",
+        "task_kind=text-generation",
+        "decision=\"allowed\"",
+        "outcome=\"ok\"",
+        "prompt_tokens=2",
+        "completion_tokens=3",
+        "latency_ms=",
+    ] {
+        assert!(ok.contains(needle), "want `{needle}` in {ok}");
+    }
+    // The chat model serves no text-generation: allowed by RBAC, refused as invalid input.
+    assert!(
+        events[1].contains("decision=\"allowed\"")
+            && events[1].contains("outcome=\"invalid_input\""),
+        "{}",
+        events[1]
+    );
+    assert!(
+        events[1]
+            .contains("reason=\"allowed: `group:support` may READ, EXECUTE on `integration:hf`"),
+        "{}",
+        events[1]
+    );
+    assert!(
+        !text.contains("PROMPT-MARKER-31337"),
+        "the prompt leaked into the logs"
+    );
+    assert!(
+        !text.contains("Hello from the"),
+        "the output leaked into the logs"
+    );
+    assert!(!text.contains(TOKEN), "the key leaked into the logs");
+}

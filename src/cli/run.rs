@@ -1,0 +1,396 @@
+//! `hfconnect run …` (run a task as a subject, through the Connector) and
+//! `hfconnect template render` (show what a chat template makes of messages).
+
+use std::collections::HashMap;
+
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use super::token::EXIT_PROVIDER;
+use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_FAILURE, EXIT_OK};
+use crate::connector::Connector;
+use crate::provider::{ChatMessage, ChatRole};
+use crate::task::{
+    ChatCompleteInput, InputMessage, SummarizeInput, Task, TaskError, TaskErrorKind, TaskEvent,
+    TaskOutput, TextCompleteInput,
+};
+use crate::Subject;
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Who runs the task: `user:ID` or `app:NAME`.
+    #[arg(long = "as", value_name = "SUBJECT")]
+    subject: String,
+    /// Run as this one group of the subject's.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    #[command(subcommand)]
+    task: RunTask,
+}
+
+#[derive(Debug, Args)]
+struct Target {
+    /// The integration (`llmProvider`).
+    #[arg(long)]
+    integration: String,
+    /// The model.
+    #[arg(long)]
+    model: String,
+}
+
+#[derive(Debug, Args)]
+struct Sampling {
+    /// Maximum new tokens.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Sampling temperature.
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// A stop sequence (repeatable).
+    #[arg(long = "stop")]
+    stop: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct Output {
+    /// Print tokens as they arrive.
+    #[arg(long)]
+    stream: bool,
+    /// Print the task output as JSON (Orkes names).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunTask {
+    /// `LLM_TEXT_COMPLETE`: a prompt, or a saved prompt with variables.
+    TextComplete {
+        #[command(flatten)]
+        target: Target,
+        /// The prompt.
+        #[arg(
+            long,
+            required_unless_present = "prompt_name",
+            conflicts_with = "prompt_name"
+        )]
+        prompt: Option<String>,
+        /// A saved prompt.
+        #[arg(long)]
+        prompt_name: Option<String>,
+        /// A prompt variable, `name=value` (repeatable).
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        sampling: Sampling,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// `LLM_CHAT_COMPLETE`: messages `role:text`, optional saved instructions.
+    ChatComplete {
+        #[command(flatten)]
+        target: Target,
+        /// A message, `user:text`, `assistant:text` or `system:text` (repeatable, in order).
+        #[arg(long = "message", required = true, value_parser = parse_message)]
+        messages: Vec<ChatMessage>,
+        /// A saved prompt used as system text.
+        #[arg(long)]
+        instructions: Option<String>,
+        /// A prompt variable, `name=value` (repeatable).
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Parse the answer as JSON.
+        #[arg(long)]
+        json_output: bool,
+        #[command(flatten)]
+        sampling: Sampling,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Summarize `--text` or the content of `--file`.
+    Summarize {
+        #[command(flatten)]
+        target: Target,
+        /// The text.
+        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// A file holding the text.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// Upper bound on the summary length.
+        #[arg(long)]
+        max_length: Option<u32>,
+        /// Lower bound on the summary length.
+        #[arg(long)]
+        min_length: Option<u32>,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RenderArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The model, `integration:model`.
+    #[arg(long)]
+    model: String,
+    /// A message, `role:text` (repeatable, in order).
+    #[arg(long = "message", required = true, value_parser = parse_message)]
+    messages: Vec<ChatMessage>,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not `name=value`"))
+}
+
+fn parse_message(s: &str) -> Result<ChatMessage, String> {
+    let (role, text) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not `role:text`"))?;
+    let role = match role {
+        "user" => ChatRole::User,
+        "assistant" => ChatRole::Assistant,
+        "system" => ChatRole::System,
+        other => {
+            return Err(format!(
+                "unknown role `{other}`; use `user`, `assistant` or `system`"
+            ))
+        }
+    };
+    Ok(ChatMessage {
+        role,
+        content: text.to_string(),
+    })
+}
+
+fn vars(v: &[(String, String)]) -> HashMap<String, Value> {
+    v.iter()
+        .map(|(k, val)| (k.clone(), Value::String(val.clone())))
+        .collect()
+}
+
+/// The exit code for a task error.
+fn exit_for(e: &TaskError) -> Exit {
+    match e.kind() {
+        TaskErrorKind::Denied | TaskErrorKind::Inactive => EXIT_DENIED,
+        TaskErrorKind::NotFound | TaskErrorKind::InvalidInput => EXIT_BAD_INPUT,
+        TaskErrorKind::RateLimited | TaskErrorKind::InvalidOutput | TaskErrorKind::Provider(_) => {
+            EXIT_PROVIDER
+        }
+    }
+}
+
+fn fail(e: &TaskError, io: &mut Io<'_>) -> Exit {
+    let _ = writeln!(io.err, "error: {e}");
+    exit_for(e)
+}
+
+fn print_output(o: &TaskOutput, json: bool, streamed: bool, io: &mut Io<'_>) {
+    if json {
+        let _ = writeln!(io.out, "{:#}", json!(o));
+        return;
+    }
+    if !streamed {
+        match &o.result {
+            Value::String(s) => {
+                let _ = writeln!(io.out, "{s}");
+            }
+            other => {
+                let _ = writeln!(io.out, "{other:#}");
+            }
+        }
+    } else {
+        let _ = writeln!(io.out);
+    }
+    let tokens = match (o.token_used, o.prompt_tokens, o.completion_tokens) {
+        (Some(t), Some(p), Some(c)) => format!("{t} tokens ({p} prompt, {c} completion)"),
+        (_, _, Some(c)) => format!("{c} completion tokens"),
+        _ => "token counts unknown".into(),
+    };
+    let _ = writeln!(
+        io.err,
+        "finish: {}, {tokens}",
+        o.finish_reason.as_deref().unwrap_or("unknown")
+    );
+}
+
+pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
+    let loaded = match args.config.load(io) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let connector = match Connector::new(loaded.catalog) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e}");
+            return EXIT_PROVIDER;
+        }
+    };
+    let subject: Subject = match args.subject.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let principal = match connector.principal(&subject, args.group.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(&e, io),
+    };
+    let (task, output) = match &args.task {
+        RunTask::TextComplete {
+            target,
+            prompt,
+            prompt_name,
+            vars: v,
+            sampling,
+            output,
+        } => (
+            Task::TextComplete(TextCompleteInput {
+                llm_provider: target.integration.clone(),
+                model: target.model.clone(),
+                prompt: prompt.clone(),
+                prompt_name: prompt_name.clone(),
+                prompt_variables: vars(v),
+                temperature: sampling.temperature,
+                top_p: sampling.top_p,
+                max_tokens: sampling.max_tokens,
+                stop_words: sampling.stop.clone(),
+            }),
+            output,
+        ),
+        RunTask::ChatComplete {
+            target,
+            messages,
+            instructions,
+            vars: v,
+            json_output,
+            sampling,
+            output,
+        } => (
+            Task::ChatComplete(ChatCompleteInput {
+                llm_provider: target.integration.clone(),
+                model: target.model.clone(),
+                instructions: instructions.clone(),
+                prompt_variables: vars(v),
+                messages: messages
+                    .iter()
+                    .map(|m| InputMessage {
+                        role: m.role,
+                        message: m.content.clone(),
+                    })
+                    .collect(),
+                temperature: sampling.temperature,
+                top_p: sampling.top_p,
+                max_tokens: sampling.max_tokens,
+                stop_words: sampling.stop.clone(),
+                json_output: *json_output,
+            }),
+            output,
+        ),
+        RunTask::Summarize {
+            target,
+            text,
+            file,
+            max_length,
+            min_length,
+            output,
+        } => {
+            let text = match (text, file) {
+                (Some(t), _) => t.clone(),
+                (None, Some(f)) => match std::fs::read_to_string(f) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = writeln!(io.err, "error: cannot read `{}`: {e}", f.display());
+                        return EXIT_BAD_INPUT;
+                    }
+                },
+                (None, None) => String::new(),
+            };
+            (
+                Task::Summarize(SummarizeInput {
+                    llm_provider: target.integration.clone(),
+                    model: target.model.clone(),
+                    text,
+                    max_length: *max_length,
+                    min_length: *min_length,
+                }),
+                output,
+            )
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: cannot start the async runtime: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    if !output.stream {
+        return match rt.block_on(connector.execute(&principal, &task)) {
+            Ok(o) => {
+                print_output(&o, output.json, false, io);
+                EXIT_OK
+            }
+            Err(e) => fail(&e, io),
+        };
+    }
+    rt.block_on(async {
+        let mut s = connector.execute_stream(&principal, &task);
+        while let Some(ev) = s.next().await {
+            match ev {
+                Ok(TaskEvent::Chunk(t)) => {
+                    if !output.json {
+                        let _ = write!(io.out, "{t}");
+                        let _ = io.out.flush();
+                    }
+                }
+                Ok(TaskEvent::Done(o)) => {
+                    print_output(&o, output.json, true, io);
+                    return EXIT_OK;
+                }
+                Err(e) => {
+                    let _ = writeln!(io.out);
+                    return fail(&e, io);
+                }
+            }
+        }
+        EXIT_FAILURE
+    })
+}
+
+pub(crate) fn render(args: &RenderArgs, io: &mut Io<'_>) -> Exit {
+    let loaded = match args.config.load(io) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some((integration, model)) = args.model.split_once(':') else {
+        let _ = writeln!(io.err, "error: `{}` is not `integration:model`", args.model);
+        return EXIT_BAD_INPUT;
+    };
+    let connector = match Connector::new(loaded.catalog) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e}");
+            return EXIT_PROVIDER;
+        }
+    };
+    match connector.render_chat(integration, model, &args.messages) {
+        Ok(text) => {
+            let _ = write!(io.out, "{text}");
+            EXIT_OK
+        }
+        Err(e) => fail(&e, io),
+    }
+}
