@@ -361,6 +361,7 @@ pub struct Catalog {
     pub(crate) groups: Vec<Group>,
     pub(crate) applications: Vec<Application>,
     pub(crate) quotas: Vec<Quota>,
+    pub(crate) audit_include_text: bool,
     pub(crate) policy: Policy,
 }
 
@@ -400,6 +401,10 @@ impl Catalog {
     /// An application by name.
     pub fn application(&self, name: &str) -> Option<&Application> {
         self.applications.iter().find(|a| &*a.name == name)
+    }
+    /// Whether audit events carry the task's input and output text (`[audit] include_text`).
+    pub fn audit_include_text(&self) -> bool {
+        self.audit_include_text
     }
     /// Request quotas.
     pub fn quotas(&self) -> &[Quota] {

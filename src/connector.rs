@@ -166,6 +166,7 @@ type Decided = Option<(bool, String)>;
 
 /// What the audit event says about a task.
 struct Audit<'a> {
+    include_text: bool,
     task_id: String,
     principal: &'a Principal,
     task: &'a Task,
@@ -183,7 +184,29 @@ impl Audit<'_> {
             Some((false, r)) => ("denied", r.as_str()),
             None => ("not_reached", ""),
         };
-        // Never the prompt, the output or the key.
+        // Never the key; the input and output only when `[audit] include_text = true`.
+        let (input, output) = if self.include_text {
+            let input = match self.task {
+                Task::TextComplete(t) => t.prompt.clone().unwrap_or_default(),
+                Task::ChatComplete(t) => t
+                    .messages
+                    .iter()
+                    .map(|m| m.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Task::Summarize(t) => t.text.clone(),
+            };
+            let output = match outcome {
+                Ok(o) => match &o.result {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                Err(_) => String::new(),
+            };
+            (Some(input), Some(output))
+        } else {
+            (None, None)
+        };
         tracing::info!(
             target: "hfconnect::audit",
             task_id = %self.task_id,
@@ -198,6 +221,8 @@ impl Audit<'_> {
             latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             prompt_tokens,
             completion_tokens,
+            input,
+            output,
             "task"
         );
     }
@@ -339,6 +364,7 @@ impl Connector {
     ) -> Result<TaskOutput, TaskError> {
         let snap = self.state.load_full();
         let audit = Audit {
+            include_text: snap.catalog.audit_include_text(),
             task_id: format!("task-{:016x}", fastrand::u64(..)),
             principal,
             task,
@@ -381,7 +407,13 @@ impl Connector {
         let principal = principal.clone();
         let task = task.clone();
         Box::pin(async_stream::stream! {
-            let audit = Audit { task_id: format!("task-{:016x}", fastrand::u64(..)), principal: &principal, task: &task, started: Instant::now() };
+            let audit = Audit {
+                include_text: snap.catalog.audit_include_text(),
+                task_id: format!("task-{:016x}", fastrand::u64(..)),
+                principal: &principal,
+                task: &task,
+                started: Instant::now(),
+            };
             let mut decided: Decided = None;
             let p = match prepare(&snap, &principal, &task, &mut decided) {
                 Ok(p) => p,

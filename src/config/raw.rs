@@ -23,6 +23,13 @@ pub(crate) struct RawFile {
     pub grants: Items<RawGrant>,
     #[serde(default)]
     pub quotas: Items<RawQuota>,
+    pub audit: Option<Spanned<RawAudit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub include_text: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

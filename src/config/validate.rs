@@ -205,8 +205,19 @@ pub(crate) fn validate(
     let mut raw_apps = Vec::new();
     let mut raw_grants = Vec::new();
     let mut raw_quotas = Vec::new();
+    let mut audit: Option<Spanned<super::raw::RawAudit>> = None;
     for p in parsed {
         raw_quotas.extend(p.raw.quotas.0);
+        if let Some(a) = p.raw.audit {
+            match &audit {
+                Some(first) => {
+                    let first = v.origin(&first.loc);
+                    v.error(&a.loc, "`[audit]` is defined twice").help =
+                        Some(format!("first defined at {first}; keep one"));
+                }
+                None => audit = Some(a),
+            }
+        }
         raw_integrations.extend(p.raw.integrations.0);
         raw_prompts.extend(p.raw.prompts.0);
         raw_groups.extend(p.raw.groups.0);
@@ -352,6 +363,7 @@ pub(crate) fn validate(
         groups,
         applications,
         quotas,
+        audit_include_text: audit.and_then(|a| a.value.include_text).unwrap_or(false),
         policy,
     };
     (Some(catalog), diags)

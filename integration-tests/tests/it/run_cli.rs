@@ -357,3 +357,49 @@ async fn one_audit_event_per_task_without_prompt_output_or_key() {
     );
     assert!(!text.contains(TOKEN), "the key leaked into the logs");
 }
+
+#[tokio::test]
+async fn include_text_puts_input_and_output_in_the_audit_event_but_never_the_key() {
+    let logs = global_logs();
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let cfg = config(&fake.url()).replacen(
+        "members = [\"alice\"]",
+        "members = [\"alice\", \"auditor-text\"]",
+        1,
+    ) + "\n[audit]\ninclude_text = true\n";
+    let path = dir.write("c.toml", &cfg);
+    let c = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
+    let who = c
+        .principal(&Subject::User("auditor-text".into()), None)
+        .unwrap();
+    let task = Task::TextComplete(hfconnect::task::TextCompleteInput {
+        llm_provider: "hf".into(),
+        model: "tgi".into(),
+        prompt: Some("INCLUDED-PROMPT-9".into()),
+        ..Default::default()
+    });
+    c.execute(&who, &task).await.unwrap();
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let event = text
+        .lines()
+        .find(|l| l.contains("hfconnect::audit") && l.contains("user:auditor-text"))
+        .expect(&text);
+    assert!(
+        event.contains("input=\"INCLUDED-PROMPT-9\"")
+            && event.contains("output=\"Hello from the \""),
+        "{event}"
+    );
+    assert!(!text.contains(TOKEN));
+
+    // `[audit]` twice across files is an error naming both.
+    dir.write("conf/a.toml", "[audit]\ninclude_text = true\n");
+    dir.write("conf/b.toml", "[audit]\ninclude_text = false\n");
+    let out = crate::support::check(&dir.path().join("conf"));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("`[audit]` is defined twice") && out.stderr.contains("a.toml:1:1"),
+        "{}",
+        out.stderr
+    );
+}
