@@ -46,7 +46,7 @@ pub enum ConnectorError {
 /// Everything a task runs against; replaced whole on reload.
 #[derive(Debug)]
 struct Snapshot {
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     providers: HashMap<String, HuggingFace>,
     admission: Admission,
 }
@@ -63,7 +63,7 @@ impl Snapshot {
         }
         let admission = Admission::new(&catalog);
         Ok(Snapshot {
-            catalog,
+            catalog: Arc::new(catalog),
             providers,
             admission,
         })
@@ -329,7 +329,7 @@ impl Connector {
     }
 
     /// The catalog in force (a snapshot: later reloads do not change it).
-    pub fn catalog(&self) -> Catalog {
+    pub fn catalog(&self) -> Arc<Catalog> {
         self.state.load().catalog.clone()
     }
 

@@ -48,8 +48,8 @@ struct QuotaRule {
 
 /// The admission state of one catalog snapshot.
 pub(crate) struct Admission {
-    integrations: HashMap<Arc<str>, (Gate, Duration)>,
-    models: HashMap<(Arc<str>, Arc<str>), Gate>,
+    /// integration -> (its gate, its queue timeout, its models' gates)
+    integrations: HashMap<String, (Gate, Duration, HashMap<String, Gate>)>,
     quotas: Vec<QuotaRule>,
     /// One keyed limiter per distinct quota rate, keyed by `subject@integration`.
     quota_limiters: HashMap<NonZeroU32, DefaultKeyedRateLimiter<String>>,
@@ -72,15 +72,21 @@ pub(crate) struct Permit {
 
 impl Admission {
     pub(crate) fn new(catalog: &Catalog) -> Admission {
-        let mut integrations = HashMap::new();
-        let mut models = HashMap::new();
-        for i in catalog.integrations() {
-            let name: Arc<str> = i.name().into();
-            integrations.insert(name.clone(), (Gate::new(i.limits()), i.queue_timeout()));
-            for m in i.models() {
-                models.insert((name.clone(), m.name().into()), Gate::new(m.limits()));
-            }
-        }
+        let integrations = catalog
+            .integrations()
+            .iter()
+            .map(|i| {
+                let models = i
+                    .models()
+                    .iter()
+                    .map(|m| (m.name().to_string(), Gate::new(m.limits())))
+                    .collect();
+                (
+                    i.name().to_string(),
+                    (Gate::new(i.limits()), i.queue_timeout(), models),
+                )
+            })
+            .collect();
         let mut quota_limiters = HashMap::new();
         let quotas = catalog
             .quotas()
@@ -99,7 +105,6 @@ impl Admission {
             .collect();
         Admission {
             integrations,
-            models,
             quotas,
             quota_limiters,
             clock: DefaultClock::default(),
@@ -132,7 +137,7 @@ impl Admission {
         integration: &str,
         model: &str,
     ) -> Result<Permit, TaskError> {
-        let Some((igate, queue_timeout)) = self.integrations.get(integration) else {
+        let Some((igate, queue_timeout, models)) = self.integrations.get(integration) else {
             return Ok(Permit { _slots: Vec::new() });
         };
         let deadline = Instant::now() + *queue_timeout;
@@ -167,7 +172,7 @@ impl Admission {
             )
             .await?;
         }
-        let mgate = self.models.get(&(Arc::from(integration), Arc::from(model)));
+        let mgate = models.get(model);
         if let Some(r) = mgate.and_then(|g| g.rate.as_ref()) {
             let what = format!("model `{model}` of integration `{integration}`");
             self.turn(
