@@ -4,7 +4,7 @@
 use clap::Args;
 use serde_json::json;
 
-use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_OK};
+use super::{CallerArgs, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_OK};
 use crate::access::{Access, Decision, Principal, Reason, Subject, Target};
 use crate::catalog::Catalog;
 use crate::config::diagnostic_suggest;
@@ -12,13 +12,7 @@ use crate::config::diagnostic_suggest;
 #[derive(Debug, Args)]
 pub(crate) struct ExplainArgs {
     #[command(flatten)]
-    config: ConfigArg,
-    /// Who asks: `user:ID` or `app:NAME`.
-    #[arg(long = "as", value_name = "SUBJECT")]
-    subject: String,
-    /// Act as this one group of the subject's (only its grants and the subject's own count).
-    #[arg(long, value_name = "GROUP")]
-    group: Option<String>,
+    caller: CallerArgs,
     /// The integration (required unless `--prompt` is given).
     #[arg(long, required_unless_present = "prompt")]
     integration: Option<String>,
@@ -39,13 +33,7 @@ pub(crate) struct ExplainArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
     #[command(flatten)]
-    config: ConfigArg,
-    /// Who asks: `user:ID` or `app:NAME`.
-    #[arg(long = "as", value_name = "SUBJECT")]
-    subject: String,
-    /// Act as this one group of the subject's.
-    #[arg(long, value_name = "GROUP")]
-    group: Option<String>,
+    caller: CallerArgs,
     /// Print the list as JSON.
     #[arg(long)]
     json: bool,
@@ -161,12 +149,17 @@ fn describe_principal(p: &Principal) -> String {
 }
 
 pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
-    let loaded = match args.config.load(io) {
+    let loaded = match args.caller.config.load(io) {
         Ok(l) => l,
         Err(code) => return code,
     };
     let catalog = &loaded.catalog;
-    let principal = match principal(catalog, &args.subject, args.group.as_deref(), io) {
+    let principal = match principal(
+        catalog,
+        &args.caller.subject,
+        args.caller.group.as_deref(),
+        io,
+    ) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -208,12 +201,17 @@ pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
 }
 
 pub(crate) fn list(args: &ListArgs, io: &mut Io<'_>) -> Exit {
-    let loaded = match args.config.load(io) {
+    let loaded = match args.caller.config.load(io) {
         Ok(l) => l,
         Err(code) => return code,
     };
     let catalog = &loaded.catalog;
-    let principal = match principal(catalog, &args.subject, args.group.as_deref(), io) {
+    let principal = match principal(
+        catalog,
+        &args.caller.subject,
+        args.caller.group.as_deref(),
+        io,
+    ) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -104,6 +104,19 @@ pub(crate) struct ConfigArg {
     config: Option<PathBuf>,
 }
 
+/// Who acts: `--config`, `--as SUBJECT`, `--group G`.
+#[derive(Debug, Args)]
+pub(crate) struct CallerArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Who acts: `user:ID` or `app:NAME`.
+    #[arg(long = "as", value_name = "SUBJECT")]
+    pub subject: String,
+    /// Act as this one group of the subject's: only its grants (and the subject's own) count.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
 /// Output streams of a command.
 pub(crate) struct Io<'a> {
     pub out: &'a mut dyn Write,

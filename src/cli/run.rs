@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use super::token::EXIT_PROVIDER;
-use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_FAILURE, EXIT_OK};
+use super::{CallerArgs, ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_FAILURE, EXIT_OK};
 use crate::connector::Connector;
 use crate::provider::{ChatMessage, ChatRole};
 use crate::task::{
@@ -20,13 +20,7 @@ use crate::Subject;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     #[command(flatten)]
-    config: ConfigArg,
-    /// Who runs the task: `user:ID` or `app:NAME`.
-    #[arg(long = "as", value_name = "SUBJECT")]
-    subject: String,
-    /// Run as this one group of the subject's.
-    #[arg(long, value_name = "GROUP")]
-    group: Option<String>,
+    caller: CallerArgs,
     #[command(subcommand)]
     task: RunTask,
 }
@@ -223,7 +217,7 @@ fn print_output(o: &TaskOutput, json: bool, streamed: bool, io: &mut Io<'_>) {
 }
 
 pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
-    let loaded = match args.config.load(io) {
+    let loaded = match args.caller.config.load(io) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -234,14 +228,14 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
             return EXIT_PROVIDER;
         }
     };
-    let subject: Subject = match args.subject.parse() {
+    let subject: Subject = match args.caller.subject.parse() {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(io.err, "error: {e}");
             return EXIT_BAD_INPUT;
         }
     };
-    let principal = match connector.principal(&subject, args.group.as_deref()) {
+    let principal = match connector.principal(&subject, args.caller.group.as_deref()) {
         Ok(p) => p,
         Err(e) => return fail(&e, io),
     };
