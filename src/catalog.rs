@@ -329,6 +329,8 @@ pub struct Application {
     pub(crate) name: Arc<str>,
     pub(crate) description: Option<String>,
     pub(crate) groups: Vec<Arc<str>>,
+    pub(crate) key_hashes: Vec<[u8; 32]>,
+    pub(crate) act_for_users: bool,
     pub(crate) origin: Origin,
 }
 
@@ -344,6 +346,14 @@ impl Application {
     /// Groups it belongs to.
     pub fn groups(&self) -> &[Arc<str>] {
         &self.groups
+    }
+    /// SHA-256 hashes of its API keys.
+    pub fn key_hashes(&self) -> &[[u8; 32]] {
+        &self.key_hashes
+    }
+    /// Whether it may name a user to act for (`X-Hfconnect-User`).
+    pub fn act_for_users(&self) -> bool {
+        self.act_for_users
     }
     /// Where it was declared.
     pub fn origin(&self) -> &Origin {

@@ -333,6 +333,62 @@ impl Connector {
         self.state.load().catalog.clone()
     }
 
+    /// The integrations, models and prompts `principal` may READ.
+    pub fn visible(&self, principal: &Principal) -> Value {
+        let snap = self.state.load();
+        let policy = snap.catalog.policy();
+        let can = |t: Target| policy.decide(principal, Access::Read, &t).allowed;
+        let integrations: Vec<Value> = snap
+            .catalog
+            .integrations()
+            .iter()
+            .filter_map(|i| {
+                let models: Vec<Value> = i
+                    .models()
+                    .iter()
+                    .filter(|m| can(Target::model(i.name(), m.name())))
+                    .map(|m| serde_json::json!({"name": m.name(), "description": m.description(), "api": m.api(), "tasks": m.tasks()}))
+                    .collect();
+                (can(Target::Integration(i.name().into())) || !models.is_empty()).then(|| {
+                    serde_json::json!({"name": i.name(), "description": i.description(), "namespace": i.namespace(), "models": models})
+                })
+            })
+            .collect();
+        let prompts: Vec<Value> = snap
+            .catalog
+            .prompts()
+            .iter()
+            .filter(|p| can(Target::Prompt(p.name().into())))
+            .map(|p| {
+                let models: Vec<String> = p.models().iter().map(ToString::to_string).collect();
+                serde_json::json!({"name": p.name(), "description": p.description(), "variables": p.template().variables(), "models": models})
+            })
+            .collect();
+        serde_json::json!({"integrations": integrations, "prompts": prompts})
+    }
+
+    /// The application an API key belongs to. Every configured hash is
+    /// compared, in constant time, whatever matches.
+    pub fn authenticate(&self, key: &str) -> Option<String> {
+        let snap = self.state.load();
+        let mut found = None;
+        for app in snap.catalog.applications() {
+            if crate::keys::matches(key, app.key_hashes()) && found.is_none() {
+                found = Some(app.name().to_string());
+            }
+        }
+        found
+    }
+
+    /// Whether application `app` may name a user to act for.
+    pub fn may_act_for_users(&self, app: &str) -> bool {
+        self.state
+            .load()
+            .catalog
+            .application(app)
+            .is_some_and(|a| a.act_for_users())
+    }
+
     /// Resolve a caller: its groups and roles, optionally narrowed to one group.
     pub fn principal(
         &self,

@@ -14,10 +14,12 @@ pub mod chat_template;
 pub mod cli;
 pub mod config;
 pub mod connector;
+pub mod keys;
 mod limits;
 pub mod prompt;
 pub mod provider;
 pub mod retry;
+pub mod server;
 pub mod task;
 
 pub use access::{Access, Decision, Policy, Principal, Subject, Target};

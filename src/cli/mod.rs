@@ -5,6 +5,7 @@
 mod access;
 mod config;
 mod run;
+mod serve;
 mod token;
 
 pub use token::{EXIT_PROVIDER, EXIT_REJECTED};
@@ -56,6 +57,17 @@ enum Command {
     /// Chat templates.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Serve tasks over HTTP (the main job): `POST /v1/tasks/{text-complete,chat-complete,summarize}`.
+    Serve(serve::ServeArgs),
+    /// Application keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a key for an application: prints the key once (stdout) and the config line with its hash (stderr).
+    New(serve::KeysNewArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +200,8 @@ where
         Command::Endpoint(EndpointCommand::Status(args)) => token::status(&args, &mut io),
         Command::Run(args) => run::run(&args, &mut io),
         Command::Template(TemplateCommand::Render(args)) => run::render(&args, &mut io),
+        Command::Serve(args) => serve::run(&args, &mut io),
+        Command::Keys(KeysCommand::New(args)) => serve::keys_new(&args, &mut io),
     };
     if io.out.flush().is_err() {
         return EXIT_FAILURE;

@@ -145,6 +145,9 @@ pub(crate) struct RawApplication {
     pub description: Option<String>,
     #[serde(default)]
     pub groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub keys: Vec<Spanned<String>>,
+    pub act_for_users: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

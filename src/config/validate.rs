@@ -919,10 +919,28 @@ fn application(v: &mut V<'_>, ra: Spanned<RawApplication>, groups: &HashSet<&str
             .help = Some(help);
         }
     }
+    let mut key_hashes = Vec::new();
+    for k in &r.keys {
+        match crate::keys::parse_hash(&k.value) {
+            Some(h) => key_hashes.push(h),
+            None => {
+                v.error(
+                    &k.loc,
+                    "an application key must be written as its hash, `sha256:` and 64 hex digits",
+                )
+                .help = Some(format!(
+                    "`hfconnect keys new --app {}` prints a new key and the line to add",
+                    r.name.value
+                ));
+            }
+        }
+    }
     Application {
         name: r.name.value.into(),
         description: r.description,
         groups: out,
+        key_hashes,
+        act_for_users: r.act_for_users.unwrap_or(false),
         origin: v.origin(&ra.loc),
     }
 }

@@ -1,0 +1,122 @@
+//! `hfconnect serve` (the HTTP service) and `hfconnect keys new` (an
+//! application key, shown once, and the config line holding its hash).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
+use crate::connector::Connector;
+use crate::server::{serve, shutdown_signal, ServeOptions};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Seconds in-flight requests may run after SIGTERM or Ctrl-C.
+    #[arg(long, default_value_t = 30)]
+    grace: u64,
+    /// Log lines for people or as JSON; the level comes from `RUST_LOG` (default `info`).
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeysNewArgs {
+    /// The application the key is for.
+    #[arg(long)]
+    app: String,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
+    let path = match args.config.path(io) {
+        Ok(p) => p.to_path_buf(),
+        Err(code) => return code,
+    };
+    let loaded = match args.config.load(io) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    for w in &loaded.warnings {
+        let _ = writeln!(io.err, "{w}");
+    }
+    init_logs(args.log_format);
+    let connector = match Connector::new(loaded.catalog) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: cannot start the async runtime: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let options = ServeOptions {
+        config: path,
+        grace: Duration::from_secs(args.grace),
+    };
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        serve(connector, listener, options, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: cannot serve on `{}`: {e}", args.listen);
+            EXIT_FAILURE
+        }
+    }
+}
+
+pub(crate) fn keys_new(args: &KeysNewArgs, io: &mut Io<'_>) -> Exit {
+    if args.app.trim().is_empty() {
+        let _ = writeln!(io.err, "error: `--app` is empty");
+        return EXIT_BAD_INPUT;
+    }
+    match crate::keys::new_key() {
+        Ok((key, hash)) => {
+            let _ = writeln!(io.out, "{key}");
+            let _ = writeln!(
+                io.err,
+                "the key above is shown once: give it to application `{}`, which sends it as `Authorization: Bearer <key>`.\n\
+                 add its hash to the application in the config:\n\n[[applications]]\nname = \"{}\"\nkeys = [\"{hash}\"]\n",
+                args.app, args.app
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e}");
+            EXIT_FAILURE
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Application API keys: made from the operating system's random source,
+//! shown once, stored in the config only as their SHA-256 hash, checked in
+//! constant time.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The prefix of every key hfconnect makes.
+pub const KEY_PREFIX: &str = "hfc_";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh key and its config form (`sha256:…`).
+pub fn new_key() -> Result<(String, String), String> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw)
+        .map_err(|e| format!("the operating system's random source failed: {e}"))?;
+    let key = format!("{KEY_PREFIX}{}", hex(&raw));
+    let hash = format!("sha256:{}", hex(&hash(&key)));
+    Ok((key, hash))
+}
+
+/// The SHA-256 of a key.
+pub fn hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Read `sha256:<64 hex digits>`.
+pub fn parse_hash(s: &str) -> Option<[u8; 32]> {
+    let h = s.strip_prefix("sha256:")?;
+    if h.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Whether `key` hashes to one of `hashes`, compared in constant time
+/// (every hash is compared, whatever matches).
+pub fn matches(key: &str, hashes: &[[u8; 32]]) -> bool {
+    let digest = hash(key);
+    let mut found = subtle::Choice::from(0);
+    for h in hashes {
+        found |= digest.ct_eq(h);
+    }
+    found.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_keys_verify_against_their_hash_only() {
+        let (key, line) = new_key().unwrap();
+        assert!(key.starts_with(KEY_PREFIX) && key.len() == 4 + 64);
+        let h = parse_hash(&line).unwrap();
+        assert!(matches(&key, &[h]));
+        assert!(!matches(&format!("{key}x"), &[h]));
+        let (other, _) = new_key().unwrap();
+        assert_ne!(key, other);
+        assert!(parse_hash("sha256:zz").is_none() && parse_hash("md5:00").is_none());
+    }
+}

@@ -1,0 +1,321 @@
+//! `hfconnect serve`: the HTTP front door. It authenticates callers by
+//! application key, turns requests into tasks and hands them to the
+//! Connector; it never calls a provider or the policy itself.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::access::{Principal, Subject};
+use crate::config::LoadOptions;
+use crate::connector::Connector;
+use crate::provider::ErrorKind;
+use crate::task::{Task, TaskError, TaskErrorKind, TaskEvent};
+
+/// Request bodies larger than this are refused (413).
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// What the server needs besides the Connector.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The config path (for reloads).
+    pub config: PathBuf,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub grace: Duration,
+}
+
+#[derive(Clone)]
+struct AppState {
+    connector: Arc<Connector>,
+}
+
+/// An error answer: `{error, kind, retryable}` with the right status.
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> ApiError {
+        let status = match e.kind() {
+            TaskErrorKind::NotFound => StatusCode::NOT_FOUND,
+            TaskErrorKind::Inactive => StatusCode::CONFLICT,
+            TaskErrorKind::Denied => StatusCode::FORBIDDEN,
+            TaskErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+            TaskErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            TaskErrorKind::InvalidOutput => StatusCode::BAD_GATEWAY,
+            TaskErrorKind::Provider(k) => match k {
+                ErrorKind::RateLimited | ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+                ErrorKind::ModelLoading | ErrorKind::EndpointUnavailable => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        };
+        ApiError {
+            status,
+            kind: e.kind().as_str(),
+            message: e.to_string(),
+            retryable: e.is_retryable(),
+            retry_after: e.retry_after(),
+        }
+    }
+}
+
+fn error_body(kind: &str, message: &str, retryable: bool) -> Value {
+    json!({"error": message, "kind": kind, "retryable": retryable})
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(error_body(self.kind, &self.message, self.retryable)),
+        )
+            .into_response();
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                r.headers_mut().insert("retry-after", v);
+            }
+        }
+        r
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Who is calling: the application owning the bearer key, or the user it
+/// acts for; optionally scoped to one group.
+fn caller(connector: &Connector, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let auth = header(headers, "authorization")
+        .ok_or_else(|| unauthorized("no `Authorization: Bearer <key>` header"))?;
+    let key = auth
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| unauthorized("the `Authorization` header must be `Bearer <key>`"))?;
+    let app = connector
+        .authenticate(key.trim())
+        .ok_or_else(|| unauthorized("the application key is not valid"))?;
+    let subject = match header(headers, "x-hfconnect-user") {
+        None => Subject::App(app.as_str().into()),
+        Some(user) if connector.may_act_for_users(&app) => Subject::User(user.into()),
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "denied",
+                format!("application `{app}` may not act for users (`act_for_users` is not set), so `X-Hfconnect-User` is refused"),
+            ))
+        }
+    };
+    connector
+        .principal(&subject, header(headers, "x-hfconnect-group"))
+        .map_err(ApiError::from)
+}
+
+fn parse_task(kind: &str, body: &[u8]) -> Result<(Task, bool), ApiError> {
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let stream = match v.as_object_mut().and_then(|o| o.remove("stream")) {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                "`stream` must be true or false",
+            ))
+        }
+    };
+    let invalid = |e: serde_json::Error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("invalid task input: {e}"),
+        )
+    };
+    let task = match kind {
+        "text-complete" => Task::TextComplete(serde_json::from_value(v).map_err(invalid)?),
+        "chat-complete" => Task::ChatComplete(serde_json::from_value(v).map_err(invalid)?),
+        "summarize" => Task::Summarize(serde_json::from_value(v).map_err(invalid)?),
+        other => return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "unknown task kind `{other}`; use `text-complete`, `chat-complete` or `summarize`"
+            ),
+        )),
+    };
+    Ok((task, stream))
+}
+
+async fn run_task(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let principal = caller(&state.connector, &headers)?;
+    let (task, stream) = parse_task(&kind, &body)?;
+    if !stream {
+        let out = state.connector.execute(&principal, &task).await?;
+        return Ok(Json(out).into_response());
+    }
+    let events = state.connector.execute_stream(&principal, &task).map(|ev| {
+        let event = match ev {
+            Ok(TaskEvent::Chunk(t)) => Event::default()
+                .event("chunk")
+                .json_data(json!({"text": t})),
+            Ok(TaskEvent::Done(o)) => Event::default().event("output").json_data(o),
+            Err(e) => Event::default().event("error").json_data(error_body(
+                e.kind().as_str(),
+                &e.to_string(),
+                e.is_retryable(),
+            )),
+        };
+        Ok::<Event, std::convert::Infallible>(
+            event.unwrap_or_else(|_| Event::default().event("error").data("{}")),
+        )
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+async fn catalog(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let principal = caller(&state.connector, &headers)?;
+    Ok(Json(state.connector.visible(&principal)))
+}
+
+async fn readyz(State(state): State<AppState>) -> Json<Value> {
+    let c = state.connector.catalog();
+    Json(json!({"ready": true, "integrations": c.integrations().len(), "models": c.model_count()}))
+}
+
+/// The routes.
+pub fn router(connector: Arc<Connector>) -> Router {
+    Router::new()
+        .route("/v1/tasks/{kind}", post(run_task))
+        .route("/v1/catalog", get(catalog))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(AppState { connector })
+}
+
+/// Serve on `listener` until `shutdown` resolves, then let in-flight requests
+/// finish for up to `options.grace`. SIGHUP reloads the config (a bad one is
+/// logged and refused; the old one keeps serving).
+pub async fn serve(
+    connector: Arc<Connector>,
+    listener: tokio::net::TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, config = %options.config.display(), "hfconnect serving");
+    spawn_reload_on_sighup(connector.clone(), options.config.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(connector);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    shutdown.await;
+    tracing::info!(
+        grace_s = options.grace.as_secs_f64(),
+        "shutting down: no new connections, finishing in-flight requests"
+    );
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(options.grace, server).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(std::io::Error::other(join.to_string())),
+        Err(_) => {
+            tracing::warn!("grace period over; dropping the requests still running");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(unix)]
+fn spawn_reload_on_sighup(connector: Arc<Connector>, config: PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match connector.reload_from(&config, &LoadOptions::new()) {
+                Ok(()) => tracing::info!(config = %config.display(), "config reloaded"),
+                Err(e) => {
+                    tracing::error!(config = %config.display(), error = %e, "config refused; the previous one keeps serving")
+                }
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_reload_on_sighup(_connector: Arc<Connector>, _config: PathBuf) {}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
