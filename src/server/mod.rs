@@ -177,13 +177,15 @@ fn parse_task(kind: &str, body: &[u8]) -> Result<(Task, bool), ApiError> {
         "text-complete" => Task::TextComplete(serde_json::from_value(v).map_err(invalid)?),
         "chat-complete" => Task::ChatComplete(serde_json::from_value(v).map_err(invalid)?),
         "summarize" => Task::Summarize(serde_json::from_value(v).map_err(invalid)?),
-        other => return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
                 "unknown task kind `{other}`; use `text-complete`, `chat-complete` or `summarize`"
             ),
-        )),
+            ))
+        }
     };
     Ok((task, stream))
 }

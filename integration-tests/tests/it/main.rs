@@ -17,5 +17,6 @@ mod provider;
 mod provider_secrets;
 mod run_cli;
 mod secrets;
+mod serve;
 mod support;
 mod tasks;

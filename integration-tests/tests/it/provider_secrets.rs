@@ -35,6 +35,7 @@ pub fn global_logs() -> Captured {
         let sink = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
             .with_writer(move || sink.clone())
             .finish();
         tracing::subscriber::set_global_default(subscriber)

@@ -1,0 +1,483 @@
+//! `hfconnect serve` over real HTTP: auth, delegation, every status code,
+//! streaming, the catalog, health; the binary's graceful shutdown and SIGHUP
+//! reload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hfconnect::config::LoadOptions;
+use hfconnect::server::{serve, ServeOptions};
+use hfconnect::Connector;
+use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
+use serde_json::{json, Value};
+
+use crate::provider::TOKEN;
+use crate::support::Dir;
+use crate::tasks::{config, env};
+
+const APP_KEY: &str = "hfc_test_app_key_0001";
+const PORTAL_KEY: &str = "hfc_test_portal_key_0002";
+
+fn hash(key: &str) -> String {
+    let h = hfconnect::keys::hash(key);
+    format!(
+        "sha256:{}",
+        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn serve_config(url: &str) -> String {
+    config(url)
+        + &format!(
+            "\n[[applications]]\nname = \"batch\"\ngroups = [\"support\"]\nkeys = [\"{}\"]\n\n[[applications]]\nname = \"portal\"\nact_for_users = true\nkeys = [\"{}\"]\n",
+            hash(APP_KEY),
+            hash(PORTAL_KEY)
+        )
+}
+
+struct Server {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: Dir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+async fn start(fake: &FakeHf) -> Server {
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &serve_config(&fake.url()));
+    let connector = Arc::new(Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let options = ServeOptions {
+        config: path,
+        grace: Duration::from_secs(5),
+    };
+    tokio::spawn(serve(connector, listener, options, async move {
+        let _ = rx.await;
+    }));
+    Server {
+        url,
+        stop: Some(tx),
+        _dir: dir,
+    }
+}
+
+async fn post(
+    s: &Server,
+    kind: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/v1/tasks/{kind}", s.url))
+        .json(&body);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    for (h, v) in headers {
+        r = r.header(*h, *v);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn text(model: &str) -> Value {
+    json!({"llmProvider": "hf", "model": model, "prompt": "hello"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_auth_and_delegation() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let s = start(&fake).await;
+    // The application acts as itself (member of support).
+    let (status, _, body) = post(&s, "text-complete", Some(APP_KEY), &[], text("tgi")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"result": "Hello from the ", "finishReason": "LENGTH", "tokenUsed": 4, "promptTokens": 1, "completionTokens": 3})
+    );
+
+    for (key, why) in [
+        (None, "no `Authorization: Bearer <key>` header"),
+        (Some("hfc_wrong"), "the application key is not valid"),
+    ] {
+        let (status, _, body) = post(&s, "text-complete", key, &[], text("tgi")).await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            body,
+            json!({"error": why, "kind": "unauthorized", "retryable": false})
+        );
+    }
+    // Delegation: allowed for the portal, refused for batch.
+    let (status, _, body) = post(
+        &s,
+        "text-complete",
+        Some(PORTAL_KEY),
+        &[("x-hfconnect-user", "alice")],
+        text("tgi"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = post(
+        &s,
+        "text-complete",
+        Some(PORTAL_KEY),
+        &[("x-hfconnect-user", "bob")],
+        text("tgi"),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no grant gives `EXECUTE` on `model:hf:tgi`"),
+        "{body}"
+    );
+    let (status, _, body) = post(
+        &s,
+        "text-complete",
+        Some(APP_KEY),
+        &[("x-hfconnect-user", "alice")],
+        text("tgi"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("may not act for users"),
+        "{body}"
+    );
+    // Group scoping through the header.
+    let (status, _, _) = post(&s, "chat-complete", Some(PORTAL_KEY), &[("x-hfconnect-user", "alice"), ("x-hfconnect-group", "research")], json!({"llmProvider": "hf", "model": "tgi", "messages": [{"role": "user", "message": "hi"}]})).await;
+    assert_eq!(status, 403, "research alone has no grant on hf:tgi");
+    let (status, _, body) = post(
+        &s,
+        "text-complete",
+        Some(PORTAL_KEY),
+        &[
+            ("x-hfconnect-user", "bob"),
+            ("x-hfconnect-group", "support"),
+        ],
+        text("tgi"),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a member of group `support`"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_status_code() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let s = start(&fake).await;
+    let raw = reqwest::Client::new()
+        .post(format!("{}/v1/tasks/text-complete", s.url))
+        .bearer_auth(APP_KEY)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    let cases: Vec<(Value, &str, u16, &str)> = vec![
+        (
+            json!({"llmProvider": "hf", "model": "tgi"}),
+            "text-complete",
+            422,
+            "give `prompt` or `promptName`",
+        ),
+        (
+            json!({"llmProvider": "hf", "model": "tgi", "prompt": "x", "colour": 1}),
+            "text-complete",
+            422,
+            "unknown field `colour`",
+        ),
+        (text("nope"), "text-complete", 404, "unknown model `nope`"),
+        (text("off"), "text-complete", 409, "is inactive"),
+        (
+            text("tgi"),
+            "translate",
+            404,
+            "unknown task kind `translate`",
+        ),
+    ];
+    for (body, kind, want, needle) in cases {
+        let (status, _, b) = post(&s, kind, Some(APP_KEY), &[], body).await;
+        assert_eq!(status, want, "{b}");
+        assert!(
+            b["error"].as_str().unwrap_or_default().contains(needle),
+            "{b}"
+        );
+    }
+    let upstream: Vec<(Fault, usize, u16, Option<&str>)> = vec![
+        (Fault::rate_limited(30), 1, 429, Some("30")),
+        (Fault::loading(30.0), 1, 503, Some("30")),
+        (Fault::json(500, json!({"error": "boom"})), 10, 502, None),
+        (Fault::empty(504), 10, 504, None),
+    ];
+    for (fault, n, want, retry_after) in upstream {
+        fake.clear_faults();
+        fake.push_n(Route::Generate, fault, n);
+        let (status, headers, body) =
+            post(&s, "text-complete", Some(APP_KEY), &[], text("tgi")).await;
+        assert_eq!(status, want, "{body}");
+        assert_eq!(
+            headers.get("retry-after").and_then(|v| v.to_str().ok()),
+            retry_after,
+            "{body}"
+        );
+        assert!(
+            body["kind"].is_string() && body["retryable"].is_boolean(),
+            "{body}"
+        );
+    }
+    fake.clear_faults();
+    // 429 from admission comes with Retry-After too (rate limit in the config is covered by admission tests).
+    let big = "x".repeat(hfconnect::server::BODY_LIMIT + 10);
+    let (status, _, _) = post(
+        &s,
+        "text-complete",
+        Some(APP_KEY),
+        &[],
+        json!({"llmProvider": "hf", "model": "tgi", "prompt": big}),
+    )
+    .await;
+    assert_eq!(status, 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_catalog_and_health() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let s = start(&fake).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/tasks/text-complete", s.url))
+        .bearer_auth(APP_KEY)
+        .json(&json!({"llmProvider": "hf", "model": "tgi", "prompt": "x", "maxTokens": 50, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let body = resp.text().await.unwrap();
+    let chunks = body.matches("event: chunk").count();
+    assert_eq!(chunks, 5, "{body}");
+    assert!(
+        body.contains("event: output") && body.contains("\"finishReason\":\"STOP\""),
+        "{body}"
+    );
+
+    // Errors inside a stream are an `error` event.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/tasks/text-complete", s.url))
+        .bearer_auth(PORTAL_KEY)
+        .header("x-hfconnect-user", "bob")
+        .json(&json!({"llmProvider": "hf", "model": "tgi", "prompt": "x", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("event: error") && body.contains("\"kind\":\"denied\""),
+        "{body}"
+    );
+
+    let cat: Value = reqwest::Client::new()
+        .get(format!("{}/v1/catalog", s.url))
+        .bearer_auth(APP_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let models: Vec<&str> = cat["integrations"][0]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    // `off` is inactive: refused before any grant, so not listed.
+    assert_eq!(models, ["tgi", "org/chat-model", "bart"]);
+    assert_eq!(cat["prompts"][0]["name"], "ticket");
+    assert_eq!(
+        reqwest::get(format!("{}/v1/catalog", s.url))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", s.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    let ready: Value = reqwest::get(format!("{}/readyz", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_finishes_in_flight_requests_on_sigterm_and_reloads_on_sighup() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &serve_config(&fake.url()));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
+    let mut child = tokio::process::Command::new(bin)
+        .args([
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--grace",
+            "10",
+        ])
+        .env("HF_TOKEN", TOKEN)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..50 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "serve did not come up");
+    let pid = child.id().unwrap().to_string();
+
+    // SIGHUP with a config that removes batch's group grant: batch is denied afterwards.
+    let call = |b: String| async move {
+        reqwest::Client::new()
+            .post(format!("{b}/v1/tasks/text-complete"))
+            .bearer_auth(APP_KEY)
+            .json(&text("tgi"))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(call(base.clone()).await.status().as_u16(), 200);
+    std::fs::write(
+        &path,
+        serve_config(&fake.url()).replace(
+            "subject = \"group:support\"\ntarget = \"integration:hf\"",
+            "subject = \"group:research\"\ntarget = \"integration:hf\"",
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    let mut reloaded = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if call(base.clone()).await.status().as_u16() == 403 {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "SIGHUP reloaded the config");
+    // A broken config is refused; the last good one keeps serving.
+    std::fs::write(&path, "[[integrations]]\nname = 3\n").unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        call(base.clone()).await.status().as_u16(),
+        403,
+        "still serving the previous config"
+    );
+
+    // SIGTERM during a slow request: it completes, then the process exits 0.
+    fake.push(Route::Generate, Fault::Delay(Duration::from_millis(1500)));
+    let portal = {
+        let b = base.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{b}/v1/tasks/text-complete"))
+                .bearer_auth(PORTAL_KEY)
+                .header("x-hfconnect-user", "bob")
+                .json(&text("tgi"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = portal
+        .await
+        .unwrap()
+        .expect("the in-flight request got its answer");
+    assert_eq!(status, 200, "bob is in research, which now holds the grant");
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut err = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert!(
+        err.contains("config reloaded")
+            && err.contains("config refused; the previous one keeps serving")
+            && err.contains("shutting down"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN) && !err.contains(APP_KEY));
+}
