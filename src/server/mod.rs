@@ -236,6 +236,93 @@ async fn readyz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"ready": true, "integrations": c.integrations().len(), "models": c.model_count()}))
 }
 
+/// Every route the service answers, as `(method, path)`; `/openapi.json`
+/// describes exactly these (a test holds the two together).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/tasks/text-complete"),
+    ("post", "/v1/tasks/chat-complete"),
+    ("post", "/v1/tasks/summarize"),
+    ("get", "/v1/catalog"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/openapi.json"),
+];
+
+/// The OpenAPI 3.1 description of the service.
+pub fn openapi() -> Value {
+    let error = json!({"type": "object", "required": ["error", "kind", "retryable"], "properties": {
+        "error": {"type": "string"}, "kind": {"type": "string"}, "retryable": {"type": "boolean"}}});
+    let output = json!({"type": "object", "properties": {
+        "result": {"description": "text, or the parsed JSON value with jsonOutput"},
+        "finishReason": {"type": ["string", "null"], "examples": ["STOP", "LENGTH", "STOP_SEQUENCE"]},
+        "tokenUsed": {"type": ["integer", "null"]}, "promptTokens": {"type": ["integer", "null"]},
+        "completionTokens": {"type": ["integer", "null"]}}});
+    let common = json!({
+        "llmProvider": {"type": "string"}, "model": {"type": "string"}, "stream": {"type": "boolean"},
+        "temperature": {"type": "number"}, "topP": {"type": "number"}, "maxTokens": {"type": "integer"},
+        "stopWords": {"type": "array", "items": {"type": "string"}},
+        "promptVariables": {"type": "object"}});
+    let with = |extra: Value| {
+        let mut props = common.clone();
+        if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        props
+    };
+    let text = json!({"type": "object", "required": ["llmProvider", "model"], "properties": with(json!({
+        "prompt": {"type": "string"}, "promptName": {"type": "string"}}))});
+    let chat = json!({"type": "object", "required": ["llmProvider", "model", "messages"], "properties": with(json!({
+        "instructions": {"type": "string"}, "jsonOutput": {"type": "boolean"},
+        "messages": {"type": "array", "items": {"type": "object", "required": ["role", "message"], "properties": {
+            "role": {"enum": ["user", "assistant", "system"]}, "message": {"type": "string"}}}}}))});
+    let summarize = json!({"type": "object", "required": ["llmProvider", "model", "text"], "properties": {
+        "llmProvider": {"type": "string"}, "model": {"type": "string"}, "text": {"type": "string"},
+        "maxLength": {"type": "integer"}, "minLength": {"type": "integer"}, "stream": {"type": "boolean"}}});
+    let task = |summary: &str, schema: Value| {
+        let mut responses = serde_json::Map::new();
+        responses.insert("200".into(), json!({"description": "the task output, or server-sent events (chunk, output, error) with \"stream\": true",
+            "content": {"application/json": {"schema": output}, "text/event-stream": {}}}));
+        for (code, what) in [
+            ("400", "malformed JSON"),
+            ("401", "no or bad application key"),
+            ("403", "denied"),
+            ("404", "unknown integration, model or prompt"),
+            ("409", "inactive"),
+            ("413", "body too large"),
+            ("422", "invalid input"),
+            ("429", "rate limited (Retry-After)"),
+            ("502", "upstream error"),
+            ("503", "upstream loading or unavailable (Retry-After)"),
+            ("504", "upstream timeout"),
+        ] {
+            responses.insert(
+                code.into(),
+                json!({"description": what, "content": {"application/json": {"schema": error}}}),
+            );
+        }
+        json!({"post": {"summary": summary, "security": [{"applicationKey": []}],
+            "parameters": [{"name": "X-Hfconnect-User", "in": "header", "schema": {"type": "string"}},
+                           {"name": "X-Hfconnect-Group", "in": "header", "schema": {"type": "string"}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": schema}}},
+            "responses": responses}})
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "hfconnect", "version": env!("CARGO_PKG_VERSION")},
+        "components": {"securitySchemes": {"applicationKey": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            "/v1/tasks/text-complete": task("LLM_TEXT_COMPLETE", text),
+            "/v1/tasks/chat-complete": task("LLM_CHAT_COMPLETE", chat),
+            "/v1/tasks/summarize": task("Summarize a text", summarize),
+            "/v1/catalog": {"get": {"summary": "integrations, models and prompts the caller can READ", "security": [{"applicationKey": []}],
+                "responses": {"200": {"description": "the catalog"}, "401": {"description": "no or bad application key"}}}},
+            "/healthz": {"get": {"summary": "alive", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "config loaded", "responses": {"200": {"description": "ready, with counts"}}}},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        }
+    })
+}
+
 /// The routes.
 pub fn router(connector: Arc<Connector>) -> Router {
     Router::new()
@@ -243,6 +330,7 @@ pub fn router(connector: Arc<Connector>) -> Router {
         .route("/v1/catalog", get(catalog))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(AppState { connector })
 }
@@ -259,6 +347,7 @@ pub async fn serve(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, config = %options.config.display(), "hfconnect serving");
     spawn_reload_on_sighup(connector.clone(), options.config.clone());
+    spawn_reload_on_change(connector.clone(), options.config.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(connector);
     let server = tokio::spawn(async move {
@@ -297,6 +386,48 @@ fn spawn_reload_on_sighup(connector: Arc<Connector>, config: PathBuf) {
                 Ok(()) => tracing::info!(config = %config.display(), "config reloaded"),
                 Err(e) => {
                     tracing::error!(config = %config.display(), error = %e, "config refused; the previous one keeps serving")
+                }
+            }
+        }
+    });
+}
+
+/// What identifies the config's current content: each file's path, length and mtime.
+fn fingerprint(
+    config: &std::path::Path,
+) -> Option<Vec<(PathBuf, u64, Option<std::time::SystemTime>)>> {
+    let files = crate::config::config_files(config).ok()?;
+    Some(
+        files
+            .into_iter()
+            .map(|f| {
+                let meta = std::fs::metadata(&f).ok();
+                let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+                let modified = meta.and_then(|m| m.modified().ok());
+                (f, len, modified)
+            })
+            .collect(),
+    )
+}
+
+/// How often the config files are checked for changes.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Reload when the config files change (checked every [`WATCH_INTERVAL`]).
+fn spawn_reload_on_change(connector: Arc<Connector>, config: PathBuf) {
+    tokio::spawn(async move {
+        let mut last = fingerprint(&config);
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            let now = fingerprint(&config);
+            if now == last {
+                continue;
+            }
+            last = now;
+            match connector.reload_from(&config, &LoadOptions::new()) {
+                Ok(()) => tracing::info!(config = %config.display(), "config changed; reloaded"),
+                Err(e) => {
+                    tracing::error!(config = %config.display(), error = %e, "config changed but was refused; the previous one keeps serving")
                 }
             }
         }

@@ -481,3 +481,104 @@ async fn the_binary_finishes_in_flight_requests_on_sigterm_and_reloads_on_sighup
     );
     assert!(!err.contains(TOKEN) && !err.contains(APP_KEY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_exactly_the_routes() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let s = start(&fake).await;
+    let doc: Value = reqwest::get(format!("{}/openapi.json", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut routes: Vec<(String, String)> = hfconnect::server::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    // Every listed route is really served (not 404/405).
+    let client = reqwest::Client::new();
+    for (method, path) in &routes {
+        let url = format!("{}{path}", s.url);
+        let resp = match method.as_str() {
+            "get" => client.get(&url).bearer_auth(APP_KEY).send().await.unwrap(),
+            _ => client.post(&url).bearer_auth(APP_KEY).json(&json!({"llmProvider": "hf", "model": "bart", "text": "t", "prompt": "p", "messages": [{"role": "user", "message": "m"}]})).send().await.unwrap(),
+        };
+        let status = resp.status().as_u16();
+        assert!(
+            status != 404 && status != 405,
+            "{method} {path} answered {status}"
+        );
+    }
+    // And an unlisted one is not.
+    assert_eq!(
+        client
+            .get(format!("{}/v1/nothing", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let s = start(&fake).await;
+    let path = s._dir.path().join("c.toml");
+    assert_eq!(
+        post(&s, "text-complete", Some(APP_KEY), &[], text("tgi"))
+            .await
+            .0,
+        200
+    );
+    // The reload reads key locations from the process environment, where HF_TOKEN is not
+    // set: tasks that pass RBAC would then fail upstream, so the check uses a denial.
+    let changed = serve_config(&fake.url()).replace(
+        "subject = \"group:support\"\ntarget = \"integration:hf\"",
+        "subject = \"group:research\"\ntarget = \"integration:hf\"",
+    );
+    std::fs::write(&path, &changed).unwrap();
+    let mut seen = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if post(&s, "text-complete", Some(APP_KEY), &[], text("tgi"))
+            .await
+            .0
+            == 403
+        {
+            seen = true;
+            break;
+        }
+    }
+    assert!(
+        seen,
+        "the change was picked up within {:?}",
+        hfconnect::server::WATCH_INTERVAL * 4
+    );
+    std::fs::write(&path, "[[integrations]]\nname = 3\n").unwrap();
+    tokio::time::sleep(hfconnect::server::WATCH_INTERVAL * 2).await;
+    assert_eq!(
+        post(&s, "text-complete", Some(APP_KEY), &[], text("tgi"))
+            .await
+            .0,
+        403,
+        "the broken file was refused; the last good config serves"
+    );
+}
