@@ -21,6 +21,7 @@ use crate::access::{Access, Principal, PrincipalError, Subject, Target};
 use crate::catalog::{Catalog, Integration, Model};
 use crate::config::{diagnostic_suggest, ConfigError, LoadOptions};
 use crate::limits::Admission;
+use crate::metrics::Metrics;
 use crate::provider::huggingface::hub::{ManagedEndpoint, WhoAmI};
 use crate::provider::huggingface::HuggingFace;
 use crate::provider::{
@@ -41,6 +42,9 @@ pub enum ConnectorError {
     /// The provider failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// Something in hfconnect itself failed (such as building the metrics registry).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Everything a task runs against; replaced whole on reload.
@@ -99,6 +103,7 @@ fn unknown_model(integration: &Integration, model: &str) -> String {
 #[derive(Debug)]
 pub struct Connector {
     state: ArcSwap<Snapshot>,
+    metrics: Arc<Metrics>,
 }
 
 /// A streamed task: chunks, then the output, or an error.
@@ -161,11 +166,28 @@ enum Call {
     Summarize(SummarizeRequest),
 }
 
+/// Counts a task in `hfconnect_tasks_in_flight` while it lives.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(m: &Metrics) -> InFlight {
+        m.in_flight.inc();
+        InFlight(m.in_flight.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The access decision of a task, once taken: allowed or not, and why.
 type Decided = Option<(bool, String)>;
 
 /// What the audit event says about a task.
 struct Audit<'a> {
+    metrics: &'a Metrics,
     include_text: bool,
     task_id: String,
     principal: &'a Principal,
@@ -179,6 +201,37 @@ impl Audit<'_> {
             Ok(o) => ("ok", o.prompt_tokens, o.completion_tokens),
             Err(e) => (e.kind().as_str(), None, None),
         };
+        let kind = self.task.kind();
+        let (integration, model) = (self.task.integration(), self.task.model());
+        let outcome_label = match outcome {
+            Ok(_) => "ok",
+            Err(e) => e.kind().as_str(),
+        };
+        let m = self.metrics;
+        m.tasks
+            .with_label_values(&[kind.as_str(), outcome_label, integration, model])
+            .inc();
+        m.latency
+            .with_label_values(&[kind.as_str(), integration, model])
+            .observe(self.started.elapsed().as_secs_f64());
+        if let Ok(o) = outcome {
+            for (t, n) in [
+                ("prompt", o.prompt_tokens),
+                ("completion", o.completion_tokens),
+            ] {
+                if let Some(n) = n {
+                    m.tokens
+                        .with_label_values(&[integration, model, t])
+                        .inc_by(u64::from(n));
+                }
+            }
+        }
+        if matches!(decision, Some((false, _))) {
+            m.denials.with_label_values(&[integration]).inc();
+        }
+        if matches!(outcome, Err(e) if e.kind() == TaskErrorKind::RateLimited) {
+            m.rate_limited.with_label_values(&[integration]).inc();
+        }
         let (decision, reason) = match decision {
             Some((true, r)) => ("allowed", r.as_str()),
             Some((false, r)) => ("denied", r.as_str()),
@@ -304,8 +357,12 @@ fn to_output(c: Completion, json_output: bool) -> Result<TaskOutput, TaskError> 
 impl Connector {
     /// A connector over `catalog`, with one HTTP client per integration.
     pub fn new(catalog: Catalog) -> Result<Connector, ConnectorError> {
+        let metrics = Metrics::new().map_err(|e| {
+            ConnectorError::Internal(format!("the metrics registry could not be built: {e}"))
+        })?;
         Ok(Connector {
             state: ArcSwap::from_pointee(Snapshot::new(catalog)?),
+            metrics: Arc::new(metrics),
         })
     }
 
@@ -367,6 +424,11 @@ impl Connector {
         serde_json::json!({"integrations": integrations, "prompts": prompts})
     }
 
+    /// The metrics in Prometheus text form.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+
     /// The application an API key belongs to. Every configured hash is
     /// compared, in constant time, whatever matches.
     pub fn authenticate(&self, key: &str) -> Option<String> {
@@ -420,6 +482,7 @@ impl Connector {
     ) -> Result<TaskOutput, TaskError> {
         let snap = self.state.load_full();
         let audit = Audit {
+            metrics: &self.metrics,
             include_text: snap.catalog.audit_include_text(),
             task_id: format!("task-{:016x}", fastrand::u64(..)),
             principal,
@@ -443,11 +506,16 @@ impl Connector {
                         return result;
                     }
                 };
+                let upstream = Instant::now();
                 let done = match &p.call {
                     Call::Generate(r) => p.provider.generate(&p.endpoint, r).await,
                     Call::Chat(r) => p.provider.chat(&p.endpoint, r).await,
                     Call::Summarize(r) => p.provider.summarize(&p.endpoint, r).await,
                 };
+                self.metrics
+                    .upstream_latency
+                    .with_label_values(&[p.integration.as_str(), p.model.as_str()])
+                    .observe(upstream.elapsed().as_secs_f64());
                 done.map_err(TaskError::from)
                     .and_then(|c| to_output(c, json_output))
             }
@@ -462,8 +530,11 @@ impl Connector {
         let snap = self.state.load_full();
         let principal = principal.clone();
         let task = task.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async_stream::stream! {
+            let _in_flight = InFlight::new(&metrics);
             let audit = Audit {
+                metrics: &metrics,
                 include_text: snap.catalog.audit_include_text(),
                 task_id: format!("task-{:016x}", fastrand::u64(..)),
                 principal: &principal,

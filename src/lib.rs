@@ -16,6 +16,7 @@ pub mod config;
 pub mod connector;
 pub mod keys;
 mod limits;
+pub mod metrics;
 pub mod prompt;
 pub mod provider;
 pub mod retry;

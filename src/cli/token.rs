@@ -71,6 +71,7 @@ fn fail(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
             EXIT_REJECTED
         }
         ConnectorError::Provider(_) => EXIT_PROVIDER,
+        ConnectorError::Internal(_) => super::EXIT_FAILURE,
     }
 }
 

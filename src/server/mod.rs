@@ -231,6 +231,15 @@ async fn catalog(
     Ok(Json(state.connector.visible(&principal)))
 }
 
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut r = state.connector.metrics_text().into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
 async fn readyz(State(state): State<AppState>) -> Json<Value> {
     let c = state.connector.catalog();
     Json(json!({"ready": true, "integrations": c.integrations().len(), "models": c.model_count()}))
@@ -246,6 +255,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/openapi.json"),
+    ("get", "/metrics"),
 ];
 
 /// The OpenAPI 3.1 description of the service.
@@ -319,6 +329,7 @@ pub fn openapi() -> Value {
             "/healthz": {"get": {"summary": "alive", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "config loaded", "responses": {"200": {"description": "ready, with counts"}}}},
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
         }
     })
 }
@@ -331,6 +342,7 @@ pub fn router(connector: Arc<Connector>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(AppState { connector })
 }

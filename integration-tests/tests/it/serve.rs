@@ -582,3 +582,76 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
         "the broken file was refused; the last good config serves"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_change_with_tasks() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let s = start(&fake).await;
+    let scrape = || async {
+        reqwest::get(format!("{}/metrics", s.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let value = |text: &str, line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let ok = "hfconnect_tasks_total{integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"ok\"}";
+    let before = scrape().await;
+    assert_eq!(value(&before, ok), 0.0);
+    for _ in 0..3 {
+        assert_eq!(
+            post(&s, "text-complete", Some(APP_KEY), &[], text("tgi"))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(
+        post(
+            &s,
+            "text-complete",
+            Some(PORTAL_KEY),
+            &[("x-hfconnect-user", "bob")],
+            text("tgi")
+        )
+        .await
+        .0,
+        403
+    );
+    let after = scrape().await;
+    assert_eq!(value(&after, ok), 3.0, "{after}");
+    assert_eq!(
+        value(&after, "hfconnect_denials_total{integration=\"hf\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "hfconnect_tokens_total{integration=\"hf\",model=\"tgi\",type=\"completion\"}"
+        ),
+        9.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "hfconnect_upstream_duration_seconds_count{integration=\"hf\",model=\"tgi\"}"
+        ),
+        3.0,
+        "{after}"
+    );
+    assert_eq!(value(&after, "hfconnect_task_duration_seconds_count{integration=\"hf\",kind=\"text-generation\",model=\"tgi\"}"), 4.0, "{after}");
+    assert_eq!(value(&after, "hfconnect_tasks_in_flight"), 0.0);
+    assert!(
+        !after.contains("bob") && !after.contains(TOKEN) && !after.contains("hello"),
+        "no callers, prompts or keys in labels"
+    );
+}

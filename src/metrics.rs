@@ -1,0 +1,103 @@
+//! Prometheus metrics of the tasks the Connector runs, updated from the same
+//! place as the audit event: tasks by kind, outcome, integration and model;
+//! latency (whole task and upstream); tokens; denials; rate-limit refusals;
+//! tasks in flight. Labels never carry callers, prompts or keys.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The connector's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) tasks: IntCounterVec,
+    pub(crate) latency: HistogramVec,
+    pub(crate) upstream_latency: HistogramVec,
+    pub(crate) tokens: IntCounterVec,
+    pub(crate) denials: IntCounterVec,
+    pub(crate) rate_limited: IntCounterVec,
+    pub(crate) in_flight: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+const BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let tasks = IntCounterVec::new(
+            Opts::new(
+                "hfconnect_tasks_total",
+                "Tasks by kind, outcome, integration and model",
+            ),
+            &["kind", "outcome", "integration", "model"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("hfconnect_task_duration_seconds", "Whole task latency")
+                .buckets(BUCKETS.to_vec()),
+            &["kind", "integration", "model"],
+        )?;
+        let upstream_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "hfconnect_upstream_duration_seconds",
+                "Time spent calling Hugging Face, retries included",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["integration", "model"],
+        )?;
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "hfconnect_tokens_total",
+                "Tokens by integration, model and type (prompt, completion)",
+            ),
+            &["integration", "model", "type"],
+        )?;
+        let denials = IntCounterVec::new(
+            Opts::new(
+                "hfconnect_denials_total",
+                "Tasks refused by access control or an inactive target",
+            ),
+            &["integration"],
+        )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "hfconnect_rate_limited_total",
+                "Tasks refused by admission (rate limit, quota, concurrency)",
+            ),
+            &["integration"],
+        )?;
+        let in_flight = IntGauge::new("hfconnect_tasks_in_flight", "Tasks running now")?;
+        registry.register(Box::new(tasks.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(upstream_latency.clone()))?;
+        registry.register(Box::new(tokens.clone()))?;
+        registry.register(Box::new(denials.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        Ok(Metrics {
+            registry,
+            tasks,
+            latency,
+            upstream_latency,
+            tokens,
+            denials,
+            rate_limited,
+            in_flight,
+        })
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
