@@ -424,6 +424,30 @@ impl Connector {
         serde_json::json!({"integrations": integrations, "prompts": prompts})
     }
 
+    /// Ask the policy in force: may `principal` do `access` on `target`?
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        access: Access,
+        target: &Target,
+    ) -> crate::access::Decision {
+        self.state
+            .load()
+            .catalog
+            .policy()
+            .decide(principal, access, target)
+    }
+
+    /// Resolve a caller as the policy sees it, keeping the policy's own error
+    /// (for tools that explain access rather than run tasks).
+    pub fn resolve(
+        &self,
+        subject: &Subject,
+        group: Option<&str>,
+    ) -> Result<Principal, PrincipalError> {
+        self.state.load().catalog.policy().principal(subject, group)
+    }
+
     /// The metrics in Prometheus text form.
     pub fn metrics_text(&self) -> String {
         self.metrics.render()

@@ -8,6 +8,7 @@ use super::{CallerArgs, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_OK};
 use crate::access::{Access, Decision, Principal, Reason, Subject, Target};
 use crate::catalog::Catalog;
 use crate::config::diagnostic_suggest;
+use crate::connector::Connector;
 
 #[derive(Debug, Args)]
 pub(crate) struct ExplainArgs {
@@ -49,16 +50,13 @@ fn bad(io: &mut Io<'_>, message: impl std::fmt::Display) -> Exit {
 }
 
 fn principal(
-    catalog: &Catalog,
+    connector: &Connector,
     subject: &str,
     group: Option<&str>,
     io: &mut Io<'_>,
 ) -> Result<Principal, Exit> {
     let subject: Subject = subject.parse().map_err(|e| bad(io, e))?;
-    catalog
-        .policy()
-        .principal(&subject, group)
-        .map_err(|e| bad(io, e))
+    connector.resolve(&subject, group).map_err(|e| bad(io, e))
 }
 
 fn target(catalog: &Catalog, args: &ExplainArgs, io: &mut Io<'_>) -> Result<Target, Exit> {
@@ -149,13 +147,13 @@ fn describe_principal(p: &Principal) -> String {
 }
 
 pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
-    let loaded = match args.caller.config.load(io) {
-        Ok(l) => l,
+    let connector = match args.caller.config.connector(io) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let catalog = &loaded.catalog;
+    let catalog = connector.catalog();
     let principal = match principal(
-        catalog,
+        &connector,
         &args.caller.subject,
         args.caller.group.as_deref(),
         io,
@@ -163,11 +161,11 @@ pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let target = match target(catalog, args, io) {
+    let target = match target(&catalog, args, io) {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let decision: Decision = catalog.policy().decide(&principal, args.access, &target);
+    let decision: Decision = connector.decide(&principal, args.access, &target);
     if args.json {
         let v = json!({
             "allowed": decision.allowed,
@@ -201,13 +199,13 @@ pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
 }
 
 pub(crate) fn list(args: &ListArgs, io: &mut Io<'_>) -> Exit {
-    let loaded = match args.caller.config.load(io) {
-        Ok(l) => l,
+    let connector = match args.caller.config.connector(io) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let catalog = &loaded.catalog;
+    let catalog = connector.catalog();
     let principal = match principal(
-        catalog,
+        &connector,
         &args.caller.subject,
         args.caller.group.as_deref(),
         io,
@@ -229,12 +227,11 @@ pub(crate) fn list(args: &ListArgs, io: &mut Io<'_>) -> Exit {
             .map(|p| Target::Prompt(p.name().into())),
     );
 
-    let policy = catalog.policy();
     let mut rows = Vec::new();
     for t in targets {
         let allowed: Vec<(Access, Decision)> = [Access::Read, Access::Execute]
             .into_iter()
-            .map(|a| (a, policy.decide(&principal, a, &t)))
+            .map(|a| (a, connector.decide(&principal, a, &t)))
             .filter(|(_, d)| d.allowed)
             .collect();
         if !allowed.is_empty() {

@@ -163,6 +163,17 @@ impl ConfigArg {
     }
 }
 
+impl ConfigArg {
+    /// Load the config and build a Connector over it, or write why not.
+    pub(crate) fn connector(&self, io: &mut Io<'_>) -> Result<crate::connector::Connector, Exit> {
+        let loaded = self.load(io)?;
+        crate::connector::Connector::new(loaded.catalog).map_err(|e| {
+            let _ = writeln!(io.err, "error: {e}");
+            EXIT_FAILURE
+        })
+    }
+}
+
 pub(crate) fn summary_line(e: &crate::config::ConfigError) -> String {
     let errors = e.errors().count();
     let warnings = e.diagnostics().len() - errors;

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use super::token::EXIT_PROVIDER;
 use super::{CallerArgs, ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_FAILURE, EXIT_OK};
-use crate::connector::Connector;
 use crate::provider::{ChatMessage, ChatRole};
 use crate::task::{
     ChatCompleteInput, InputMessage, SummarizeInput, Task, TaskError, TaskErrorKind, TaskEvent,
@@ -217,16 +216,9 @@ fn print_output(o: &TaskOutput, json: bool, streamed: bool, io: &mut Io<'_>) {
 }
 
 pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
-    let loaded = match args.caller.config.load(io) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let connector = match Connector::new(loaded.catalog) {
+    let connector = match args.caller.config.connector(io) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = writeln!(io.err, "error: {e}");
-            return EXIT_PROVIDER;
-        }
+        Err(code) => return code,
     };
     let subject: Subject = match args.caller.subject.parse() {
         Ok(s) => s,
@@ -365,20 +357,13 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
 }
 
 pub(crate) fn render(args: &RenderArgs, io: &mut Io<'_>) -> Exit {
-    let loaded = match args.config.load(io) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
     let Some((integration, model)) = args.model.split_once(':') else {
         let _ = writeln!(io.err, "error: `{}` is not `integration:model`", args.model);
         return EXIT_BAD_INPUT;
     };
-    let connector = match Connector::new(loaded.catalog) {
+    let connector = match args.config.connector(io) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = writeln!(io.err, "error: {e}");
-            return EXIT_PROVIDER;
-        }
+        Err(code) => return code,
     };
     match connector.render_chat(integration, model, &args.messages) {
         Ok(text) => {

@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK};
-use crate::connector::{Connector, ConnectorError};
+use crate::connector::ConnectorError;
 use crate::provider::ErrorKind;
 
 /// Exit code: the token was rejected (or there is none).
@@ -40,14 +40,6 @@ pub(crate) struct EndpointStatusArgs {
     json: bool,
 }
 
-fn connector(config: &ConfigArg, io: &mut Io<'_>) -> Result<Connector, Exit> {
-    let loaded = config.load(io)?;
-    Connector::new(loaded.catalog).map_err(|e| {
-        let _ = writeln!(io.err, "error: {e}");
-        EXIT_PROVIDER
-    })
-}
-
 fn runtime(io: &mut Io<'_>) -> Result<tokio::runtime::Runtime, Exit> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -76,11 +68,14 @@ fn fail(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
 }
 
 pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
-    let (connector, rt) =
-        match connector(&args.config, io).and_then(|c| runtime(io).map(|r| (c, r))) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
+    let (connector, rt) = match args
+        .config
+        .connector(io)
+        .and_then(|c| runtime(io).map(|r| (c, r)))
+    {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let report = match rt.block_on(connector.token_check(&args.integration)) {
         Ok(r) => r,
         Err(e) => return fail(&e, io),
@@ -138,11 +133,14 @@ pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
 }
 
 pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
-    let (connector, rt) =
-        match connector(&args.config, io).and_then(|c| runtime(io).map(|r| (c, r))) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
+    let (connector, rt) = match args
+        .config
+        .connector(io)
+        .and_then(|c| runtime(io).map(|r| (c, r)))
+    {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let report =
         match rt.block_on(connector.endpoint_status(&args.integration, args.model.as_deref())) {
             Ok(r) => r,
