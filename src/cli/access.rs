@@ -49,14 +49,14 @@ fn bad(io: &mut Io<'_>, message: impl std::fmt::Display) -> Exit {
     EXIT_BAD_INPUT
 }
 
-fn principal(
-    connector: &Connector,
-    subject: &str,
-    group: Option<&str>,
-    io: &mut Io<'_>,
-) -> Result<Principal, Exit> {
-    let subject: Subject = subject.parse().map_err(|e| bad(io, e))?;
-    connector.resolve(&subject, group).map_err(|e| bad(io, e))
+/// The Connector over the config and the caller it resolves, or the exit code.
+fn caller(args: &CallerArgs, io: &mut Io<'_>) -> Result<(Connector, Principal), Exit> {
+    let connector = args.config.connector(io)?;
+    let subject: Subject = args.subject.parse().map_err(|e| bad(io, e))?;
+    let principal = connector
+        .resolve(&subject, args.group.as_deref())
+        .map_err(|e| bad(io, e))?;
+    Ok((connector, principal))
 }
 
 fn target(catalog: &Catalog, args: &ExplainArgs, io: &mut Io<'_>) -> Result<Target, Exit> {
@@ -147,20 +147,11 @@ fn describe_principal(p: &Principal) -> String {
 }
 
 pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
-    let connector = match args.caller.config.connector(io) {
-        Ok(c) => c,
+    let (connector, principal) = match caller(&args.caller, io) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let catalog = connector.catalog();
-    let principal = match principal(
-        &connector,
-        &args.caller.subject,
-        args.caller.group.as_deref(),
-        io,
-    ) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
     let target = match target(&catalog, args, io) {
         Ok(t) => t,
         Err(code) => return code,
@@ -199,20 +190,11 @@ pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
 }
 
 pub(crate) fn list(args: &ListArgs, io: &mut Io<'_>) -> Exit {
-    let connector = match args.caller.config.connector(io) {
-        Ok(c) => c,
+    let (connector, principal) = match caller(&args.caller, io) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let catalog = connector.catalog();
-    let principal = match principal(
-        &connector,
-        &args.caller.subject,
-        args.caller.group.as_deref(),
-        io,
-    ) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
     let mut targets: Vec<Target> = Vec::new();
     for i in catalog.integrations() {
         targets.push(Target::Integration(i.name().into()));

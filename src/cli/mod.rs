@@ -174,6 +174,22 @@ impl ConfigArg {
     }
 }
 
+/// A tokio runtime for a command, or the message and exit code.
+pub(crate) fn runtime(
+    multi_thread: bool,
+    io: &mut Io<'_>,
+) -> Result<tokio::runtime::Runtime, Exit> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        let _ = writeln!(io.err, "error: cannot start the async runtime: {e}");
+        EXIT_FAILURE
+    })
+}
+
 pub(crate) fn summary_line(e: &crate::config::ConfigError) -> String {
     let errors = e.errors().count();
     let warnings = e.diagnostics().len() - errors;

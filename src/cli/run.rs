@@ -313,15 +313,9 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
             )
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::runtime(false, io) {
         Ok(rt) => rt,
-        Err(e) => {
-            let _ = writeln!(io.err, "error: cannot start the async runtime: {e}");
-            return EXIT_FAILURE;
-        }
+        Err(code) => return code,
     };
     if !output.stream {
         return match rt.block_on(connector.execute(&principal, &task)) {

@@ -71,15 +71,9 @@ pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
             return EXIT_FAILURE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::runtime(true, io) {
         Ok(rt) => rt,
-        Err(e) => {
-            let _ = writeln!(io.err, "error: cannot start the async runtime: {e}");
-            return EXIT_FAILURE;
-        }
+        Err(code) => return code,
     };
     let options = ServeOptions {
         config: path,

@@ -40,16 +40,6 @@ pub(crate) struct EndpointStatusArgs {
     json: bool,
 }
 
-fn runtime(io: &mut Io<'_>) -> Result<tokio::runtime::Runtime, Exit> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            let _ = writeln!(io.err, "error: cannot start the async runtime: {e}");
-            super::EXIT_FAILURE
-        })
-}
-
 fn fail(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
     let _ = writeln!(io.err, "error: {e}");
     match e {
@@ -71,7 +61,7 @@ pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
     let (connector, rt) = match args
         .config
         .connector(io)
-        .and_then(|c| runtime(io).map(|r| (c, r)))
+        .and_then(|c| super::runtime(false, io).map(|r| (c, r)))
     {
         Ok(x) => x,
         Err(code) => return code,
@@ -136,7 +126,7 @@ pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
     let (connector, rt) = match args
         .config
         .connector(io)
-        .and_then(|c| runtime(io).map(|r| (c, r)))
+        .and_then(|c| super::runtime(false, io).map(|r| (c, r)))
     {
         Ok(x) => x,
         Err(code) => return code,
