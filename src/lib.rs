@@ -6,7 +6,15 @@
 //!   applications and grants, with API keys resolved once from their locations;
 //! - [`access`] answers "may this principal do this on that target?" with a
 //!   [`access::Decision`] and its reason;
-//! - [`cli`] is the `hfconnect` command (the binary only parses and exits).
+//! - [`provider`] turns typed requests into calls to Hugging Face servers
+//!   ([`provider::huggingface`]) and typed answers or errors, with the retry
+//!   policy of [`retry`]; it knows nothing of access control;
+//! - [`connector::Connector`] runs [`task::Task`]s along the one path: look up,
+//!   refuse inactive, authorize, check, build the request ([`prompt`],
+//!   [`chat_template`]), admit, call the provider, shape the output, audit and
+//!   count ([`metrics`]); it is what every front door calls;
+//! - the front doors: [`server`] (`hfconnect serve`, application [`keys`]) and
+//!   [`cli`], the `hfconnect` command (the binary only parses and exits).
 
 pub mod access;
 pub mod catalog;
