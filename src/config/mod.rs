@@ -2,8 +2,8 @@
 //! secret locations, and validation into a [`Catalog`].
 //!
 //! Loading has two phases. Each file is parsed into a position-carrying tree and
-//! deserialized into raw structs that reject unknown keys ([`raw`]); then all
-//! files are validated together into the catalog ([`validate`]). Both phases
+//! deserialized into raw structs that reject unknown keys (`raw`); then all
+//! files are validated together into the catalog (`validate`). Both phases
 //! report every problem with file, line, column and key path.
 
 pub(crate) mod de;
