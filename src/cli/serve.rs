@@ -27,6 +27,10 @@ pub(crate) struct ServeArgs {
     /// Seconds in-flight requests may run after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 30)]
     grace: u64,
+    /// Seconds a client may take to send a request's headers (and an idle
+    /// keep-alive connection may wait) before the connection is closed.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
     /// Log lines for people or as JSON; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
@@ -78,6 +82,7 @@ pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
     let options = ServeOptions {
         config: path,
         grace: Duration::from_secs(args.grace),
+        header_timeout: Duration::from_secs(args.header_timeout.max(1)),
     };
     let result = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;

@@ -16,6 +16,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
 
 use crate::access::{Principal, Subject};
@@ -34,6 +38,9 @@ pub struct ServeOptions {
     pub config: PathBuf,
     /// How long in-flight requests may run after a shutdown signal.
     pub grace: Duration,
+    /// How long a client may take to send a request's headers before the
+    /// connection is closed (slow-loris guard; also bounds idle keep-alive).
+    pub header_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -360,29 +367,50 @@ pub async fn serve(
     tracing::info!(%addr, config = %options.config.display(), "hfconnect serving");
     spawn_reload_on_sighup(connector.clone(), options.config.clone());
     spawn_reload_on_change(connector.clone(), options.config.clone());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(connector);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    shutdown.await;
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
     tracing::info!(
         grace_s = options.grace.as_secs_f64(),
         "shutting down: no new connections, finishing in-flight requests"
     );
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(options.grace, server).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(std::io::Error::other(join.to_string())),
-        Err(_) => {
-            tracing::warn!("grace period over; dropping the requests still running");
-            Ok(())
-        }
+    if tokio::time::timeout(options.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; dropping the requests still running");
     }
+    Ok(())
 }
 
 #[cfg(unix)]

@@ -59,6 +59,7 @@ async fn start(fake: &FakeHf) -> Server {
     let options = ServeOptions {
         config: path,
         grace: Duration::from_secs(5),
+        header_timeout: Duration::from_secs(1),
     };
     tokio::spawn(serve(connector, listener, options, async move {
         let _ = rx.await;
@@ -654,4 +655,33 @@ async fn metrics_change_with_tasks() {
         !after.contains("bob") && !after.contains(TOKEN) && !after.contains("hello"),
         "no callers, prompts or keys in labels"
     );
+}
+
+/// A client that starts a request and never finishes its headers is cut off
+/// after the header timeout; a well-behaved client on the same server is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let s = start(&fake).await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    // Without a header timeout this read would hang until the outer timeout.
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "the connection was still open after 10 s");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed before the timeout: {waited:?}"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(!text.contains("200 OK"), "{text}");
+
+    let ok = reqwest::get(format!("{}/healthz", s.url)).await.unwrap();
+    assert_eq!(ok.status(), 200);
 }
