@@ -16,7 +16,7 @@ use url::Url;
 use crate::access::{Policy, Role};
 use crate::chat_template::ChatTemplate;
 use crate::config::secret::ApiKey;
-use crate::config::Origin;
+use crate::config::{Origin, WorkerSettings};
 use crate::prompt::PromptTemplate;
 use crate::provider::huggingface::Settings;
 use crate::provider::ModelEndpoint;
@@ -373,6 +373,7 @@ pub struct Catalog {
     pub(crate) quotas: Vec<Quota>,
     pub(crate) audit_include_text: bool,
     pub(crate) policy: Policy,
+    pub(crate) worker: Option<WorkerSettings>,
 }
 
 impl Catalog {
@@ -423,6 +424,10 @@ impl Catalog {
     /// The compiled access policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+    /// The `[worker]` section, when the config has one.
+    pub fn worker(&self) -> Option<&WorkerSettings> {
+        self.worker.as_ref()
     }
     /// Number of models over all integrations.
     pub fn model_count(&self) -> usize {

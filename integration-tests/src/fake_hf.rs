@@ -222,6 +222,9 @@ pub struct Behaviour {
     pub legacy_info: bool,
     /// The token role `whoami-v2` reports.
     pub token_role: String,
+    /// Answer with the input itself (the prompt, the last chat message, the
+    /// text to summarize) instead of `reply`, so that tests can tell answers apart.
+    pub echo: bool,
 }
 
 impl Default for Behaviour {
@@ -236,6 +239,7 @@ impl Default for Behaviour {
             pipeline_task: "summarization".into(),
             legacy_info: false,
             token_role: "read".into(),
+            echo: false,
         }
     }
 }
@@ -247,6 +251,8 @@ struct State {
     requests: Mutex<Vec<Recorded>>,
     endpoints: Mutex<Vec<FakeEndpoint>>,
     behaviour: Mutex<Behaviour>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -284,7 +290,14 @@ impl FakeHf {
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let s = s.clone();
-                async move { handle(s, method, uri, headers, body).await }
+                async move {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let now = s.in_flight.fetch_add(1, SeqCst) + 1;
+                    s.max_in_flight.fetch_max(now, SeqCst);
+                    let r = handle(s.clone(), method, uri, headers, body).await;
+                    s.in_flight.fetch_sub(1, SeqCst);
+                    r
+                }
             },
         );
         let task = tokio::spawn(async move {
@@ -351,6 +364,13 @@ impl FakeHf {
             .into_iter()
             .filter(|r| r.path.ends_with(suffix))
             .collect()
+    }
+
+    /// The most requests answered at once so far (until their headers were sent).
+    pub fn max_in_flight(&self) -> usize {
+        self.state
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Drop every queued fault.
@@ -636,10 +656,19 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
+/// What a model answers to `input`.
+fn reply_of<'a>(b: &'a Behaviour, input: &'a str) -> &'a str {
+    if b.echo {
+        input
+    } else {
+        &b.reply
+    }
+}
+
 /// The generated tokens: the reply split at spaces, cut by `max_new_tokens` and stop sequences.
-fn tokens(b: &Behaviour, max: Option<u64>, stop: &[String]) -> (Vec<String>, &'static str) {
+fn tokens(reply: &str, max: Option<u64>, stop: &[String]) -> (Vec<String>, &'static str) {
     let mut out = Vec::new();
-    for t in b.reply.split_inclusive(' ') {
+    for t in reply.split_inclusive(' ') {
         if max.is_some_and(|m| out.len() as u64 >= m) {
             return (out, "length");
         }
@@ -753,7 +782,7 @@ fn generate(headers: &HeaderMap, body: &[u8], b: &Behaviour) -> Response {
         Err(r) => return r,
     };
     let (toks, finish) = tokens(
-        b,
+        reply_of(b, &inputs),
         params.get("max_new_tokens").and_then(Value::as_u64),
         &stop_of(&params),
     );
@@ -837,7 +866,7 @@ fn generate_stream(
         Err(r) => return r,
     };
     let (toks, finish) = tokens(
-        b,
+        reply_of(b, &inputs),
         params.get("max_new_tokens").and_then(Value::as_u64),
         &stop_of(&params),
     );
@@ -884,7 +913,16 @@ fn chat(headers: &HeaderMap, body: &[u8], b: &Behaviour, faults: Vec<Fault>) -> 
         .filter_map(|m| m.get("content").and_then(Value::as_str))
         .map(words)
         .sum();
-    let (toks, finish) = tokens(b, v.get("max_tokens").and_then(Value::as_u64), &stop_of(&v));
+    let last = messages
+        .last()
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (toks, finish) = tokens(
+        reply_of(b, last),
+        v.get("max_tokens").and_then(Value::as_u64),
+        &stop_of(&v),
+    );
     let finish = if finish == "eos_token" {
         "stop"
     } else {
@@ -977,11 +1015,10 @@ fn pipeline(headers: &HeaderMap, body: &[u8], b: &Behaviour) -> Response {
             );
         }
     }
-    let _ = inputs;
     let key = if b.pipeline_task == "summarization" {
         "summary_text"
     } else {
         "generated_text"
     };
-    json_response(&json!([{ key: b.reply }]), &[])
+    json_response(&json!([{ key: reply_of(b, inputs) }]), &[])
 }

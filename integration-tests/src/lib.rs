@@ -1,6 +1,7 @@
 //! Test support for hfconnect's end-to-end tests: building and running the real
-//! `hfconnect` binary with a controlled environment, and the fake Hugging Face server.
+//! `hfconnect` binary with a controlled environment, and the fake Hugging Face and Conductor servers.
 
+pub mod fake_conductor;
 pub mod fake_hf;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ const SCRUBBED: &[&str] = &[
     "HF_ENDPOINT",
     "HFCONNECT_CONFIG",
     "RUST_LOG",
+    "CONDUCTOR_SERVER_URL",
 ];
 
 /// The path of the `hfconnect` binary, built once per test process with the

@@ -135,4 +135,26 @@ fn write_summary(out: &mut dyn Write, path: &std::path::Path, loaded: &LoadedCon
             );
         }
     }
+    if let Some(w) = c.worker() {
+        let types: Vec<String> = w
+            .task_types
+            .iter()
+            .map(|(t, k)| format!("{t} ({k})"))
+            .collect();
+        let identity = match &w.identity {
+            crate::config::WorkerIdentity::Fixed(app) => format!("as application `{app}`"),
+            crate::config::WorkerIdentity::TaskInput => "as `inputData._createdBy`".to_string(),
+            crate::config::WorkerIdentity::Workflow => "as the workflow's creator".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  worker: polls {}; runs tasks {identity}, {} at once{}",
+            types.join(", "),
+            w.concurrency,
+            w.auth
+                .as_ref()
+                .map(|a| format!("; Orkes key `{}`", a.key_id))
+                .unwrap_or_default(),
+        );
+    }
 }

@@ -7,6 +7,7 @@ mod config;
 mod run;
 mod serve;
 mod token;
+mod worker;
 
 pub use token::{EXIT_PROVIDER, EXIT_REJECTED};
 
@@ -59,6 +60,8 @@ enum Command {
     Template(TemplateCommand),
     /// Serve tasks over HTTP (the main job): `POST /v1/tasks/{text-complete,chat-complete,summarize}`.
     Serve(serve::ServeArgs),
+    /// Run as a Conductor worker: poll LLM tasks, run them, report results (needs a `[worker]` section).
+    Worker(worker::WorkerArgs),
     /// Application keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -228,6 +231,7 @@ where
         Command::Run(args) => run::run(&args, &mut io),
         Command::Template(TemplateCommand::Render(args)) => run::render(&args, &mut io),
         Command::Serve(args) => serve::run(&args, &mut io),
+        Command::Worker(args) => worker::run(&args, &mut io),
         Command::Keys(KeysCommand::New(args)) => serve::keys_new(&args, &mut io),
     };
     if io.out.flush().is_err() {

@@ -12,6 +12,7 @@ pub(crate) mod node;
 mod raw;
 pub mod secret;
 mod validate;
+pub mod worker;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 pub use diagnostic::{Diagnostic, Origin, Severity};
 pub use secret::{process_env, ApiKey, EnvLookup, KeySource};
+pub use worker::{ConductorAuth, IdentityMode, WorkerIdentity, WorkerSettings};
 
 use crate::catalog::Catalog;
 use diagnostic::FileId;

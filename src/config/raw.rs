@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::de::{Items, Spanned};
 use super::secret::ApiKeyLocation;
+use super::worker::IdentityMode;
 use crate::access::{Access, Role};
 use crate::catalog::{Api, TaskKind};
 
@@ -24,6 +25,33 @@ pub(crate) struct RawFile {
     #[serde(default)]
     pub quotas: Items<RawQuota>,
     pub audit: Option<Spanned<RawAudit>>,
+    pub worker: Option<Spanned<RawWorker>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorker {
+    pub conductor_url: Option<Spanned<String>>,
+    pub task_types: Option<Spanned<RawTaskTypes>>,
+    pub identity: Option<Spanned<IdentityMode>>,
+    pub app: Option<Spanned<String>>,
+    pub worker_id: Option<Spanned<String>>,
+    pub domain: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<u32>>,
+    pub batch: Option<Spanned<u32>>,
+    pub poll_timeout: Option<Spanned<f64>>,
+    pub shutdown_grace: Option<Spanned<f64>>,
+    pub key_id: Option<Spanned<String>>,
+    pub key_secret: Option<Spanned<ApiKeyLocation>>,
+}
+
+/// The Conductor task type polled for each task; kinds left out are not polled.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTaskTypes {
+    pub text_complete: Option<Spanned<String>>,
+    pub chat_complete: Option<Spanned<String>>,
+    pub summarize: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

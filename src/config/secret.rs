@@ -174,8 +174,17 @@ fn shape_warning(value: &SecretString) -> Option<String> {
     }
 }
 
-/// Resolve a key location. `base` is the directory of the config file, for relative paths.
+/// Resolve a Hugging Face key location. `base` is the directory of the config file, for relative paths.
 pub(crate) fn resolve(location: ApiKeyLocation, base: &Path, env: &EnvLookup) -> Resolved {
+    let mut resolved = resolve_secret(location, base, env);
+    if let Ok(v) = &resolved.key.value {
+        resolved.warnings.extend(shape_warning(v));
+    }
+    resolved
+}
+
+/// Resolve any secret's location (no check of its shape).
+pub(crate) fn resolve_secret(location: ApiKeyLocation, base: &Path, env: &EnvLookup) -> Resolved {
     let mut warnings = Vec::new();
     let (source, found_in, value) = match location {
         ApiKeyLocation::Env(var) => {
@@ -206,9 +215,6 @@ pub(crate) fn resolve(location: ApiKeyLocation, base: &Path, env: &EnvLookup) ->
             (KeySource::HuggingFace, found, value)
         }
     };
-    if let Ok(v) = &value {
-        warnings.extend(shape_warning(v));
-    }
     Resolved {
         key: ApiKey {
             source,

@@ -66,6 +66,17 @@ fn cases() -> Vec<Case> {
         ))
     };
     vec![
+        Case { name: "unknown worker key", file: "c.toml", text: base_plus("\n[worker]\nidentity = \"task-input\"\nconcurency = 4\n"), at: "13:1", path: "worker.concurency", msg: "did you mean `concurrency`?" },
+        Case { name: "fixed worker identity without an app", file: "c.toml", text: base_plus("\n[worker]\nconcurrency = 2\n"), at: "11:1", path: "worker", msg: "needs `worker.app`" },
+        Case { name: "worker app unknown", file: "c.toml", text: base_plus("\n[worker]\napp = \"batch\"\n"), at: "12:7", path: "worker.app", msg: "unknown application `batch`" },
+        Case { name: "unknown worker identity", file: "c.toml", text: base_plus("\n[worker]\nidentity = \"user\"\n"), at: "12:12", path: "worker.identity", msg: "task-input" },
+        Case { name: "worker concurrency 0", file: "c.toml", text: base_plus("\n[worker]\nidentity = \"workflow\"\nconcurrency = 0\n"), at: "13:15", path: "worker.concurrency", msg: "must be at least 1" },
+        Case { name: "worker key_id without key_secret", file: "c.toml", text: base_plus("\n[worker]\nidentity = \"workflow\"\nkey_id = \"k\"\n"), at: "11:1", path: "worker", msg: "`worker.key_secret` is not" },
+        Case { name: "worker secret from the HF lookup", file: "c.toml", text: base_plus("\n[worker]\nidentity = \"workflow\"\nkey_id = \"k\"\nkey_secret = \"huggingface\"\n"), at: "14:14", path: "worker.key_secret", msg: "cannot use the Hugging Face token lookup" },
+        Case { name: "worker polls nothing", file: "c.toml", text: base_plus("\n[worker]\nidentity = \"workflow\"\ntask_types = {}\n"), at: "13:14", path: "worker.task_types", msg: "would poll nothing" },
+        Case { name: "worker task type typo", file: "c.toml", text: base_plus("\n[worker]\nidentity = \"workflow\"\ntask_types = { text_completion = \"X\" }\n"), at: "13:16", path: "worker.task_types.text_completion", msg: "did you mean `text_complete`?" },
+        Case { name: "worker conductor_url not http", file: "c.toml", text: base_plus("\n[worker]\nidentity = \"workflow\"\nconductor_url = \"localhost:8080\"\n"), at: "13:17", path: "worker.conductor_url", msg: "`worker.conductor_url` is" },
+        Case { name: "worker defined twice", file: "c.yaml", text: "worker:\n  identity: workflow\nworker:\n  identity: fixed\n".into(), at: "3:1", path: "worker", msg: "twice" },
         Case { name: "unknown top-level key", file: "c.toml", text: "integration = []\n".into(), at: "1:1", path: "integration", msg: "did you mean `integrations`?" },
         Case { name: "unknown integration key", file: "c.toml", text: base_with("api_key = { env = \"T\" }", "api_key = { env = \"T\" }\ndescripton = \"x\""), at: "4:1", path: "integrations[0].descripton", msg: "did you mean `description`?" },
         Case { name: "unknown model key", file: "c.toml", text: base_plus("endpont = \"x\"\n"), at: "10:1", path: "integrations[0].models[0].endpont", msg: "did you mean `endpoint`?" },

@@ -20,3 +20,4 @@ mod secrets;
 mod serve;
 mod support;
 mod tasks;
+mod worker;

@@ -1,0 +1,91 @@
+//! `hfconnect worker`: run as a Conductor external worker, with the config's
+//! `[worker]` section, until SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+
+use clap::Args;
+use url::Url;
+
+use super::serve::{init_logs, LogFormat};
+use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
+use crate::conductor::Worker;
+use crate::connector::Connector;
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The Conductor API base, e.g. `http://localhost:8080/api` (else `worker.conductor_url`).
+    #[arg(long, env = "CONDUCTOR_SERVER_URL", value_name = "URL")]
+    conductor_url: Option<String>,
+    /// Log lines for people or as JSON; the level comes from `RUST_LOG` (default `info`).
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormat,
+}
+
+pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
+    let path = match args.config.path(io) {
+        Ok(p) => p.to_path_buf(),
+        Err(code) => return code,
+    };
+    let loaded = match args.config.load(io) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    for w in &loaded.warnings {
+        let _ = writeln!(io.err, "{w}");
+    }
+    let Some(settings) = loaded.catalog.worker().cloned() else {
+        let _ = writeln!(
+            io.err,
+            "error: `{}` has no `[worker]` section\nhelp: add one naming at least the application tasks run as:\n\n[worker]\napp = \"NAME\"",
+            path.display()
+        );
+        return EXIT_BAD_INPUT;
+    };
+    let url = match (&args.conductor_url, &settings.conductor_url) {
+        (Some(u), _) => match Url::parse(u.trim_end_matches('/')) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            _ => {
+                let _ = writeln!(
+                    io.err,
+                    "error: `--conductor-url` `{u}` is not an http(s) URL such as `http://localhost:8080/api`"
+                );
+                return EXIT_BAD_INPUT;
+            }
+        },
+        (None, Some(u)) => u.clone(),
+        (None, None) => {
+            let _ = writeln!(
+                io.err,
+                "error: no Conductor URL: pass `--conductor-url http://host:8080/api`, set `CONDUCTOR_SERVER_URL`, or set `worker.conductor_url`"
+            );
+            return EXIT_BAD_INPUT;
+        }
+    };
+    init_logs(args.log_format);
+    let connector = match Connector::new(loaded.catalog) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let rt = match super::runtime(true, io) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let worker = match Worker::new(connector.clone(), settings, &url) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    rt.block_on(async {
+        crate::reload::spawn_reload_on_sighup(connector.clone(), path.clone());
+        crate::reload::spawn_reload_on_change(connector, path);
+        worker.run(crate::reload::shutdown_signal()).await
+    });
+    EXIT_OK
+}

@@ -1,0 +1,574 @@
+//! The poll loop: one poller per task type sharing a pool of task slots,
+//! each task run through the Connector and reported with its logs; backoff
+//! when Conductor is down; on shutdown, no new polls, in-flight tasks finish
+//! and report within the grace period.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use url::Url;
+
+use super::client::{ConductorClient, PolledTask, ReportStatus, TaskLog, TaskResult};
+use super::identity::Identities;
+use crate::access::{Access, Target};
+use crate::catalog::TaskKind;
+use crate::config::WorkerSettings;
+use crate::connector::Connector;
+use crate::task::{Task, TaskError};
+
+/// A report that cannot be delivered for this long is given up: the task is
+/// left for Conductor to re-queue after its response timeout.
+const REPORT_PATIENCE: Duration = Duration::from_secs(60);
+/// Backoff bounds when Conductor is down or failing.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A poll that returned nothing faster than this did not wait (a server that
+/// ignores `timeout`): pause before the next one instead of spinning.
+const EMPTY_POLL_PAUSE: Duration = Duration::from_millis(100);
+
+/// Why the worker cannot start.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct WorkerError(String);
+
+/// Why a task did not complete, as the worker reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    kind: String,
+    message: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    pub(crate) fn terminal(kind: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            kind: kind.to_string(),
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn retry(
+        kind: &str,
+        message: impl Into<String>,
+        after: Option<Duration>,
+    ) -> Failure {
+        Failure {
+            retryable: true,
+            retry_after: after,
+            ..Failure::terminal(kind, message)
+        }
+    }
+}
+
+impl From<TaskError> for Failure {
+    fn from(e: TaskError) -> Failure {
+        Failure {
+            kind: e.kind().as_str().to_string(),
+            message: e.to_string(),
+            retryable: e.is_retryable(),
+            retry_after: e.retry_after(),
+        }
+    }
+}
+
+/// What a worker did, counted from its start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerReport {
+    /// Tasks received from polls.
+    pub polled: u64,
+    /// Reported `COMPLETED`.
+    pub completed: u64,
+    /// Reported `FAILED` (Conductor retries them).
+    pub failed: u64,
+    /// Reported `FAILED_WITH_TERMINAL_ERROR`.
+    pub terminal: u64,
+    /// Reported `IN_PROGRESS` with a callback (rate limited or loading).
+    pub deferred: u64,
+    /// Results that could not be reported (left for Conductor to re-queue).
+    pub unreported: u64,
+    /// Polls that failed.
+    pub poll_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    polled: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    terminal: AtomicU64,
+    deferred: AtomicU64,
+    unreported: AtomicU64,
+    poll_errors: AtomicU64,
+}
+
+impl Counters {
+    fn report(&self) -> WorkerReport {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WorkerReport {
+            polled: g(&self.polled),
+            completed: g(&self.completed),
+            failed: g(&self.failed),
+            terminal: g(&self.terminal),
+            deferred: g(&self.deferred),
+            unreported: g(&self.unreported),
+            poll_errors: g(&self.poll_errors),
+        }
+    }
+}
+
+struct Inner {
+    connector: Arc<Connector>,
+    client: ConductorClient,
+    settings: WorkerSettings,
+    worker_id: String,
+    kinds: HashMap<String, TaskKind>,
+    identities: Identities,
+    counters: Counters,
+}
+
+/// A Conductor worker running tasks through a [`Connector`].
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("worker_id", &self.inner.worker_id)
+            .field("conductor", &self.inner.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `hfconnect-<host>-<pid>`.
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("hfconnect-{host}-{}", std::process::id())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Doubling waits between `BACKOFF_MIN` and `BACKOFF_MAX`, half of each random.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(BACKOFF_MIN)
+    }
+    fn reset(&mut self) {
+        self.0 = BACKOFF_MIN;
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        d / 2 + d.mul_f64(fastrand::f64() / 2.0)
+    }
+}
+
+/// Sleep for `d`, or less when the worker is told to stop.
+async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        () = tokio::time::sleep(d) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+impl Worker {
+    /// A worker for the Conductor API at `conductor_url`, running tasks through `connector`.
+    pub fn new(
+        connector: Arc<Connector>,
+        settings: WorkerSettings,
+        conductor_url: &Url,
+    ) -> Result<Worker, WorkerError> {
+        let auth = match &settings.auth {
+            None => None,
+            Some(a) => {
+                let secret = a.key_secret.secret().map_err(|why| {
+                    WorkerError(format!("the worker's `key_secret` is not available: {why}"))
+                })?;
+                Some((a.key_id.clone(), secret.clone()))
+            }
+        };
+        let client =
+            ConductorClient::new(conductor_url, auth).map_err(|e| WorkerError(e.to_string()))?;
+        let worker_id = settings.worker_id.clone().unwrap_or_else(default_worker_id);
+        let kinds = settings.task_types.iter().cloned().collect();
+        let identities = Identities::new(settings.identity.clone());
+        Ok(Worker {
+            inner: Arc::new(Inner {
+                connector,
+                client,
+                settings,
+                worker_id,
+                kinds,
+                identities,
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// The `workerid` this worker polls with.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    /// Poll and run tasks until `shutdown` resolves; then stop polling, let
+    /// running tasks finish and report within the grace period, and return
+    /// what was done.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> WorkerReport {
+        let inner = self.inner;
+        let s = &inner.settings;
+        let slots_total = s.concurrency.get() as usize;
+        let slots = Arc::new(Semaphore::new(slots_total));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tracing::info!(
+            worker_id = %inner.worker_id,
+            conductor = %inner.client.base(),
+            task_types = ?s.task_types.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+            concurrency = slots_total,
+            "hfconnect worker polling"
+        );
+        let mut pollers = tokio::task::JoinSet::new();
+        for (task_type, _) in &s.task_types {
+            pollers.spawn(poll_loop(
+                inner.clone(),
+                task_type.clone(),
+                slots.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let grace = s.shutdown_grace;
+        tracing::info!(
+            grace_s = grace.as_secs_f64(),
+            "stopping: no new polls; finishing and reporting running tasks"
+        );
+        let deadline = Instant::now() + grace;
+        let joined = tokio::time::timeout(grace, async {
+            while pollers.join_next().await.is_some() {}
+        })
+        .await;
+        if joined.is_err() {
+            pollers.abort_all();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let all = u32::try_from(slots_total).unwrap_or(u32::MAX);
+        if tokio::time::timeout(left, slots.acquire_many(all))
+            .await
+            .is_err()
+        {
+            let running = slots_total - slots.available_permits();
+            tracing::warn!(
+                running,
+                "grace period over: tasks still running are not reported; Conductor re-queues them"
+            );
+        }
+        let report = inner.counters.report();
+        tracing::info!(?report, "hfconnect worker stopped");
+        report
+    }
+}
+
+async fn poll_loop(
+    inner: Arc<Inner>,
+    task_type: String,
+    slots: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let s = &inner.settings;
+    let batch = s.batch.get() as usize;
+    let mut backoff = Backoff::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // Wait for a free slot without keeping it: a long poll must not hold
+        // slots, or an idle task type would starve a busy one.
+        tokio::select! {
+            p = slots.acquire() => match p {
+                Ok(p) => drop(p),
+                Err(_) => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let want = slots.available_permits().clamp(1, batch);
+        let started = Instant::now();
+        // A poll already sent is not abandoned on shutdown: the tasks it brings
+        // are run and reported, not left to time out.
+        let polled = inner
+            .client
+            .poll_batch(
+                &task_type,
+                &inner.worker_id,
+                u32::try_from(want).unwrap_or(1),
+                s.poll_timeout,
+                s.domain.as_deref(),
+            )
+            .await;
+        match polled {
+            Ok(tasks) => {
+                backoff.reset();
+                let empty = tasks.is_empty();
+                for task in tasks {
+                    inner.counters.polled.fetch_add(1, Ordering::Relaxed);
+                    // Pollers of other types may have taken the slots meanwhile:
+                    // the task waits for one (the bound on running tasks holds).
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    tokio::spawn(run_task(inner.clone(), task, permit));
+                }
+                if empty && started.elapsed() < s.poll_timeout.min(EMPTY_POLL_PAUSE) {
+                    pause(EMPTY_POLL_PAUSE, &mut stop).await;
+                }
+            }
+            Err(e) => {
+                inner.counters.poll_errors.fetch_add(1, Ordering::Relaxed);
+                let wait = backoff.next();
+                tracing::warn!(task_type, error = %e, retry_in_ms = wait.as_millis() as u64, "poll failed");
+                pause(wait, &mut stop).await;
+            }
+        }
+    }
+}
+
+/// Run one task and report it; the permit is its slot.
+async fn run_task(inner: Arc<Inner>, task: PolledTask, _slot: OwnedSemaphorePermit) {
+    let started = Instant::now();
+    let mut logs = Vec::new();
+    let outcome = execute(&inner, &task, &mut logs).await;
+    let mut result = TaskResult {
+        workflow_instance_id: task.workflow_instance_id.clone(),
+        task_id: task.task_id.clone(),
+        status: ReportStatus::Completed,
+        output_data: Map::new(),
+        reason_for_incompletion: None,
+        callback_after_seconds: None,
+        worker_id: inner.worker_id.clone(),
+        logs: Vec::new(),
+    };
+    let elapsed = started.elapsed().as_millis();
+    let line = match outcome {
+        Ok(output) => {
+            let summary = format!(
+                "COMPLETED in {elapsed} ms: finishReason {}, {} tokens",
+                output
+                    .get("finishReason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-"),
+                output
+                    .get("tokenUsed")
+                    .and_then(Value::as_u64)
+                    .map_or_else(|| "unknown".to_string(), |n| n.to_string())
+            );
+            result.output_data = output;
+            summary
+        }
+        Err(f) => {
+            result.output_data = match json!({"error": f.message, "kind": f.kind, "retryable": f.retryable})
+            {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            result.reason(&format!("{}: {}", f.kind, f.message));
+            result.status = match (f.retryable, f.retry_after) {
+                (false, _) => ReportStatus::FailedWithTerminalError,
+                (true, Some(after)) => {
+                    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                    result.callback_after_seconds = Some(secs.clamp(1, 3600));
+                    ReportStatus::InProgress
+                }
+                (true, None) => ReportStatus::Failed,
+            };
+            let again = result
+                .callback_after_seconds
+                .map(|s| format!(", again in {s} s"))
+                .unwrap_or_default();
+            format!(
+                "{} in {elapsed} ms ({}){again}: {}",
+                result.status.as_str(),
+                f.kind,
+                f.message
+            )
+        }
+    };
+    logs.push(line);
+    let created = now_ms();
+    result.logs = logs
+        .into_iter()
+        .map(|log| TaskLog {
+            log,
+            task_id: task.task_id.clone(),
+            created_time: created,
+        })
+        .collect();
+    report(&inner, &result).await;
+}
+
+/// Deliver a result, retrying while Conductor is down for up to [`REPORT_PATIENCE`].
+async fn report(inner: &Inner, result: &TaskResult) {
+    let give_up = Instant::now() + REPORT_PATIENCE;
+    let mut backoff = Backoff::new();
+    loop {
+        match inner.client.update(result).await {
+            Ok(()) => {
+                let c = &inner.counters;
+                match result.status {
+                    ReportStatus::Completed => &c.completed,
+                    ReportStatus::Failed => &c.failed,
+                    ReportStatus::FailedWithTerminalError => &c.terminal,
+                    ReportStatus::InProgress => &c.deferred,
+                }
+                .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(task_id = %result.task_id, status = result.status.as_str(), "reported");
+                return;
+            }
+            Err(e) if e.is_retryable() && Instant::now() < give_up => {
+                let wait = backoff.next();
+                tracing::warn!(task_id = %result.task_id, error = %e, retry_in_ms = wait.as_millis() as u64, "report failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                inner.counters.unreported.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    task_id = %result.task_id,
+                    workflow_id = %result.workflow_instance_id,
+                    status = result.status.as_str(),
+                    error = %e,
+                    "cannot report the task; Conductor re-queues it after its response timeout"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Parse the input as the task its type runs: keys starting with `_` are the
+/// engine's (`_createdBy`, `_group`) and not part of the task.
+fn task_of(kind: TaskKind, task_type: &str, input: &Map<String, Value>) -> Result<Task, Failure> {
+    let fields: Map<String, Value> = input
+        .iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let v = Value::Object(fields);
+    let parsed = match kind {
+        TaskKind::TextGeneration => serde_json::from_value(v).map(Task::TextComplete),
+        TaskKind::Chat => serde_json::from_value(v).map(Task::ChatComplete),
+        TaskKind::Summarization => serde_json::from_value(v).map(Task::Summarize),
+    };
+    parsed.map_err(|e| {
+        Failure::terminal(
+            "invalid_input",
+            format!("the input of `{task_type}` task is invalid: {e}"),
+        )
+    })
+}
+
+/// Run a polled task through the Connector: its output, or why not.
+async fn execute(
+    inner: &Inner,
+    task: &PolledTask,
+    logs: &mut Vec<String>,
+) -> Result<Map<String, Value>, Failure> {
+    let Some(&kind) = inner.kinds.get(&task.task_type) else {
+        return Err(Failure::terminal(
+            "invalid_input",
+            format!("this worker does not run task type `{}`", task.task_type),
+        ));
+    };
+    let empty = Map::new();
+    let input = task.input_data.as_ref().unwrap_or(&empty);
+    let group = match input.get("_group") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(g)) if !g.trim().is_empty() => Some(g.trim()),
+        Some(_) => {
+            return Err(Failure::terminal(
+                "invalid_input",
+                "`inputData._group` must be a group name",
+            ))
+        }
+    };
+    let subject = inner.identities.subject(&inner.client, task, input).await?;
+    let t = task_of(kind, &task.task_type, input)?;
+    let scope = group
+        .map(|g| format!(" in group `{g}`"))
+        .unwrap_or_default();
+    logs.push(format!(
+        "hfconnect worker `{}`: `{}` as `{subject}`{scope} on `{}/{}`",
+        inner.worker_id,
+        task.task_type,
+        t.integration(),
+        t.model()
+    ));
+    let principal = inner.connector.principal(&subject, group)?;
+    let decision = inner.connector.decide(
+        &principal,
+        Access::Execute,
+        &Target::model(t.integration(), t.model()),
+    );
+    logs.push(format!(
+        "decision: {} ({})",
+        if decision.allowed {
+            "allowed"
+        } else {
+            "denied"
+        },
+        decision.reason
+    ));
+    let output = inner.connector.execute(&principal, &t).await?;
+    match serde_json::to_value(&output) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Failure::terminal(
+            "internal",
+            "the task output cannot be written as JSON",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_fields_are_not_task_fields() {
+        let input = json!({"llmProvider": "hf", "model": "m", "prompt": "p", "_createdBy": "ann", "_group": "g"});
+        let Value::Object(m) = input else {
+            unreachable!()
+        };
+        let t = task_of(TaskKind::TextGeneration, "LLM_TEXT_COMPLETE", &m);
+        assert!(matches!(t, Ok(Task::TextComplete(_))));
+        let bad = json!({"llmProvider": "hf", "model": "m", "promt": "p"});
+        let Value::Object(m) = bad else {
+            unreachable!()
+        };
+        let e = task_of(TaskKind::TextGeneration, "LLM_TEXT_COMPLETE", &m).err();
+        assert!(e.is_some_and(|f| !f.retryable && f.message.contains("promt")));
+    }
+
+    #[test]
+    fn backoff_grows_to_its_bound() {
+        let mut b = Backoff::new();
+        let waits: Vec<Duration> = (0..12).map(|_| b.next()).collect();
+        assert!(waits[0] >= BACKOFF_MIN / 2 && waits[0] <= BACKOFF_MIN);
+        assert!(waits.iter().all(|w| *w <= BACKOFF_MAX));
+        assert!(waits[11] >= BACKOFF_MAX / 2);
+    }
+}
