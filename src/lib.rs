@@ -13,7 +13,8 @@
 //!   refuse inactive, authorize, check, build the request ([`prompt`],
 //!   [`chat_template`]), admit, call the provider, shape the output, audit and
 //!   count ([`metrics`]); it is what every front door calls;
-//! - the front doors: [`server`] (`hfconnect serve`, application [`keys`]) and
+//! - the front doors: [`server`] (`hfconnect serve`, application [`keys`]),
+//!   [`conductor`] (`hfconnect worker`, a Conductor external worker) and
 //!   [`cli`], the `hfconnect` command (the binary only parses and exits).
 
 pub mod access;

@@ -24,6 +24,29 @@ fn quickstart_and_multi_team_are_valid() {
     }
 }
 
+#[test]
+fn the_example_worker_sections_mean_what_they_say() {
+    use hfconnect::config::{LoadOptions, WorkerIdentity};
+    let load = |rel: &str| {
+        hfconnect::load(std::path::Path::new(&example(rel)), &LoadOptions::new())
+            .unwrap()
+            .catalog
+    };
+    let quick = load("quickstart.toml");
+    let w = quick.worker().unwrap();
+    assert_eq!(w.identity, WorkerIdentity::Fixed("billing-service".into()));
+    assert_eq!(w.task_types.len(), 3);
+    assert!(w.auth.is_none());
+    let multi = load("multi-team.yaml");
+    let w = multi.worker().unwrap();
+    assert_eq!(w.identity, WorkerIdentity::Workflow);
+    let types: Vec<&str> = w.task_types.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(types, ["LLM_CHAT_COMPLETE", "LLM_SUMMARIZE"]);
+    assert_eq!(w.concurrency.get(), 16);
+    assert_eq!(w.batch.get(), 4);
+    assert_eq!(w.auth.as_ref().unwrap().key_id, "hfconnect-worker");
+}
+
 /// The config embedded in the Kubernetes ConfigMap (the `hfconnect.toml: |` block).
 fn configmap_config() -> String {
     let text = std::fs::read_to_string(example("kubernetes/configmap.yaml")).unwrap();
