@@ -6,7 +6,7 @@
 //! with a [`Decision`] that says why (the grant that allowed it, or what was
 //! checked and what grant is missing).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -304,7 +304,7 @@ impl fmt::Display for Grant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     subject: Subject,
-    groups: Vec<Arc<str>>,
+    groups: Arc<[Arc<str>]>,
     admin_via: Option<Arc<str>>,
     scope: Option<Arc<str>>,
 }
@@ -403,18 +403,31 @@ pub enum Reason {
         access: Access,
         /// The target asked about.
         target: Target,
-        /// The subjects whose grants were looked at.
-        subjects: Vec<Subject>,
-        /// The targets whose grants count (the model and its integration).
-        targets: Vec<Target>,
+        /// The caller whose subjects were looked at (see [`Reason::checked_subjects`]).
+        principal: Principal,
         /// Grants that matched subject and target but not the access.
         near_misses: Vec<Arc<Grant>>,
-        /// The group the caller was scoped to.
-        scope: Option<Arc<str>>,
     },
 }
 
 impl Reason {
+    /// With [`Reason::NoGrant`]: the subjects whose grants were looked at (the
+    /// caller, then the groups that count).
+    pub fn checked_subjects(&self) -> Vec<Subject> {
+        match self {
+            Reason::NoGrant { principal, .. } => principal.subjects().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// With [`Reason::NoGrant`]: the targets whose grants count (the model and its integration).
+    pub fn checked_targets(&self) -> Vec<Target> {
+        match self {
+            Reason::NoGrant { target, .. } => target.covering(),
+            _ => Vec::new(),
+        }
+    }
+
     /// A short machine-readable name for the reason.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -456,11 +469,12 @@ impl fmt::Display for Reason {
             Reason::NoGrant {
                 access,
                 target,
-                subjects,
-                targets,
+                principal,
                 near_misses,
-                scope,
             } => {
+                let subjects = &self.checked_subjects();
+                let targets = &self.checked_targets();
+                let scope = &principal.scope;
                 write!(
                     f,
                     "no grant gives `{access}` on `{target}`; checked subjects {} against {}",
@@ -530,32 +544,121 @@ pub struct PolicyInput {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     grants: Vec<Arc<Grant>>,
-    /// target -> subject -> index into `grants` (grants with the same subject and
-    /// target are merged at compile time).
-    index: HashMap<Target, HashMap<Subject, usize>>,
+    /// Every integration, model and prompt, with its grants.
+    targets: FxHashMap<Target, usize>,
+    nodes: Vec<Node>,
     groups: HashMap<Arc<str>, Vec<Role>>,
     user_groups: HashMap<Arc<str>, Vec<Arc<str>>>,
     app_groups: HashMap<Arc<str>, Vec<Arc<str>>>,
-    integrations: HashMap<Arc<str>, bool>,
-    models: HashMap<(Arc<str>, Arc<str>), bool>,
-    prompts: HashSet<Arc<str>>,
+}
+
+type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// A target as decisions need it: active or not, the integration above a
+/// model, and the grants on it by subject (indexes into `grants`; grants with
+/// the same subject and target are merged at compile time).
+#[derive(Debug, Clone, Default)]
+struct Node {
+    active: bool,
+    parent: Option<usize>,
+    users: FxHashMap<Arc<str>, usize>,
+    groups: FxHashMap<Arc<str>, usize>,
+    apps: FxHashMap<Arc<str>, usize>,
+}
+
+impl Node {
+    fn len(&self) -> usize {
+        self.users.len() + self.groups.len() + self.apps.len()
+    }
+
+    fn map(&mut self, subject: &Subject) -> (&mut FxHashMap<Arc<str>, usize>, Arc<str>) {
+        match subject {
+            Subject::User(u) => (&mut self.users, u.clone()),
+            Subject::Group(g) => (&mut self.groups, g.clone()),
+            Subject::App(a) => (&mut self.apps, a.clone()),
+        }
+    }
+
+    /// The grant of the caller's own subject, then those of its groups.
+    fn each_grant(&self, principal: &Principal, mut f: impl FnMut(usize) -> bool) -> bool {
+        let own = match &principal.subject {
+            Subject::User(u) => self.users.get(u),
+            Subject::App(a) => self.apps.get(a),
+            Subject::Group(_) => None,
+        };
+        if let Some(&i) = own {
+            if f(i) {
+                return true;
+            }
+        }
+        if self.groups.is_empty() {
+            return false;
+        }
+        // Walk whichever side is smaller: the caller's groups or the target's group grants.
+        if self.groups.len() <= principal.groups.len() {
+            for (g, &i) in &self.groups {
+                if principal.groups.contains(g) && f(i) {
+                    return true;
+                }
+            }
+        } else {
+            for g in principal.groups.iter() {
+                if let Some(&i) = self.groups.get(g) {
+                    if f(i) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
 }
 
 impl Policy {
     /// Compile a policy.
     pub fn new(input: PolicyInput) -> Policy {
+        let mut targets: FxHashMap<Target, usize> = FxHashMap::default();
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut node = |targets: &mut FxHashMap<Target, usize>, t: Target, active: bool, parent| {
+            let i = *targets.entry(t).or_insert_with(|| {
+                nodes.push(Node::default());
+                nodes.len() - 1
+            });
+            if let Some(n) = nodes.get_mut(i) {
+                n.active = active;
+                n.parent = parent;
+            }
+            i
+        };
+        let mut integration_nodes = HashMap::new();
+        for (i, active) in input.integrations {
+            let n = node(&mut targets, Target::Integration(i.clone()), active, None);
+            integration_nodes.insert(i, n);
+        }
+        for (i, m, active) in input.models {
+            let parent = integration_nodes.get(&i).copied();
+            node(&mut targets, Target::Model(i, m), active, parent);
+        }
+        for p in input.prompts {
+            node(&mut targets, Target::Prompt(p), true, None);
+        }
         let mut grants: Vec<Grant> = Vec::with_capacity(input.grants.len());
-        let mut index: HashMap<Target, HashMap<Subject, usize>> = HashMap::new();
         for g in input.grants {
-            let by_subject = index.entry(g.target.clone()).or_default();
-            match by_subject.get(&g.subject) {
+            // Grants on targets outside the catalog can never apply; keep them
+            // listed (for `grants()`) but unindexed.
+            let Some(n) = targets.get(&g.target).and_then(|&i| nodes.get_mut(i)) else {
+                grants.push(g);
+                continue;
+            };
+            let (map, key) = n.map(&g.subject);
+            match map.get(&key) {
                 Some(&i) => {
                     if let Some(existing) = grants.get_mut(i) {
                         existing.access = existing.access.union(g.access);
                     }
                 }
                 None => {
-                    by_subject.insert(g.subject.clone(), grants.len());
+                    map.insert(key, grants.len());
                     grants.push(g);
                 }
             }
@@ -573,17 +676,11 @@ impl Policy {
         }
         Policy {
             grants: grants.into_iter().map(Arc::new).collect(),
-            index,
+            targets,
+            nodes,
             groups,
             user_groups,
             app_groups: input.applications.into_iter().collect(),
-            integrations: input.integrations.into_iter().collect(),
-            models: input
-                .models
-                .into_iter()
-                .map(|(i, m, a)| ((i, m), a))
-                .collect(),
-            prompts: input.prompts.into_iter().collect(),
         }
     }
 
@@ -633,7 +730,7 @@ impl Policy {
             .cloned();
         Ok(Principal {
             subject: subject.clone(),
-            groups,
+            groups: groups.into(),
             admin_via,
             scope: scope.map(Arc::from),
         })
@@ -645,56 +742,30 @@ impl Policy {
             allowed: false,
             reason,
         };
+        let Some(node) = self.targets.get(target).and_then(|&i| self.nodes.get(i)) else {
+            return deny(Reason::UnknownTarget {
+                target: target.clone(),
+            });
+        };
+        let parent = node.parent.and_then(|i| self.nodes.get(i));
         match target {
-            Target::Integration(i) => match self.integrations.get(i) {
-                None => {
-                    return deny(Reason::UnknownTarget {
-                        target: target.clone(),
-                    })
-                }
-                Some(false) => {
-                    return deny(Reason::IntegrationInactive {
-                        integration: i.clone(),
-                    })
-                }
-                Some(true) => {}
-            },
-            Target::Model(i, m) => {
-                match self.integrations.get(i) {
-                    None => {
-                        return deny(Reason::UnknownTarget {
-                            target: target.clone(),
-                        })
-                    }
-                    Some(false) => {
-                        return deny(Reason::IntegrationInactive {
-                            integration: i.clone(),
-                        })
-                    }
-                    Some(true) => {}
-                }
-                match self.models.get(&(i.clone(), m.clone())) {
-                    None => {
-                        return deny(Reason::UnknownTarget {
-                            target: target.clone(),
-                        })
-                    }
-                    Some(false) => {
-                        return deny(Reason::ModelInactive {
-                            integration: i.clone(),
-                            model: m.clone(),
-                        })
-                    }
-                    Some(true) => {}
-                }
+            Target::Integration(i) if !node.active => {
+                return deny(Reason::IntegrationInactive {
+                    integration: i.clone(),
+                })
             }
-            Target::Prompt(p) => {
-                if !self.prompts.contains(p) {
-                    return deny(Reason::UnknownTarget {
-                        target: target.clone(),
-                    });
-                }
+            Target::Model(i, _) if parent.is_some_and(|p| !p.active) => {
+                return deny(Reason::IntegrationInactive {
+                    integration: i.clone(),
+                })
             }
+            Target::Model(i, m) if !node.active => {
+                return deny(Reason::ModelInactive {
+                    integration: i.clone(),
+                    model: m.clone(),
+                })
+            }
+            _ => {}
         }
         if let Some(group) = &principal.admin_via {
             return Decision {
@@ -704,65 +775,38 @@ impl Policy {
                 },
             };
         }
-        let targets = target.covering();
         let mut near_misses = Vec::new();
-        for t in &targets {
-            let Some(by_subject) = self.index.get(t) else {
+        let mut allowed = None;
+        for n in std::iter::once(node).chain(parent) {
+            if n.len() == 0 {
                 continue;
-            };
-            // Walk whichever side is smaller: the caller's subjects or the target's grants.
-            if by_subject.len() <= principal.groups.len() + 1 {
-                for (subject, &i) in by_subject {
-                    if self.counts_for(principal, subject) {
-                        if let Some(d) = self.check(i, access, &mut near_misses) {
-                            return d;
-                        }
-                    }
+            }
+            let found = n.each_grant(principal, |i| match self.grants.get(i) {
+                Some(g) if g.access.contains(access) => {
+                    allowed = Some(g.clone());
+                    true
                 }
-            } else {
-                for subject in principal.subjects() {
-                    if let Some(&i) = by_subject.get(&subject) {
-                        if let Some(d) = self.check(i, access, &mut near_misses) {
-                            return d;
-                        }
-                    }
+                Some(g) => {
+                    near_misses.push(g.clone());
+                    false
                 }
+                None => false,
+            });
+            if found {
+                break;
             }
         }
-        deny(Reason::NoGrant {
-            access,
-            target: target.clone(),
-            subjects: principal.subjects().collect(),
-            targets,
-            near_misses,
-            scope: principal.scope.clone(),
-        })
-    }
-
-    fn counts_for(&self, principal: &Principal, subject: &Subject) -> bool {
-        match subject {
-            Subject::Group(g) => principal.groups.contains(g),
-            other => *other == principal.subject,
-        }
-    }
-
-    fn check(
-        &self,
-        i: usize,
-        access: Access,
-        near_misses: &mut Vec<Arc<Grant>>,
-    ) -> Option<Decision> {
-        let grant = self.grants.get(i)?;
-        if grant.access.contains(access) {
-            Some(Decision {
+        match allowed {
+            Some(grant) => Decision {
                 allowed: true,
-                reason: Reason::Granted {
-                    grant: grant.clone(),
-                },
-            })
-        } else {
-            near_misses.push(grant.clone());
-            None
+                reason: Reason::Granted { grant },
+            },
+            None => deny(Reason::NoGrant {
+                access,
+                target: target.clone(),
+                principal: principal.clone(),
+                near_misses,
+            }),
         }
     }
 }

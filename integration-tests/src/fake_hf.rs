@@ -225,6 +225,8 @@ pub struct Behaviour {
     /// Answer with the input itself (the prompt, the last chat message, the
     /// text to summarize) instead of `reply`, so that tests can tell answers apart.
     pub echo: bool,
+    /// Wait this long before answering every request (a model's latency).
+    pub delay: Duration,
 }
 
 impl Default for Behaviour {
@@ -240,6 +242,7 @@ impl Default for Behaviour {
             legacy_info: false,
             token_role: "read".into(),
             echo: false,
+            delay: Duration::ZERO,
         }
     }
 }
@@ -253,6 +256,8 @@ struct State {
     behaviour: Mutex<Behaviour>,
     in_flight: std::sync::atomic::AtomicUsize,
     max_in_flight: std::sync::atomic::AtomicUsize,
+    /// Requests are recorded unless this is set (benchmarks).
+    no_recording: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -373,6 +378,13 @@ impl FakeHf {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Stop (or resume) recording requests: benchmarks send millions.
+    pub fn set_recording(&self, on: bool) {
+        self.state
+            .no_recording
+            .store(!on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Drop every queued fault.
     pub fn clear_faults(&self) {
         lock(&self.state.faults).clear();
@@ -448,21 +460,30 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let delay = lock(&state.behaviour).delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let path = uri.path().to_string();
-    lock(&state.requests).push(Recorded {
-        method: method.to_string(),
-        path: uri.to_string(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect(),
-        body: body.to_vec(),
-    });
+    if !state
+        .no_recording
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        lock(&state.requests).push(Recorded {
+            method: method.to_string(),
+            path: uri.to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_ascii_lowercase(),
+                        v.to_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+            body: body.to_vec(),
+        });
+    }
     let Some(route) = route_of(&method, &path) else {
         return respond(404, Body::Text("Not Found".into()), &[]);
     };

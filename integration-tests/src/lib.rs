@@ -1,6 +1,7 @@
 //! Test support for hfconnect's end-to-end tests: building and running the real
 //! `hfconnect` binary with a controlled environment, and the fake Hugging Face and Conductor servers.
 
+pub mod bench;
 pub mod fake_conductor;
 pub mod fake_hf;
 
@@ -24,17 +25,27 @@ const SCRUBBED: &[&str] = &[
 /// same cargo that runs the tests.
 pub fn hfconnect_bin() -> Result<PathBuf, String> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(build).clone()
+    BIN.get_or_init(|| build(false)).clone()
 }
 
-fn build() -> Result<PathBuf, String> {
+/// The path of the `hfconnect` binary built with `--release` (for benchmarks).
+pub fn hfconnect_bin_release() -> Result<PathBuf, String> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| build(true)).clone()
+}
+
+fn build(release: bool) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("Cargo.toml");
-    let out = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build");
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd
         .args([
-            "build",
             "--quiet",
             "--message-format=json",
             "-p",

@@ -122,10 +122,9 @@ fn reason_json(r: &Reason) -> serde_json::Value {
             "column": g.origin.column(),
         });
     }
-    if let Reason::NoGrant {
-        targets, subjects, ..
-    } = r
-    {
+    if let Reason::NoGrant { .. } = r {
+        let subjects = r.checked_subjects();
+        let targets = r.checked_targets();
         v["checked_subjects"] = json!(subjects.iter().map(ToString::to_string).collect::<Vec<_>>());
         v["checked_targets"] = json!(targets.iter().map(ToString::to_string).collect::<Vec<_>>());
     }

@@ -9,7 +9,7 @@
 mod auth;
 mod classify;
 pub mod hub;
-mod sse;
+pub mod sse;
 mod wire;
 
 use std::sync::Arc;

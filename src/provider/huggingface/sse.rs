@@ -5,9 +5,12 @@
 
 /// Why a stream could not be read as server-sent events.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SseError {
+pub enum SseError {
+    /// A line longer than the bound (bytes).
     LineTooLong(usize),
+    /// An event larger than the bound (bytes).
     EventTooLarge(usize),
+    /// Bytes that are not UTF-8.
     NotUtf8,
 }
 
@@ -25,7 +28,7 @@ impl std::fmt::Display for SseError {
 
 /// Incremental parser: feed bytes, get the `data` of each complete event.
 #[derive(Debug)]
-pub(crate) struct SseParser {
+pub struct SseParser {
     buf: Vec<u8>,
     data: String,
     has_data: bool,
@@ -33,8 +36,10 @@ pub(crate) struct SseParser {
     max_event: usize,
 }
 
-pub(crate) const MAX_LINE: usize = 1 << 20;
-pub(crate) const MAX_EVENT: usize = 4 << 20;
+/// The longest line accepted.
+pub const MAX_LINE: usize = 1 << 20;
+/// The largest event accepted.
+pub const MAX_EVENT: usize = 4 << 20;
 
 impl Default for SseParser {
     fn default() -> Self {
@@ -43,7 +48,8 @@ impl Default for SseParser {
 }
 
 impl SseParser {
-    pub(crate) fn new(max_line: usize, max_event: usize) -> Self {
+    /// A parser refusing lines and events over these sizes.
+    pub fn new(max_line: usize, max_event: usize) -> Self {
         Self {
             buf: Vec::new(),
             data: String::new(),
@@ -54,7 +60,7 @@ impl SseParser {
     }
 
     /// Add bytes; returns the data of every event they complete.
-    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<Vec<String>, SseError> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<String>, SseError> {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
         let mut start = 0;
@@ -87,7 +93,7 @@ impl SseParser {
     }
 
     /// The stream ended: the last event, if it was not followed by a blank line.
-    pub(crate) fn finish(&mut self) -> Result<Option<String>, SseError> {
+    pub fn finish(&mut self) -> Result<Option<String>, SseError> {
         let rest = std::mem::take(&mut self.buf);
         let mut out = None;
         if !rest.is_empty() {

@@ -1,0 +1,364 @@
+//! The three paths to the same fake TGI endpoint, and the interleaved runs
+//! that compare them: `direct` (reqwest posting the body hfconnect would
+//! send: the limit), `library` (`Connector::execute`: catalog, RBAC,
+//! admission, provider, output shaping, audit and metrics), and `serve`
+//! (HTTP to a running `hfconnect serve` process).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hfconnect::config::LoadOptions;
+use hfconnect::task::TextCompleteInput;
+use hfconnect::{Connector, Principal, Subject, Task};
+use serde_json::{json, Value};
+
+use super::Samples;
+use crate::fake_hf::FakeHf;
+
+/// The token the fake endpoint accepts.
+pub const TOKEN: &str = "hf_bench_token_0000000000000000";
+/// The application key `serve` accepts.
+pub const APP_KEY: &str = "hfc_bench_key_0000000000000000000000000000000000000000000000000000";
+const PROMPT: &str = "Summarize the ticket: the printer on floor 3 prints every page twice.";
+
+/// A path a request can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// reqwest straight to the endpoint.
+    Direct,
+    /// `Connector::execute` in this process.
+    Library,
+    /// HTTP to `hfconnect serve`.
+    Serve,
+}
+
+impl PathKind {
+    /// Its name in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Library => "library",
+            PathKind::Serve => "serve",
+        }
+    }
+}
+
+/// The config the library and `serve` run with: one TGI model, one application
+/// in one group with an `EXECUTE` grant on the integration; no limits.
+pub fn config(upstream: &str) -> String {
+    let h = hfconnect::keys::hash(APP_KEY);
+    let hash: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        r#"
+[[integrations]]
+name = "hf"
+api_key = {{ env = "HF_TOKEN" }}
+
+[[integrations.models]]
+name = "tgi"
+endpoint = "{upstream}/"
+api = "tgi"
+tasks = ["text-generation"]
+
+[[groups]]
+name = "bench"
+
+[[applications]]
+name = "bench-app"
+groups = ["bench"]
+keys = ["sha256:{hash}"]
+
+[[grants]]
+subject = "group:bench"
+target = "integration:hf"
+access = ["EXECUTE"]
+"#
+    )
+}
+
+/// A running `hfconnect serve`; stopped (SIGTERM) when dropped.
+pub struct ServeProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// Resident memory right after start-up, before any request.
+    pub idle_rss: Option<u64>,
+}
+
+impl ServeProcess {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `bin serve` on `config` and wait until it answers.
+pub async fn start_serve(bin: &Path, config: &Path) -> Result<ServeProcess, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    let child = std::process::Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("HF_TOKEN", TOKEN)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", bin.display()))?;
+    let url = format!("http://127.0.0.1:{port}");
+    let mut proc = ServeProcess {
+        child,
+        url,
+        idle_rss: None,
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(format!("{}/readyz", proc.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            proc.idle_rss = super::proc_status_bytes(proc.pid(), "VmRSS:");
+            return Ok(proc);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("`hfconnect serve` did not come up within 5 s".into())
+}
+
+/// Everything the three paths need.
+pub struct Targets {
+    direct_url: String,
+    direct_body: bytes::Bytes,
+    client: reqwest::Client,
+    connector: Arc<Connector>,
+    principal: Principal,
+    task: Task,
+    serve_url: Option<String>,
+    serve_body: bytes::Bytes,
+}
+
+impl Targets {
+    /// Build the paths against `fake`; `serve` is the running service, if any.
+    pub fn new(
+        fake: &FakeHf,
+        config_path: &Path,
+        serve: Option<&ServeProcess>,
+    ) -> Result<Targets, String> {
+        let env: hfconnect::config::EnvLookup =
+            Arc::new(|k| (k == "HF_TOKEN").then(|| TOKEN.to_string()));
+        let connector = Connector::from_path(config_path, &LoadOptions::new().env(env))
+            .map_err(|e| e.to_string())?;
+        let principal = connector
+            .principal(&Subject::App("bench-app".into()), None)
+            .map_err(|e| e.to_string())?;
+        let task = Task::TextComplete(TextCompleteInput {
+            llm_provider: "hf".into(),
+            model: "tgi".into(),
+            prompt: Some(PROMPT.into()),
+            ..Default::default()
+        });
+        // Exactly what the provider sends for this task (checked in `verify`).
+        let direct_body = json!({"inputs": PROMPT, "parameters": {"details": true}}).to_string();
+        let serve_body = json!({"llmProvider": "hf", "model": "tgi", "prompt": PROMPT}).to_string();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Targets {
+            direct_url: format!("{}/generate", fake.url()),
+            direct_body: direct_body.into(),
+            client,
+            connector: Arc::new(connector),
+            principal,
+            task,
+            serve_url: serve.map(|s| format!("{}/v1/tasks/text-complete", s.url)),
+            serve_body: serve_body.into(),
+        })
+    }
+
+    /// One request on `path`; an error when the answer is not a good one.
+    pub async fn one(&self, path: PathKind) -> Result<(), String> {
+        match path {
+            PathKind::Direct => {
+                let resp = self
+                    .client
+                    .post(&self.direct_url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(self.direct_body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !resp.status().is_success() {
+                    return Err(format!("direct: HTTP {}", resp.status()));
+                }
+                let body = resp.bytes().await.map_err(|e| e.to_string())?;
+                let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                v.get("generated_text")
+                    .and_then(Value::as_str)
+                    .map(|_| ())
+                    .ok_or_else(|| "direct: no generated_text".to_string())
+            }
+            PathKind::Library => self
+                .connector
+                .execute(&self.principal, &self.task)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            PathKind::Serve => {
+                let url = self.serve_url.as_deref().ok_or("serve: not running")?;
+                let resp = self
+                    .client
+                    .post(url)
+                    .bearer_auth(APP_KEY)
+                    .header("content-type", "application/json")
+                    .body(self.serve_body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !resp.status().is_success() {
+                    return Err(format!("serve: HTTP {}", resp.status()));
+                }
+                let body = resp.bytes().await.map_err(|e| e.to_string())?;
+                let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                v.get("result")
+                    .map(|_| ())
+                    .ok_or_else(|| "serve: no result".to_string())
+            }
+        }
+    }
+
+    /// Check that the library sends the body the direct path sends.
+    pub async fn verify(&self, fake: &FakeHf) -> Result<(), String> {
+        fake.set_recording(true);
+        fake.clear_requests();
+        self.one(PathKind::Library).await?;
+        let sent = fake.requests_to("/generate");
+        fake.set_recording(false);
+        let body: Value = sent
+            .first()
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .ok_or("the library sent nothing to /generate")?;
+        let direct: Value = serde_json::from_slice(&self.direct_body).map_err(|e| e.to_string())?;
+        if body == direct {
+            Ok(())
+        } else {
+            Err(format!("the library sent {body}, the direct path {direct}"))
+        }
+    }
+}
+
+/// One run of `requests` requests on `path` by `concurrency` loops.
+#[derive(Debug, Default, Clone)]
+pub struct Cell {
+    /// Latency of each request.
+    pub samples: Samples,
+    /// Wall-clock time of the runs.
+    pub wall: Duration,
+    /// CPU time (this process, plus `serve` for the serve path).
+    pub cpu: Duration,
+    /// Requests that failed.
+    pub errors: u64,
+    /// The first error seen.
+    pub first_error: Option<String>,
+}
+
+impl Cell {
+    /// Add another run's numbers.
+    pub fn merge(&mut self, other: Cell) {
+        self.samples.0.extend(other.samples.0);
+        self.wall += other.wall;
+        self.cpu += other.cpu;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
+    /// Completed requests per second.
+    pub fn throughput(&self) -> f64 {
+        if self.wall.is_zero() {
+            0.0
+        } else {
+            self.samples.0.len() as f64 / self.wall.as_secs_f64()
+        }
+    }
+}
+
+/// Run `requests` requests on `path` with `concurrency` loops, stopping at `deadline`.
+pub async fn run_cell(
+    t: &Arc<Targets>,
+    path: PathKind,
+    concurrency: usize,
+    requests: usize,
+    deadline: Instant,
+    serve_pid: Option<u32>,
+) -> Cell {
+    let left = Arc::new(AtomicUsize::new(requests));
+    let cpu0 = super::cpu_time(None).unwrap_or_default()
+        + serve_pid
+            .and_then(|p| super::cpu_time(Some(p)))
+            .unwrap_or_default();
+    let start = Instant::now();
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let t = t.clone();
+        let left = left.clone();
+        loops.spawn(async move {
+            let mut samples = Vec::with_capacity(requests / concurrency + 1);
+            let mut errors = 0u64;
+            let mut first_error = None;
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+                && Instant::now() < deadline
+            {
+                let s = Instant::now();
+                match t.one(path).await {
+                    Ok(()) => {
+                        samples.push(u64::try_from(s.elapsed().as_nanos()).unwrap_or(u64::MAX))
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (samples, errors, first_error)
+        });
+    }
+    let mut cell = Cell::default();
+    while let Some(r) = loops.join_next().await {
+        if let Ok((samples, errors, first_error)) = r {
+            cell.samples.0.extend(samples);
+            cell.errors += errors;
+            if cell.first_error.is_none() {
+                cell.first_error = first_error;
+            }
+        }
+    }
+    cell.wall = start.elapsed();
+    let cpu1 = super::cpu_time(None).unwrap_or_default()
+        + serve_pid
+            .and_then(|p| super::cpu_time(Some(p)))
+            .unwrap_or_default();
+    cell.cpu = cpu1.saturating_sub(cpu0);
+    cell
+}

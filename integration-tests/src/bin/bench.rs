@@ -1,0 +1,332 @@
+//! `bench`: hfconnect's overhead against a direct call to the same endpoint,
+//! and micro figures. See BENCHMARKS.md; `--smoke` runs everything tiny (CI).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hfconnect_integration_tests::bench::load::{self, Cell, PathKind, Targets};
+use hfconnect_integration_tests::bench::{machine, micro, proc_status_bytes, us, us_diff};
+use hfconnect_integration_tests::fake_hf::FakeHf;
+
+#[derive(Debug, Parser)]
+#[command(about = "hfconnect's overhead against the limit (a direct call), and micro figures")]
+struct Args {
+    /// Requests per path and concurrency level (warm-up excluded).
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Warm-up requests per path and concurrency level.
+    #[arg(long, default_value_t = 1_000)]
+    warmup: usize,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+    /// Rounds per level: the paths take turns, so machine noise hits all alike.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Wall-clock cap per path and level, in seconds.
+    #[arg(long, default_value_t = 60)]
+    max_seconds: u64,
+    /// Delay the fake endpoint adds to every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    upstream_delay_ms: u64,
+    /// Skip the `serve` path.
+    #[arg(long)]
+    no_serve: bool,
+    /// Skip the micro figures.
+    #[arg(long)]
+    no_micro: bool,
+    /// Only the micro figures.
+    #[arg(long)]
+    micro_only: bool,
+    /// Tiny counts everywhere: checks that the harness runs (CI).
+    #[arg(long)]
+    smoke: bool,
+    /// The `hfconnect` binary for the serve path (default: built with `--release`).
+    #[arg(long)]
+    hfconnect_bin: Option<PathBuf>,
+}
+
+fn quantiles(c: &mut Cell) -> (Duration, Duration, Duration) {
+    (
+        c.samples.quantile(0.5),
+        c.samples.quantile(0.99),
+        c.samples.quantile(0.999),
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.requests = args.requests.min(300);
+        args.warmup = args.warmup.min(30);
+        args.rounds = args.rounds.min(2);
+        args.max_seconds = args.max_seconds.min(20);
+    }
+    let command: Vec<String> = std::env::args().collect();
+    println!("# hfconnect benchmark\n");
+    println!(
+        "- command: `cargo run --release -p hfconnect-integration-tests --bin bench --{}`",
+        command
+            .iter()
+            .skip(1)
+            .map(|a| format!(" {a}"))
+            .collect::<String>()
+    );
+    println!("- machine: {}", machine());
+    println!("- date: {}", chrono_like_now());
+    println!(
+        "- profile: {}",
+        if cfg!(debug_assertions) {
+            "DEBUG (numbers are not meaningful; use --release)"
+        } else {
+            "release"
+        }
+    );
+    println!();
+    let mut failed = false;
+    if !args.micro_only {
+        if let Err(e) = load_table(&args).await {
+            eprintln!("error: {e}");
+            failed = true;
+        }
+    }
+    if !args.no_micro {
+        if let Err(e) = micro_tables(&args) {
+            eprintln!("error: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
+
+fn chrono_like_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+async fn load_table(args: &Args) -> Result<(), String> {
+    let fake = FakeHf::start(load::TOKEN)
+        .await
+        .map_err(|e| e.to_string())?;
+    fake.set_recording(false);
+    fake.behave(|b| b.delay = Duration::from_millis(args.upstream_delay_ms));
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = dir.path().join("bench.toml");
+    std::fs::write(&config, load::config(&fake.url())).map_err(|e| e.to_string())?;
+    let serve = if args.no_serve {
+        None
+    } else {
+        let bin = match &args.hfconnect_bin {
+            Some(b) => b.clone(),
+            None => hfconnect_integration_tests::hfconnect_bin_release()?,
+        };
+        Some(load::start_serve(&bin, &config).await?)
+    };
+    let targets = Arc::new(Targets::new(&fake, &config, serve.as_ref())?);
+    targets.verify(&fake).await?;
+    let mut paths = vec![PathKind::Direct, PathKind::Library];
+    if serve.is_some() {
+        paths.push(PathKind::Serve);
+    }
+    let serve_pid = serve.as_ref().map(load::ServeProcess::pid);
+    println!("## Overhead against a direct call\n");
+    println!("Upstream: the in-process fake TGI endpoint, {} ms added delay. Latencies in µs; `added` is the path's quantile minus direct's at the same concurrency; `cpu/task` is the CPU time of the whole system (this process, which also runs the fake endpoint, plus `serve` on its path) per request.\n", args.upstream_delay_ms);
+    println!("| path | concurrency | requests | throughput/s | p50 | p99 | p99.9 | added p50 | added p99 | ratio to direct | cpu/task µs |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut findings = Vec::new();
+    for &c in &args.concurrency {
+        let c = c.max(1);
+        let cap = Instant::now() + Duration::from_secs(args.max_seconds);
+        for p in &paths {
+            let _ = load::run_cell(
+                &targets,
+                *p,
+                c,
+                args.warmup,
+                cap,
+                serve_pid.filter(|_| *p == PathKind::Serve),
+            )
+            .await;
+        }
+        let mut cells: Vec<Cell> = vec![Cell::default(); paths.len()];
+        let per_round = (args.requests / args.rounds.max(1)).max(1);
+        for round in 0..args.rounds.max(1) {
+            for k in 0..paths.len() {
+                // Rotate the order each round.
+                let i = (k + round) % paths.len();
+                let pid = serve_pid.filter(|_| paths[i] == PathKind::Serve);
+                let deadline = Instant::now()
+                    + Duration::from_secs(args.max_seconds)
+                        / u32::try_from(args.rounds.max(1)).unwrap_or(1);
+                let cell = load::run_cell(&targets, paths[i], c, per_round, deadline, pid).await;
+                cells[i].merge(cell);
+            }
+        }
+        let mut direct = cells[0].clone();
+        let (d50, d99, _) = quantiles(&mut direct);
+        let dtp = direct.throughput();
+        for (i, p) in paths.iter().enumerate() {
+            let cell = &mut cells[i];
+            let (p50, p99, p999) = quantiles(cell);
+            let n = cell.samples.0.len();
+            let cpu = if n == 0 {
+                0.0
+            } else {
+                cell.cpu.as_secs_f64() * 1e6 / n as f64
+            };
+            println!(
+                "| {} | {c} | {n} | {:.0} | {} | {} | {} | {} | {} | {:.3} | {cpu:.0} |",
+                p.name(),
+                cell.throughput(),
+                us(p50),
+                us(p99),
+                us(p999),
+                if *p == PathKind::Direct {
+                    "—".into()
+                } else {
+                    us_diff(p50, d50)
+                },
+                if *p == PathKind::Direct {
+                    "—".into()
+                } else {
+                    us_diff(p99, d99)
+                },
+                cell.throughput() / dtp.max(f64::MIN_POSITIVE),
+            );
+            if cell.errors > 0 {
+                findings.push(format!(
+                    "{} at c={c}: {} errors, first: {}",
+                    p.name(),
+                    cell.errors,
+                    cell.first_error.clone().unwrap_or_default()
+                ));
+            }
+            match (p, c) {
+                (PathKind::Library, 64) => findings.push(target_line(
+                    "library throughput ≥ 0.95× direct at c=64",
+                    cell.throughput() / dtp >= 0.95,
+                    &format!("{:.3}×", cell.throughput() / dtp),
+                )),
+                (PathKind::Library, 1) => findings.push(target_line(
+                    "library added p99 ≤ 50 µs at c=1",
+                    p99.saturating_sub(d99) <= Duration::from_micros(50),
+                    &format!("{} µs", us_diff(p99, d99)),
+                )),
+                (PathKind::Serve, 16) => findings.push(target_line(
+                    "serve added p99 ≤ 0.3 ms at c=16",
+                    p99.saturating_sub(d99) <= Duration::from_micros(300),
+                    &format!("{} µs", us_diff(p99, d99)),
+                )),
+                _ => {}
+            }
+        }
+    }
+    if let Some(s) = &serve {
+        let idle = s.idle_rss.unwrap_or(0);
+        let peak = proc_status_bytes(s.pid(), "VmHWM:").unwrap_or(0);
+        println!(
+            "\n`serve` memory: idle RSS {:.1} MB, peak RSS {:.1} MB.",
+            idle as f64 / 1e6,
+            peak as f64 / 1e6
+        );
+        findings.push(target_line(
+            "serve idle RSS ≤ 20 MB",
+            idle <= 20_000_000,
+            &format!("{:.1} MB", idle as f64 / 1e6),
+        ));
+    }
+    println!();
+    for f in &findings {
+        println!("- {f}");
+    }
+    println!();
+    Ok(())
+}
+
+fn target_line(target: &str, met: bool, value: &str) -> String {
+    format!(
+        "{}: {target} (measured {value})",
+        if met { "met" } else { "MISSED" }
+    )
+}
+
+fn micro_tables(args: &Args) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (sizes, iterations, load_sizes, runs, tokens): (&[usize], u64, &[usize], usize, usize) =
+        if args.smoke {
+            (&[10, 1_000], 2_000, &[100], 1, 2_000)
+        } else {
+            (
+                &[10, 1_000, 10_000],
+                2_000_000,
+                &[100, 1_000, 10_000],
+                5,
+                200_000,
+            )
+        };
+    println!("## Access decisions ({} groups)\n", micro::GROUPS);
+    println!("| grants | case | ns per decision |");
+    println!("|---|---|---|");
+    let rows = micro::rbac(dir.path(), sizes, iterations)?;
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.0} |",
+            r.grants,
+            r.case,
+            r.per_decision.as_secs_f64() * 1e9
+        );
+    }
+    let worst = rows
+        .iter()
+        .filter(|r| r.grants == *sizes.last().unwrap_or(&0))
+        .map(|r| r.per_decision)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "\n- {}\n",
+        target_line(
+            &format!(
+                "≤ 100 ns per decision at {} grants",
+                sizes.last().unwrap_or(&0)
+            ),
+            worst <= Duration::from_nanos(100),
+            &format!("{:.0} ns worst case", worst.as_secs_f64() * 1e9)
+        )
+    );
+    println!("## Config load and validation\n");
+    println!("| models and grants | file size | load + validate (median) |");
+    println!("|---|---|---|");
+    let loads = micro::config_load(dir.path(), load_sizes, runs)?;
+    for (n, size, t) in &loads {
+        println!(
+            "| {n} | {:.1} MB | {:.1} ms |",
+            *size as f64 / 1e6,
+            t.as_secs_f64() * 1e3
+        );
+    }
+    if let Some((n, _, t)) = loads.last() {
+        println!(
+            "\n- {}\n",
+            target_line(
+                &format!("{n} models load in ≤ 100 ms"),
+                *t <= Duration::from_millis(100),
+                &format!("{:.1} ms", t.as_secs_f64() * 1e3)
+            )
+        );
+    }
+    println!("## SSE parsing\n");
+    let (bytes, mbs) = micro::sse(tokens, runs)?;
+    println!("A TGI stream of {tokens} token events ({:.1} MB) fed in 16 KiB reads: **{mbs:.0} MB/s** (best of {runs}).\n", bytes as f64 / 1e6);
+    Ok(())
+}
