@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::access::{Policy, Role};
+use crate::access::{Policy, Role, Target};
 use crate::chat_template::ChatTemplate;
 use crate::config::secret::ApiKey;
 use crate::config::{Origin, WorkerSettings};
@@ -103,6 +103,10 @@ pub struct Model {
     pub(crate) chat_template: Option<(PathBuf, Arc<ChatTemplate>)>,
     pub(crate) limits: Limits,
     pub(crate) origin: Origin,
+    /// What the provider needs, built once.
+    pub(crate) spec: Arc<ModelEndpoint>,
+    /// `model:INTEGRATION:NAME`, built once.
+    pub(crate) target: Target,
 }
 
 impl Model {
@@ -160,12 +164,22 @@ impl Model {
     }
     /// What the provider needs to call it.
     pub fn endpoint_spec(&self) -> ModelEndpoint {
-        ModelEndpoint {
-            name: self.name.to_string(),
-            base_url: self.endpoint.clone(),
-            api: self.api,
-            upstream_model: self.upstream_model().to_string(),
-        }
+        (*self.spec).clone()
+    }
+
+    /// The provider's view of the model, shared.
+    pub fn spec(&self) -> &Arc<ModelEndpoint> {
+        &self.spec
+    }
+
+    /// The model as an access target (`model:INTEGRATION:NAME`).
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The model's name, shared.
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.name
     }
 }
 
@@ -188,6 +202,10 @@ pub struct Integration {
 impl Integration {
     /// The name tasks use as `llmProvider`.
     pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The integration's name, shared.
+    pub fn name_arc(&self) -> &Arc<str> {
         &self.name
     }
     /// Free text for people.

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::access::{Access, Principal, PrincipalError, Subject, Target};
-use crate::catalog::{Catalog, Integration, Model};
+use crate::catalog::{Catalog, Integration, Model, TaskKind};
 use crate::config::{diagnostic_suggest, ConfigError, LoadOptions};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
@@ -47,16 +47,77 @@ pub enum ConnectorError {
     Internal(String),
 }
 
+/// Metric handles of one model and task kind on the success path, resolved
+/// once per snapshot: looking labels up in the registry on every task costs
+/// more than the counting itself.
+#[derive(Debug, Clone)]
+struct OkHandles {
+    tasks: prometheus::IntCounter,
+    latency: prometheus::Histogram,
+    upstream: prometheus::Histogram,
+    prompt_tokens: prometheus::IntCounter,
+    completion_tokens: prometheus::IntCounter,
+}
+
+const KINDS: [TaskKind; 3] = [
+    TaskKind::TextGeneration,
+    TaskKind::Chat,
+    TaskKind::Summarization,
+];
+
+type Handles = HashMap<Arc<str>, HashMap<Arc<str>, [OkHandles; 3]>>;
+
+fn ok_handles(metrics: &Metrics, catalog: &Catalog) -> Handles {
+    let mut out: Handles = HashMap::new();
+    for i in catalog.integrations() {
+        let models = out.entry(i.name_arc().clone()).or_default();
+        for m in i.models() {
+            let (iname, mname) = (i.name(), m.name());
+            let h = KINDS.map(|k| OkHandles {
+                tasks: metrics
+                    .tasks
+                    .with_label_values(&[k.as_str(), "ok", iname, mname]),
+                latency: metrics
+                    .latency
+                    .with_label_values(&[k.as_str(), iname, mname]),
+                upstream: metrics.upstream_latency.with_label_values(&[iname, mname]),
+                prompt_tokens: metrics.tokens.with_label_values(&[iname, mname, "prompt"]),
+                completion_tokens: metrics
+                    .tokens
+                    .with_label_values(&[iname, mname, "completion"]),
+            });
+            models.insert(m.name_arc().clone(), h);
+        }
+    }
+    out
+}
+
+fn kind_index(k: TaskKind) -> usize {
+    match k {
+        TaskKind::TextGeneration => 0,
+        TaskKind::Chat => 1,
+        TaskKind::Summarization => 2,
+    }
+}
+
 /// Everything a task runs against; replaced whole on reload.
 #[derive(Debug)]
 struct Snapshot {
     catalog: Arc<Catalog>,
     providers: HashMap<String, HuggingFace>,
     admission: Admission,
+    handles: Handles,
 }
 
 impl Snapshot {
-    fn new(catalog: Catalog) -> Result<Snapshot, ConnectorError> {
+    fn handles(&self, integration: &str, model: &str, kind: TaskKind) -> Option<&OkHandles> {
+        self.handles
+            .get(integration)
+            .and_then(|m| m.get(model))
+            .and_then(|h| h.get(kind_index(kind)))
+    }
+
+    fn new(catalog: Catalog, metrics: &Metrics) -> Result<Snapshot, ConnectorError> {
         let mut providers = HashMap::new();
         for i in catalog.integrations() {
             let key = i.api_key().secret().cloned().map_err(str::to_string);
@@ -66,10 +127,12 @@ impl Snapshot {
             );
         }
         let admission = Admission::new(&catalog);
+        let handles = ok_handles(metrics, &catalog);
         Ok(Snapshot {
             catalog: Arc::new(catalog),
             providers,
             admission,
+            handles,
         })
     }
 
@@ -152,10 +215,10 @@ pub struct EndpointStatus {
 
 /// A task checked and turned into a provider call.
 struct Prepared {
-    integration: String,
-    model: String,
+    integration: Arc<str>,
+    model: Arc<str>,
     provider: HuggingFace,
-    endpoint: ModelEndpoint,
+    endpoint: Arc<ModelEndpoint>,
     call: Call,
     json_output: bool,
 }
@@ -183,20 +246,55 @@ impl Drop for InFlight {
 }
 
 /// The access decision of a task, once taken: allowed or not, and why.
-type Decided = Option<(bool, String)>;
+type Decided = Option<(bool, DecisionText)>;
+
+/// Why a task was allowed or refused, formatted only when an audit event is
+/// actually written (formatting a grant's origin on every task costs more
+/// than deciding).
+#[derive(Debug)]
+enum DecisionText {
+    Text(String),
+    Reason(crate::access::Reason),
+    Both(crate::access::Reason, crate::access::Reason),
+}
+
+impl std::fmt::Display for DecisionText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecisionText::Text(t) => f.write_str(t),
+            DecisionText::Reason(r) => write!(f, "{r}"),
+            DecisionText::Both(a, b) => write!(f, "{a}; {b}"),
+        }
+    }
+}
+
+/// `task-` and 16 hex digits, formatted when shown.
+#[derive(Debug, Clone, Copy)]
+struct TaskId(u64);
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "task-{:016x}", self.0)
+    }
+}
 
 /// What the audit event says about a task.
 struct Audit<'a> {
     metrics: &'a Metrics,
     include_text: bool,
-    task_id: String,
+    task_id: TaskId,
     principal: &'a Principal,
     task: &'a Task,
     started: Instant,
 }
 
 impl Audit<'_> {
-    fn record(&self, decision: &Decided, outcome: &Result<TaskOutput, TaskError>) {
+    fn record(
+        &self,
+        decision: &Decided,
+        outcome: &Result<TaskOutput, TaskError>,
+        handles: Option<&OkHandles>,
+    ) {
         let (outcome_kind, prompt_tokens, completion_tokens) = match outcome {
             Ok(o) => ("ok", o.prompt_tokens, o.completion_tokens),
             Err(e) => (e.kind().as_str(), None, None),
@@ -208,13 +306,24 @@ impl Audit<'_> {
             Err(e) => e.kind().as_str(),
         };
         let m = self.metrics;
-        m.tasks
-            .with_label_values(&[kind.as_str(), outcome_label, integration, model])
-            .inc();
-        m.latency
-            .with_label_values(&[kind.as_str(), integration, model])
-            .observe(self.started.elapsed().as_secs_f64());
-        if let Ok(o) = outcome {
+        if let (Ok(o), Some(h)) = (outcome, handles) {
+            h.tasks.inc();
+            h.latency.observe(self.started.elapsed().as_secs_f64());
+            if let Some(n) = o.prompt_tokens {
+                h.prompt_tokens.inc_by(u64::from(n));
+            }
+            if let Some(n) = o.completion_tokens {
+                h.completion_tokens.inc_by(u64::from(n));
+            }
+        } else {
+            m.tasks
+                .with_label_values(&[kind.as_str(), outcome_label, integration, model])
+                .inc();
+            m.latency
+                .with_label_values(&[kind.as_str(), integration, model])
+                .observe(self.started.elapsed().as_secs_f64());
+        }
+        if let (Ok(o), None) = (outcome, handles) {
             for (t, n) in [
                 ("prompt", o.prompt_tokens),
                 ("completion", o.completion_tokens),
@@ -232,10 +341,11 @@ impl Audit<'_> {
         if matches!(outcome, Err(e) if e.kind() == TaskErrorKind::RateLimited) {
             m.rate_limited.with_label_values(&[integration]).inc();
         }
+        let none = DecisionText::Text(String::new());
         let (decision, reason) = match decision {
-            Some((true, r)) => ("allowed", r.as_str()),
-            Some((false, r)) => ("denied", r.as_str()),
-            None => ("not_reached", ""),
+            Some((true, r)) => ("allowed", r),
+            Some((false, r)) => ("denied", r),
+            None => ("not_reached", &none),
         };
         // Never the key; the input and output only when `[audit] include_text = true`.
         let (input, output) = if self.include_text {
@@ -269,7 +379,8 @@ impl Audit<'_> {
             model = %self.task.model(),
             task_kind = %self.task.kind(),
             decision,
-            reason,
+            // Display, not a string: formatted only when the event is written.
+            reason = %reason,
             outcome = outcome_kind,
             latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             prompt_tokens,
@@ -361,7 +472,7 @@ impl Connector {
             ConnectorError::Internal(format!("the metrics registry could not be built: {e}"))
         })?;
         Ok(Connector {
-            state: ArcSwap::from_pointee(Snapshot::new(catalog)?),
+            state: ArcSwap::from_pointee(Snapshot::new(catalog, &metrics)?),
             metrics: Arc::new(metrics),
         })
     }
@@ -374,7 +485,7 @@ impl Connector {
     /// Replace the catalog. Tasks in flight finish on the snapshot they started
     /// with; the next task sees the new one. On error nothing changes.
     pub fn reload(&self, catalog: Catalog) -> Result<(), ConnectorError> {
-        let snapshot = Snapshot::new(catalog)?;
+        let snapshot = Snapshot::new(catalog, &self.metrics)?;
         self.state.store(Arc::new(snapshot));
         Ok(())
     }
@@ -508,7 +619,7 @@ impl Connector {
         let audit = Audit {
             metrics: &self.metrics,
             include_text: snap.catalog.audit_include_text(),
-            task_id: format!("task-{:016x}", fastrand::u64(..)),
+            task_id: TaskId(fastrand::u64(..)),
             principal,
             task,
             started: Instant::now(),
@@ -526,7 +637,11 @@ impl Connector {
                     Ok(permit) => permit,
                     Err(e) => {
                         let result = Err(e);
-                        audit.record(&decided, &result);
+                        audit.record(
+                            &decided,
+                            &result,
+                            snap.handles(task.integration(), task.model(), task.kind()),
+                        );
                         return result;
                     }
                 };
@@ -536,16 +651,25 @@ impl Connector {
                     Call::Chat(r) => p.provider.chat(&p.endpoint, r).await,
                     Call::Summarize(r) => p.provider.summarize(&p.endpoint, r).await,
                 };
-                self.metrics
-                    .upstream_latency
-                    .with_label_values(&[p.integration.as_str(), p.model.as_str()])
-                    .observe(upstream.elapsed().as_secs_f64());
+                let took = upstream.elapsed().as_secs_f64();
+                match snap.handles(&p.integration, &p.model, task.kind()) {
+                    Some(h) => h.upstream.observe(took),
+                    None => self
+                        .metrics
+                        .upstream_latency
+                        .with_label_values(&[&*p.integration, &*p.model])
+                        .observe(took),
+                }
                 done.map_err(TaskError::from)
                     .and_then(|c| to_output(c, json_output))
             }
             Err(e) => Err(e),
         };
-        audit.record(&decided, &result);
+        audit.record(
+            &decided,
+            &result,
+            snap.handles(task.integration(), task.model(), task.kind()),
+        );
         result
     }
 
@@ -560,7 +684,7 @@ impl Connector {
             let audit = Audit {
                 metrics: &metrics,
                 include_text: snap.catalog.audit_include_text(),
-                task_id: format!("task-{:016x}", fastrand::u64(..)),
+                task_id: TaskId(fastrand::u64(..)),
                 principal: &principal,
                 task: &task,
                 started: Instant::now(),
@@ -570,7 +694,7 @@ impl Connector {
                 Ok(p) => p,
                 Err(e) => {
                     let result = Err(e.clone());
-                    audit.record(&decided, &result);
+                    audit.record(&decided, &result, snap.handles(task.integration(), task.model(), task.kind()));
                     yield Err(e);
                     return;
                 }
@@ -578,7 +702,7 @@ impl Connector {
             let _permit = match snap.admission.admit(&principal, &p.integration, &p.model).await {
                 Ok(permit) => permit,
                 Err(e) => {
-                    audit.record(&decided, &Err(e.clone()));
+                    audit.record(&decided, &Err(e.clone()), snap.handles(task.integration(), task.model(), task.kind()));
                     yield Err(e);
                     return;
                 }
@@ -605,13 +729,13 @@ impl Connector {
                     Ok(StreamEvent::Token(t)) => yield Ok(TaskEvent::Chunk(t)),
                     Ok(StreamEvent::Done(c)) => {
                         let result = to_output(c, p.json_output);
-                        audit.record(&decided, &result);
+                        audit.record(&decided, &result, snap.handles(task.integration(), task.model(), task.kind()));
                         yield result.map(TaskEvent::Done);
                         return;
                     }
                     Err(e) => {
                         let result = Err(TaskError::from(e));
-                        audit.record(&decided, &result);
+                        audit.record(&decided, &result, snap.handles(task.integration(), task.model(), task.kind()));
                         if let Err(e) = result {
                             yield Err(e);
                         }
@@ -748,7 +872,7 @@ fn prepare(
     };
     if !integration.is_active() {
         let m = format!("integration `{}` is inactive", integration.name());
-        *decided = Some((false, m.clone()));
+        *decided = Some((false, DecisionText::Text(m.clone())));
         return Err(TaskError::new(TaskErrorKind::Inactive, m));
     }
     if !model.is_active() {
@@ -757,33 +881,27 @@ fn prepare(
             model.name(),
             integration.name()
         );
-        *decided = Some((false, m.clone()));
+        *decided = Some((false, DecisionText::Text(m.clone())));
         return Err(TaskError::new(TaskErrorKind::Inactive, m));
     }
     let policy = catalog.policy();
-    let decision = policy.decide(
-        principal,
-        Access::Execute,
-        &Target::model(integration.name(), model.name()),
-    );
+    let decision = policy.decide(principal, Access::Execute, model.target());
     if !decision.allowed {
-        *decided = Some((false, decision.reason.to_string()));
-        return Err(TaskError::new(
-            TaskErrorKind::Denied,
-            format!("denied: {}", decision.reason),
-        ));
+        let message = format!("denied: {}", decision.reason);
+        *decided = Some((false, DecisionText::Reason(decision.reason)));
+        return Err(TaskError::new(TaskErrorKind::Denied, message));
     }
-    let mut reason = decision.reason.to_string();
+    let mut reason = DecisionText::Reason(decision.reason);
     if let Some(p) = prompt {
         let d = policy.decide(principal, Access::Read, &Target::Prompt(p.name().into()));
         if !d.allowed {
-            *decided = Some((false, d.reason.to_string()));
-            return Err(TaskError::new(
-                TaskErrorKind::Denied,
-                format!("denied: {}", d.reason),
-            ));
+            let message = format!("denied: {}", d.reason);
+            *decided = Some((false, DecisionText::Reason(d.reason)));
+            return Err(TaskError::new(TaskErrorKind::Denied, message));
         }
-        reason = format!("{reason}; {}", d.reason);
+        if let DecisionText::Reason(first) = reason {
+            reason = DecisionText::Both(first, d.reason);
+        }
     }
     *decided = Some((true, reason));
     let kind = task.kind();
@@ -906,10 +1024,10 @@ fn prepare(
         .cloned()
         .ok_or_else(|| not_found(unknown_integration(catalog, integration.name())))?;
     Ok(Prepared {
-        integration: integration.name().to_string(),
-        model: model.name().to_string(),
+        integration: integration.name_arc().clone(),
+        model: model.name_arc().clone(),
         provider,
-        endpoint: model.endpoint_spec(),
+        endpoint: model.spec().clone(),
         call,
         json_output,
     })

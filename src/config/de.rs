@@ -207,15 +207,15 @@ impl NodeDe<'_> {
 macro_rules! int_method {
     ($method:ident) => {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-            let (pos, path) = (self.node.pos, self.path.clone());
+            let (pos, path) = (self.node.pos, &self.path);
             match &self.node.value {
-                Value::Int(i) => visitor.visit_i64(*i).map_err(|e| locate(e, pos, &path)),
+                Value::Int(i) => visitor.visit_i64(*i).map_err(|e| locate(e, pos, path)),
                 Value::Float(f) if f.fract() == 0.0 && f.is_finite() && f.abs() < 9.0e15 =>
                 {
                     #[allow(clippy::cast_possible_truncation)]
                     visitor
                         .visit_i64(*f as i64)
-                        .map_err(|e| locate(e, pos, &path))
+                        .map_err(|e| locate(e, pos, path))
                 }
                 _ => Err(self.type_error("a whole number")),
             }
@@ -234,7 +234,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let (pos, path) = (self.node.pos, self.path.clone());
+        let (pos, path) = (self.node.pos, &self.path);
         let r = match &self.node.value {
             Value::Null => visitor.visit_unit(),
             Value::Bool(b) => visitor.visit_bool(*b),
@@ -249,7 +249,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 return visitor.visit_map(MapAcc::new(entries, &self.path, self.ctx));
             }
         };
-        r.map_err(|e| locate(e, pos, &path))
+        r.map_err(|e| locate(e, pos, path))
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -286,9 +286,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let (pos, path) = (self.node.pos, self.path.clone());
+        let (pos, path) = (self.node.pos, &self.path);
         match &self.node.value {
-            Value::Str(s) => visitor.visit_str(s).map_err(|e| locate(e, pos, &path)),
+            Value::Str(s) => visitor.visit_str(s).map_err(|e| locate(e, pos, path)),
             _ => Err(self.type_error("a string")),
         }
     }
@@ -407,13 +407,13 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 );
             }
         }
-        let (pos, path) = (self.node.pos, self.path.clone());
+        let (pos, path) = (self.node.pos, &self.path);
         visitor
             .visit_map(MapAcc::new(known, &self.path, self.ctx))
             .map_err(|mut e| {
                 if e.at.is_none() && !e.recorded {
                     let at_path = match e.missing {
-                        Some(field) => join_path(&path, field),
+                        Some(field) => join_path(path, field),
                         None => path.clone(),
                     };
                     e.at = Some((pos, at_path));
@@ -514,10 +514,17 @@ impl NodeDe<'_> {
 
 /// Drop (and report) repeated keys: YAML and JSON parsers accept them, we don't.
 fn dedup<'a>(entries: &'a [Entry], path: &str, ctx: &Ctx) -> Vec<&'a Entry> {
-    let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
-    let mut out = Vec::with_capacity(entries.len());
+    // Tables in configs are small: a scan beats hashing up to a few dozen keys.
+    let small = entries.len() <= 32;
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut out: Vec<&Entry> = Vec::with_capacity(entries.len());
     for e in entries {
-        if seen.insert(e.key.as_str()) {
+        let new = if small {
+            !out.iter().any(|o| o.key == e.key)
+        } else {
+            seen.insert(e.key.as_str())
+        };
+        if new {
             out.push(e);
         } else {
             ctx.record(
@@ -533,15 +540,15 @@ fn dedup<'a>(entries: &'a [Entry], path: &str, ctx: &Ctx) -> Vec<&'a Entry> {
 
 struct SeqAcc<'a> {
     items: std::iter::Enumerate<std::slice::Iter<'a, Node>>,
-    path: String,
+    path: &'a str,
     ctx: &'a Ctx,
 }
 
 impl<'a> SeqAcc<'a> {
-    fn new(items: &'a [Node], path: &str, ctx: &'a Ctx) -> Self {
+    fn new(items: &'a [Node], path: &'a str, ctx: &'a Ctx) -> Self {
         Self {
             items: items.iter().enumerate(),
-            path: path.to_string(),
+            path,
             ctx,
         }
     }
@@ -575,16 +582,16 @@ impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
 struct MapAcc<'a> {
     entries: std::vec::IntoIter<&'a Entry>,
     current: Option<&'a Entry>,
-    path: String,
+    path: &'a str,
     ctx: &'a Ctx,
 }
 
 impl<'a> MapAcc<'a> {
-    fn new(entries: Vec<&'a Entry>, path: &str, ctx: &'a Ctx) -> Self {
+    fn new(entries: Vec<&'a Entry>, path: &'a str, ctx: &'a Ctx) -> Self {
         Self {
             entries: entries.into_iter(),
             current: None,
-            path: path.to_string(),
+            path,
             ctx,
         }
     }
@@ -605,7 +612,7 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_> {
                     e.key.as_str().into_deserializer();
                 seed.deserialize(key)
                     .map(Some)
-                    .map_err(|err| locate(err, e.key_pos, &join_path(&self.path, &e.key)))
+                    .map_err(|err| locate(err, e.key_pos, &join_path(self.path, &e.key)))
             }
         }
     }
@@ -616,7 +623,7 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_> {
         };
         seed.deserialize(NodeDe {
             node: &e.value,
-            path: join_path(&self.path, &e.key),
+            path: join_path(self.path, &e.key),
             ctx: self.ctx,
         })
     }

@@ -81,21 +81,39 @@ pub(crate) struct SyntaxError {
 struct LineIndex<'a> {
     text: &'a str,
     starts: Vec<usize>,
+    /// The line of the last lookup: parsers ask in nearly increasing order.
+    hint: std::cell::Cell<usize>,
 }
 
 impl<'a> LineIndex<'a> {
     fn new(text: &'a str) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self { text, starts }
+        Self {
+            text,
+            starts,
+            hint: std::cell::Cell::new(0),
+        }
     }
 
     fn pos(&self, offset: usize) -> Pos {
         let offset = offset.min(self.text.len());
-        let line = match self.starts.binary_search(&offset) {
-            Ok(i) => i,
-            Err(i) => i.saturating_sub(1),
+        let h = self.hint.get();
+        let in_line = |l: usize| {
+            self.starts.get(l).is_some_and(|&s| s <= offset)
+                && self.starts.get(l + 1).is_none_or(|&next| offset < next)
         };
+        let line = if in_line(h) {
+            h
+        } else if in_line(h + 1) {
+            h + 1
+        } else {
+            match self.starts.binary_search(&offset) {
+                Ok(i) => i,
+                Err(i) => i.saturating_sub(1),
+            }
+        };
+        self.hint.set(line);
         let start = self.starts.get(line).copied().unwrap_or(0);
         let col = self
             .text
@@ -135,13 +153,22 @@ pub(crate) fn parse_toml(text: &str) -> Result<Node, Vec<SyntaxError>> {
         let value = match v.get_ref() {
             DeValue::String(s) => Value::Str(s.to_string()),
             DeValue::Integer(i) => {
-                match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
-                    Ok(n) => Value::Int(n),
-                    Err(_) => Value::Float(f64::INFINITY),
-                }
+                let digits = i.as_str();
+                let n = if digits.contains('_') {
+                    i64::from_str_radix(&digits.replace('_', ""), i.radix())
+                } else {
+                    i64::from_str_radix(digits, i.radix())
+                };
+                n.map_or(Value::Float(f64::INFINITY), Value::Int)
             }
             DeValue::Float(f) => {
-                Value::Float(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN))
+                let text = f.as_str();
+                let n = if text.contains('_') {
+                    text.replace('_', "").parse()
+                } else {
+                    text.parse()
+                };
+                Value::Float(n.unwrap_or(f64::NAN))
             }
             DeValue::Boolean(b) => Value::Bool(*b),
             DeValue::Datetime(d) => Value::Str(d.to_string()),

@@ -507,8 +507,12 @@ fn integration(
         .enumerate()
         .map(|(i, m)| (m.name.clone(), i))
         .collect();
+    let name: Arc<str> = r.name.value.into();
+    for m in &mut models {
+        m.target = Target::Model(name.clone(), m.name.clone());
+    }
     Some(Integration {
-        name: r.name.value.into(),
+        name,
         description: r.description,
         namespace: r.namespace.map(|n| n.value),
         active: r.active.unwrap_or(true),
@@ -852,18 +856,28 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
     if !ok {
         return None;
     }
+    let name: Arc<str> = r.name.value.into();
+    let upstream_model = r.upstream_model.map(|u| u.value);
+    let spec = Arc::new(crate::provider::ModelEndpoint {
+        name: name.to_string(),
+        base_url: endpoint.clone(),
+        api,
+        upstream_model: upstream_model.clone().unwrap_or_else(|| name.to_string()),
+    });
     Some(Model {
         limits,
-        name: r.name.value.into(),
+        target: Target::Model(Arc::from(""), name.clone()),
+        name,
         description: r.description,
         endpoint,
         api,
         tasks,
         active: r.active.unwrap_or(true),
-        upstream_model: r.upstream_model.map(|u| u.value),
+        upstream_model,
         defaults,
         chat_template,
         origin: v.origin(&loc),
+        spec,
     })
 }
 

@@ -388,6 +388,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Answers are written whole; do not hold them back waiting for ACKs.
+        let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

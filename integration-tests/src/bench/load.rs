@@ -197,12 +197,13 @@ impl Targets {
     pub async fn one(&self, path: PathKind) -> Result<(), String> {
         match path {
             PathKind::Direct => {
+                // Like any client, build the body of each request from its prompt.
+                let body = json!({"inputs": PROMPT, "parameters": {"details": true}});
                 let resp = self
                     .client
                     .post(&self.direct_url)
                     .bearer_auth(TOKEN)
-                    .header("content-type", "application/json")
-                    .body(self.direct_body.clone())
+                    .json(&body)
                     .send()
                     .await
                     .map_err(|e| e.to_string())?;

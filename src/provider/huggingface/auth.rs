@@ -9,6 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 #[derive(Clone)]
 pub(crate) struct Credential {
     key: Result<SecretString, String>,
+    /// The header value, built once (marked sensitive).
+    header: Result<HeaderValue, String>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -23,17 +25,27 @@ impl std::fmt::Debug for Credential {
 
 impl Credential {
     pub(crate) fn new(key: Result<SecretString, String>) -> Self {
-        Self { key }
+        let header = match &key {
+            Ok(k) => HeaderValue::from_str(&format!("Bearer {}", k.expose_secret()))
+                .map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                })
+                .map_err(|_| {
+                    "the key holds characters that cannot go in an HTTP header".to_string()
+                }),
+            Err(why) => Err(why.clone()),
+        };
+        Self { key, header }
     }
 
     /// The `Authorization: Bearer …` value, marked sensitive so that HTTP
     /// libraries never print it; or why there is no key.
     pub(crate) fn bearer(&self) -> Result<HeaderValue, &str> {
-        let key = self.key.as_ref().map_err(String::as_str)?;
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-            .map_err(|_| "the key holds characters that cannot go in an HTTP header")?;
-        value.set_sensitive(true);
-        Ok(value)
+        match &self.header {
+            Ok(v) => Ok(v.clone()),
+            Err(e) => Err(e.as_str()),
+        }
     }
 
     /// `text` with every occurrence of the key replaced by `[REDACTED]`.

@@ -101,6 +101,8 @@ struct Inner {
     settings: Settings,
     client: reqwest::Client,
     credential: Credential,
+    /// `X-Scale-Up-Timeout`, built once.
+    scale_up_timeout: HeaderValue,
 }
 
 /// Where a call stands in its retries.
@@ -147,8 +149,21 @@ fn router_model_url(model: &ModelEndpoint) -> String {
     )
 }
 
-fn new_request_id() -> String {
-    format!("hfconnect-{:016x}", fastrand::u64(..))
+const X_REQUEST_ID: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("x-request-id");
+const X_SCALE_UP_TIMEOUT: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("x-scale-up-timeout");
+
+/// `hfconnect-` and 16 random hex digits, without a heap string.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = *b"hfconnect-0000000000000000";
+    let mut n = fastrand::u64(..);
+    for b in buf[10..].iter_mut().rev() {
+        *b = HEX[(n & 15) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("hfconnect"))
 }
 
 impl HuggingFace {
@@ -170,6 +185,7 @@ impl HuggingFace {
             })?;
         Ok(HuggingFace {
             inner: Arc::new(Inner {
+                scale_up_timeout: HeaderValue::from(settings.cold_start.wait.as_secs()),
                 settings,
                 client,
                 credential: Credential::new(key),
@@ -269,13 +285,10 @@ impl Inner {
             .client
             .request(method, url)
             .header(AUTHORIZATION, bearer)
-            .header("x-request-id", new_request_id());
+            .header(X_REQUEST_ID, new_request_id());
         if model.is_some() && !self.settings.cold_start.wait.is_zero() {
             // Asks the Inference Endpoints proxy to hold the request while a replica starts.
-            b = b.header(
-                "x-scale-up-timeout",
-                self.settings.cold_start.wait.as_secs().to_string(),
-            );
+            b = b.header(X_SCALE_UP_TIMEOUT, self.scale_up_timeout.clone());
         }
         Ok(b)
     }
@@ -315,15 +328,38 @@ impl Inner {
         }
     }
 
+    /// The answer's headers and whole body.
+    async fn read_body(
+        &self,
+        model: Option<&ModelEndpoint>,
+        resp: reqwest::Response,
+    ) -> Result<(HeaderMap, bytes::Bytes), ProviderError> {
+        // Take the headers out rather than cloning them: this runs on every task.
+        let (parts, body) = http::Response::from(resp).into_parts();
+        let bytes = http_body_util::BodyExt::collect(body)
+            .await
+            .map_err(|e| self.transport(model, &e))?
+            .to_bytes();
+        Ok((parts.headers, bytes))
+    }
+
+    fn json_of(
+        &self,
+        model: Option<&ModelEndpoint>,
+        headers: &HeaderMap,
+        bytes: &[u8],
+    ) -> Result<Value, ProviderError> {
+        serde_json::from_slice(bytes)
+            .map_err(|_| self.invalid(model, headers, "the answer is not JSON"))
+    }
+
     async fn read_json(
         &self,
         model: Option<&ModelEndpoint>,
         resp: reqwest::Response,
     ) -> Result<(HeaderMap, Value), ProviderError> {
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| self.transport(model, &e))?;
-        let v = serde_json::from_slice(&bytes)
-            .map_err(|_| self.invalid(model, &headers, "the answer is not JSON"))?;
+        let (headers, bytes) = self.read_body(model, resp).await?;
+        let v = self.json_of(model, &headers, &bytes)?;
         Ok((headers, v))
     }
 
@@ -466,13 +502,14 @@ impl Inner {
         Ok(wait)
     }
 
-    /// POST a JSON body, retrying what is retryable; returns headers, JSON and attempts.
+    /// POST a JSON body (serialized once, reused by retries), retrying what is
+    /// retryable; returns headers, the answer's body and attempts.
     async fn post_json(
         &self,
         model: &ModelEndpoint,
         url: &str,
-        body: &Value,
-    ) -> Result<(HeaderMap, Value, u32, Instant), ProviderError> {
+        body: bytes::Bytes,
+    ) -> Result<(HeaderMap, bytes::Bytes, u32, Instant), ProviderError> {
         let mut st = Attempts::new();
         loop {
             st.count += 1;
@@ -480,9 +517,9 @@ impl Inner {
                 .builder(reqwest::Method::POST, url, Some(model))?
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .timeout(self.settings.request_timeout)
-                .json(body);
+                .body(body.clone());
             let result = match self.send(b, Some(model)).await {
-                Ok(resp) => self.read_json(Some(model), resp).await,
+                Ok(resp) => self.read_body(Some(model), resp).await,
                 Err(e) => Err(e),
             };
             match result {
@@ -495,6 +532,16 @@ impl Inner {
         }
     }
 
+    fn body_of(&self, model: &ModelEndpoint, body: &Value) -> Result<bytes::Bytes, ProviderError> {
+        serde_json::to_vec(body)
+            .map(bytes::Bytes::from)
+            .map_err(|e| {
+                self.ctx(Some(model))
+                    .error(ErrorKind::InvalidRequest)
+                    .with_detail(format!("the request cannot be written as JSON: {e}"))
+            })
+    }
+
     async fn complete(
         &self,
         model: &ModelEndpoint,
@@ -502,18 +549,47 @@ impl Inner {
         body: &Value,
         parse: fn(&Value, &HeaderMap) -> Option<Parsed>,
     ) -> Result<Completion, ProviderError> {
-        let (headers, v, attempts, start) = self.post_json(model, url, body).await?;
-        let parsed = parse(&v, &headers).ok_or_else(|| {
-            self.invalid(
-                Some(model),
-                &headers,
-                &format!(
-                    "the answer does not have the shape of the `{}` api",
-                    model.api
-                ),
-            )
-        })?;
+        let body = self.body_of(model, body)?;
+        let (headers, raw, attempts, start) = self.post_json(model, url, body).await?;
+        let v = self.json_of(Some(model), &headers, &raw)?;
+        let parsed = parse(&v, &headers).ok_or_else(|| self.shape_error(model, &headers))?;
         Ok(completion(parsed, &headers, attempts, start))
+    }
+
+    /// TGI's `/generate`, the hot path: the body is written and the answer read
+    /// without building JSON trees.
+    async fn complete_tgi(
+        &self,
+        model: &ModelEndpoint,
+        url: &str,
+        prompt: &str,
+        params: &GenerationParams,
+    ) -> Result<Completion, ProviderError> {
+        let body = wire::tgi_body_bytes(prompt, params).map_err(|e| {
+            self.ctx(Some(model))
+                .error(ErrorKind::InvalidRequest)
+                .with_detail(e)
+        })?;
+        let (headers, raw, attempts, start) = self.post_json(model, url, body).await?;
+        let parsed = match wire::parse_tgi_bytes(&raw, &headers) {
+            Some(p) => p,
+            None => {
+                let v = self.json_of(Some(model), &headers, &raw)?;
+                wire::parse_tgi(&v, &headers).ok_or_else(|| self.shape_error(model, &headers))?
+            }
+        };
+        Ok(completion(parsed, &headers, attempts, start))
+    }
+
+    fn shape_error(&self, model: &ModelEndpoint, headers: &HeaderMap) -> ProviderError {
+        self.invalid(
+            Some(model),
+            headers,
+            &format!(
+                "the answer does not have the shape of the `{}` api",
+                model.api
+            ),
+        )
     }
 
     /// Pipelines refuse parameters they do not know with a 400; like the
@@ -597,13 +673,12 @@ impl LlmProvider for HuggingFace {
         let inner = &self.inner;
         match model.api {
             Api::Tgi => {
-                let body = wire::tgi_body(&request.prompt, &request.params);
                 inner
-                    .complete(
+                    .complete_tgi(
                         model,
                         &join(&model.base_url, "generate"),
-                        &body,
-                        wire::parse_tgi,
+                        &request.prompt,
+                        &request.params,
                     )
                     .await
             }

@@ -43,6 +43,98 @@ pub(crate) fn tgi_body(prompt: &str, params: &GenerationParams) -> Value {
     json!({ "inputs": prompt, "parameters": Value::Object(p) })
 }
 
+#[derive(serde::Serialize)]
+struct TgiBody<'a> {
+    inputs: &'a str,
+    parameters: TgiParameters<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct TgiParameters<'a> {
+    details: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_new_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+}
+
+/// [`tgi_body`], written straight to bytes (no JSON tree on the hot path).
+pub(crate) fn tgi_body_bytes(
+    prompt: &str,
+    params: &GenerationParams,
+) -> Result<bytes::Bytes, String> {
+    let body = TgiBody {
+        inputs: prompt,
+        parameters: TgiParameters {
+            details: true,
+            max_new_tokens: params.max_tokens,
+            seed: params.seed,
+            stop: &params.stop,
+            temperature: params.temperature,
+            top_p: params.top_p.filter(|t| *t < 1.0),
+        },
+    };
+    serde_json::to_vec(&body)
+        .map(bytes::Bytes::from)
+        .map_err(|e| format!("the request cannot be written as JSON: {e}"))
+}
+
+#[derive(serde::Deserialize)]
+struct TgiGenerated<'a> {
+    #[serde(borrow)]
+    generated_text: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    details: Option<TgiDetails<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TgiDetails<'a> {
+    #[serde(borrow, default)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    generated_tokens: Option<u64>,
+}
+
+/// [`parse_tgi`] on the raw answer, skipping what it does not need (prefill,
+/// token lists) instead of building a JSON tree. `None` when the answer is not
+/// of that exact shape; the caller then falls back to [`parse_tgi`].
+pub(crate) fn parse_tgi_bytes(raw: &[u8], headers: &HeaderMap) -> Option<Parsed> {
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace())?;
+    let g: TgiGenerated<'_> = if *first == b'[' {
+        let mut all: Vec<TgiGenerated<'_>> = serde_json::from_slice(raw).ok()?;
+        if all.is_empty() {
+            return None;
+        }
+        all.swap_remove(0)
+    } else {
+        serde_json::from_slice(raw).ok()?
+    };
+    let finish_reason = g
+        .details
+        .as_ref()
+        .and_then(|d| d.finish_reason.as_deref())
+        .map(FinishReason::from_wire);
+    let generated = g
+        .details
+        .as_ref()
+        .and_then(|d| d.generated_tokens)
+        .and_then(|n| u32::try_from(n).ok());
+    Some(Parsed {
+        text: g.generated_text.into_owned(),
+        finish_reason,
+        usage: Usage {
+            prompt_tokens: header_u32(headers, "x-prompt-tokens"),
+            completion_tokens: generated.or_else(|| header_u32(headers, "x-generated-tokens")),
+        },
+    })
+}
+
 /// `/v1/chat/completions`.
 pub(crate) fn chat_body(
     model: &str,
@@ -217,6 +309,47 @@ pub(crate) fn is_unused_kwargs(message: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn typed_tgi_body_and_answer_match_the_json_tree_versions() {
+        let cases = [
+            GenerationParams::default(),
+            GenerationParams {
+                max_tokens: Some(20),
+                temperature: Some(0.5),
+                top_p: Some(1.0),
+                stop: vec!["\n".into(), "</s>".into()],
+                seed: Some(7),
+            },
+            GenerationParams {
+                top_p: Some(0.9),
+                ..GenerationParams::default()
+            },
+        ];
+        for p in &cases {
+            let typed: Value =
+                serde_json::from_slice(&tgi_body_bytes("say \"hi\"", p).unwrap()).unwrap();
+            assert_eq!(typed, tgi_body("say \"hi\"", p), "{p:?}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("x-prompt-tokens", "5".parse().unwrap());
+        for answer in [
+            r#"{"generated_text": "a\"b", "details": {"finish_reason": "length", "generated_tokens": 3, "seed": null, "prefill": [], "tokens": [{"id": 1}]}}"#,
+            r#"[{"generated_text": "x"}]"#,
+            r#"{"generated_text": "y", "details": null}"#,
+        ] {
+            let v: Value = serde_json::from_str(answer).unwrap();
+            let a = parse_tgi_bytes(answer.as_bytes(), &headers).unwrap();
+            let b = parse_tgi(&v, &headers).unwrap();
+            assert_eq!(
+                (a.text, a.finish_reason, a.usage),
+                (b.text, b.finish_reason, b.usage)
+            );
+        }
+        assert!(parse_tgi_bytes(b"[]", &headers).is_none());
+        assert!(parse_tgi_bytes(br#"{"error": "x"}"#, &headers).is_none());
+    }
+
     use super::*;
     use crate::provider::ChatRole;
 
