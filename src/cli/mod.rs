@@ -167,6 +167,20 @@ impl ConfigArg {
 }
 
 impl ConfigArg {
+    /// For long-running commands (`serve`, `worker`): the config path (kept for
+    /// reloads) and the loaded config, its warnings written to `io.err`.
+    pub(crate) fn load_for_service(
+        &self,
+        io: &mut Io<'_>,
+    ) -> Result<(PathBuf, LoadedConfig), Exit> {
+        let path = self.path(io)?.to_path_buf();
+        let loaded = self.load(io)?;
+        for w in &loaded.warnings {
+            let _ = writeln!(io.err, "{w}");
+        }
+        Ok((path, loaded))
+    }
+
     /// Load the config and build a Connector over it, or write why not.
     pub(crate) fn connector(&self, io: &mut Io<'_>) -> Result<crate::connector::Connector, Exit> {
         let loaded = self.load(io)?;

@@ -57,17 +57,10 @@ pub(crate) fn init_logs(format: LogFormat) {
 }
 
 pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
-    let path = match args.config.path(io) {
-        Ok(p) => p.to_path_buf(),
+    let (path, loaded) = match args.config.load_for_service(io) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    let loaded = match args.config.load(io) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    for w in &loaded.warnings {
-        let _ = writeln!(io.err, "{w}");
-    }
     init_logs(args.log_format);
     let connector = match Connector::new(loaded.catalog) {
         Ok(c) => Arc::new(c),

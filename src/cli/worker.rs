@@ -24,17 +24,10 @@ pub(crate) struct WorkerArgs {
 }
 
 pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
-    let path = match args.config.path(io) {
-        Ok(p) => p.to_path_buf(),
+    let (path, loaded) = match args.config.load_for_service(io) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    let loaded = match args.config.load(io) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    for w in &loaded.warnings {
-        let _ = writeln!(io.err, "{w}");
-    }
     let Some(settings) = loaded.catalog.worker().cloned() else {
         let _ = writeln!(
             io.err,

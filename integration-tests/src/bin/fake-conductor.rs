@@ -9,13 +9,7 @@ use hfconnect_integration_tests::fake_conductor::{FakeConductor, Schedule};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = hfconnect_integration_tests::flag_value;
     let port: u16 = value("--port").and_then(|p| p.parse().ok()).unwrap_or(8080);
     let count: usize = value("--schedule")
         .and_then(|n| n.parse().ok())

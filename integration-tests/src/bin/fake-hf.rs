@@ -3,13 +3,7 @@
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = hfconnect_integration_tests::flag_value;
     let port: u16 = value("--port").and_then(|p| p.parse().ok()).unwrap_or(8089);
     let token = value("--token").unwrap_or_else(|| "hf_fake_token".to_string());
     let server = hfconnect_integration_tests::fake_hf::FakeHf::start_on(&token, port).await?;

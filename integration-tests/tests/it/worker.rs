@@ -117,16 +117,7 @@ impl Setup {
         settings: WorkerSettings,
         done: impl Fn(&FakeConductor) -> bool,
     ) -> WorkerReport {
-        let worker = Worker::new(
-            self.connector.clone(),
-            settings,
-            &url::Url::parse(&self.conductor.url()).unwrap(),
-        )
-        .unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(worker.run(async move {
-            let _ = rx.await;
-        }));
+        let (tx, handle) = spawn_worker(self, settings);
         let end = std::time::Instant::now() + Duration::from_secs(20);
         while !done(&self.conductor) && std::time::Instant::now() < end {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -375,16 +366,7 @@ async fn orkes_tokens_are_fetched_refreshed_and_renewed_after_a_401() {
 
     // Revoked on the server side while the worker runs: one 401, a new token,
     // and work goes on.
-    let worker = Worker::new(
-        s.connector.clone(),
-        s.settings.clone(),
-        &url::Url::parse(&c.url()).unwrap(),
-    )
-    .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(worker.run(async move {
-        let _ = rx.await;
-    }));
+    let (tx, handle) = spawn_worker(&s, s.settings.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = c.auth_counts();
     c.revoke_tokens();
@@ -427,16 +409,7 @@ async fn conductor_down_or_failing_is_waited_out_without_a_busy_loop() {
             ))
         })
         .collect();
-    let worker = Worker::new(
-        s.connector.clone(),
-        s.settings.clone(),
-        &url::Url::parse(&c.url()).unwrap(),
-    )
-    .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(worker.run(async move {
-        let _ = rx.await;
-    }));
+    let (tx, handle) = spawn_worker(&s, s.settings.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     c.push_n(CRoute::Poll, CFault::Status(503, "no".into()), 3);
     c.push_n(CRoute::Update, CFault::Status(502, "bad gateway".into()), 4);
