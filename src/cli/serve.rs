@@ -43,7 +43,7 @@ pub(crate) struct KeysNewArgs {
     app: String,
 }
 
-pub(crate) fn init_logs(format: LogFormat) {
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -56,21 +56,29 @@ pub(crate) fn init_logs(format: LogFormat) {
     };
 }
 
+/// For long-running commands: logs on, the Connector over `catalog`, and a
+/// multi-threaded runtime; or the message and exit code.
+pub(crate) fn start_service(
+    catalog: crate::catalog::Catalog,
+    log_format: LogFormat,
+    io: &mut Io<'_>,
+) -> Result<(Arc<Connector>, tokio::runtime::Runtime), Exit> {
+    init_logs(log_format);
+    let connector = Connector::new(catalog).map_err(|e| {
+        let _ = writeln!(io.err, "error: {e}");
+        EXIT_FAILURE
+    })?;
+    let rt = super::runtime(true, io)?;
+    Ok((Arc::new(connector), rt))
+}
+
 pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
     let (path, loaded) = match args.config.load_for_service(io) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    init_logs(args.log_format);
-    let connector = match Connector::new(loaded.catalog) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            let _ = writeln!(io.err, "error: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-    let rt = match super::runtime(true, io) {
-        Ok(rt) => rt,
+    let (connector, rt) = match start_service(loaded.catalog, args.log_format, io) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let options = ServeOptions {

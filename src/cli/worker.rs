@@ -1,15 +1,12 @@
 //! `hfconnect worker`: run as a Conductor external worker, with the config's
 //! `[worker]` section, until SIGTERM or Ctrl-C.
 
-use std::sync::Arc;
-
 use clap::Args;
 use url::Url;
 
-use super::serve::{init_logs, LogFormat};
-use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
+use super::serve::{start_service, LogFormat};
+use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK};
 use crate::conductor::Worker;
-use crate::connector::Connector;
 
 #[derive(Debug, Args)]
 pub(crate) struct WorkerArgs {
@@ -56,16 +53,8 @@ pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
             return EXIT_BAD_INPUT;
         }
     };
-    init_logs(args.log_format);
-    let connector = match Connector::new(loaded.catalog) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            let _ = writeln!(io.err, "error: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-    let rt = match super::runtime(true, io) {
-        Ok(rt) => rt,
+    let (connector, rt) = match start_service(loaded.catalog, args.log_format, io) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let worker = match Worker::new(connector.clone(), settings, &url) {
