@@ -24,6 +24,7 @@ pub mod cli;
 pub mod conductor;
 pub mod config;
 pub mod connector;
+mod exposure;
 pub mod keys;
 mod limits;
 pub mod metrics;

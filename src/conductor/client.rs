@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use reqwest::header::HeaderValue;
 use reqwest::{RequestBuilder, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
@@ -233,13 +233,6 @@ impl fmt::Debug for ConductorClient {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TokenRequest<'a> {
-    key_id: &'a str,
-    key_secret: &'a str,
-}
-
 #[derive(Deserialize)]
 struct TokenResponse {
     token: String,
@@ -302,15 +295,15 @@ impl ConductorClient {
                 }
             }
         }
-        let body = TokenRequest {
-            key_id: &auth.key_id,
-            key_secret: auth.key_secret.expose_secret(),
-        };
         let resp = self
             .http
             .post(format!("{}/token", self.base))
             .timeout(REQUEST_TIMEOUT)
-            .json(&body)
+            .header("content-type", "application/json")
+            .body(crate::exposure::orkes_token_body(
+                &auth.key_id,
+                &auth.key_secret,
+            ))
             .send()
             .await
             .map_err(|e| ConductorError::from_reqwest("cannot get a token from Conductor", &e))?;

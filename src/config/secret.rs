@@ -162,9 +162,7 @@ fn read_token_file(path: &Path) -> Result<SecretString, String> {
 }
 
 fn shape_warning(value: &SecretString) -> Option<String> {
-    use secrecy::ExposeSecret;
-    // Inspects the prefix only; nothing of the value leaves this function.
-    if value.expose_secret().starts_with("hf_") {
+    if crate::exposure::has_prefix(value, "hf_") {
         None
     } else {
         Some(
@@ -206,8 +204,8 @@ pub(crate) fn resolve_secret(location: ApiKeyLocation, base: &Path, env: &EnvLoo
                  (`api_key = { file = \"...\" }` or `{ env = \"...\" }`)"
                     .to_string(),
             );
-            let value = clean(secrecy::ExposeSecret::expose_secret(&v))
-                .ok_or_else(|| "the inline key is empty".to_string());
+            let value =
+                crate::exposure::trimmed(&v).ok_or_else(|| "the inline key is empty".to_string());
             (KeySource::Inline, None, value)
         }
         ApiKeyLocation::Huggingface => {
@@ -263,7 +261,6 @@ fn huggingface_lookup(env: &EnvLookup) -> (Option<String>, Result<SecretString, 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
     use std::collections::HashMap;
 
     pub(crate) fn env_of(pairs: &[(&str, &str)]) -> EnvLookup {
@@ -277,7 +274,7 @@ pub(crate) mod tests {
     /// The test helper that may expose a key.
     pub(crate) fn exposed(key: &ApiKey) -> String {
         key.secret()
-            .map(|s| s.expose_secret().to_string())
+            .map(crate::exposure::reveal)
             .unwrap_or_default()
     }
 

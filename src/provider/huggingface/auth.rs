@@ -1,9 +1,9 @@
-//! The API key on the wire. This is the one place the secret is exposed: to
-//! build the `Authorization` header, and to scrub the key from anything the
-//! server echoes back before it reaches an error message.
+//! The API key on the wire: the `Authorization` header, and scrubbing the key
+//! from anything the server echoes back before it reaches an error message
+//! (both through [`crate::exposure`], the one place secrets are exposed).
 
 use reqwest::header::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 /// An integration's key, or why it has none.
 #[derive(Clone)]
@@ -26,14 +26,9 @@ impl std::fmt::Debug for Credential {
 impl Credential {
     pub(crate) fn new(key: Result<SecretString, String>) -> Self {
         let header = match &key {
-            Ok(k) => HeaderValue::from_str(&format!("Bearer {}", k.expose_secret()))
-                .map(|mut v| {
-                    v.set_sensitive(true);
-                    v
-                })
-                .map_err(|_| {
-                    "the key holds characters that cannot go in an HTTP header".to_string()
-                }),
+            Ok(k) => crate::exposure::bearer_header(k).ok_or_else(|| {
+                "the key holds characters that cannot go in an HTTP header".to_string()
+            }),
             Err(why) => Err(why.clone()),
         };
         Self { key, header }
@@ -51,10 +46,8 @@ impl Credential {
     /// `text` with every occurrence of the key replaced by `[REDACTED]`.
     pub(crate) fn redact(&self, text: &str) -> String {
         match &self.key {
-            Ok(k) if !k.expose_secret().is_empty() && text.contains(k.expose_secret()) => {
-                text.replace(k.expose_secret(), "[REDACTED]")
-            }
-            _ => text.to_string(),
+            Ok(k) => crate::exposure::redact(k, text),
+            Err(_) => text.to_string(),
         }
     }
 }
