@@ -1,8 +1,9 @@
 //! API keys: where they live (the config says), resolved once at load.
 //!
 //! The value is a `secrecy::SecretString` from the moment it is read; Debug and
-//! Display show the location and `[REDACTED]`, never the value. The only code
-//! that exposes it builds the Authorization header (in the provider).
+//! Display show the location and `[REDACTED]`, never the value. Only
+//! `crate::exposure` reads the value (for the Authorization header, the Orkes
+//! token request, and the trimming and prefix checks made here).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -91,8 +92,8 @@ impl ApiKey {
         self.value.as_ref().err().map(|r| &**r)
     }
 
-    /// The key, or why there is none. Exposing it is the caller's business and
-    /// happens in exactly one place (the Authorization header).
+    /// The key, or why there is none. Within hfconnect only `crate::exposure`
+    /// reads its value.
     pub fn secret(&self) -> Result<&SecretString, &str> {
         self.value.as_ref().map_err(|r| &**r)
     }
