@@ -101,8 +101,8 @@ struct Inner {
     settings: Settings,
     client: reqwest::Client,
     credential: Credential,
-    /// `X-Scale-Up-Timeout`, built once.
-    scale_up_timeout: HeaderValue,
+    /// `X-Scale-Up-Timeout` (seconds, interned).
+    scale_up_timeout: &'static str,
 }
 
 /// Where a call stands in its retries.
@@ -149,21 +149,22 @@ fn router_model_url(model: &ModelEndpoint) -> String {
     )
 }
 
-const X_REQUEST_ID: reqwest::header::HeaderName =
-    reqwest::header::HeaderName::from_static("x-request-id");
 const X_SCALE_UP_TIMEOUT: reqwest::header::HeaderName =
     reqwest::header::HeaderName::from_static("x-scale-up-timeout");
 
-/// `hfconnect-` and 16 random hex digits, without a heap string.
-fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = *b"hfconnect-0000000000000000";
-    let mut n = fastrand::u64(..);
-    for b in buf[10..].iter_mut().rev() {
-        *b = HEX[(n & 15) as usize];
-        n >>= 4;
+/// A number of seconds as a `'static` string, each distinct value leaked once
+/// (configs hold a handful), so that its header value needs no reference count.
+fn interned_seconds(n: u64) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<(u64, &'static str)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, s)) = seen.iter().find(|(k, _)| *k == n) {
+        return s;
     }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("hfconnect"))
+    let s: &'static str = Box::leak(n.to_string().into_boxed_str());
+    seen.push((n, s));
+    s
 }
 
 impl HuggingFace {
@@ -174,7 +175,6 @@ impl HuggingFace {
         key: Result<SecretString, String>,
     ) -> Result<HuggingFace, ProviderError> {
         let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
             .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
@@ -185,7 +185,7 @@ impl HuggingFace {
             })?;
         Ok(HuggingFace {
             inner: Arc::new(Inner {
-                scale_up_timeout: HeaderValue::from(settings.cold_start.wait.as_secs()),
+                scale_up_timeout: interned_seconds(settings.cold_start.wait.as_secs()),
                 settings,
                 client,
                 credential: Credential::new(key),
@@ -285,10 +285,18 @@ impl Inner {
             .client
             .request(method, url)
             .header(AUTHORIZATION, bearer)
-            .header(X_REQUEST_ID, new_request_id());
+            // Static header values carry no reference count for the worker
+            // threads to contend on (the profile showed shared ones did).
+            .header(
+                reqwest::header::USER_AGENT,
+                HeaderValue::from_static(USER_AGENT),
+            );
         if model.is_some() && !self.settings.cold_start.wait.is_zero() {
             // Asks the Inference Endpoints proxy to hold the request while a replica starts.
-            b = b.header(X_SCALE_UP_TIMEOUT, self.scale_up_timeout.clone());
+            b = b.header(
+                X_SCALE_UP_TIMEOUT,
+                HeaderValue::from_static(self.scale_up_timeout),
+            );
         }
         Ok(b)
     }
