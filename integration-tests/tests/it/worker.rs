@@ -808,3 +808,38 @@ fn the_binary_explains_a_missing_worker_section_or_url() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conductor_secret_never_appears_in_logs_reports_or_debug() {
+    const SECRET: &str = "orkes-secret-5f1c9a7e-never-print";
+    let logs = crate::provider_secrets::global_logs();
+    let s = setup(&format!(
+        "[worker]\napp = \"batch\"\npoll_timeout = 0.2\nkey_id = \"kid\"\nkey_secret = {{ value = \"{SECRET}\" }}"
+    ))
+    .await;
+    let c = &s.conductor;
+    c.require_auth("kid", SECRET, Duration::from_secs(1));
+    let ok = c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "fine")));
+    let denied = c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("nope", "x")));
+    s.run_all().await;
+    assert_eq!(c.workflow(&ok).unwrap().status, "COMPLETED");
+    assert_eq!(c.workflow(&denied).unwrap().status, "FAILED");
+    // Refused credentials: errors are logged, the secret is not.
+    let mut wrong = s.settings.clone();
+    if let Some(a) = wrong.auth.as_mut() {
+        a.key_id = "other".into();
+    }
+    let until = std::time::Instant::now() + Duration::from_millis(600);
+    let report = s
+        .run_until(wrong, |_| std::time::Instant::now() >= until)
+        .await;
+    assert!(report.poll_errors >= 1);
+
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(text.contains("poll failed"), "the refusal was not logged");
+    assert!(!text.contains(SECRET), "the secret is in the logs");
+    for r in c.reports() {
+        assert!(!r.body.to_string().contains(SECRET), "{}", r.body);
+    }
+    assert!(!format!("{:?} {report:?}", s.settings).contains(SECRET));
+}
