@@ -335,8 +335,11 @@ async fn poll_loop(
                     };
                     tokio::spawn(run_task(inner.clone(), task, permit));
                 }
-                if empty && started.elapsed() < s.poll_timeout.min(EMPTY_POLL_PAUSE) {
-                    pause(EMPTY_POLL_PAUSE, &mut stop).await;
+                // Also covers `poll_timeout = 0`: an empty answer that came
+                // back at once is followed by a short pause, never a spin.
+                let took = started.elapsed();
+                if empty && took < EMPTY_POLL_PAUSE {
+                    pause(EMPTY_POLL_PAUSE - took, &mut stop).await;
                 }
             }
             Err(e) => {

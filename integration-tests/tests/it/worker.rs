@@ -843,3 +843,24 @@ async fn the_conductor_secret_never_appears_in_logs_reports_or_debug() {
     }
     assert!(!format!("{:?} {report:?}", s.settings).contains(SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_queue_is_not_polled_in_a_busy_loop() {
+    // `poll_timeout = 0`: Conductor answers an empty poll at once.
+    let s = setup("[worker]\napp = \"batch\"\npoll_timeout = 0").await;
+    let started = std::time::Instant::now();
+    let until = started + Duration::from_secs(1);
+    s.run_until(s.settings.clone(), |_| std::time::Instant::now() >= until)
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    let (polls, queries) = s.conductor.polls();
+    // Three task types, at most one poll each per 100 ms (and a little slack).
+    assert!(
+        (polls as f64) <= 3.0 * (secs * 10.0 + 2.0),
+        "{polls} polls in {secs:.2} s"
+    );
+    assert!(
+        queries.iter().all(|q| q.contains("timeout=0")),
+        "{queries:?}"
+    );
+}
