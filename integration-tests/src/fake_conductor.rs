@@ -171,6 +171,7 @@ struct Inner {
     tokens: HashMap<String, Instant>,
     token_requests: u64,
     unauthorized: u64,
+    workflow_lookups: u64,
 }
 
 struct Shared {
@@ -604,7 +605,8 @@ async fn handle(
         }
         Some(CRoute::Workflow) => {
             let id = path.trim_start_matches("/api/workflow/");
-            let g = lock(&s.inner);
+            let mut g = lock(&s.inner);
+            g.workflow_lookups += 1;
             match g.workflows.get(id) {
                 Some(w) => json_resp(&json!({
                     "workflowId": w.id, "status": w.status, "workflowName": "llm_flow", "workflowVersion": 1,
@@ -817,6 +819,11 @@ impl FakeConductor {
     /// Forget every issued token (the next request with one gets 401).
     pub fn revoke_tokens(&self) {
         lock(&self.shared.inner).tokens.clear();
+    }
+
+    /// `GET /workflow/{id}` requests so far.
+    pub fn workflow_lookups(&self) -> u64 {
+        lock(&self.shared.inner).workflow_lookups
     }
 
     /// Token requests and requests refused with 401 so far.

@@ -238,6 +238,17 @@ async fn retryable_errors_fail_or_come_back_later() {
         c.task(&w.tasks[1]).unwrap().output.unwrap()["result"],
         "again"
     );
+
+    // Retries used up: after `retryCount` retries the workflow fails.
+    s.hf.push_n(Route::Generate, Fault::text(500, "still broken"), 4);
+    let exhausted = c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "never")).retries(1));
+    s.run_all().await;
+    let w = c.workflow(&exhausted).unwrap();
+    assert_eq!(w.status, "FAILED");
+    assert_eq!(w.tasks.len(), 2, "the first try and one retry");
+    for t in &w.tasks {
+        assert_eq!(c.task(t).unwrap().status, "FAILED");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,6 +309,12 @@ async fn task_input_identity_and_group_scope() {
 async fn workflow_identity_is_looked_up_once_per_workflow() {
     let s = setup("[worker]\nidentity = \"workflow\"\npoll_timeout = 0.2").await;
     let c = &s.conductor;
+    // Alone first, so that the faults hit it: its retry (a second task of the
+    // same workflow) must use the cached owner.
+    s.hf.push_n(Route::Generate, Fault::text(500, "boom"), 2);
+    let retried =
+        c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "r")).created_by("ann"));
+    s.run_all().await;
     let by_user =
         c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "u")).created_by("ann"));
     let by_app =
@@ -305,10 +322,6 @@ async fn workflow_identity_is_looked_up_once_per_workflow() {
     let nobody = c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "n")));
     let denied =
         c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "d")).created_by("app:intruder"));
-    // A retried task of the same workflow uses the cached owner.
-    s.hf.push_n(Route::Generate, Fault::text(500, "boom"), 2);
-    let retried =
-        c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "r")).created_by("ann"));
     s.run_all().await;
     for wf in [&by_user, &by_app, &retried] {
         assert_eq!(c.workflow(wf).unwrap().status, "COMPLETED", "{wf}");
@@ -331,6 +344,9 @@ async fn workflow_identity_is_looked_up_once_per_workflow() {
         .logs
         .join(" ")
         .contains("as `user:ann`"));
+    // One lookup per workflow: the retry of `retried` used the cached owner.
+    assert_eq!(c.workflow(&retried).unwrap().tasks.len(), 2);
+    assert_eq!(c.workflow_lookups(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
