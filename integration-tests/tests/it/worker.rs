@@ -634,6 +634,10 @@ async fn shutdown_mid_run_finishes_and_reports_what_it_started() {
         .collect();
     let (stop, handle) = spawn_worker(&s, s.settings.clone());
     tokio::time::sleep(Duration::from_millis(1000)).await;
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while c.in_progress() == 0 && std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(
         c.in_progress() > 0,
         "nothing running when the shutdown came"
@@ -677,7 +681,10 @@ async fn tasks_outliving_the_grace_period_are_left_for_conductor_to_requeue() {
         })
         .collect();
     let (stop, handle) = spawn_worker(&s, s.settings.clone());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while c.in_progress() < 2 && std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(c.in_progress(), 2);
     let _ = stop.send(());
     let first = handle.await.unwrap();
@@ -741,10 +748,11 @@ async fn the_binary_stops_on_sigterm_after_reporting_its_running_tasks() {
         .spawn()
         .unwrap();
     let end = std::time::Instant::now() + Duration::from_secs(20);
-    while c.reports().len() < 3 && std::time::Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // SIGTERM once some tasks are done and others are running.
+    while !(c.reports().len() >= 3 && c.in_progress() > 0) && std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(c.in_progress() > 0);
+    assert!(c.in_progress() > 0, "no task running to cut short");
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
