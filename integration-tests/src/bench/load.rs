@@ -103,8 +103,8 @@ impl Drop for ServeProcess {
     }
 }
 
-/// Start `bin serve` on `config` and wait until it answers.
-pub async fn start_serve(bin: &Path, config: &Path) -> Result<ServeProcess, String> {
+/// Start `bin serve` on `config` (the upstream accepting `token`) and wait until it answers.
+pub async fn start_serve(bin: &Path, config: &Path, token: &str) -> Result<ServeProcess, String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
@@ -113,7 +113,7 @@ pub async fn start_serve(bin: &Path, config: &Path) -> Result<ServeProcess, Stri
         .args(["serve", "--config"])
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("HF_TOKEN", TOKEN)
+        .env("HF_TOKEN", token)
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -144,6 +144,7 @@ pub async fn start_serve(bin: &Path, config: &Path) -> Result<ServeProcess, Stri
 
 /// Everything the three paths need.
 pub struct Targets {
+    token: String,
     direct_url: String,
     direct_body: bytes::Bytes,
     client: reqwest::Client,
@@ -155,14 +156,17 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Build the paths against `fake`; `serve` is the running service, if any.
+    /// Build the paths against the endpoint at `upstream` accepting `token`;
+    /// `serve` is the running service, if any.
     pub fn new(
-        fake: &FakeHf,
+        upstream: &str,
+        token: &str,
         config_path: &Path,
         serve: Option<&ServeProcess>,
     ) -> Result<Targets, String> {
+        let key = token.to_string();
         let env: hfconnect::config::EnvLookup =
-            Arc::new(|k| (k == "HF_TOKEN").then(|| TOKEN.to_string()));
+            Arc::new(move |k| (k == "HF_TOKEN").then(|| key.clone()));
         let connector = Connector::from_path(config_path, &LoadOptions::new().env(env))
             .map_err(|e| e.to_string())?;
         let principal = connector
@@ -182,7 +186,8 @@ impl Targets {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Targets {
-            direct_url: format!("{}/generate", fake.url()),
+            token: token.to_string(),
+            direct_url: format!("{}/generate", upstream.trim_end_matches('/')),
             direct_body: direct_body.into(),
             client,
             connector: Arc::new(connector),
@@ -202,7 +207,7 @@ impl Targets {
                 let resp = self
                     .client
                     .post(&self.direct_url)
-                    .bearer_auth(TOKEN)
+                    .bearer_auth(&self.token)
                     .json(&body)
                     .send()
                     .await

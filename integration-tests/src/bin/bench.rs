@@ -37,7 +37,14 @@ struct Args {
     /// Wall-clock cap per path and level, in seconds.
     #[arg(long, default_value_t = 60)]
     max_seconds: u64,
-    /// Delay the fake endpoint adds to every answer, in milliseconds.
+    /// Use an endpoint already running (such as `--bin fake-hf --port 8089`)
+    /// instead of the in-process fake; its CPU time is then not counted.
+    #[arg(long, value_name = "URL")]
+    upstream_url: Option<String>,
+    /// The token the `--upstream-url` endpoint accepts.
+    #[arg(long, default_value = "hf_fake_token")]
+    upstream_token: String,
+    /// Delay the in-process fake endpoint adds to every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     upstream_delay_ms: u64,
     /// Skip the `serve` path.
@@ -130,14 +137,26 @@ fn chrono_like_now() -> String {
 }
 
 async fn load_table(args: &Args) -> Result<(), String> {
-    let fake = FakeHf::start(load::TOKEN)
-        .await
-        .map_err(|e| e.to_string())?;
-    fake.set_recording(false);
-    fake.behave(|b| b.delay = Duration::from_millis(args.upstream_delay_ms));
+    let (fake, upstream, token) = match &args.upstream_url {
+        Some(url) => {
+            if args.upstream_delay_ms > 0 {
+                return Err("`--upstream-delay-ms` applies to the in-process fake only".into());
+            }
+            (None, url.clone(), args.upstream_token.clone())
+        }
+        None => {
+            let fake = FakeHf::start(load::TOKEN)
+                .await
+                .map_err(|e| e.to_string())?;
+            fake.set_recording(false);
+            fake.behave(|b| b.delay = Duration::from_millis(args.upstream_delay_ms));
+            let url = fake.url();
+            (Some(fake), url, load::TOKEN.to_string())
+        }
+    };
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = dir.path().join("bench.toml");
-    std::fs::write(&config, load::config(&fake.url())).map_err(|e| e.to_string())?;
+    std::fs::write(&config, load::config(&upstream)).map_err(|e| e.to_string())?;
     let serve = if args.no_serve || args.only.as_deref().is_some_and(|o| o != "serve") {
         None
     } else {
@@ -145,10 +164,13 @@ async fn load_table(args: &Args) -> Result<(), String> {
             Some(b) => b.clone(),
             None => hfconnect_integration_tests::hfconnect_bin_release()?,
         };
-        Some(load::start_serve(&bin, &config).await?)
+        Some(load::start_serve(&bin, &config, &token).await?)
     };
-    let targets = Arc::new(Targets::new(&fake, &config, serve.as_ref())?);
-    targets.verify(&fake).await?;
+    let targets = Arc::new(Targets::new(&upstream, &token, &config, serve.as_ref())?);
+    match &fake {
+        Some(f) => targets.verify(f).await?,
+        None => println!("(external upstream `{upstream}`: the check that the library sends the direct body is skipped)\n"),
+    }
     let mut paths = vec![PathKind::Direct, PathKind::Library];
     if serve.is_some() {
         paths.push(PathKind::Serve);
@@ -158,7 +180,15 @@ async fn load_table(args: &Args) -> Result<(), String> {
     }
     let serve_pid = serve.as_ref().map(load::ServeProcess::pid);
     println!("## Overhead against a direct call\n");
-    println!("Upstream: the in-process fake TGI endpoint, {} ms added delay. Latencies in µs; `added` is the path's quantile minus direct's at the same concurrency; `cpu/task` is the CPU time of the whole system (this process, which also runs the fake endpoint, plus `serve` on its path) per request.\n", args.upstream_delay_ms);
+    let upstream_text = if fake.is_some() {
+        format!(
+            "the in-process fake TGI endpoint, {} ms added delay",
+            args.upstream_delay_ms
+        )
+    } else {
+        format!("`{upstream}` (another process; its CPU time is not counted)")
+    };
+    println!("Upstream: {upstream_text}. Latencies in µs; `added` is the path's quantile minus direct's at the same concurrency; `cpu/task` is the CPU time of this process (which also runs the fake endpoint when it is in-process) plus `serve` on its path, per request.\n");
     println!("| path | concurrency | requests | throughput/s | p50 | p99 | p99.9 | added p50 | added p99 | ratio to direct | cpu/task µs |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut findings = Vec::new();
