@@ -105,6 +105,15 @@ pub enum Task {
 }
 
 impl Task {
+    /// The task of `kind` from its input as engines send it (Orkes field names).
+    pub fn from_json(kind: TaskKind, input: Value) -> Result<Task, serde_json::Error> {
+        Ok(match kind {
+            TaskKind::TextGeneration => Task::TextComplete(serde_json::from_value(input)?),
+            TaskKind::Chat => Task::ChatComplete(serde_json::from_value(input)?),
+            TaskKind::Summarization => Task::Summarize(serde_json::from_value(input)?),
+        })
+    }
+
     /// What kind of task this is.
     pub fn kind(&self) -> TaskKind {
         match self {

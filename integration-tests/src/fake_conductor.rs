@@ -516,8 +516,10 @@ async fn handle(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
             + ttl.as_secs();
-        let payload =
-            base64_url(format!("{{\"sub\":\"{id}\",\"exp\":{exp},\"n\":\"{n}\"}}").as_bytes());
+        let payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            format!("{{\"sub\":\"{id}\",\"exp\":{exp},\"n\":\"{n}\"}}"),
+        );
         let token = format!("eyJhbGciOiJIUzI1NiJ9.{payload}.fakesig");
         g.tokens.insert(token.clone(), Instant::now() + ttl);
         return json_resp(&json!({"token": token}));
@@ -630,23 +632,6 @@ async fn handle(
             text(404, format!("no route {method} {path}"))
         }
     }
-}
-
-fn base64_url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
 }
 
 impl FakeConductor {

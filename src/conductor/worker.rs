@@ -471,13 +471,7 @@ fn task_of(kind: TaskKind, task_type: &str, input: &Map<String, Value>) -> Resul
         .filter(|(k, _)| !k.starts_with('_'))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let v = Value::Object(fields);
-    let parsed = match kind {
-        TaskKind::TextGeneration => serde_json::from_value(v).map(Task::TextComplete),
-        TaskKind::Chat => serde_json::from_value(v).map(Task::ChatComplete),
-        TaskKind::Summarization => serde_json::from_value(v).map(Task::Summarize),
-    };
-    parsed.map_err(|e| {
+    Task::from_json(kind, Value::Object(fields)).map_err(|e| {
         Failure::terminal(
             "invalid_input",
             format!("the input of `{task_type}` task is invalid: {e}"),

@@ -23,6 +23,7 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
 
 use crate::access::{Principal, Subject};
+use crate::catalog::TaskKind;
 use crate::connector::Connector;
 use crate::provider::ErrorKind;
 pub use crate::reload::{shutdown_signal, WATCH_INTERVAL};
@@ -180,10 +181,10 @@ fn parse_task(kind: &str, body: &[u8]) -> Result<(Task, bool), ApiError> {
             format!("invalid task input: {e}"),
         )
     };
-    let task = match kind {
-        "text-complete" => Task::TextComplete(serde_json::from_value(v).map_err(invalid)?),
-        "chat-complete" => Task::ChatComplete(serde_json::from_value(v).map_err(invalid)?),
-        "summarize" => Task::Summarize(serde_json::from_value(v).map_err(invalid)?),
+    let kind = match kind {
+        "text-complete" => TaskKind::TextGeneration,
+        "chat-complete" => TaskKind::Chat,
+        "summarize" => TaskKind::Summarization,
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -194,6 +195,7 @@ fn parse_task(kind: &str, body: &[u8]) -> Result<(Task, bool), ApiError> {
             ))
         }
     };
+    let task = Task::from_json(kind, v).map_err(invalid)?;
     Ok((task, stream))
 }
 

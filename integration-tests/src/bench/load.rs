@@ -142,11 +142,16 @@ pub async fn start_serve(bin: &Path, config: &Path, token: &str) -> Result<Serve
     Err("`hfconnect serve` did not come up within 5 s".into())
 }
 
+/// The TGI body of the direct path: exactly what the provider sends for the
+/// library's task (checked in [`Targets::verify`]).
+fn direct_body() -> Value {
+    json!({"inputs": PROMPT, "parameters": {"details": true}})
+}
+
 /// Everything the three paths need.
 pub struct Targets {
     token: String,
     direct_url: String,
-    direct_body: bytes::Bytes,
     client: reqwest::Client,
     connector: Arc<Connector>,
     principal: Principal,
@@ -178,8 +183,6 @@ impl Targets {
             prompt: Some(PROMPT.into()),
             ..Default::default()
         });
-        // Exactly what the provider sends for this task (checked in `verify`).
-        let direct_body = json!({"inputs": PROMPT, "parameters": {"details": true}}).to_string();
         let serve_body = json!({"llmProvider": "hf", "model": "tgi", "prompt": PROMPT}).to_string();
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -188,7 +191,6 @@ impl Targets {
         Ok(Targets {
             token: token.to_string(),
             direct_url: format!("{}/generate", upstream.trim_end_matches('/')),
-            direct_body: direct_body.into(),
             client,
             connector: Arc::new(connector),
             principal,
@@ -203,7 +205,7 @@ impl Targets {
         match path {
             PathKind::Direct => {
                 // Like any client, build the body of each request from its prompt.
-                let body = json!({"inputs": PROMPT, "parameters": {"details": true}});
+                let body = direct_body();
                 let resp = self
                     .client
                     .post(&self.direct_url)
@@ -262,7 +264,7 @@ impl Targets {
             .first()
             .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
             .ok_or("the library sent nothing to /generate")?;
-        let direct: Value = serde_json::from_slice(&self.direct_body).map_err(|e| e.to_string())?;
+        let direct = direct_body();
         if body == direct {
             Ok(())
         } else {
