@@ -552,7 +552,7 @@ pub struct Policy {
     app_groups: HashMap<Arc<str>, Vec<Arc<str>>>,
 }
 
-type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+use crate::FxHashMap;
 
 /// A target as decisions need it: active or not, the integration above a
 /// model, and the grants on it by subject (indexes into `grants`; grants with

@@ -4,7 +4,6 @@
 //! Built only by [`crate::config`]'s validation, so every value in it has been
 //! checked: names are well formed and unique, URLs parse, references resolve.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -195,7 +194,7 @@ pub struct Integration {
     pub(crate) limits: Limits,
     pub(crate) queue_timeout: std::time::Duration,
     pub(crate) models: Vec<Model>,
-    pub(crate) model_index: HashMap<Arc<str>, usize>,
+    pub(crate) model_index: crate::FxHashMap<Arc<str>, usize>,
     pub(crate) origin: Origin,
 }
 
@@ -383,9 +382,9 @@ impl Application {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub(crate) integrations: Vec<Integration>,
-    pub(crate) integration_index: HashMap<Arc<str>, usize>,
+    pub(crate) integration_index: crate::FxHashMap<Arc<str>, usize>,
     pub(crate) prompts: Vec<Prompt>,
-    pub(crate) prompt_index: HashMap<Arc<str>, usize>,
+    pub(crate) prompt_index: crate::FxHashMap<Arc<str>, usize>,
     pub(crate) groups: Vec<Group>,
     pub(crate) applications: Vec<Application>,
     pub(crate) quotas: Vec<Quota>,

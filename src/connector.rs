@@ -29,6 +29,7 @@ use crate::provider::{
     LlmProvider, ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest, TextRequest,
 };
 use crate::task::{finish_reason_name, Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
+use crate::FxHashMap;
 
 /// Why a connector operation (other than a task) failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,10 +66,10 @@ const KINDS: [TaskKind; 3] = [
     TaskKind::Summarization,
 ];
 
-type Handles = HashMap<Arc<str>, HashMap<Arc<str>, [OkHandles; 3]>>;
+type Handles = FxHashMap<Arc<str>, FxHashMap<Arc<str>, [OkHandles; 3]>>;
 
 fn ok_handles(metrics: &Metrics, catalog: &Catalog) -> Handles {
-    let mut out: Handles = HashMap::new();
+    let mut out: Handles = FxHashMap::default();
     for i in catalog.integrations() {
         let models = out.entry(i.name_arc().clone()).or_default();
         for m in i.models() {
@@ -104,7 +105,7 @@ fn kind_index(k: TaskKind) -> usize {
 #[derive(Debug)]
 struct Snapshot {
     catalog: Arc<Catalog>,
-    providers: HashMap<String, HuggingFace>,
+    providers: FxHashMap<String, HuggingFace>,
     admission: Admission,
     handles: Handles,
 }
@@ -118,7 +119,7 @@ impl Snapshot {
     }
 
     fn new(catalog: Catalog, metrics: &Metrics) -> Result<Snapshot, ConnectorError> {
-        let mut providers = HashMap::new();
+        let mut providers = FxHashMap::default();
         for i in catalog.integrations() {
             let key = i.api_key().secret().cloned().map_err(str::to_string);
             providers.insert(
@@ -214,11 +215,13 @@ pub struct EndpointStatus {
 }
 
 /// A task checked and turned into a provider call.
-struct Prepared {
-    integration: Arc<str>,
-    model: Arc<str>,
-    provider: HuggingFace,
-    endpoint: Arc<ModelEndpoint>,
+/// A task ready to call its provider; borrows from the snapshot (taking
+/// shares of its `Arc`s made every task contend on their counts).
+struct Prepared<'s> {
+    integration: &'s str,
+    model: &'s str,
+    provider: &'s HuggingFace,
+    endpoint: &'s ModelEndpoint,
     call: Call,
     json_output: bool,
 }
@@ -625,39 +628,36 @@ impl Connector {
             started: Instant::now(),
         };
         let mut decided: Decided = None;
+        let handles = snap.handles(task.integration(), task.model(), task.kind());
         let prepared = prepare(&snap, principal, task, &mut decided);
         let result = match prepared {
             Ok(p) => {
                 let json_output = p.json_output;
                 let _permit = match snap
                     .admission
-                    .admit(principal, &p.integration, &p.model)
+                    .admit(principal, p.integration, p.model)
                     .await
                 {
                     Ok(permit) => permit,
                     Err(e) => {
                         let result = Err(e);
-                        audit.record(
-                            &decided,
-                            &result,
-                            snap.handles(task.integration(), task.model(), task.kind()),
-                        );
+                        audit.record(&decided, &result, handles);
                         return result;
                     }
                 };
                 let upstream = Instant::now();
                 let done = match &p.call {
-                    Call::Generate(r) => p.provider.generate(&p.endpoint, r).await,
-                    Call::Chat(r) => p.provider.chat(&p.endpoint, r).await,
-                    Call::Summarize(r) => p.provider.summarize(&p.endpoint, r).await,
+                    Call::Generate(r) => p.provider.generate(p.endpoint, r).await,
+                    Call::Chat(r) => p.provider.chat(p.endpoint, r).await,
+                    Call::Summarize(r) => p.provider.summarize(p.endpoint, r).await,
                 };
                 let took = upstream.elapsed().as_secs_f64();
-                match snap.handles(&p.integration, &p.model, task.kind()) {
+                match handles {
                     Some(h) => h.upstream.observe(took),
                     None => self
                         .metrics
                         .upstream_latency
-                        .with_label_values(&[&*p.integration, &*p.model])
+                        .with_label_values(&[p.integration, p.model])
                         .observe(took),
                 }
                 done.map_err(TaskError::from)
@@ -665,11 +665,7 @@ impl Connector {
             }
             Err(e) => Err(e),
         };
-        audit.record(
-            &decided,
-            &result,
-            snap.handles(task.integration(), task.model(), task.kind()),
-        );
+        audit.record(&decided, &result, handles);
         result
     }
 
@@ -699,7 +695,7 @@ impl Connector {
                     return;
                 }
             };
-            let _permit = match snap.admission.admit(&principal, &p.integration, &p.model).await {
+            let _permit = match snap.admission.admit(&principal, p.integration, p.model).await {
                 Ok(permit) => permit,
                 Err(e) => {
                     audit.record(&decided, &Err(e.clone()), snap.handles(task.integration(), task.model(), task.kind()));
@@ -708,8 +704,8 @@ impl Connector {
                 }
             };
             let mut inner = match p.call {
-                Call::Generate(r) => p.provider.generate_stream(&p.endpoint, r),
-                Call::Chat(r) => p.provider.chat_stream(&p.endpoint, r),
+                Call::Generate(r) => p.provider.generate_stream(p.endpoint, r),
+                Call::Chat(r) => p.provider.chat_stream(p.endpoint, r),
                 Call::Summarize(r) => {
                     let provider = p.provider.clone();
                     let endpoint = p.endpoint.clone();
@@ -846,12 +842,12 @@ impl Connector {
 
 /// The rules, in order: unknown names, inactive, grants, the model's task kinds,
 /// prompt variables, the prompt's model list; then the request.
-fn prepare(
-    snap: &Snapshot,
+fn prepare<'s>(
+    snap: &'s Snapshot,
     principal: &Principal,
     task: &Task,
     decided: &mut Decided,
-) -> Result<Prepared, TaskError> {
+) -> Result<Prepared<'s>, TaskError> {
     let catalog = &snap.catalog;
     let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
     let integration = catalog
@@ -1021,13 +1017,12 @@ fn prepare(
     let provider = snap
         .providers
         .get(integration.name())
-        .cloned()
         .ok_or_else(|| not_found(unknown_integration(catalog, integration.name())))?;
     Ok(Prepared {
-        integration: integration.name_arc().clone(),
-        model: model.name_arc().clone(),
+        integration: integration.name(),
+        model: model.name(),
         provider,
-        endpoint: model.spec().clone(),
+        endpoint: model.spec(),
         call,
         json_output,
     })

@@ -37,6 +37,10 @@ impl Gate {
                 .map(|n| (Arc::new(Semaphore::new(n.get() as usize)), n.get())),
         }
     }
+
+    fn limits_anything(&self) -> bool {
+        self.rate.is_some() || self.slots.is_some()
+    }
 }
 
 struct QuotaRule {
@@ -49,7 +53,7 @@ struct QuotaRule {
 /// The admission state of one catalog snapshot.
 pub(crate) struct Admission {
     /// integration -> (its gate, its queue timeout, its models' gates)
-    integrations: HashMap<String, (Gate, Duration, HashMap<String, Gate>)>,
+    integrations: crate::FxHashMap<String, (Gate, Duration, crate::FxHashMap<String, Gate>)>,
     quotas: Vec<QuotaRule>,
     /// One keyed limiter per distinct quota rate, keyed by `subject@integration`.
     quota_limiters: HashMap<NonZeroU32, DefaultKeyedRateLimiter<String>>,
@@ -140,6 +144,14 @@ impl Admission {
         let Some((igate, queue_timeout, models)) = self.integrations.get(integration) else {
             return Ok(Permit { _slots: Vec::new() });
         };
+        let mgate = models.get(model);
+        if self.quotas.is_empty()
+            && !igate.limits_anything()
+            && !mgate.is_some_and(Gate::limits_anything)
+        {
+            // Nothing to wait for: no clock read, no shared counter, no messages.
+            return Ok(Permit { _slots: Vec::new() });
+        }
         let deadline = Instant::now() + *queue_timeout;
         if self.admitted.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             for l in self.quota_limiters.values() {
@@ -172,7 +184,6 @@ impl Admission {
             )
             .await?;
         }
-        let mgate = models.get(model);
         if let Some(r) = mgate.and_then(|g| g.rate.as_ref()) {
             let what = format!("model `{model}` of integration `{integration}`");
             self.turn(
@@ -183,21 +194,20 @@ impl Admission {
             .await?;
         }
         let mut slots = Vec::new();
-        for (gate, what) in [
-            (Some(igate), format!("integration `{integration}`")),
-            (
-                mgate,
-                format!("model `{model}` of integration `{integration}`"),
-            ),
-        ] {
+        for (gate, of_model) in [(Some(igate), false), (mgate, true)] {
             if let Some((sem, n)) = gate.and_then(|g| g.slots.as_ref()) {
                 match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
                     Ok(Ok(p)) => slots.push(p),
                     _ => {
+                        let what = if of_model {
+                            format!("model `{model}` of integration `{integration}`")
+                        } else {
+                            format!("integration `{integration}`")
+                        };
                         return Err(TaskError::rate_limited(
                             format!("{what} is running its `max_concurrency` of {n} tasks; none finished within the queue timeout of {:.1}s", queue_timeout.as_secs_f64()),
                             Duration::from_secs(1),
-                        ))
+                        ));
                     }
                 }
             }

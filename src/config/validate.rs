@@ -280,7 +280,7 @@ pub(crate) fn validate(
         }
     }
 
-    let index: HashMap<Arc<str>, usize> = integrations
+    let index: crate::FxHashMap<Arc<str>, usize> = integrations
         .iter()
         .enumerate()
         .map(|(i, x)| (x.name.clone(), i))
@@ -592,7 +592,7 @@ fn quota(
     rq: Spanned<RawQuota>,
     groups: &HashSet<&str>,
     apps: &HashSet<&str>,
-    index: &HashMap<Arc<str>, usize>,
+    index: &crate::FxHashMap<Arc<str>, usize>,
 ) -> Option<Quota> {
     let r = rq.value;
     let mut ok = true;
@@ -994,7 +994,7 @@ fn check_model_ref<'m>(
     integration: &str,
     model: &str,
     lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
-    index: &HashMap<Arc<str>, usize>,
+    index: &crate::FxHashMap<Arc<str>, usize>,
 ) -> bool {
     if lookup(integration, model).is_some() {
         return true;
@@ -1032,7 +1032,7 @@ fn prompt<'m>(
     v: &mut V<'_>,
     rp: Spanned<RawPrompt>,
     lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
-    index: &HashMap<Arc<str>, usize>,
+    index: &crate::FxHashMap<Arc<str>, usize>,
 ) -> Option<Prompt> {
     let r = rp.value;
     let mut ok = true;
@@ -1103,7 +1103,7 @@ fn grant<'m>(
     apps: &HashSet<&str>,
     prompts: &HashSet<&str>,
     lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
-    index: &HashMap<Arc<str>, usize>,
+    index: &crate::FxHashMap<Arc<str>, usize>,
 ) -> Option<Grant> {
     let r = rg.value;
     let mut ok = true;

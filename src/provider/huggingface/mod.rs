@@ -103,6 +103,9 @@ struct Inner {
     credential: Credential,
     /// `X-Scale-Up-Timeout` (seconds, interned).
     scale_up_timeout: &'static str,
+    /// The headers of a JSON call to a model, built once (cloning a map is
+    /// cheaper than hashing each name into a new one); why not, without a key.
+    model_headers: Result<HeaderMap, String>,
 }
 
 /// Where a call stands in its retries.
@@ -126,15 +129,20 @@ impl Attempts {
     }
 }
 
-fn join(base: &Url, path: &str) -> String {
-    format!(
+/// `path` under `base`. Built from the parsed base rather than re-parsed from
+/// text: parsing the host again (IDNA included) showed in the profile of every call.
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!(
         "{}/{}",
-        base.as_str().trim_end_matches('/'),
+        base.path().trim_end_matches('/'),
         path.trim_start_matches('/')
-    )
+    );
+    url.set_path(&joined);
+    url
 }
 
-fn chat_url(base: &Url) -> String {
+fn chat_url(base: &Url) -> Url {
     if base.path().trim_end_matches('/').ends_with("/v1") {
         join(base, "chat/completions")
     } else {
@@ -142,7 +150,7 @@ fn chat_url(base: &Url) -> String {
     }
 }
 
-fn router_model_url(model: &ModelEndpoint) -> String {
+fn router_model_url(model: &ModelEndpoint) -> Url {
     join(
         &model.base_url,
         &format!("hf-inference/models/{}", model.upstream_model),
@@ -183,12 +191,35 @@ impl HuggingFace {
                 ProviderError::new(ErrorKind::Connection, &settings.integration, None)
                     .with_detail(format!("the HTTP client could not be built: {e}"))
             })?;
+        let credential = Credential::new(key);
+        let scale_up_timeout = interned_seconds(settings.cold_start.wait.as_secs());
+        let model_headers = credential
+            .bearer()
+            .map(|bearer| {
+                let mut h = HeaderMap::with_capacity(4);
+                h.insert(AUTHORIZATION, bearer);
+                h.insert(
+                    reqwest::header::USER_AGENT,
+                    HeaderValue::from_static(USER_AGENT),
+                );
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                if !settings.cold_start.wait.is_zero() {
+                    // Asks the Inference Endpoints proxy to hold the request while a replica starts.
+                    h.insert(
+                        X_SCALE_UP_TIMEOUT,
+                        HeaderValue::from_static(scale_up_timeout),
+                    );
+                }
+                h
+            })
+            .map_err(str::to_string);
         Ok(HuggingFace {
             inner: Arc::new(Inner {
-                scale_up_timeout: interned_seconds(settings.cold_start.wait.as_secs()),
+                scale_up_timeout,
                 settings,
                 client,
-                credential: Credential::new(key),
+                credential,
+                model_headers,
             }),
         })
     }
@@ -202,7 +233,7 @@ impl HuggingFace {
     pub async fn whoami(&self) -> Result<WhoAmI, ProviderError> {
         let inner = &self.inner;
         let url = join(&inner.settings.hub_url, "api/whoami-v2");
-        let (headers, v) = inner.get_json(None, &url).await?;
+        let (headers, v) = inner.get_json(None, url).await?;
         WhoAmI::from_json(&v)
             .ok_or_else(|| inner.invalid(None, &headers, "`whoami-v2` answered without a `name`"))
     }
@@ -212,7 +243,7 @@ impl HuggingFace {
         let inner = &self.inner;
         let ns = inner.namespace()?;
         let url = join(&inner.settings.management_url, &format!("endpoint/{ns}"));
-        let (_, v) = inner.get_json(None, &url).await?;
+        let (_, v) = inner.get_json(None, url).await?;
         Ok(ManagedEndpoint::list_from_json(&v))
     }
 
@@ -243,7 +274,7 @@ impl Inner {
             .error(ErrorKind::InvalidResponse)
             .with_detail(what.to_string());
         e.text.request_id = headers
-            .get("x-request-id")
+            .get(&wire::X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         e
@@ -273,7 +304,7 @@ impl Inner {
     fn builder(
         &self,
         method: reqwest::Method,
-        url: &str,
+        url: Url,
         model: Option<&ModelEndpoint>,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let bearer = self.credential.bearer().map_err(|why| {
@@ -328,7 +359,21 @@ impl Inner {
         b: reqwest::RequestBuilder,
         model: Option<&ModelEndpoint>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let resp = b.send().await.map_err(|e| self.transport(model, &e))?;
+        let req = b.build().map_err(|e| self.transport(model, &e))?;
+        self.execute(req, model).await
+    }
+
+    /// One attempt of a built request.
+    async fn execute(
+        &self,
+        req: reqwest::Request,
+        model: Option<&ModelEndpoint>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let resp = self
+            .client
+            .execute(req)
+            .await
+            .map_err(|e| self.transport(model, &e))?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -374,7 +419,7 @@ impl Inner {
     async fn get_json(
         &self,
         model: Option<&ModelEndpoint>,
-        url: &str,
+        url: Url,
     ) -> Result<(HeaderMap, Value), ProviderError> {
         let b = self
             .builder(reqwest::Method::GET, url, None)?
@@ -390,7 +435,7 @@ impl Inner {
             &format!("endpoint/{ns}/{name}/resume"),
         );
         let b = self
-            .builder(reqwest::Method::POST, &url, None)?
+            .builder(reqwest::Method::POST, url, None)?
             .timeout(self.settings.request_timeout);
         match self.send(b, None).await {
             Ok(_) => Ok(()),
@@ -417,7 +462,7 @@ impl Inner {
         }
         let ns = self.namespace()?;
         let url = join(&self.settings.management_url, &format!("endpoint/{ns}"));
-        let Ok((_, v)) = self.get_json(None, &url).await else {
+        let Ok((_, v)) = self.get_json(None, url).await else {
             // The token may not see the management API; waiting is all that is left.
             return Ok(());
         };
@@ -515,18 +560,24 @@ impl Inner {
     async fn post_json(
         &self,
         model: &ModelEndpoint,
-        url: &str,
+        url: Url,
         body: bytes::Bytes,
     ) -> Result<(HeaderMap, bytes::Bytes, u32, Instant), ProviderError> {
+        let headers = self.model_headers.as_ref().map_err(|why| {
+            self.ctx(Some(model))
+                .error(ErrorKind::KeyUnavailable)
+                .with_detail(why.clone())
+        })?;
         let mut st = Attempts::new();
         loop {
             st.count += 1;
-            let b = self
-                .builder(reqwest::Method::POST, url, Some(model))?
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .timeout(self.settings.request_timeout)
-                .body(body.clone());
-            let result = match self.send(b, Some(model)).await {
+            // Built in place rather than through `RequestBuilder`, whose every
+            // call moves the whole builder.
+            let mut req = reqwest::Request::new(reqwest::Method::POST, url.clone());
+            *req.headers_mut() = headers.clone();
+            *req.timeout_mut() = Some(self.settings.request_timeout);
+            *req.body_mut() = Some(body.clone().into());
+            let result = match self.execute(req, Some(model)).await {
                 Ok(resp) => self.read_body(Some(model), resp).await,
                 Err(e) => Err(e),
             };
@@ -553,7 +604,7 @@ impl Inner {
     async fn complete(
         &self,
         model: &ModelEndpoint,
-        url: &str,
+        url: Url,
         body: &Value,
         parse: fn(&Value, &HeaderMap) -> Option<Parsed>,
     ) -> Result<Completion, ProviderError> {
@@ -569,7 +620,7 @@ impl Inner {
     async fn complete_tgi(
         &self,
         model: &ModelEndpoint,
-        url: &str,
+        url: Url,
         prompt: &str,
         params: &GenerationParams,
     ) -> Result<Completion, ProviderError> {
@@ -605,11 +656,11 @@ impl Inner {
     async fn pipeline(
         &self,
         model: &ModelEndpoint,
-        url: &str,
+        url: Url,
         body: &Value,
     ) -> Result<Completion, ProviderError> {
         let parse: fn(&Value, &HeaderMap) -> Option<Parsed> = |v, _| wire::parse_pipeline(v);
-        match self.complete(model, url, body, parse).await {
+        match self.complete(model, url.clone(), body, parse).await {
             Err(e)
                 if e.status == Some(400)
                     && body.get("parameters").is_some()
@@ -623,10 +674,16 @@ impl Inner {
         }
     }
 
-    fn chat_target(&self, model: &ModelEndpoint) -> Result<String, ProviderError> {
+    fn chat_target(&self, model: &ModelEndpoint) -> Result<Url, ProviderError> {
         match model.api {
             Api::Tgi | Api::Chat => Ok(chat_url(&model.base_url)),
-            Api::Router => Ok(format!("{}/v1/chat/completions", router_model_url(model))),
+            Api::Router => Ok(join(
+                &model.base_url,
+                &format!(
+                    "hf-inference/models/{}/v1/chat/completions",
+                    model.upstream_model
+                ),
+            )),
             Api::Pipeline => Err(self
                 .ctx(Some(model))
                 .error(ErrorKind::InvalidRequest)
@@ -641,7 +698,7 @@ fn completion(p: Parsed, headers: &HeaderMap, attempts: u32, start: Instant) -> 
         finish_reason: p.finish_reason,
         usage: p.usage,
         request_id: headers
-            .get("x-request-id")
+            .get(&wire::X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         timings: Timings {
@@ -684,7 +741,7 @@ impl LlmProvider for HuggingFace {
                 inner
                     .complete_tgi(
                         model,
-                        &join(&model.base_url, "generate"),
+                        join(&model.base_url, "generate"),
                         &request.prompt,
                         &request.params,
                     )
@@ -698,14 +755,14 @@ impl LlmProvider for HuggingFace {
                     false,
                 );
                 inner
-                    .complete(model, &chat_url(&model.base_url), &body, wire::parse_chat)
+                    .complete(model, chat_url(&model.base_url), &body, wire::parse_chat)
                     .await
             }
             Api::Pipeline => {
                 inner
                     .pipeline(
                         model,
-                        &join(&model.base_url, ""),
+                        join(&model.base_url, ""),
                         &wire::pipeline_text_body(&request.prompt, &request.params),
                     )
                     .await
@@ -714,7 +771,7 @@ impl LlmProvider for HuggingFace {
                 inner
                     .pipeline(
                         model,
-                        &router_model_url(model),
+                        router_model_url(model),
                         &wire::pipeline_text_body(&request.prompt, &request.params),
                     )
                     .await
@@ -779,7 +836,7 @@ impl LlmProvider for HuggingFace {
             &request.params,
             false,
         );
-        inner.complete(model, &url, &body, wire::parse_chat).await
+        inner.complete(model, url, &body, wire::parse_chat).await
     }
 
     fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream {
@@ -814,7 +871,7 @@ impl LlmProvider for HuggingFace {
                 inner
                     .pipeline(
                         model,
-                        &join(&model.base_url, ""),
+                        join(&model.base_url, ""),
                         &wire::summarize_body(request),
                     )
                     .await
@@ -823,7 +880,7 @@ impl LlmProvider for HuggingFace {
                 inner
                     .pipeline(
                         model,
-                        &router_model_url(model),
+                        router_model_url(model),
                         &wire::summarize_body(request),
                     )
                     .await
@@ -854,7 +911,7 @@ impl LlmProvider for HuggingFace {
             });
         }
         let health = inner
-            .builder(reqwest::Method::GET, &join(&model.base_url, "health"), None)?
+            .builder(reqwest::Method::GET, join(&model.base_url, "health"), None)?
             .timeout(inner.settings.request_timeout);
         inner.send(health, Some(model)).await?;
         let mut info = EndpointInfo {
@@ -863,7 +920,7 @@ impl LlmProvider for HuggingFace {
         };
         if matches!(model.api, Api::Tgi | Api::Chat) {
             match inner
-                .get_json(Some(model), &join(&model.base_url, "info"))
+                .get_json(Some(model), join(&model.base_url, "info"))
                 .await
             {
                 Ok((_, v)) => {
@@ -1005,7 +1062,7 @@ fn interpret(
 fn stream(
     inner: Arc<Inner>,
     model: ModelEndpoint,
-    url: String,
+    url: Url,
     body: Value,
     kind: StreamKind,
 ) -> CompletionStream {
@@ -1015,7 +1072,7 @@ fn stream(
             st.count += 1;
             // Every failure before the first token leaves this block; what follows decides whether to retry.
             let failure: ProviderError = 'attempt: {
-            let b = match inner.builder(reqwest::Method::POST, &url, Some(&model)) {
+            let b = match inner.builder(reqwest::Method::POST, url.clone(), Some(&model)) {
                 Ok(b) => b.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).json(&body),
                 Err(e) => { yield Err(e); return; }
             };
@@ -1030,7 +1087,7 @@ fn stream(
                 Err(e) => break 'attempt e,
             };
             let headers = resp.headers().clone();
-            let req_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let req_id = headers.get(&wire::X_REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
             let ctx = inner.ctx(Some(&model));
             let mut body_stream = resp.bytes_stream();
             let mut parser = SseParser::default();
@@ -1136,14 +1193,20 @@ mod tests {
     #[test]
     fn urls() {
         let base = Url::parse("https://e.example/").unwrap();
-        assert_eq!(join(&base, "generate"), "https://e.example/generate");
-        assert_eq!(chat_url(&base), "https://e.example/v1/chat/completions");
         assert_eq!(
-            chat_url(&Url::parse("https://e.example/v1").unwrap()),
+            join(&base, "generate").as_str(),
+            "https://e.example/generate"
+        );
+        assert_eq!(
+            chat_url(&base).as_str(),
             "https://e.example/v1/chat/completions"
         );
         assert_eq!(
-            chat_url(&Url::parse("https://e.example/openai/v1/").unwrap()),
+            chat_url(&Url::parse("https://e.example/v1").unwrap()).as_str(),
+            "https://e.example/v1/chat/completions"
+        );
+        assert_eq!(
+            chat_url(&Url::parse("https://e.example/openai/v1/").unwrap()).as_str(),
             "https://e.example/openai/v1/chat/completions"
         );
         let m = ModelEndpoint {
@@ -1153,7 +1216,7 @@ mod tests {
             upstream_model: "facebook/bart-large-cnn".into(),
         };
         assert_eq!(
-            router_model_url(&m),
+            router_model_url(&m).as_str(),
             "https://router.huggingface.co/hf-inference/models/facebook/bart-large-cnn"
         );
     }

@@ -4,12 +4,20 @@
 
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName};
 use serde_json::{json, Map, Value};
 
 use crate::provider::{
     ChatMessage, FinishReason, GenerationParams, SummarizeRequest, Timings, Usage,
 };
+
+// Header names as constants: a lookup by `&str` parses the name first, and
+// these run on every answer.
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_PROMPT_TOKENS: HeaderName = HeaderName::from_static("x-prompt-tokens");
+const X_GENERATED_TOKENS: HeaderName = HeaderName::from_static("x-generated-tokens");
+const X_QUEUE_TIME: HeaderName = HeaderName::from_static("x-queue-time");
+const X_INFERENCE_TIME: HeaderName = HeaderName::from_static("x-inference-time");
 
 fn insert_params(p: &mut Map<String, Value>, params: &GenerationParams, max_key: &str) {
     if let Some(m) = params.max_tokens {
@@ -129,8 +137,8 @@ pub(crate) fn parse_tgi_bytes(raw: &[u8], headers: &HeaderMap) -> Option<Parsed>
         text: g.generated_text.into_owned(),
         finish_reason,
         usage: Usage {
-            prompt_tokens: header_u32(headers, "x-prompt-tokens"),
-            completion_tokens: generated.or_else(|| header_u32(headers, "x-generated-tokens")),
+            prompt_tokens: header_u32(headers, &X_PROMPT_TOKENS),
+            completion_tokens: generated.or_else(|| header_u32(headers, &X_GENERATED_TOKENS)),
         },
     })
 }
@@ -192,11 +200,11 @@ pub(crate) fn without_parameters(body: &Value) -> Value {
     b
 }
 
-pub(crate) fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
+pub(crate) fn header_u32(headers: &HeaderMap, name: &HeaderName) -> Option<u32> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-fn header_ms(headers: &HeaderMap, name: &str) -> Option<Duration> {
+fn header_ms(headers: &HeaderMap, name: &HeaderName) -> Option<Duration> {
     let ms: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
     (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0))
 }
@@ -204,8 +212,8 @@ fn header_ms(headers: &HeaderMap, name: &str) -> Option<Duration> {
 /// Server-reported timings (`x-queue-time`, `x-inference-time`, milliseconds).
 pub(crate) fn server_timings(headers: &HeaderMap) -> Timings {
     Timings {
-        queue: header_ms(headers, "x-queue-time"),
-        inference: header_ms(headers, "x-inference-time"),
+        queue: header_ms(headers, &X_QUEUE_TIME),
+        inference: header_ms(headers, &X_INFERENCE_TIME),
         ..Timings::default()
     }
 }
@@ -235,8 +243,8 @@ pub(crate) fn parse_tgi(v: &Value, headers: &HeaderMap) -> Option<Parsed> {
         .and_then(Value::as_u64)
         .and_then(|n| u32::try_from(n).ok());
     let usage = Usage {
-        prompt_tokens: header_u32(headers, "x-prompt-tokens"),
-        completion_tokens: generated.or_else(|| header_u32(headers, "x-generated-tokens")),
+        prompt_tokens: header_u32(headers, &X_PROMPT_TOKENS),
+        completion_tokens: generated.or_else(|| header_u32(headers, &X_GENERATED_TOKENS)),
     };
     Some(Parsed {
         text,
@@ -272,8 +280,8 @@ pub(crate) fn parse_chat(v: &Value, headers: &HeaderMap) -> Option<Parsed> {
         .and_then(Value::as_str)
         .map(FinishReason::from_wire);
     let usage = usage_of(v).unwrap_or(Usage {
-        prompt_tokens: header_u32(headers, "x-prompt-tokens"),
-        completion_tokens: header_u32(headers, "x-generated-tokens"),
+        prompt_tokens: header_u32(headers, &X_PROMPT_TOKENS),
+        completion_tokens: header_u32(headers, &X_GENERATED_TOKENS),
     });
     Some(Parsed {
         text,
