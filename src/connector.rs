@@ -21,7 +21,7 @@ use crate::access::{Access, Principal, PrincipalError, Subject, Target};
 use crate::catalog::{Catalog, Integration, Model, TaskKind};
 use crate::config::{diagnostic_suggest, ConfigError, LoadOptions};
 use crate::limits::Admission;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ModelSeries, KINDS};
 use crate::provider::huggingface::hub::{ManagedEndpoint, WhoAmI};
 use crate::provider::huggingface::HuggingFace;
 use crate::provider::{
@@ -48,57 +48,26 @@ pub enum ConnectorError {
     Internal(String),
 }
 
-/// Metric handles of one model and task kind on the success path, resolved
-/// once per snapshot: looking labels up in the registry on every task costs
-/// more than the counting itself.
-#[derive(Debug, Clone)]
-struct OkHandles {
-    tasks: prometheus::IntCounter,
-    latency: prometheus::Histogram,
-    upstream: prometheus::Histogram,
-    prompt_tokens: prometheus::IntCounter,
-    completion_tokens: prometheus::IntCounter,
-}
-
-const KINDS: [TaskKind; 3] = [
-    TaskKind::TextGeneration,
-    TaskKind::Chat,
-    TaskKind::Summarization,
-];
-
-type Handles = FxHashMap<Arc<str>, FxHashMap<Arc<str>, [OkHandles; 3]>>;
+/// The success-path series of each catalog model, resolved once per snapshot:
+/// looking labels up in the registry on every task costs more than the
+/// counting itself.
+type Handles = FxHashMap<Arc<str>, FxHashMap<Arc<str>, Arc<ModelSeries>>>;
 
 fn ok_handles(metrics: &Metrics, catalog: &Catalog) -> Handles {
     let mut out: Handles = FxHashMap::default();
     for i in catalog.integrations() {
         let models = out.entry(i.name_arc().clone()).or_default();
         for m in i.models() {
-            let (iname, mname) = (i.name(), m.name());
-            let h = KINDS.map(|k| OkHandles {
-                tasks: metrics
-                    .tasks
-                    .with_label_values(&[k.as_str(), "ok", iname, mname]),
-                latency: metrics
-                    .latency
-                    .with_label_values(&[k.as_str(), iname, mname]),
-                upstream: metrics.upstream_latency.with_label_values(&[iname, mname]),
-                prompt_tokens: metrics.tokens.with_label_values(&[iname, mname, "prompt"]),
-                completion_tokens: metrics
-                    .tokens
-                    .with_label_values(&[iname, mname, "completion"]),
-            });
-            models.insert(m.name_arc().clone(), h);
+            let series = metrics.series.get(i.name_arc(), m.name_arc());
+            models.insert(m.name_arc().clone(), series);
         }
     }
     out
 }
 
+/// `k`'s place in the series' arrays.
 fn kind_index(k: TaskKind) -> usize {
-    match k {
-        TaskKind::TextGeneration => 0,
-        TaskKind::Chat => 1,
-        TaskKind::Summarization => 2,
-    }
+    KINDS.iter().position(|s| *s == k.as_str()).unwrap_or(0)
 }
 
 /// Everything a task runs against; replaced whole on reload.
@@ -111,11 +80,11 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn handles(&self, integration: &str, model: &str, kind: TaskKind) -> Option<&OkHandles> {
+    fn handles(&self, integration: &str, model: &str) -> Option<&ModelSeries> {
         self.handles
             .get(integration)
             .and_then(|m| m.get(model))
-            .and_then(|h| h.get(kind_index(kind)))
+            .map(|s| &**s)
     }
 
     fn new(catalog: Catalog, metrics: &Metrics) -> Result<Snapshot, ConnectorError> {
@@ -296,7 +265,7 @@ impl Audit<'_> {
         &self,
         decision: &Decided,
         outcome: &Result<TaskOutput, TaskError>,
-        handles: Option<&OkHandles>,
+        handles: Option<&ModelSeries>,
     ) {
         let (outcome_kind, prompt_tokens, completion_tokens) = match outcome {
             Ok(o) => ("ok", o.prompt_tokens, o.completion_tokens),
@@ -309,32 +278,43 @@ impl Audit<'_> {
             Err(e) => e.kind().as_str(),
         };
         let m = self.metrics;
-        if let (Ok(o), Some(h)) = (outcome, handles) {
-            h.tasks.inc();
-            h.latency.observe(self.started.elapsed().as_secs_f64());
-            if let Some(n) = o.prompt_tokens {
-                h.prompt_tokens.inc_by(u64::from(n));
+        let seconds = self.started.elapsed().as_secs_f64();
+        // A catalog model's latency is in its striped series whatever the
+        // outcome (the family has no outcome label); failures are counted in
+        // the vector, whose `outcome` label keeps them apart from successes.
+        match (outcome, handles) {
+            (Ok(o), Some(h)) => {
+                h.task_ok(
+                    kind_index(kind),
+                    seconds,
+                    o.prompt_tokens,
+                    o.completion_tokens,
+                );
             }
-            if let Some(n) = o.completion_tokens {
-                h.completion_tokens.inc_by(u64::from(n));
+            (Err(_), Some(h)) => {
+                h.task_failed(kind_index(kind), seconds);
+                m.tasks
+                    .with_label_values(&[kind.as_str(), outcome_label, integration, model])
+                    .inc();
             }
-        } else {
-            m.tasks
-                .with_label_values(&[kind.as_str(), outcome_label, integration, model])
-                .inc();
-            m.latency
-                .with_label_values(&[kind.as_str(), integration, model])
-                .observe(self.started.elapsed().as_secs_f64());
-        }
-        if let (Ok(o), None) = (outcome, handles) {
-            for (t, n) in [
-                ("prompt", o.prompt_tokens),
-                ("completion", o.completion_tokens),
-            ] {
-                if let Some(n) = n {
-                    m.tokens
-                        .with_label_values(&[integration, model, t])
-                        .inc_by(u64::from(n));
+            (_, None) => {
+                m.tasks
+                    .with_label_values(&[kind.as_str(), outcome_label, integration, model])
+                    .inc();
+                m.latency
+                    .with_label_values(&[kind.as_str(), integration, model])
+                    .observe(seconds);
+                if let Ok(o) = outcome {
+                    for (t, n) in [
+                        ("prompt", o.prompt_tokens),
+                        ("completion", o.completion_tokens),
+                    ] {
+                        if let Some(n) = n {
+                            m.tokens
+                                .with_label_values(&[integration, model, t])
+                                .inc_by(u64::from(n));
+                        }
+                    }
                 }
             }
         }
@@ -628,7 +608,7 @@ impl Connector {
             started: Instant::now(),
         };
         let mut decided: Decided = None;
-        let handles = snap.handles(task.integration(), task.model(), task.kind());
+        let handles = snap.handles(task.integration(), task.model());
         let prepared = prepare(&snap, principal, task, &mut decided);
         let result = match prepared {
             Ok(p) => {
@@ -653,7 +633,7 @@ impl Connector {
                 };
                 let took = upstream.elapsed().as_secs_f64();
                 match handles {
-                    Some(h) => h.upstream.observe(took),
+                    Some(h) => h.upstream(took),
                     None => self
                         .metrics
                         .upstream_latency
@@ -690,7 +670,7 @@ impl Connector {
                 Ok(p) => p,
                 Err(e) => {
                     let result = Err(e.clone());
-                    audit.record(&decided, &result, snap.handles(task.integration(), task.model(), task.kind()));
+                    audit.record(&decided, &result, snap.handles(task.integration(), task.model()));
                     yield Err(e);
                     return;
                 }
@@ -698,7 +678,7 @@ impl Connector {
             let _permit = match snap.admission.admit(&principal, p.integration, p.model).await {
                 Ok(permit) => permit,
                 Err(e) => {
-                    audit.record(&decided, &Err(e.clone()), snap.handles(task.integration(), task.model(), task.kind()));
+                    audit.record(&decided, &Err(e.clone()), snap.handles(task.integration(), task.model()));
                     yield Err(e);
                     return;
                 }
@@ -725,13 +705,13 @@ impl Connector {
                     Ok(StreamEvent::Token(t)) => yield Ok(TaskEvent::Chunk(t)),
                     Ok(StreamEvent::Done(c)) => {
                         let result = to_output(c, p.json_output);
-                        audit.record(&decided, &result, snap.handles(task.integration(), task.model(), task.kind()));
+                        audit.record(&decided, &result, snap.handles(task.integration(), task.model()));
                         yield result.map(TaskEvent::Done);
                         return;
                     }
                     Err(e) => {
                         let result = Err(TaskError::from(e));
-                        audit.record(&decided, &result, snap.handles(task.integration(), task.model(), task.kind()));
+                        audit.record(&decided, &result, snap.handles(task.integration(), task.model()));
                         if let Err(e) = result {
                             yield Err(e);
                         }

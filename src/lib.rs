@@ -33,6 +33,7 @@ pub mod provider;
 mod reload;
 pub mod retry;
 pub mod server;
+mod stripe;
 pub mod task;
 
 /// A map keyed by names from configs, looked up on every task: FxHash is

@@ -651,6 +651,13 @@ async fn metrics_change_with_tasks() {
     );
     assert_eq!(value(&after, "hfconnect_task_duration_seconds_count{integration=\"hf\",kind=\"text-generation\",model=\"tgi\"}"), 4.0, "{after}");
     assert_eq!(value(&after, "hfconnect_tasks_in_flight"), 0.0);
+    // Striped series and labelled vectors feed the same families: a label
+    // set written twice would make Prometheus refuse the whole scrape.
+    let mut seen = std::collections::HashSet::new();
+    for line in after.lines().filter(|l| !l.starts_with('#')) {
+        let series = line.rsplit_once(' ').map_or(line, |(k, _)| k);
+        assert!(seen.insert(series), "`{series}` twice in the scrape");
+    }
     assert!(
         !after.contains("bob") && !after.contains(TOKEN) && !after.contains("hello"),
         "no callers, prompts or keys in labels"

@@ -104,8 +104,10 @@ struct Inner {
     /// `X-Scale-Up-Timeout` (seconds, interned).
     scale_up_timeout: &'static str,
     /// The headers of a JSON call to a model, built once (cloning a map is
-    /// cheaper than hashing each name into a new one); why not, without a key.
-    model_headers: Result<HeaderMap, String>,
+    /// cheaper than hashing each name into a new one), one copy per thread
+    /// stripe (the key's value is reference-counted, and one shared count cost
+    /// every call a contended update); why not, without a key.
+    model_headers: Result<Box<[HeaderMap]>, String>,
 }
 
 /// Where a call stands in its retries.
@@ -175,6 +177,31 @@ fn interned_seconds(n: u64) -> &'static str {
     s
 }
 
+/// The headers of a JSON call to a model, with a value of the key of its own.
+fn model_headers(
+    bearer: &HeaderValue,
+    settings: &Settings,
+    scale_up_timeout: &'static str,
+) -> HeaderMap {
+    let mut own = HeaderValue::from_bytes(bearer.as_bytes()).unwrap_or_else(|_| bearer.clone());
+    own.set_sensitive(true);
+    let mut h = HeaderMap::with_capacity(4);
+    h.insert(AUTHORIZATION, own);
+    h.insert(
+        reqwest::header::USER_AGENT,
+        HeaderValue::from_static(USER_AGENT),
+    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if !settings.cold_start.wait.is_zero() {
+        // Asks the Inference Endpoints proxy to hold the request while a replica starts.
+        h.insert(
+            X_SCALE_UP_TIMEOUT,
+            HeaderValue::from_static(scale_up_timeout),
+        );
+    }
+    h
+}
+
 impl HuggingFace {
     /// A client for one integration. `key` is the API key, or why there is none
     /// (calls then fail with [`ErrorKind::KeyUnavailable`]).
@@ -196,21 +223,9 @@ impl HuggingFace {
         let model_headers = credential
             .bearer()
             .map(|bearer| {
-                let mut h = HeaderMap::with_capacity(4);
-                h.insert(AUTHORIZATION, bearer);
-                h.insert(
-                    reqwest::header::USER_AGENT,
-                    HeaderValue::from_static(USER_AGENT),
-                );
-                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                if !settings.cold_start.wait.is_zero() {
-                    // Asks the Inference Endpoints proxy to hold the request while a replica starts.
-                    h.insert(
-                        X_SCALE_UP_TIMEOUT,
-                        HeaderValue::from_static(scale_up_timeout),
-                    );
-                }
-                h
+                (0..crate::stripe::STRIPES)
+                    .map(|_| model_headers(&bearer, &settings, scale_up_timeout))
+                    .collect()
             })
             .map_err(str::to_string);
         Ok(HuggingFace {
@@ -574,7 +589,11 @@ impl Inner {
             // Built in place rather than through `RequestBuilder`, whose every
             // call moves the whole builder.
             let mut req = reqwest::Request::new(reqwest::Method::POST, url.clone());
-            *req.headers_mut() = headers.clone();
+            *req.headers_mut() = headers
+                .get(crate::stripe::stripe())
+                .or(headers.first())
+                .cloned()
+                .unwrap_or_default();
             *req.timeout_mut() = Some(self.settings.request_timeout);
             *req.body_mut() = Some(body.clone().into());
             let result = match self.execute(req, Some(model)).await {

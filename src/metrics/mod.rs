@@ -1,7 +1,13 @@
 //! Prometheus metrics of the tasks the Connector runs, updated from the same
 //! place as the audit event: tasks by kind, outcome, integration and model;
 //! latency (whole task and upstream); tokens; denials; rate-limit refusals;
-//! tasks in flight. Labels never carry callers, prompts or keys.
+//! tasks in flight. Labels never carry callers, prompts or keys. The series
+//! every successful task updates are striped per thread ([`striped`]).
+
+mod striped;
+
+pub(crate) use striped::{ModelSeries, SeriesSet, KINDS};
+use striped::{Names, SeriesCollector};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
@@ -17,6 +23,7 @@ pub struct Metrics {
     pub(crate) denials: IntCounterVec,
     pub(crate) rate_limited: IntCounterVec,
     pub(crate) in_flight: IntGauge,
+    pub(crate) series: SeriesSet,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -24,6 +31,22 @@ impl std::fmt::Debug for Metrics {
         f.write_str("Metrics")
     }
 }
+
+const NAMES: Names = Names {
+    tasks: (
+        "hfconnect_tasks_total",
+        "Tasks by kind, outcome, integration and model",
+    ),
+    latency: ("hfconnect_task_duration_seconds", "Whole task latency"),
+    upstream: (
+        "hfconnect_upstream_duration_seconds",
+        "Time spent calling Hugging Face, retries included",
+    ),
+    tokens: (
+        "hfconnect_tokens_total",
+        "Tokens by integration, model and type (prompt, completion)",
+    ),
+};
 
 const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -34,30 +57,19 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let tasks = IntCounterVec::new(
-            Opts::new(
-                "hfconnect_tasks_total",
-                "Tasks by kind, outcome, integration and model",
-            ),
+            Opts::new(NAMES.tasks.0, NAMES.tasks.1),
             &["kind", "outcome", "integration", "model"],
         )?;
         let latency = HistogramVec::new(
-            HistogramOpts::new("hfconnect_task_duration_seconds", "Whole task latency")
-                .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(NAMES.latency.0, NAMES.latency.1).buckets(BUCKETS.to_vec()),
             &["kind", "integration", "model"],
         )?;
         let upstream_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "hfconnect_upstream_duration_seconds",
-                "Time spent calling Hugging Face, retries included",
-            )
-            .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(NAMES.upstream.0, NAMES.upstream.1).buckets(BUCKETS.to_vec()),
             &["integration", "model"],
         )?;
         let tokens = IntCounterVec::new(
-            Opts::new(
-                "hfconnect_tokens_total",
-                "Tokens by integration, model and type (prompt, completion)",
-            ),
+            Opts::new(NAMES.tokens.0, NAMES.tokens.1),
             &["integration", "model", "type"],
         )?;
         let denials = IntCounterVec::new(
@@ -82,6 +94,11 @@ impl Metrics {
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        let series = SeriesSet::default();
+        registry.register(Box::new(SeriesCollector {
+            set: series.clone(),
+            names: NAMES,
+        }))?;
         Ok(Metrics {
             registry,
             tasks,
@@ -91,6 +108,7 @@ impl Metrics {
             denials,
             rate_limited,
             in_flight,
+            series,
         })
     }
 
