@@ -594,12 +594,16 @@ impl Inner {
                 .or(headers.first())
                 .cloned()
                 .unwrap_or_default();
-            *req.timeout_mut() = Some(self.settings.request_timeout);
             *req.body_mut() = Some(body.clone().into());
-            let result = match self.execute(req, Some(model)).await {
-                Ok(resp) => self.read_body(Some(model), resp).await,
-                Err(e) => Err(e),
+            // The request timeout covers the answer's body too. tokio's own
+            // `timeout` rather than reqwest's, which boxes its timer.
+            let attempt = async {
+                let resp = self.execute(req, Some(model)).await?;
+                self.read_body(Some(model), resp).await
             };
+            let result = tokio::time::timeout(self.settings.request_timeout, attempt)
+                .await
+                .unwrap_or_else(|_| Err(self.timed_out(model)));
             match result {
                 Ok((h, v)) => return Ok((h, v, st.count, st.start)),
                 Err(e) => {
@@ -608,6 +612,15 @@ impl Inner {
                 }
             }
         }
+    }
+
+    fn timed_out(&self, model: &ModelEndpoint) -> ProviderError {
+        self.ctx(Some(model))
+            .error(ErrorKind::Timeout)
+            .with_detail(format!(
+                "no whole answer within the request timeout of {:.1}s",
+                self.settings.request_timeout.as_secs_f64()
+            ))
     }
 
     fn body_of(&self, model: &ModelEndpoint, body: &Value) -> Result<bytes::Bytes, ProviderError> {
@@ -747,9 +760,12 @@ fn summary_params(req: &SummarizeRequest) -> GenerationParams {
     }
 }
 
-#[async_trait]
-impl LlmProvider for HuggingFace {
-    async fn generate(
+/// The calls of [`LlmProvider`], also callable on the concrete type, as the
+/// Connector does: through the trait each call's future is boxed, which the
+/// benchmark profile showed on every task.
+impl HuggingFace {
+    /// See [`LlmProvider::generate`].
+    pub async fn generate(
         &self,
         model: &ModelEndpoint,
         request: &TextRequest,
@@ -798,6 +814,93 @@ impl LlmProvider for HuggingFace {
         }
     }
 
+    /// See [`LlmProvider::chat`].
+    pub async fn chat(
+        &self,
+        model: &ModelEndpoint,
+        request: &ChatRequest,
+    ) -> Result<Completion, ProviderError> {
+        let inner = &self.inner;
+        let url = inner.chat_target(model)?;
+        let body = wire::chat_body(
+            &model.upstream_model,
+            &request.messages,
+            &request.params,
+            false,
+        );
+        inner.complete(model, url, &body, wire::parse_chat).await
+    }
+
+    /// See [`LlmProvider::summarize`].
+    pub async fn summarize(
+        &self,
+        model: &ModelEndpoint,
+        request: &SummarizeRequest,
+    ) -> Result<Completion, ProviderError> {
+        let inner = &self.inner;
+        match model.api {
+            Api::Pipeline => {
+                inner
+                    .pipeline(
+                        model,
+                        join(&model.base_url, ""),
+                        &wire::summarize_body(request),
+                    )
+                    .await
+            }
+            Api::Router => {
+                inner
+                    .pipeline(
+                        model,
+                        router_model_url(model),
+                        &wire::summarize_body(request),
+                    )
+                    .await
+            }
+            Api::Tgi => {
+                let req = TextRequest {
+                    prompt: summary_instruction(&request.text),
+                    params: summary_params(request),
+                };
+                self.generate(model, &req).await
+            }
+            Api::Chat => {
+                let req = ChatRequest {
+                    messages: one_user_message(&summary_instruction(&request.text)),
+                    params: summary_params(request),
+                };
+                self.chat(model, &req).await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LlmProvider for HuggingFace {
+    async fn generate(
+        &self,
+        model: &ModelEndpoint,
+        request: &TextRequest,
+    ) -> Result<Completion, ProviderError> {
+        HuggingFace::generate(self, model, request).await
+    }
+
+    async fn chat(
+        &self,
+        model: &ModelEndpoint,
+        request: &ChatRequest,
+    ) -> Result<Completion, ProviderError> {
+        HuggingFace::chat(self, model, request).await
+    }
+
+    async fn summarize(
+        &self,
+        model: &ModelEndpoint,
+        request: &SummarizeRequest,
+    ) -> Result<Completion, ProviderError> {
+        HuggingFace::summarize(self, model, request).await
+    }
+
     fn generate_stream(&self, model: &ModelEndpoint, request: TextRequest) -> CompletionStream {
         match model.api {
             Api::Tgi => {
@@ -842,22 +945,6 @@ impl LlmProvider for HuggingFace {
         }
     }
 
-    async fn chat(
-        &self,
-        model: &ModelEndpoint,
-        request: &ChatRequest,
-    ) -> Result<Completion, ProviderError> {
-        let inner = &self.inner;
-        let url = inner.chat_target(model)?;
-        let body = wire::chat_body(
-            &model.upstream_model,
-            &request.messages,
-            &request.params,
-            false,
-        );
-        inner.complete(model, url, &body, wire::parse_chat).await
-    }
-
     fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream {
         match self.inner.chat_target(model) {
             Ok(url) => {
@@ -876,48 +963,6 @@ impl LlmProvider for HuggingFace {
                 )
             }
             Err(e) => Box::pin(futures_util::stream::once(async move { Err(e) })),
-        }
-    }
-
-    async fn summarize(
-        &self,
-        model: &ModelEndpoint,
-        request: &SummarizeRequest,
-    ) -> Result<Completion, ProviderError> {
-        let inner = &self.inner;
-        match model.api {
-            Api::Pipeline => {
-                inner
-                    .pipeline(
-                        model,
-                        join(&model.base_url, ""),
-                        &wire::summarize_body(request),
-                    )
-                    .await
-            }
-            Api::Router => {
-                inner
-                    .pipeline(
-                        model,
-                        router_model_url(model),
-                        &wire::summarize_body(request),
-                    )
-                    .await
-            }
-            Api::Tgi => {
-                let req = TextRequest {
-                    prompt: summary_instruction(&request.text),
-                    params: summary_params(request),
-                };
-                self.generate(model, &req).await
-            }
-            Api::Chat => {
-                let req = ChatRequest {
-                    messages: one_user_message(&summary_instruction(&request.text)),
-                    params: summary_params(request),
-                };
-                self.chat(model, &req).await
-            }
         }
     }
 
