@@ -294,7 +294,7 @@ impl fmt::Display for Grant {
             self.subject,
             self.access,
             self.target,
-            self.origin.position()
+            self.origin.at()
         )
     }
 }
@@ -491,7 +491,7 @@ impl fmt::Display for Reason {
                         g.subject,
                         g.access,
                         g.target,
-                        g.origin.position()
+                        g.origin.at()
                     )?;
                 }
                 let who = subjects

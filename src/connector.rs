@@ -365,7 +365,7 @@ impl Audit<'_> {
             // Display, not a string: formatted only when the event is written.
             reason = %reason,
             outcome = outcome_kind,
-            latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            latency_ms = (seconds * 1000.0) as u64,
             prompt_tokens,
             completion_tokens,
             input,

@@ -73,26 +73,41 @@ impl Origin {
 
     /// `file:line:column`, the part editors and terminals make clickable.
     pub fn position(&self) -> String {
-        if self.line == 0 {
-            self.file.display().to_string()
+        self.at().to_string()
+    }
+
+    /// [`Origin::position`] written where it is displayed, without a string
+    /// of its own (audit lines name the grant behind every decision).
+    pub fn at(&self) -> impl fmt::Display + '_ {
+        Position(self)
+    }
+}
+
+struct Position<'a>(&'a Origin);
+
+impl fmt::Display for Position<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.0;
+        if o.line == 0 {
+            write!(f, "{}", o.file.display())
         } else {
-            format!("{}:{}:{}", self.file.display(), self.line, self.column)
+            write!(f, "{}:{}:{}", o.file.display(), o.line, o.column)
         }
     }
 }
 
 impl fmt::Debug for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.position(), self.path)
+        write!(f, "{} ({})", self.at(), self.path)
     }
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
-            write!(f, "{}", self.position())
+            write!(f, "{}", self.at())
         } else {
-            write!(f, "{}, at `{}`", self.position(), self.path)
+            write!(f, "{}, at `{}`", self.at(), self.path)
         }
     }
 }

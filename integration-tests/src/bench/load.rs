@@ -103,13 +103,24 @@ impl Drop for ServeProcess {
     }
 }
 
-/// Start `bin serve` on `config` (the upstream accepting `token`) and wait until it answers.
-pub async fn start_serve(bin: &Path, config: &Path, token: &str) -> Result<ServeProcess, String> {
+/// Start `bin serve` on `config` (the upstream accepting `token`) and wait
+/// until it answers; with `cores`, confined to them with one worker thread each.
+pub async fn start_serve(
+    bin: &Path,
+    config: &Path,
+    token: &str,
+    cores: Option<&[usize]>,
+) -> Result<ServeProcess, String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
         .port();
-    let child = std::process::Command::new(bin)
+    let mut cmd = std::process::Command::new(bin);
+    if let Some(cores) = cores {
+        // tokio sizes its pool from this; the threads are pinned once it answers.
+        cmd.env("TOKIO_WORKER_THREADS", cores.len().to_string());
+    }
+    let child = cmd
         .args(["serve", "--config"])
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -133,6 +144,9 @@ pub async fn start_serve(bin: &Path, config: &Path, token: &str) -> Result<Serve
             .await
             .is_ok_and(|r| r.status().is_success())
         {
+            if let Some(cores) = cores {
+                super::cores::pin_process(proc.pid(), cores)?;
+            }
             tokio::time::sleep(Duration::from_millis(300)).await;
             proc.idle_rss = super::proc_status_bytes(proc.pid(), "VmRSS:");
             return Ok(proc);

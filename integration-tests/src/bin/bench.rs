@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use hfconnect_integration_tests::bench::cores::{self, Split};
 use hfconnect_integration_tests::bench::load::{self, Cell, PathKind, Targets};
 use hfconnect_integration_tests::bench::{machine, micro, proc_status_bytes, us, us_diff};
 use hfconnect_integration_tests::fake_hf::FakeHf;
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(about = "hfconnect's overhead against the limit (a direct call), and micro figures")]
 struct Args {
     /// Requests per path and concurrency level (warm-up excluded).
@@ -50,6 +51,9 @@ struct Args {
     /// Skip the `serve` path.
     #[arg(long)]
     no_serve: bool,
+    /// Run serve in the shared layout instead of on a core of its own.
+    #[arg(long)]
+    no_pin: bool,
     /// Run only this path (for profiling one path at a time).
     #[arg(long, value_parser = ["direct", "library", "serve"])]
     only: Option<String>,
@@ -136,13 +140,16 @@ fn chrono_like_now() -> String {
         .unwrap_or_default()
 }
 
-async fn load_table(args: &Args) -> Result<(), String> {
-    let (fake, upstream, token) = match &args.upstream_url {
+/// The upstream every path calls: the in-process fake (started in the
+/// runtime of the caller, so that it runs on that runtime's cores) or one
+/// already running.
+async fn upstream(args: &Args) -> Result<(Option<FakeHf>, String, String), String> {
+    match &args.upstream_url {
         Some(url) => {
             if args.upstream_delay_ms > 0 {
                 return Err("`--upstream-delay-ms` applies to the in-process fake only".into());
             }
-            (None, url.clone(), args.upstream_token.clone())
+            Ok((None, url.clone(), args.upstream_token.clone()))
         }
         None => {
             let fake = FakeHf::start(load::TOKEN)
@@ -151,152 +158,165 @@ async fn load_table(args: &Args) -> Result<(), String> {
             fake.set_recording(false);
             fake.behave(|b| b.delay = Duration::from_millis(args.upstream_delay_ms));
             let url = fake.url();
-            (Some(fake), url, load::TOKEN.to_string())
+            Ok((Some(fake), url, load::TOKEN.to_string()))
         }
-    };
+    }
+}
+
+/// What one layout measured: per concurrency, each path's cell; and serve's memory.
+#[derive(Default)]
+struct Measured {
+    cells: Vec<(usize, Vec<(PathKind, Cell)>)>,
+    serve_rss: Option<(u64, u64)>,
+}
+
+/// Run `paths` (direct first when present) in interleaved rounds at each
+/// concurrency, on the runtime and cores of the caller; `serve_cores` pins serve.
+async fn measure(
+    args: &Args,
+    paths: &[PathKind],
+    serve_cores: Option<&[usize]>,
+) -> Result<Measured, String> {
+    let (fake, upstream, token) = upstream(args).await?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = dir.path().join("bench.toml");
     std::fs::write(&config, load::config(&upstream)).map_err(|e| e.to_string())?;
-    let serve = if args.no_serve || args.only.as_deref().is_some_and(|o| o != "serve") {
-        None
-    } else {
+    let serve = if paths.contains(&PathKind::Serve) {
         let bin = match &args.hfconnect_bin {
             Some(b) => b.clone(),
             None => hfconnect_integration_tests::hfconnect_bin_release()?,
         };
-        Some(load::start_serve(&bin, &config, &token).await?)
+        Some(load::start_serve(&bin, &config, &token, serve_cores).await?)
+    } else {
+        None
     };
     let targets = Arc::new(Targets::new(&upstream, &token, &config, serve.as_ref())?);
-    match &fake {
-        Some(f) => targets.verify(f).await?,
-        None => println!("(external upstream `{upstream}`: the check that the library sends the direct body is skipped)\n"),
-    }
-    let mut paths = vec![PathKind::Direct, PathKind::Library];
-    if serve.is_some() {
-        paths.push(PathKind::Serve);
-    }
-    if let Some(only) = &args.only {
-        paths.retain(|p| p.name() == only);
+    if let Some(f) = &fake {
+        targets.verify(f).await?;
     }
     let serve_pid = serve.as_ref().map(load::ServeProcess::pid);
-    println!("## Overhead against a direct call\n");
-    let upstream_text = if fake.is_some() {
-        format!(
-            "the in-process fake TGI endpoint, {} ms added delay",
-            args.upstream_delay_ms
-        )
-    } else {
-        format!("`{upstream}` (another process; its CPU time is not counted)")
-    };
-    println!("Upstream: {upstream_text}. Latencies in µs; `added` is the path's quantile minus direct's at the same concurrency; `cpu/task` is the CPU time of this process (which also runs the fake endpoint when it is in-process) plus `serve` on its path, per request.\n");
-    println!("| path | concurrency | requests | throughput/s | p50 | p99 | p99.9 | added p50 | added p99 | ratio to direct | cpu/task µs |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut findings = Vec::new();
+    let mut out = Measured::default();
     for &c in &args.concurrency {
         let c = c.max(1);
         let cap = Instant::now() + Duration::from_secs(args.max_seconds);
-        for p in &paths {
-            let _ = load::run_cell(
-                &targets,
-                *p,
-                c,
-                args.warmup,
-                cap,
-                serve_pid.filter(|_| *p == PathKind::Serve),
-            )
-            .await;
+        for p in paths {
+            let pid = serve_pid.filter(|_| *p == PathKind::Serve);
+            let _ = load::run_cell(&targets, *p, c, args.warmup, cap, pid).await;
         }
         let mut cells: Vec<Cell> = vec![Cell::default(); paths.len()];
-        let per_round = (args.requests / args.rounds.max(1)).max(1);
-        for round in 0..args.rounds.max(1) {
+        let rounds = args.rounds.max(1);
+        let per_round = (args.requests / rounds).max(1);
+        for round in 0..rounds {
             for k in 0..paths.len() {
                 // Rotate the order each round.
                 let i = (k + round) % paths.len();
                 let pid = serve_pid.filter(|_| paths[i] == PathKind::Serve);
                 let deadline = Instant::now()
-                    + Duration::from_secs(args.max_seconds)
-                        / u32::try_from(args.rounds.max(1)).unwrap_or(1);
+                    + Duration::from_secs(args.max_seconds) / u32::try_from(rounds).unwrap_or(1);
                 let cell = load::run_cell(&targets, paths[i], c, per_round, deadline, pid).await;
                 cells[i].merge(cell);
             }
         }
-        if args.only.is_some() {
-            let cell = &mut cells[0];
-            let (p50, p99, p999) = quantiles(cell);
-            println!(
-                "| {} | {c} | {} | {:.0} | {} | {} | {} | — | — | — | {:.0} |",
-                paths[0].name(),
-                cell.samples.0.len(),
-                cell.throughput(),
-                us(p50),
-                us(p99),
-                us(p999),
-                cell.cpu.as_secs_f64() * 1e6 / cell.samples.0.len().max(1) as f64
-            );
-            continue;
-        }
-        let mut direct = cells[0].clone();
-        let (d50, d99, _) = quantiles(&mut direct);
-        let dtp = direct.throughput();
-        for (i, p) in paths.iter().enumerate() {
-            let cell = &mut cells[i];
-            let (p50, p99, p999) = quantiles(cell);
-            let n = cell.samples.0.len();
-            let cpu = if n == 0 {
-                0.0
-            } else {
-                cell.cpu.as_secs_f64() * 1e6 / n as f64
-            };
-            println!(
-                "| {} | {c} | {n} | {:.0} | {} | {} | {} | {} | {} | {:.3} | {cpu:.0} |",
-                p.name(),
-                cell.throughput(),
-                us(p50),
-                us(p99),
-                us(p999),
-                if *p == PathKind::Direct {
-                    "—".into()
-                } else {
-                    us_diff(p50, d50)
-                },
-                if *p == PathKind::Direct {
-                    "—".into()
-                } else {
-                    us_diff(p99, d99)
-                },
-                cell.throughput() / dtp.max(f64::MIN_POSITIVE),
-            );
-            if cell.errors > 0 {
-                findings.push(format!(
-                    "{} at c={c}: {} errors, first: {}",
-                    p.name(),
-                    cell.errors,
-                    cell.first_error.clone().unwrap_or_default()
-                ));
-            }
-            match (p, c) {
-                (PathKind::Library, 64) => findings.push(target_line(
-                    "library throughput ≥ 0.95× direct at c=64",
-                    cell.throughput() / dtp >= 0.95,
-                    &format!("{:.3}×", cell.throughput() / dtp),
-                )),
-                (PathKind::Library, 1) => findings.push(target_line(
-                    "library added p99 ≤ 50 µs at c=1",
-                    p99.saturating_sub(d99) <= Duration::from_micros(50),
-                    &format!("{} µs", us_diff(p99, d99)),
-                )),
-                (PathKind::Serve, 16) => findings.push(target_line(
-                    "serve added p99 ≤ 0.3 ms at c=16",
-                    p99.saturating_sub(d99) <= Duration::from_micros(300),
-                    &format!("{} µs", us_diff(p99, d99)),
-                )),
-                _ => {}
-            }
-        }
+        out.cells
+            .push((c, paths.iter().copied().zip(cells).collect()));
     }
     if let Some(s) = &serve {
-        let idle = s.idle_rss.unwrap_or(0);
         let peak = proc_status_bytes(s.pid(), "VmHWM:").unwrap_or(0);
+        out.serve_rss = Some((s.idle_rss.unwrap_or(0), peak));
+    }
+    Ok(out)
+}
+
+/// [`measure`] on a thread of its own confined to `split.bench`, with its own
+/// runtime (one worker per core), fake endpoint and serve (on `split.serve`).
+async fn measure_pinned(
+    args: &Args,
+    paths: Vec<PathKind>,
+    split: Split,
+) -> Result<Measured, String> {
+    let args = args.clone();
+    let job = move || -> Result<Measured, String> {
+        cores::pin_current_thread(&split.bench)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(split.bench.len())
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the pinned runtime: {e}"))?;
+        rt.block_on(measure(&args, &paths, Some(&split.serve)))
+    };
+    let thread = std::thread::spawn(job);
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|_| "the pinned run panicked".to_string())?
+}
+
+async fn load_table(args: &Args) -> Result<(), String> {
+    let wants = |p: PathKind| args.only.as_deref().is_none_or(|o| o == p.name());
+    let with_serve = !args.no_serve && wants(PathKind::Serve);
+    let split = if with_serve && !args.no_pin {
+        Split::new()
+    } else {
+        None
+    };
+    // The shared layout: every path on every core; serve joins it only when
+    // it cannot have a core of its own.
+    let mut shared: Vec<PathKind> = [PathKind::Direct, PathKind::Library]
+        .into_iter()
+        .filter(|p| wants(*p))
+        .collect();
+    if with_serve && split.is_none() {
+        shared.push(PathKind::Serve);
+    }
+    let measured_shared = if shared.is_empty() {
+        Measured::default()
+    } else {
+        measure(args, &shared, None).await?
+    };
+    let measured_pinned = match &split {
+        Some(split) => {
+            let mut paths = vec![PathKind::Direct, PathKind::Serve];
+            paths.retain(|p| wants(*p));
+            Some(measure_pinned(args, paths, split.clone()).await?)
+        }
+        None => None,
+    };
+    println!("## Overhead against a direct call\n");
+    let upstream_text = match &args.upstream_url {
+        None => format!(
+            "the in-process fake TGI endpoint, {} ms added delay",
+            args.upstream_delay_ms
+        ),
+        Some(url) => format!("`{url}` (another process; its CPU time is not counted)"),
+    };
+    println!("Upstream: {upstream_text}. Latencies in µs; `added` is the path's quantile minus direct's at the same concurrency in the same layout; `cpu/task` is the CPU time of this process (which also runs the fake endpoint when it is in-process) plus `serve` on its path, per request.\n");
+    match &split {
+        Some(s) => println!("Layouts: `direct` and `library` share all cores. Rows marked *(pinned)* run with {}; their `direct` is measured in that layout too, so `serve`'s added latency is what serve adds, not time spent waiting for a core (`--no-pin` runs serve in the shared layout).\n", s.describe()),
+        None if with_serve && args.no_pin => {
+            println!("Layout: all paths share all cores (`--no-pin`).\n")
+        }
+        None if with_serve => println!("Layout: all paths share all cores (serve cannot have a core of its own here: fewer than two cores, or threads may not be pinned).\n"),
+        None => {}
+    }
+    println!("| path | concurrency | requests | throughput/s | p50 | p99 | p99.9 | added p50 | added p99 | ratio to direct | cpu/task µs |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut findings = Vec::new();
+    for (i, &c) in args.concurrency.iter().enumerate() {
+        for (m, pinned) in [
+            (Some(&measured_shared), false),
+            (measured_pinned.as_ref(), true),
+        ] {
+            let Some((_, cells)) = m.and_then(|m| m.cells.get(i)) else {
+                continue;
+            };
+            rows(c.max(1), cells, pinned, &mut findings);
+        }
+    }
+    if let Some((idle, peak)) = measured_pinned
+        .as_ref()
+        .and_then(|m| m.serve_rss)
+        .or(measured_shared.serve_rss)
+    {
         println!(
             "\n`serve` memory: idle RSS {:.1} MB, peak RSS {:.1} MB.",
             idle as f64 / 1e6,
@@ -314,6 +334,69 @@ async fn load_table(args: &Args) -> Result<(), String> {
     }
     println!();
     Ok(())
+}
+
+/// The rows of one concurrency level in one layout, and the targets they judge.
+fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<String>) {
+    let mark = if pinned { " *(pinned)*" } else { "" };
+    let mut direct = cells
+        .iter()
+        .find(|(p, _)| *p == PathKind::Direct)
+        .map(|(_, c)| c.clone());
+    let base = direct.as_mut().map(|d| {
+        let (d50, d99, _) = quantiles(d);
+        (d50, d99, d.throughput())
+    });
+    for (p, cell) in cells {
+        let mut cell = cell.clone();
+        let (p50, p99, p999) = quantiles(&mut cell);
+        let n = cell.samples.0.len();
+        let cpu = cell.cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
+        let (a50, a99, ratio) = match base {
+            Some((d50, d99, dtp)) if *p != PathKind::Direct => (
+                us_diff(p50, d50),
+                us_diff(p99, d99),
+                format!("{:.3}", cell.throughput() / dtp.max(f64::MIN_POSITIVE)),
+            ),
+            Some(_) => ("—".into(), "—".into(), "1.000".into()),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        println!(
+            "| {}{mark} | {c} | {n} | {:.0} | {} | {} | {} | {a50} | {a99} | {ratio} | {cpu:.0} |",
+            p.name(),
+            cell.throughput(),
+            us(p50),
+            us(p99),
+            us(p999),
+        );
+        if cell.errors > 0 {
+            findings.push(format!(
+                "{}{mark} at c={c}: {} errors, first: {}",
+                p.name(),
+                cell.errors,
+                cell.first_error.clone().unwrap_or_default()
+            ));
+        }
+        let Some((_, d99, dtp)) = base else { continue };
+        match (p, c) {
+            (PathKind::Library, 64) => findings.push(target_line(
+                "library throughput ≥ 0.95× direct at c=64",
+                cell.throughput() / dtp >= 0.95,
+                &format!("{:.3}×", cell.throughput() / dtp),
+            )),
+            (PathKind::Library, 1) => findings.push(target_line(
+                "library added p99 ≤ 50 µs at c=1",
+                p99.saturating_sub(d99) <= Duration::from_micros(50),
+                &format!("{} µs", us_diff(p99, d99)),
+            )),
+            (PathKind::Serve, 16) => findings.push(target_line(
+                &format!("serve added p99 ≤ 0.3 ms at c=16{mark}"),
+                p99.saturating_sub(d99) <= Duration::from_micros(300),
+                &format!("{} µs", us_diff(p99, d99)),
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// Whether targets are judged: not on smoke runs or debug builds.
