@@ -601,9 +601,9 @@ impl Inner {
                 let resp = self.execute(req, Some(model)).await?;
                 self.read_body(Some(model), resp).await
             };
-            let result = within(self.settings.request_timeout, attempt)
+            let result = tokio::time::timeout(self.settings.request_timeout, attempt)
                 .await
-                .unwrap_or_else(|()| Err(self.timed_out(model)));
+                .unwrap_or_else(|_| Err(self.timed_out(model)));
             match result {
                 Ok((h, v)) => return Ok((h, v, st.count, st.start)),
                 Err(e) => {
@@ -722,34 +722,6 @@ impl Inner {
                 .with_detail("a `pipeline` endpoint cannot chat: use a `chat` or `tgi` model")),
         }
     }
-}
-
-/// `fut`, or `Err(())` once `timeout` has passed: `tokio::time::timeout`
-/// without its per-poll cost. tokio's `Timeout` polls its timer on every poll
-/// (a waker registration each time); here the timer is polled only when the
-/// task's waker is new or has changed, and otherwise asked whether it has
-/// fired (which is what woke the task, if it was not the request).
-async fn within<F: std::future::Future>(timeout: Duration, fut: F) -> Result<F::Output, ()> {
-    let mut fut = std::pin::pin!(fut);
-    let mut sleep = std::pin::pin!(tokio::time::sleep(timeout));
-    let mut registered: Option<std::task::Waker> = None;
-    std::future::poll_fn(|cx| {
-        if let std::task::Poll::Ready(v) = std::future::Future::poll(fut.as_mut(), cx) {
-            return std::task::Poll::Ready(Ok(v));
-        }
-        if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            if sleep.is_elapsed() {
-                return std::task::Poll::Ready(Err(()));
-            }
-            return std::task::Poll::Pending;
-        }
-        if std::future::Future::poll(sleep.as_mut(), cx).is_ready() {
-            return std::task::Poll::Ready(Err(()));
-        }
-        registered = Some(cx.waker().clone());
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 fn completion(p: Parsed, headers: &HeaderMap, attempts: u32, start: Instant) -> Completion {
@@ -1280,31 +1252,6 @@ mod tests {
         for c in [DEFAULT_HUB_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_ROUTER_URL] {
             assert_eq!(parse_const(c).as_str().trim_end_matches('/'), c);
         }
-    }
-
-    #[tokio::test]
-    async fn within_times_out_a_request_woken_by_other_things_and_passes_answers_through() {
-        assert_eq!(within(Duration::from_secs(5), async { 7 }).await, Ok(7));
-        // Woken every 5 ms by its own timer, never done: the timeout must
-        // still be noticed when it fires.
-        let chatty = async {
-            loop {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        let start = Instant::now();
-        let outer = tokio::time::timeout(
-            Duration::from_secs(2),
-            within(Duration::from_millis(100), chatty),
-        );
-        assert_eq!(outer.await, Ok(Err(())), "the timeout was never noticed");
-        let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(100) && took < Duration::from_millis(400),
-            "{took:?}"
-        );
-        let silent = std::future::pending::<()>();
-        assert_eq!(within(Duration::from_millis(50), silent).await, Err(()));
     }
 
     #[test]
