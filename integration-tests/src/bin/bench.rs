@@ -24,7 +24,7 @@ use hfconnect_integration_tests::fake_hf::FakeHf;
 #[command(about = "hfconnect's overhead against the limit (a direct call), and micro figures")]
 struct Args {
     /// Requests per path and concurrency level (warm-up excluded).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 60_000)]
     requests: usize,
     /// Warm-up requests per path and concurrency level.
     #[arg(long, default_value_t = 1_000)]
@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
     /// Rounds per level: the paths take turns, so machine noise hits all alike.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     rounds: usize,
     /// Wall-clock cap per path and level, in seconds.
     #[arg(long, default_value_t = 60)]
