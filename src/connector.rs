@@ -183,9 +183,8 @@ pub struct EndpointStatus {
     pub management_unavailable: Option<String>,
 }
 
-/// A task checked and turned into a provider call.
-/// A task ready to call its provider; borrows from the snapshot (taking
-/// shares of its `Arc`s made every task contend on their counts).
+/// A task checked and turned into a provider call. It borrows from the
+/// snapshot: taking shares of its `Arc`s made every task contend on their counts.
 struct Prepared<'s> {
     integration: &'s str,
     model: &'s str,
