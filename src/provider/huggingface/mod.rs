@@ -33,6 +33,7 @@ use super::{
     TextRequest, Timings, Usage,
 };
 use crate::retry::{ColdStartPolicy, RetryPolicy};
+use crate::stripe::{stripe, STRIPES};
 
 /// The Hub base URL when nothing else is configured.
 pub const DEFAULT_HUB_URL: &str = "https://huggingface.co";
@@ -101,13 +102,11 @@ struct Inner {
     settings: Settings,
     client: reqwest::Client,
     credential: Credential,
-    /// `X-Scale-Up-Timeout` (seconds, interned).
-    scale_up_timeout: &'static str,
     /// The headers of a JSON call to a model, built once (cloning a map is
     /// cheaper than hashing each name into a new one), one copy per thread
     /// stripe (the key's value is reference-counted, and one shared count cost
     /// every call a contended update); why not, without a key.
-    model_headers: Result<Box<[HeaderMap]>, String>,
+    model_headers: Result<Box<[HeaderMap; STRIPES]>, String>,
 }
 
 /// Where a call stands in its retries.
@@ -178,7 +177,7 @@ fn interned_seconds(n: u64) -> &'static str {
 }
 
 /// The headers of a JSON call to a model, with a value of the key of its own.
-fn model_headers(
+fn model_header_map(
     bearer: &HeaderValue,
     settings: &Settings,
     scale_up_timeout: &'static str,
@@ -223,14 +222,13 @@ impl HuggingFace {
         let model_headers = credential
             .bearer()
             .map(|bearer| {
-                (0..crate::stripe::STRIPES)
-                    .map(|_| model_headers(&bearer, &settings, scale_up_timeout))
-                    .collect()
+                Box::new(std::array::from_fn(|_| {
+                    model_header_map(&bearer, &settings, scale_up_timeout)
+                }))
             })
             .map_err(str::to_string);
         Ok(HuggingFace {
             inner: Arc::new(Inner {
-                scale_up_timeout,
                 settings,
                 client,
                 credential,
@@ -316,35 +314,36 @@ impl Inner {
             .with_detail(self.credential.redact(&e.to_string()))
     }
 
+    /// A call to the Hub, the management API or a health route (not a model call).
     fn builder(
         &self,
         method: reqwest::Method,
         url: Url,
-        model: Option<&ModelEndpoint>,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let bearer = self.credential.bearer().map_err(|why| {
-            self.ctx(model)
+            self.ctx(None)
                 .error(ErrorKind::KeyUnavailable)
                 .with_detail(why.to_string())
         })?;
-        let mut b = self
+        Ok(self
             .client
             .request(method, url)
             .header(AUTHORIZATION, bearer)
-            // Static header values carry no reference count for the worker
-            // threads to contend on (the profile showed shared ones did).
             .header(
                 reqwest::header::USER_AGENT,
                 HeaderValue::from_static(USER_AGENT),
-            );
-        if model.is_some() && !self.settings.cold_start.wait.is_zero() {
-            // Asks the Inference Endpoints proxy to hold the request while a replica starts.
-            b = b.header(
-                X_SCALE_UP_TIMEOUT,
-                HeaderValue::from_static(self.scale_up_timeout),
-            );
+            ))
+    }
+
+    /// The headers of a call to `model`, this thread stripe's copy.
+    fn model_headers(&self, model: &ModelEndpoint) -> Result<&HeaderMap, ProviderError> {
+        match &self.model_headers {
+            Ok(maps) => Ok(&maps[stripe()]),
+            Err(why) => Err(self
+                .ctx(Some(model))
+                .error(ErrorKind::KeyUnavailable)
+                .with_detail(why.clone())),
         }
-        Ok(b)
     }
 
     /// Read an error answer and classify it, with the key scrubbed from what the server said.
@@ -437,7 +436,7 @@ impl Inner {
         url: Url,
     ) -> Result<(HeaderMap, Value), ProviderError> {
         let b = self
-            .builder(reqwest::Method::GET, url, None)?
+            .builder(reqwest::Method::GET, url)?
             .timeout(self.settings.request_timeout);
         let resp = self.send(b, model).await?;
         self.read_json(model, resp).await
@@ -450,7 +449,7 @@ impl Inner {
             &format!("endpoint/{ns}/{name}/resume"),
         );
         let b = self
-            .builder(reqwest::Method::POST, url, None)?
+            .builder(reqwest::Method::POST, url)?
             .timeout(self.settings.request_timeout);
         match self.send(b, None).await {
             Ok(_) => Ok(()),
@@ -578,22 +577,14 @@ impl Inner {
         url: Url,
         body: bytes::Bytes,
     ) -> Result<(HeaderMap, bytes::Bytes, u32, Instant), ProviderError> {
-        let headers = self.model_headers.as_ref().map_err(|why| {
-            self.ctx(Some(model))
-                .error(ErrorKind::KeyUnavailable)
-                .with_detail(why.clone())
-        })?;
+        let headers = self.model_headers(model)?;
         let mut st = Attempts::new();
         loop {
             st.count += 1;
             // Built in place rather than through `RequestBuilder`, whose every
             // call moves the whole builder.
             let mut req = reqwest::Request::new(reqwest::Method::POST, url.clone());
-            *req.headers_mut() = headers
-                .get(crate::stripe::stripe())
-                .or(headers.first())
-                .cloned()
-                .unwrap_or_default();
+            *req.headers_mut() = headers.clone();
             *req.body_mut() = Some(body.clone().into());
             // The request timeout covers the answer's body too. tokio's own
             // `timeout` rather than reqwest's, which boxes its timer.
@@ -975,7 +966,7 @@ impl LlmProvider for HuggingFace {
             });
         }
         let health = inner
-            .builder(reqwest::Method::GET, join(&model.base_url, "health"), None)?
+            .builder(reqwest::Method::GET, join(&model.base_url, "health"))?
             .timeout(inner.settings.request_timeout);
         inner.send(health, Some(model)).await?;
         let mut info = EndpointInfo {
@@ -1136,8 +1127,8 @@ fn stream(
             st.count += 1;
             // Every failure before the first token leaves this block; what follows decides whether to retry.
             let failure: ProviderError = 'attempt: {
-            let b = match inner.builder(reqwest::Method::POST, url.clone(), Some(&model)) {
-                Ok(b) => b.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).json(&body),
+            let b = match inner.model_headers(&model) {
+                Ok(h) => inner.client.post(url.clone()).headers(h.clone()).json(&body),
                 Err(e) => { yield Err(e); return; }
             };
             let sent = Instant::now();
