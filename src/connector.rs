@@ -18,10 +18,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::access::{Access, Principal, PrincipalError, Subject, Target};
-use crate::catalog::{Catalog, Integration, Model, TaskKind};
+use crate::catalog::{Catalog, Integration, Model};
 use crate::config::{diagnostic_suggest, ConfigError, LoadOptions};
 use crate::limits::Admission;
-use crate::metrics::{Metrics, ModelSeries, KINDS};
+use crate::metrics::{Metrics, ModelSeries};
 use crate::provider::huggingface::hub::{ManagedEndpoint, WhoAmI};
 use crate::provider::huggingface::HuggingFace;
 use crate::provider::{
@@ -63,11 +63,6 @@ fn ok_handles(metrics: &Metrics, catalog: &Catalog) -> Handles {
         }
     }
     out
-}
-
-/// `k`'s place in the series' arrays.
-fn kind_index(k: TaskKind) -> usize {
-    KINDS.iter().position(|s| *s == k.as_str()).unwrap_or(0)
 }
 
 /// Everything a task runs against; replaced whole on reload.
@@ -283,15 +278,10 @@ impl Audit<'_> {
         // the vector, whose `outcome` label keeps them apart from successes.
         match (outcome, handles) {
             (Ok(o), Some(h)) => {
-                h.task_ok(
-                    kind_index(kind),
-                    seconds,
-                    o.prompt_tokens,
-                    o.completion_tokens,
-                );
+                h.task_ok(kind, seconds, o.prompt_tokens, o.completion_tokens);
             }
             (Err(_), Some(h)) => {
-                h.task_failed(kind_index(kind), seconds);
+                h.task_failed(kind, seconds);
                 m.tasks
                     .with_label_values(&[kind.as_str(), outcome_label, integration, model])
                     .inc();

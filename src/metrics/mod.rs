@@ -6,7 +6,7 @@
 
 mod striped;
 
-pub(crate) use striped::{ModelSeries, SeriesSet, KINDS};
+pub(crate) use striped::{ModelSeries, SeriesSet};
 use striped::{Names, SeriesCollector};
 
 use prometheus::{

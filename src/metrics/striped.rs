@@ -22,11 +22,25 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 
 use super::BUCKETS;
+use crate::catalog::TaskKind;
 use crate::stripe::{stripe, STRIPES};
 use crate::FxHashMap;
 
-/// The task kinds, in the order of a series' arrays, by their label.
-pub(crate) const KINDS: [&str; 3] = ["text-generation", "chat", "summarization"];
+/// The task kinds, in the order of a series' arrays.
+const KINDS: [TaskKind; 3] = [
+    TaskKind::TextGeneration,
+    TaskKind::Chat,
+    TaskKind::Summarization,
+];
+
+/// `k`'s place in a series' arrays (always below 3).
+fn slot(k: TaskKind) -> usize {
+    match k {
+        TaskKind::TextGeneration => 0,
+        TaskKind::Chat => 1,
+        TaskKind::Summarization => 2,
+    }
+}
 
 /// The buckets plus `+Inf`.
 const SLOTS: usize = BUCKETS.len() + 1;
@@ -79,25 +93,20 @@ impl std::fmt::Debug for ModelSeries {
 
 impl ModelSeries {
     fn block(&self) -> &Block {
-        self.stripes
-            .get(stripe())
-            .unwrap_or(&self.stripes[0])
-            .get_or_init(Box::default)
+        self.stripes[stripe()].get_or_init(Box::default)
     }
 
-    /// A successful task of kind `kind` (an index into [`KINDS`]).
+    /// A successful task of kind `kind`.
     pub(crate) fn task_ok(
         &self,
-        kind: usize,
+        kind: TaskKind,
         seconds: f64,
         prompt_tokens: Option<u32>,
         completion_tokens: Option<u32>,
     ) {
         let b = self.block();
-        if let (Some(t), Some(h)) = (b.tasks.get(kind), b.latency.get(kind)) {
-            t.fetch_add(1, Relaxed);
-            h.observe(seconds);
-        }
+        b.tasks[slot(kind)].fetch_add(1, Relaxed);
+        b.latency[slot(kind)].observe(seconds);
         if let Some(n) = prompt_tokens {
             b.prompt_tokens.fetch_add(u64::from(n), Relaxed);
         }
@@ -107,10 +116,8 @@ impl ModelSeries {
     }
 
     /// A failed task of kind `kind`: its latency (counted by outcome elsewhere).
-    pub(crate) fn task_failed(&self, kind: usize, seconds: f64) {
-        if let Some(h) = self.block().latency.get(kind) {
-            h.observe(seconds);
-        }
+    pub(crate) fn task_failed(&self, kind: TaskKind, seconds: f64) {
+        self.block().latency[slot(kind)].observe(seconds);
     }
 
     /// The time one task spent calling the model, retries included.
@@ -251,20 +258,18 @@ impl Collector for SeriesCollector {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for s in &all {
             let (i, m) = (&*s.integration, &*s.model);
-            for (k, kind) in KINDS.iter().enumerate() {
+            for kind in KINDS {
+                let k = slot(kind);
                 let pairs = [
-                    ("kind", *kind),
+                    ("kind", kind.as_str()),
                     ("outcome", "ok"),
                     ("integration", i),
                     ("model", m),
                 ];
-                tasks.push(counter_metric(
-                    &pairs,
-                    s.counter(|b| b.tasks.get(k).unwrap_or(&b.tasks[0])),
-                ));
+                tasks.push(counter_metric(&pairs, s.counter(|b| &b.tasks[k])));
                 latency.push(histogram_metric(
-                    &[("kind", kind), ("integration", i), ("model", m)],
-                    s.histogram(|b| b.latency.get(k).unwrap_or(&b.latency[0])),
+                    &[("kind", kind.as_str()), ("integration", i), ("model", m)],
+                    s.histogram(|b| &b.latency[k]),
                 ));
             }
             upstream.push(histogram_metric(
@@ -307,7 +312,7 @@ mod tests {
                 let s = s.clone();
                 scope.spawn(move || {
                     for v in chunk {
-                        s.task_ok(0, *v, Some(2), Some(5));
+                        s.task_ok(TaskKind::TextGeneration, *v, Some(2), Some(5));
                         s.upstream(*v / 2.0);
                     }
                 });
