@@ -175,35 +175,30 @@ impl Admission {
                 .await?;
             }
         }
-        if let Some(r) = &igate.rate {
-            let what = format!("integration `{integration}`");
-            self.turn(
-                || r.check().map_err(|nu| nu.wait_time_from(self.clock.now())),
-                deadline,
-                &what,
-            )
-            .await?;
-        }
-        if let Some(r) = mgate.and_then(|g| g.rate.as_ref()) {
-            let what = format!("model `{model}` of integration `{integration}`");
-            self.turn(
-                || r.check().map_err(|nu| nu.wait_time_from(self.clock.now())),
-                deadline,
-                &what,
-            )
-            .await?;
+        // Past the early return something limits this task: naming the gates up front is cheap.
+        let gates = [
+            (Some(igate), format!("integration `{integration}`")),
+            (
+                mgate,
+                format!("model `{model}` of integration `{integration}`"),
+            ),
+        ];
+        for (gate, what) in &gates {
+            if let Some(r) = gate.and_then(|g| g.rate.as_ref()) {
+                self.turn(
+                    || r.check().map_err(|nu| nu.wait_time_from(self.clock.now())),
+                    deadline,
+                    what,
+                )
+                .await?;
+            }
         }
         let mut slots = Vec::new();
-        for (gate, of_model) in [(Some(igate), false), (mgate, true)] {
+        for (gate, what) in &gates {
             if let Some((sem, n)) = gate.and_then(|g| g.slots.as_ref()) {
                 match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
                     Ok(Ok(p)) => slots.push(p),
                     _ => {
-                        let what = if of_model {
-                            format!("model `{model}` of integration `{integration}`")
-                        } else {
-                            format!("integration `{integration}`")
-                        };
                         return Err(TaskError::rate_limited(
                             format!("{what} is running its `max_concurrency` of {n} tasks; none finished within the queue timeout of {:.1}s", queue_timeout.as_secs_f64()),
                             Duration::from_secs(1),
