@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK};
-use crate::connector::ConnectorError;
+use crate::connector::{Connector, ConnectorError};
 use crate::provider::ErrorKind;
 
 /// Exit code: the token was rejected (or there is none).
@@ -57,12 +57,17 @@ fn fail(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
     }
 }
 
+/// The Connector over the config and a runtime for its one call, or the exit code.
+fn connector_and_runtime(
+    config: &ConfigArg,
+    io: &mut Io<'_>,
+) -> Result<(Connector, tokio::runtime::Runtime), Exit> {
+    let connector = config.connector(io)?;
+    Ok((connector, super::runtime(false, io)?))
+}
+
 pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
-    let (connector, rt) = match args
-        .config
-        .connector(io)
-        .and_then(|c| super::runtime(false, io).map(|r| (c, r)))
-    {
+    let (connector, rt) = match connector_and_runtime(&args.config, io) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -123,11 +128,7 @@ pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
 }
 
 pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
-    let (connector, rt) = match args
-        .config
-        .connector(io)
-        .and_then(|c| super::runtime(false, io).map(|r| (c, r)))
-    {
+    let (connector, rt) = match connector_and_runtime(&args.config, io) {
         Ok(x) => x,
         Err(code) => return code,
     };
