@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Origin;
+use crate::untrusted::Untrusted;
 
 /// What a subject may do with a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
@@ -155,9 +156,9 @@ pub enum Subject {
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Subject::User(id) => write!(f, "user:{id}"),
-            Subject::Group(g) => write!(f, "group:{g}"),
-            Subject::App(a) => write!(f, "app:{a}"),
+            Subject::User(id) => write!(f, "user:{}", Untrusted(id)),
+            Subject::Group(g) => write!(f, "group:{}", Untrusted(g)),
+            Subject::App(a) => write!(f, "app:{}", Untrusted(a)),
         }
     }
 }
@@ -178,6 +179,7 @@ impl ParseRefError {
 }
 
 fn non_empty<'a>(s: &'a str, what: &str, full: &str) -> Result<&'a str, ParseRefError> {
+    let full = Untrusted(full);
     if s.trim().is_empty() {
         Err(ParseRefError::new(format!("`{full}` has an empty {what}")))
     } else if s.trim() != s {
@@ -194,7 +196,8 @@ impl FromStr for Subject {
     fn from_str(s: &str) -> Result<Self, ParseRefError> {
         let bad = || {
             ParseRefError::new(format!(
-                "`{s}` is not a subject; write `group:NAME`, `app:NAME` or `user:ID`"
+                "`{}` is not a subject; write `group:NAME`, `app:NAME` or `user:ID`",
+                Untrusted(s)
             ))
         };
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
@@ -236,9 +239,9 @@ impl Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Integration(i) => write!(f, "integration:{i}"),
-            Target::Model(i, m) => write!(f, "model:{i}:{m}"),
-            Target::Prompt(p) => write!(f, "prompt:{p}"),
+            Target::Integration(i) => write!(f, "integration:{}", Untrusted(i)),
+            Target::Model(i, m) => write!(f, "model:{}:{}", Untrusted(i), Untrusted(m)),
+            Target::Prompt(p) => write!(f, "prompt:{}", Untrusted(p)),
         }
     }
 }
@@ -248,7 +251,8 @@ impl FromStr for Target {
     fn from_str(s: &str) -> Result<Self, ParseRefError> {
         let bad = || {
             ParseRefError::new(format!(
-                "`{s}` is not a target; write `integration:NAME`, `model:INTEGRATION:MODEL` or `prompt:NAME`"
+                "`{}` is not a target; write `integration:NAME`, `model:INTEGRATION:MODEL` or `prompt:NAME`",
+                Untrusted(s)
             ))
         };
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
@@ -260,7 +264,8 @@ impl FromStr for Target {
             "model" => {
                 let (i, m) = rest.split_once(':').ok_or_else(|| {
                     ParseRefError::new(format!(
-                        "`{s}` names no integration; write `model:INTEGRATION:MODEL`"
+                        "`{}` names no integration; write `model:INTEGRATION:MODEL`",
+                        Untrusted(s)
                     ))
                 })?;
                 Ok(Target::Model(
@@ -340,16 +345,16 @@ impl Principal {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrincipalError {
     /// `app:NAME` names no declared application.
-    #[error("unknown application `{0}`: applications must be declared under `[[applications]]`")]
+    #[error("unknown application `{}`: applications must be declared under `[[applications]]`", Untrusted(.0))]
     UnknownApplication(String),
     /// A subject that cannot call (`group:…`).
-    #[error("`{0}` cannot act: tasks run as `user:ID` or `app:NAME`")]
+    #[error("`{}` cannot act: tasks run as `user:ID` or `app:NAME`", Untrusted(.0))]
     NotACaller(String),
     /// The scope names no declared group.
-    #[error("unknown group `{0}`")]
+    #[error("unknown group `{}`", Untrusted(.0))]
     UnknownGroup(String),
     /// The scope names a group the caller is not in.
-    #[error("`{subject}` is not a member of group `{group}`, so it cannot act as that group")]
+    #[error("`{}` is not a member of group `{}`, so it cannot act as that group", Untrusted(.subject), Untrusted(.group))]
     NotAMember {
         /// The caller.
         subject: String,

@@ -27,6 +27,7 @@ pub mod connector;
 mod exposure;
 pub mod keys;
 mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod prompt;
 pub mod provider;
@@ -35,6 +36,7 @@ pub mod retry;
 pub mod server;
 mod stripe;
 pub mod task;
+mod untrusted;
 
 /// A map keyed by names from configs, looked up on every task: FxHash is
 /// several times cheaper than SipHash there, and the keys are the admin's.

@@ -27,10 +27,17 @@ pub(crate) struct ServeArgs {
     /// Seconds in-flight requests may run after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 30)]
     grace: u64,
-    /// Seconds a client may take to send a request's headers (and an idle
-    /// keep-alive connection may wait) before the connection is closed.
+    /// Seconds a connection may go without a request in flight (to send a
+    /// request's head, or idle between requests) before it is closed.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
+    /// Seconds a request body may take to arrive whole (408 after).
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
+    /// Connections open at once; more are answered 503 and closed. Keep it
+    /// below the open-file limit (`ulimit -n`).
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     /// Log lines for people or as JSON; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
@@ -43,17 +50,12 @@ pub(crate) struct KeysNewArgs {
     app: String,
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+/// What a long-running command runs with: the Connector, a multi-threaded
+/// runtime, and the log output (written out when this is dropped, after the runtime).
+pub(crate) struct Service {
+    pub connector: Arc<Connector>,
+    pub rt: tokio::runtime::Runtime,
+    _logs: Option<crate::logging::LogGuard>,
 }
 
 /// For long-running commands: logs on, the Connector over `catalog`, and a
@@ -62,14 +64,21 @@ pub(crate) fn start_service(
     catalog: crate::catalog::Catalog,
     log_format: LogFormat,
     io: &mut Io<'_>,
-) -> Result<(Arc<Connector>, tokio::runtime::Runtime), Exit> {
-    init_logs(log_format);
+) -> Result<Service, Exit> {
+    let logs = crate::logging::init(match log_format {
+        LogFormat::Human => crate::logging::LogFormat::Human,
+        LogFormat::Json => crate::logging::LogFormat::Json,
+    });
     let connector = Connector::new(catalog).map_err(|e| {
         let _ = writeln!(io.err, "error: {e}");
         EXIT_FAILURE
     })?;
     let rt = super::runtime(true, io)?;
-    Ok((Arc::new(connector), rt))
+    Ok(Service {
+        connector: Arc::new(connector),
+        rt,
+        _logs: logs,
+    })
 }
 
 pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
@@ -77,16 +86,19 @@ pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let (connector, rt) = match start_service(loaded.catalog, args.log_format, io) {
+    let service = match start_service(loaded.catalog, args.log_format, io) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    let connector = service.connector.clone();
     let options = ServeOptions {
-        config: path,
         grace: Duration::from_secs(args.grace),
         header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+        max_connections: args.max_connections.max(1),
+        ..ServeOptions::new(path)
     };
-    let result = rt.block_on(async {
+    let result = service.rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         serve(connector, listener, options, shutdown_signal()).await
     });

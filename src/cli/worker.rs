@@ -53,10 +53,11 @@ pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
             return EXIT_BAD_INPUT;
         }
     };
-    let (connector, rt) = match start_service(loaded.catalog, args.log_format, io) {
+    let service = match start_service(loaded.catalog, args.log_format, io) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    let connector = service.connector.clone();
     let worker = match Worker::new(connector.clone(), settings, &url) {
         Ok(w) => w,
         Err(e) => {
@@ -64,7 +65,7 @@ pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
             return EXIT_BAD_INPUT;
         }
     };
-    rt.block_on(async {
+    service.rt.block_on(async {
         crate::reload::spawn_reload_on_sighup(connector.clone(), path.clone());
         crate::reload::spawn_reload_on_change(connector, path);
         worker.run(crate::reload::shutdown_signal()).await

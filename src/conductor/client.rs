@@ -167,7 +167,8 @@ impl ConductorError {
         } else {
             ConductorErrorKind::Unreachable
         };
-        // Only the error's kind and source chain: the URL holds no secret, but keep it short.
+        // The error's source chain: the URL holds no secret (Conductor is the
+        // operator's own server), but the text is bounded like any remote text.
         let mut text = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
@@ -175,7 +176,10 @@ impl ConductorError {
             text.push_str(&s.to_string());
             source = s.source();
         }
-        ConductorError::new(kind, format!("{what}: {text}"))
+        ConductorError::new(
+            kind,
+            format!("{what}: {}", crate::untrusted::Untrusted(&text)),
+        )
     }
 
     /// What kind of failure this is.
@@ -362,7 +366,7 @@ impl ConductorClient {
                 return Ok(resp);
             }
             let body = resp.text().await.unwrap_or_default();
-            let body: String = body.chars().take(300).collect();
+            let body = crate::untrusted::Untrusted(&body).to_string();
             let kind = if status == StatusCode::UNAUTHORIZED {
                 ConductorErrorKind::Unauthorized
             } else {
@@ -427,7 +431,10 @@ impl ConductorClient {
     /// `POST /tasks`: report a task's result.
     pub async fn update(&self, result: &TaskResult) -> Result<(), ConductorError> {
         let url = format!("{}/tasks", self.base);
-        let what = format!("cannot report task `{}`", result.task_id);
+        let what = format!(
+            "cannot report task `{}`",
+            crate::untrusted::Untrusted(&result.task_id)
+        );
         self.send(&what, |c| {
             c.post(&url).json(result).timeout(REQUEST_TIMEOUT)
         })
@@ -437,11 +444,20 @@ impl ConductorClient {
 
     /// `GET /workflow/{id}`: who started the workflow.
     pub async fn workflow_owner(&self, workflow_id: &str) -> Result<WorkflowOwner, ConductorError> {
-        let url = format!("{}/workflow/{workflow_id}", self.base);
-        let what = format!("cannot look up workflow `{workflow_id}`");
+        let what = format!(
+            "cannot look up workflow `{}`",
+            crate::untrusted::Untrusted(workflow_id)
+        );
+        // The id is the server's, but it goes into a path: one segment, encoded.
+        let mut url = Url::parse(&format!("{}/workflow", self.base)).map_err(|e| {
+            ConductorError::new(ConductorErrorKind::InvalidResponse, format!("{what}: {e}"))
+        })?;
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(workflow_id);
+        }
         let resp = self
             .send(&what, |c| {
-                c.get(&url)
+                c.get(url.clone())
                     .query(&[("includeTasks", "false")])
                     .timeout(REQUEST_TIMEOUT)
             })

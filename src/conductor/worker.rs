@@ -21,6 +21,7 @@ use crate::catalog::TaskKind;
 use crate::config::WorkerSettings;
 use crate::connector::Connector;
 use crate::task::{Task, TaskError};
+use crate::untrusted::{Field, Untrusted};
 
 /// A report that cannot be delivered for this long is given up: the task is
 /// left for Conductor to re-queue after its response timeout.
@@ -440,19 +441,19 @@ async fn report(inner: &Inner, result: &TaskResult) {
                     ReportStatus::InProgress => &c.deferred,
                 }
                 .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(task_id = %result.task_id, status = result.status.as_str(), "reported");
+                tracing::debug!(task_id = %Field::new(&result.task_id), status = result.status.as_str(), "reported");
                 return;
             }
             Err(e) if e.is_retryable() && Instant::now() < give_up => {
                 let wait = backoff.next();
-                tracing::warn!(task_id = %result.task_id, error = %e, retry_in_ms = wait.as_millis() as u64, "report failed; retrying");
+                tracing::warn!(task_id = %Field::new(&result.task_id), error = %e, retry_in_ms = wait.as_millis() as u64, "report failed; retrying");
                 tokio::time::sleep(wait).await;
             }
             Err(e) => {
                 inner.counters.unreported.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
-                    task_id = %result.task_id,
-                    workflow_id = %result.workflow_instance_id,
+                    task_id = %Field::new(&result.task_id),
+                    workflow_id = %Field::new(&result.workflow_instance_id),
                     status = result.status.as_str(),
                     error = %e,
                     "cannot report the task; Conductor re-queues it after its response timeout"
@@ -474,7 +475,11 @@ fn task_of(kind: TaskKind, task_type: &str, input: &Map<String, Value>) -> Resul
     Task::from_json(kind, Value::Object(fields)).map_err(|e| {
         Failure::terminal(
             "invalid_input",
-            format!("the input of `{task_type}` task is invalid: {e}"),
+            format!(
+                "the input of `{}` task is invalid: {}",
+                Untrusted(task_type),
+                Untrusted(&e.to_string())
+            ),
         )
     })
 }
@@ -488,7 +493,10 @@ async fn execute(
     let Some(&kind) = inner.kinds.get(&task.task_type) else {
         return Err(Failure::terminal(
             "invalid_input",
-            format!("this worker does not run task type `{}`", task.task_type),
+            format!(
+                "this worker does not run task type `{}`",
+                Untrusted(&task.task_type)
+            ),
         ));
     };
     let empty = Map::new();
@@ -506,14 +514,14 @@ async fn execute(
     let subject = inner.identities.subject(&inner.client, task, input).await?;
     let t = task_of(kind, &task.task_type, input)?;
     let scope = group
-        .map(|g| format!(" in group `{g}`"))
+        .map(|g| format!(" in group `{}`", Untrusted(g)))
         .unwrap_or_default();
     logs.push(format!(
         "hfconnect worker `{}`: `{}` as `{subject}`{scope} on `{}/{}`",
-        inner.worker_id,
-        task.task_type,
-        t.integration(),
-        t.model()
+        Untrusted(&inner.worker_id),
+        Untrusted(&task.task_type),
+        Untrusted(t.integration()),
+        Untrusted(t.model())
     ));
     let principal = inner.connector.principal(&subject, group)?;
     let decision = inner.connector.decide(

@@ -476,6 +476,25 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 
 impl NodeDe<'_> {
     fn unknown_variant(&self, enum_name: &str, value: &str, variants: &[&str]) -> DeError {
+        if enum_name == "ApiKeyLocation" {
+            // Where a secret's location belongs, a value is the secret itself
+            // more often than not, whatever it starts with: never echo it.
+            let mut help = String::from(
+                "write `{ env = \"HF_TOKEN\" }`, `{ file = \"/path/to/token\" }`, `\"huggingface\"` \
+                 (the Hugging Face default lookup) or `{ value = \"...\" }`; a secret written directly is not accepted",
+            );
+            if let Some(s) = did_you_mean(value, variants.iter().copied()) {
+                help = format!("did you mean `{s}`? {help}");
+            }
+            return DeError {
+                help: Some(help),
+                ..DeError::located(
+                    "this value is not a secret's location (its text is not shown: it may be the secret)",
+                    self.node.pos,
+                    &self.path,
+                )
+            };
+        }
         // Echo the value only when it cannot be a credential.
         let safe = value.len() <= 40
             && !value.starts_with("hf_")
@@ -487,18 +506,6 @@ impl NodeDe<'_> {
         } else {
             "this value".to_string()
         };
-        if enum_name == "ApiKeyLocation" {
-            let help = "write `api_key = { env = \"HF_TOKEN\" }`, `{ file = \"/path/to/token\" }`, `\"huggingface\"` \
-                        (the Hugging Face default lookup) or `{ value = \"...\" }`; a token written directly is not accepted";
-            return DeError {
-                help: Some(help.into()),
-                ..DeError::located(
-                    format!("{shown} is not a key location"),
-                    self.node.pos,
-                    &self.path,
-                )
-            };
-        }
         let mut help = format!("expected {}", one_of(variants));
         if safe {
             if let Some(s) = did_you_mean(value, variants.iter().copied()) {

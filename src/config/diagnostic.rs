@@ -193,6 +193,11 @@ pub(crate) fn did_you_mean<'a>(
     input: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Names are at most 128 characters: a longer input is no typo of one, and
+    // comparing a caller's 500 KB string with every name would cost seconds.
+    if input.len() > 512 {
+        return None;
+    }
     let input_l = input.to_ascii_lowercase();
     candidates
         .into_iter()

@@ -35,6 +35,9 @@ pub(crate) fn diagnostic_suggest<'a>(
         .unwrap_or_default()
 }
 
+/// The largest config file read (a catalog of 10,000 models is about 3 MB).
+pub const MAX_FILE_BYTES: u64 = 32 << 20;
+
 /// The environment variable naming the config path when `--config` is not given.
 pub const CONFIG_ENV: &str = "HFCONNECT_CONFIG";
 
@@ -221,6 +224,19 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedConfig, ConfigEr
     let mut syntax_failed = false;
     for (i, (file, shared)) in files.iter().zip(&table).enumerate() {
         let id = FileId(u32::try_from(i).unwrap_or(u32::MAX));
+        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_FILE_BYTES {
+            let o = Origin::new(shared.clone(), 0, 0, String::new());
+            diagnostics.push(Diagnostic::error(
+                &o,
+                format!(
+                    "the file is larger than {} MiB ({size} bytes)",
+                    MAX_FILE_BYTES >> 20
+                ),
+            ));
+            syntax_failed = true;
+            continue;
+        }
         let text = match std::fs::read(file) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(t) => t,

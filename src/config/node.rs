@@ -302,17 +302,42 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Node, Vec<SyntaxError>> {
     }
 }
 
+/// Nodes aliases may copy in one file: a config's anchors are small tables
+/// of defaults; a "billion laughs" file multiplies them without end.
+pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
+/// Nodes of one file, aliases included.
+pub(crate) const MAX_NODES: usize = 2_000_000;
+/// Nesting of one file, aliases included (the parsers bound the text's own
+/// nesting; aliases of aliases can nest further).
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// What a finished node weighs: its nodes and its depth.
+#[derive(Debug, Clone, Copy, Default)]
+struct Weight {
+    nodes: usize,
+    depth: usize,
+}
+
+impl Weight {
+    fn add_child(&mut self, child: Weight) {
+        self.nodes += child.nodes;
+        self.depth = self.depth.max(child.depth + 1);
+    }
+}
+
 enum Frame {
     Seq {
         anchor: usize,
         pos: Pos,
         items: Vec<Node>,
+        weight: Weight,
     },
     Map {
         anchor: usize,
         pos: Pos,
         entries: Vec<Entry>,
         key: Option<(String, Pos)>,
+        weight: Weight,
     },
 }
 
@@ -320,9 +345,12 @@ enum Frame {
 struct YamlBuilder {
     stack: Vec<Frame>,
     docs: Vec<Node>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, Weight)>,
     error: Option<SyntaxError>,
     second_doc: Option<Pos>,
+    /// Nodes made so far, and those made by aliases.
+    nodes: usize,
+    alias_nodes: usize,
 }
 
 fn marker_pos(m: &Marker) -> Pos {
@@ -369,19 +397,38 @@ fn resolve_plain(s: &str) -> Value {
 }
 
 impl YamlBuilder {
-    fn push_node(&mut self, node: Node, anchor: usize) {
+    fn fail(&mut self, pos: Pos, message: String) {
+        if self.error.is_none() {
+            self.error = Some(SyntaxError { pos, message });
+        }
+    }
+
+    fn push_node(&mut self, node: Node, weight: Weight, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), weight));
         }
         match self.stack.last_mut() {
             None => self.docs.push(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
-                Some((k, key_pos)) => entries.push(Entry {
-                    key: k,
-                    key_pos,
-                    value: node,
-                }),
+            Some(Frame::Seq {
+                items, weight: w, ..
+            }) => {
+                w.add_child(weight);
+                items.push(node);
+            }
+            Some(Frame::Map {
+                entries,
+                key,
+                weight: w,
+                ..
+            }) => match key.take() {
+                Some((k, key_pos)) => {
+                    w.add_child(weight);
+                    entries.push(Entry {
+                        key: k,
+                        key_pos,
+                        value: node,
+                    });
+                }
                 None => {
                     let k = match &node.value {
                         Value::Str(s) => s.clone(),
@@ -409,7 +456,12 @@ impl YamlBuilder {
 
 impl MarkedEventReceiver for YamlBuilder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            // The file is refused; build nothing more.
+            return;
+        }
         let pos = marker_pos(&mark);
+        let leaf = Weight { nodes: 1, depth: 0 };
         match ev {
             Event::DocumentStart => {
                 if !self.docs.is_empty() && self.second_doc.is_none() {
@@ -422,57 +474,94 @@ impl MarkedEventReceiver for YamlBuilder {
                 } else {
                     Value::Str(s)
                 };
-                self.push_node(Node { value, pos }, anchor);
+                self.nodes += 1;
+                if self.nodes > MAX_NODES {
+                    return self.fail(pos, format!("the file holds more than {MAX_NODES} values"));
+                }
+                self.push_node(Node { value, pos }, leaf, anchor);
             }
             Event::Alias(id) => {
-                let node = match self.anchors.get(&id) {
-                    Some(n) => Node {
-                        value: n.value.clone(),
-                        pos,
-                    },
-                    None => Node {
-                        value: Value::Null,
-                        pos,
-                    },
+                let (value, weight) = match self.anchors.get(&id) {
+                    Some((n, w)) => (Some(n), *w),
+                    None => (None, leaf),
                 };
-                self.push_node(node, 0);
+                self.alias_nodes += weight.nodes;
+                self.nodes += weight.nodes;
+                if self.alias_nodes > MAX_ALIAS_NODES || self.nodes > MAX_NODES {
+                    return self.fail(
+                        pos,
+                        format!(
+                            "YAML aliases expand to more than {MAX_ALIAS_NODES} values (nested aliases multiply); write the values out or use fewer aliases"
+                        ),
+                    );
+                }
+                if self.stack.len() + weight.depth > MAX_DEPTH {
+                    return self.fail(
+                        pos,
+                        format!("YAML aliases nest values deeper than {MAX_DEPTH} levels"),
+                    );
+                }
+                let node = Node {
+                    value: value.map_or(Value::Null, |n| n.value.clone()),
+                    pos,
+                };
+                self.push_node(node, weight, 0);
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _)
+                if self.stack.len() >= MAX_DEPTH =>
+            {
+                let _ = anchor;
+                self.fail(pos, format!("values nest deeper than {MAX_DEPTH} levels"));
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
                 anchor,
                 pos,
                 items: Vec::new(),
+                weight: leaf,
             }),
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
                 anchor,
                 pos,
                 entries: Vec::new(),
                 key: None,
+                weight: leaf,
             }),
-            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq { anchor, pos, items }) => self.push_node(
-                    Node {
-                        value: Value::Seq(items),
+            Event::SequenceEnd | Event::MappingEnd => {
+                self.nodes += 1;
+                match self.stack.pop() {
+                    Some(Frame::Seq {
+                        anchor,
                         pos,
-                    },
-                    anchor,
-                ),
-                Some(Frame::Map {
-                    anchor,
-                    pos,
-                    entries,
-                    ..
-                }) => {
-                    let entries = merge_keys(entries);
-                    self.push_node(
+                        items,
+                        weight,
+                    }) => self.push_node(
                         Node {
-                            value: Value::Map(entries),
+                            value: Value::Seq(items),
                             pos,
                         },
+                        weight,
                         anchor,
-                    )
+                    ),
+                    Some(Frame::Map {
+                        anchor,
+                        pos,
+                        entries,
+                        weight,
+                        ..
+                    }) => {
+                        let entries = merge_keys(entries);
+                        self.push_node(
+                            Node {
+                                value: Value::Map(entries),
+                                pos,
+                            },
+                            weight,
+                            anchor,
+                        )
+                    }
+                    None => {}
                 }
-                None => {}
-            },
+            }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
     }

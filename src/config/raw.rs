@@ -91,6 +91,7 @@ pub(crate) struct RawIntegration {
     pub rate_limit: Option<RawRate>,
     pub max_concurrency: Option<Spanned<u32>>,
     pub queue_timeout: Option<Spanned<f64>>,
+    pub max_response_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     pub models: Items<RawModel>,
 }

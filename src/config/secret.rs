@@ -38,8 +38,9 @@ impl fmt::Debug for ApiKeyLocation {
     }
 }
 
-/// Where a resolved key came from (safe to show).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a resolved key came from (safe to show: a name or path that may be
+/// a pasted secret is not).
+#[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// The Hugging Face default lookup.
     HuggingFace,
@@ -51,12 +52,18 @@ pub enum KeySource {
     Inline,
 }
 
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl fmt::Display for KeySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeySource::HuggingFace => f.write_str("the Hugging Face token lookup"),
-            KeySource::Env(v) => write!(f, "environment variable `{v}`"),
-            KeySource::File(p) => write!(f, "file `{}`", p.display()),
+            KeySource::Env(v) => f.write_str(&shown_var(v)),
+            KeySource::File(p) => f.write_str(&shown_path(p).replacen("token file", "file", 1)),
             KeySource::Inline => f.write_str("the config file (inline value)"),
         }
     }
@@ -148,17 +155,52 @@ fn clean(raw: &str) -> Option<SecretString> {
     }
 }
 
+/// Whether text written as a location could be the secret itself (a token
+/// pasted where a variable name or a path belongs): then it is never shown.
+fn looks_secret(s: &str) -> bool {
+    let s = s.trim();
+    let token_like = s.len() >= 20
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        && s.bytes().any(|b| b.is_ascii_digit())
+        && s.bytes().any(|b| b.is_ascii_alphabetic());
+    s.starts_with("hf_") || s.starts_with("hfc_") || token_like
+}
+
+/// An environment variable's name for a message, unless it may be a secret.
+fn shown_var(var: &str) -> String {
+    let name_like = !var.is_empty()
+        && var.len() <= 64
+        && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !var.bytes().next().is_some_and(|b| b.is_ascii_digit());
+    if name_like && !var.starts_with("hf_") {
+        format!("environment variable `{var}`")
+    } else {
+        "the environment variable named there (its name is not shown: it may be the secret)".into()
+    }
+}
+
+/// A token file's path for a message, unless its name may be a secret.
+fn shown_path(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    if looks_secret(&name) {
+        "the token file named there (its name is not shown: it may be the secret)".into()
+    } else {
+        format!("token file `{}`", path.display())
+    }
+}
+
 fn read_token_file(path: &Path) -> Result<SecretString, String> {
+    let shown = shown_path(path);
     match std::fs::read_to_string(path) {
-        Ok(text) => clean(&text).ok_or_else(|| format!("token file `{}` is empty", path.display())),
+        Ok(text) => clean(&text).ok_or_else(|| format!("{shown} is empty")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("token file `{}` does not exist", path.display()))
+            Err(format!("{shown} does not exist"))
         }
-        Err(e) => Err(format!(
-            "token file `{}` cannot be read: {}",
-            path.display(),
-            e.kind()
-        )),
+        Err(e) => Err(format!("{shown} cannot be read: {}", e.kind())),
     }
 }
 
@@ -189,8 +231,8 @@ pub(crate) fn resolve_secret(location: ApiKeyLocation, base: &Path, env: &EnvLoo
         ApiKeyLocation::Env(var) => {
             let value = match env(&var).as_deref().map(clean) {
                 Some(Some(v)) => Ok(v),
-                Some(None) => Err(format!("environment variable `{var}` is empty")),
-                None => Err(format!("environment variable `{var}` is not set")),
+                Some(None) => Err(format!("{} is empty", shown_var(&var))),
+                None => Err(format!("{} is not set", shown_var(&var))),
             };
             (KeySource::Env(var), None, value)
         }

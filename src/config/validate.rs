@@ -31,6 +31,9 @@ use crate::provider::huggingface::{
 use crate::retry::{ColdStartPolicy, RetryPolicy};
 use std::time::Duration;
 
+/// The largest `max_response_bytes` accepted (1 GiB).
+const MAX_RESPONSE_BYTES_CAP: u64 = 1 << 30;
+
 /// A parsed file, ready for validation.
 pub(crate) struct ParsedFile {
     pub id: FileId,
@@ -95,6 +98,10 @@ impl V<'_> {
         });
         let problem = if n.is_empty() {
             Some(format!("{kind} name is empty"))
+        } else if n == crate::connector::UNKNOWN_LABEL {
+            Some(format!(
+                "{kind} name `{n}` is reserved: metrics count names the catalog does not know under it"
+            ))
         } else if n.chars().count() > 128 {
             Some(format!("{kind} name is longer than 128 characters"))
         } else if let Some(c) = bad_char {
@@ -678,6 +685,20 @@ fn settings(v: &mut V<'_>, r: &RawIntegration, ok: &mut bool) -> Settings {
                 .unwrap_or(d.max_backoff),
             budget: seconds(v, &rt.budget, "retry.budget", false, ok).unwrap_or(d.budget),
         };
+    }
+    if let Some(m) = &r.max_response_bytes {
+        if (1024..=MAX_RESPONSE_BYTES_CAP).contains(&m.value) {
+            s.max_response_bytes = usize::try_from(m.value).unwrap_or(s.max_response_bytes);
+        } else {
+            v.error(
+                &m.loc,
+                format!(
+                    "`max_response_bytes` must be from 1024 to {MAX_RESPONSE_BYTES_CAP}, not {}",
+                    m.value
+                ),
+            );
+            *ok = false;
+        }
     }
     if let Some(c) = &r.cold_start {
         let d = ColdStartPolicy::default();

@@ -10,8 +10,16 @@ pub(crate) use striped::{ModelSeries, SeriesSet};
 use striped::{Names, SeriesCollector};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+/// The HTTP service's connections: open now, and refused over the cap.
+#[derive(Clone)]
+pub(crate) struct ConnectionMetrics {
+    pub open: IntGauge,
+    pub refused: IntCounter,
+}
 
 /// The connector's metrics.
 pub struct Metrics {
@@ -24,6 +32,7 @@ pub struct Metrics {
     pub(crate) rate_limited: IntCounterVec,
     pub(crate) in_flight: IntGauge,
     pub(crate) series: SeriesSet,
+    pub(crate) connections: ConnectionMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,6 +96,18 @@ impl Metrics {
             &["integration"],
         )?;
         let in_flight = IntGauge::new("hfconnect_tasks_in_flight", "Tasks running now")?;
+        let connections = ConnectionMetrics {
+            open: IntGauge::new(
+                "hfconnect_connections_open",
+                "HTTP connections open now (hfconnect serve)",
+            )?,
+            refused: IntCounter::new(
+                "hfconnect_connections_refused_total",
+                "HTTP connections refused over --max-connections",
+            )?,
+        };
+        registry.register(Box::new(connections.open.clone()))?;
+        registry.register(Box::new(connections.refused.clone()))?;
         registry.register(Box::new(tasks.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(upstream_latency.clone()))?;
@@ -109,6 +130,7 @@ impl Metrics {
             rate_limited,
             in_flight,
             series,
+            connections,
         })
     }
 

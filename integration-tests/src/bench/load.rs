@@ -32,6 +32,9 @@ pub enum PathKind {
     Library,
     /// HTTP to `hfconnect serve`.
     Serve,
+    /// HTTP to a second `hfconnect serve` logging at `warn`: no audit lines,
+    /// so that the audit line's own cost can be told apart.
+    ServeQuiet,
 }
 
 impl PathKind {
@@ -41,7 +44,13 @@ impl PathKind {
             PathKind::Direct => "direct",
             PathKind::Library => "library",
             PathKind::Serve => "serve",
+            PathKind::ServeQuiet => "serve, RUST_LOG=warn",
         }
+    }
+
+    /// Whether the path is a `serve` process.
+    pub fn is_serve(self) -> bool {
+        matches!(self, PathKind::Serve | PathKind::ServeQuiet)
     }
 }
 
@@ -103,13 +112,15 @@ impl Drop for ServeProcess {
     }
 }
 
-/// Start `bin serve` on `config` (the upstream accepting `token`) and wait
-/// until it answers; with `cores`, confined to them with one worker thread each.
+/// Start `bin serve` on `config` (the upstream accepting `token`) with logs
+/// at `log_level` (to /dev/null) and wait until it answers; with `cores`,
+/// confined to them with one worker thread each.
 pub async fn start_serve(
     bin: &Path,
     config: &Path,
     token: &str,
     cores: Option<&[usize]>,
+    log_level: &str,
 ) -> Result<ServeProcess, String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -125,7 +136,7 @@ pub async fn start_serve(
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("HF_TOKEN", token)
-        .env_remove("RUST_LOG")
+        .env("RUST_LOG", log_level)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -171,17 +182,19 @@ pub struct Targets {
     principal: Principal,
     task: Task,
     serve_url: Option<String>,
+    quiet_url: Option<String>,
     serve_body: bytes::Bytes,
 }
 
 impl Targets {
     /// Build the paths against the endpoint at `upstream` accepting `token`;
-    /// `serve` is the running service, if any.
+    /// `serve` and `quiet` are the running services (audit lines on, off), if any.
     pub fn new(
         upstream: &str,
         token: &str,
         config_path: &Path,
         serve: Option<&ServeProcess>,
+        quiet: Option<&ServeProcess>,
     ) -> Result<Targets, String> {
         let key = token.to_string();
         let env: hfconnect::config::EnvLookup =
@@ -210,6 +223,7 @@ impl Targets {
             principal,
             task,
             serve_url: serve.map(|s| format!("{}/v1/tasks/text-complete", s.url)),
+            quiet_url: quiet.map(|s| format!("{}/v1/tasks/text-complete", s.url)),
             serve_body: serve_body.into(),
         })
     }
@@ -244,8 +258,13 @@ impl Targets {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            PathKind::Serve => {
-                let url = self.serve_url.as_deref().ok_or("serve: not running")?;
+            PathKind::Serve | PathKind::ServeQuiet => {
+                let url = if path == PathKind::Serve {
+                    self.serve_url.as_deref()
+                } else {
+                    self.quiet_url.as_deref()
+                };
+                let url = url.ok_or("serve: not running")?;
                 let resp = self
                     .client
                     .post(url)

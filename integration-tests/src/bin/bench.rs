@@ -163,6 +163,10 @@ async fn upstream(args: &Args) -> Result<(Option<FakeHf>, String, String), Strin
     }
 }
 
+/// The concurrency at which the audit line's cost is measured (serve with
+/// logs at `info` against `warn`).
+const AUDIT_COST_AT: usize = 16;
+
 /// What one layout measured: per concurrency, each path's cell; and serve's memory.
 #[derive(Default)]
 struct Measured {
@@ -181,27 +185,47 @@ async fn measure(
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = dir.path().join("bench.toml");
     std::fs::write(&config, load::config(&upstream)).map_err(|e| e.to_string())?;
+    let bin = || match &args.hfconnect_bin {
+        Some(b) => Ok(b.clone()),
+        None => hfconnect_integration_tests::hfconnect_bin_release(),
+    };
     let serve = if paths.contains(&PathKind::Serve) {
-        let bin = match &args.hfconnect_bin {
-            Some(b) => b.clone(),
-            None => hfconnect_integration_tests::hfconnect_bin_release()?,
-        };
-        Some(load::start_serve(&bin, &config, &token, serve_cores).await?)
+        Some(load::start_serve(&bin()?, &config, &token, serve_cores, "info").await?)
     } else {
         None
     };
-    let targets = Arc::new(Targets::new(&upstream, &token, &config, serve.as_ref())?);
+    let quiet = if paths.contains(&PathKind::ServeQuiet) {
+        Some(load::start_serve(&bin()?, &config, &token, serve_cores, "warn").await?)
+    } else {
+        None
+    };
+    let targets = Arc::new(Targets::new(
+        &upstream,
+        &token,
+        &config,
+        serve.as_ref(),
+        quiet.as_ref(),
+    )?);
     if let Some(f) = &fake {
         targets.verify(f).await?;
     }
-    let serve_pid = serve.as_ref().map(load::ServeProcess::pid);
+    let pid_of = |p: PathKind| match p {
+        PathKind::Serve => serve.as_ref().map(load::ServeProcess::pid),
+        PathKind::ServeQuiet => quiet.as_ref().map(load::ServeProcess::pid),
+        _ => None,
+    };
     let mut out = Measured::default();
     for &c in &args.concurrency {
         let c = c.max(1);
+        // The quiet serve answers one question, the audit line's cost at c=16.
+        let paths: Vec<PathKind> = paths
+            .iter()
+            .copied()
+            .filter(|p| *p != PathKind::ServeQuiet || c == AUDIT_COST_AT)
+            .collect();
         let cap = Instant::now() + Duration::from_secs(args.max_seconds);
-        for p in paths {
-            let pid = serve_pid.filter(|_| *p == PathKind::Serve);
-            let _ = load::run_cell(&targets, *p, c, args.warmup, cap, pid).await;
+        for p in &paths {
+            let _ = load::run_cell(&targets, *p, c, args.warmup, cap, pid_of(*p)).await;
         }
         let mut cells: Vec<Cell> = vec![Cell::default(); paths.len()];
         let rounds = args.rounds.max(1);
@@ -210,7 +234,7 @@ async fn measure(
             for k in 0..paths.len() {
                 // Rotate the order each round.
                 let i = (k + round) % paths.len();
-                let pid = serve_pid.filter(|_| paths[i] == PathKind::Serve);
+                let pid = pid_of(paths[i]);
                 let deadline = Instant::now()
                     + Duration::from_secs(args.max_seconds) / u32::try_from(rounds).unwrap_or(1);
                 let cell = load::run_cell(&targets, paths[i], c, per_round, deadline, pid).await;
@@ -266,7 +290,7 @@ async fn load_table(args: &Args) -> Result<(), String> {
         .filter(|p| wants(*p))
         .collect();
     if with_serve && split.is_none() {
-        shared.push(PathKind::Serve);
+        shared.extend([PathKind::Serve, PathKind::ServeQuiet]);
     }
     let measured_shared = if shared.is_empty() {
         Measured::default()
@@ -275,8 +299,8 @@ async fn load_table(args: &Args) -> Result<(), String> {
     };
     let measured_pinned = match &split {
         Some(split) => {
-            let mut paths = vec![PathKind::Direct, PathKind::Serve];
-            paths.retain(|p| wants(*p));
+            let mut paths = vec![PathKind::Direct, PathKind::Serve, PathKind::ServeQuiet];
+            paths.retain(|p| wants(*p) || (*p == PathKind::ServeQuiet && wants(PathKind::Serve)));
             Some(measure_pinned(args, paths, split.clone()).await?)
         }
         None => None,
@@ -376,6 +400,16 @@ fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<S
                 cell.errors,
                 cell.first_error.clone().unwrap_or_default()
             ));
+        }
+        if *p == PathKind::Serve {
+            if let Some((_, quiet)) = cells.iter().find(|(q, _)| *q == PathKind::ServeQuiet) {
+                let cost = 1.0 - cell.throughput() / quiet.throughput().max(f64::MIN_POSITIVE);
+                findings.push(target_line(
+                    &format!("the audit line costs ≤ 5 % of serve's throughput at c={c}{mark} (`RUST_LOG=info` {:.0}/s against `warn` {:.0}/s)", cell.throughput(), quiet.throughput()),
+                    cost <= 0.05,
+                    &format!("{:.1} %", cost * 100.0),
+                ));
+            }
         }
         let Some((_, d99, dtp)) = base else { continue };
         match (p, c) {

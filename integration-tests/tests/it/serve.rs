@@ -57,9 +57,10 @@ async fn start(fake: &FakeHf) -> Server {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let options = ServeOptions {
-        config: path,
         grace: Duration::from_secs(5),
         header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(2),
+        ..ServeOptions::new(path)
     };
     tokio::spawn(serve(connector, listener, options, async move {
         let _ = rx.await;

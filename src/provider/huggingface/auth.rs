@@ -5,6 +5,8 @@
 use reqwest::header::HeaderValue;
 use secrecy::SecretString;
 
+use crate::provider::{Completion, ProviderError};
+
 /// An integration's key, or why it has none.
 #[derive(Clone)]
 pub(crate) struct Credential {
@@ -49,5 +51,34 @@ impl Credential {
             Ok(k) => crate::exposure::redact(k, text),
             Err(_) => text.to_string(),
         }
+    }
+
+    /// `e` with the key scrubbed from every text that came from upstream or
+    /// was built from it: what leaves the provider, streamed or not.
+    pub(crate) fn scrub(&self, mut e: ProviderError) -> ProviderError {
+        if self.key.is_err() {
+            return e;
+        }
+        let t = &mut *e.text;
+        for field in [
+            &mut t.error_type,
+            &mut t.upstream_message,
+            &mut t.request_id,
+            &mut t.model_page,
+            &mut t.detail,
+        ] {
+            if let Some(v) = field.as_mut() {
+                *v = self.redact(v);
+            }
+        }
+        e
+    }
+
+    /// A completion's upstream request id, scrubbed like an error's.
+    pub(crate) fn scrub_completion(&self, mut c: Completion) -> Completion {
+        if let (Some(id), Ok(_)) = (&c.request_id, &self.key) {
+            c.request_id = Some(self.redact(id));
+        }
+        c
     }
 }

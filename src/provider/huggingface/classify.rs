@@ -23,12 +23,19 @@ impl CallContext<'_> {
     }
 }
 
+/// What a server said, for a message: at most [`MESSAGE_LIMIT`] characters,
+/// hidden characters escaped (it reaches callers, logs and task logs).
 pub(crate) fn cut(s: &str) -> String {
     let s = s.trim();
-    match s.char_indices().nth(MESSAGE_LIMIT) {
-        Some((i, _)) => format!("{}…", s.get(..i).unwrap_or(s)),
-        None => s.to_string(),
+    let kept = match s.char_indices().nth(MESSAGE_LIMIT) {
+        Some((i, _)) => s.get(..i).unwrap_or(s),
+        None => s,
+    };
+    let mut out = crate::untrusted::escape_all(kept);
+    if kept.len() < s.len() {
+        out.push('…');
     }
+    out
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -128,7 +135,7 @@ pub(crate) fn classify(
         .as_ref()
         .and_then(|v| v.get("error_type"))
         .and_then(Value::as_str)
-        .map(str::to_string);
+        .map(crate::untrusted::bounded);
     let message = header(headers, "x-error-message")
         .map(str::to_string)
         .or_else(|| json.as_ref().and_then(message_of))
@@ -167,7 +174,7 @@ pub(crate) fn classify(
     e.status = Some(status);
     e.text.error_type = error_type;
     e.text.upstream_message = message.as_deref().map(cut).filter(|m| !m.is_empty());
-    e.text.request_id = header(headers, "x-request-id").map(str::to_string);
+    e.text.request_id = header(headers, "x-request-id").map(crate::untrusted::bounded);
     e.retry_after = estimated
         .map(Duration::from_secs_f64)
         .or_else(|| retry_after(headers));
@@ -195,7 +202,7 @@ pub(crate) fn classify_event(
     let error_type = event
         .get("error_type")
         .and_then(Value::as_str)
-        .map(str::to_string);
+        .map(crate::untrusted::bounded);
     let mut e = match status {
         Some(s) => {
             let body = serde_json::to_vec(event).unwrap_or_default();

@@ -4,6 +4,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::untrusted::bounded;
+
+/// A string field of an upstream answer, escaped and bounded.
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(bounded)
+}
+
 /// What `GET {hub}/api/whoami-v2` says about a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WhoAmI {
@@ -21,28 +28,23 @@ pub struct WhoAmI {
 
 impl WhoAmI {
     pub(crate) fn from_json(v: &Value) -> Option<WhoAmI> {
-        let name = v.get("name")?.as_str()?.to_string();
+        let name = text(v.get("name"))?;
         let token = v.get("auth").and_then(|a| a.get("accessToken"));
         Some(WhoAmI {
             name,
-            kind: v.get("type").and_then(Value::as_str).map(str::to_string),
+            kind: text(v.get("type")),
             orgs: v
                 .get("orgs")
                 .and_then(Value::as_array)
                 .map(|o| {
                     o.iter()
-                        .filter_map(|x| x.get("name").and_then(Value::as_str).map(str::to_string))
+                        .take(1000)
+                        .filter_map(|x| text(x.get("name")))
                         .collect()
                 })
                 .unwrap_or_default(),
-            token_name: token
-                .and_then(|t| t.get("displayName"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            role: token
-                .and_then(|t| t.get("role"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            token_name: text(token.and_then(|t| t.get("displayName"))),
+            role: text(token.and_then(|t| t.get("role"))),
         })
     }
 
@@ -71,25 +73,11 @@ impl ManagedEndpoint {
     pub(crate) fn from_json(v: &Value) -> Option<ManagedEndpoint> {
         let status = v.get("status");
         Some(ManagedEndpoint {
-            name: v.get("name")?.as_str()?.to_string(),
-            state: status
-                .and_then(|s| s.get("state"))
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string(),
-            url: status
-                .and_then(|s| s.get("url"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            message: status
-                .and_then(|s| s.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            repository: v
-                .get("model")
-                .and_then(|m| m.get("repository"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            name: text(v.get("name"))?,
+            state: text(status.and_then(|s| s.get("state"))).unwrap_or_else(|| "unknown".into()),
+            url: text(status.and_then(|s| s.get("url"))),
+            message: text(status.and_then(|s| s.get("message"))),
+            repository: text(v.get("model").and_then(|m| m.get("repository"))),
         })
     }
 

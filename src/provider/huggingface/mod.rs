@@ -10,6 +10,7 @@ mod auth;
 mod classify;
 pub mod hub;
 pub mod sse;
+mod transport;
 mod wire;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use super::{
 };
 use crate::retry::{ColdStartPolicy, RetryPolicy};
 use crate::stripe::{stripe, STRIPES};
+use crate::untrusted::bounded;
 
 /// The Hub base URL when nothing else is configured.
 pub const DEFAULT_HUB_URL: &str = "https://huggingface.co";
@@ -45,6 +47,8 @@ pub const DEFAULT_ROUTER_URL: &str = "https://router.huggingface.co";
 const USER_AGENT: &str = concat!("hfconnect/", env!("CARGO_PKG_VERSION"));
 /// Error bodies are read up to this size.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// The largest non-streamed answer (and streamed text) read by default.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
 
 /// How an integration's calls behave.
 #[derive(Debug, Clone)]
@@ -67,6 +71,8 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// Waiting for scaled-to-zero or loading endpoints.
     pub cold_start: ColdStartPolicy,
+    /// The largest answer read (a non-streamed body, a stream's text).
+    pub max_response_bytes: usize,
 }
 
 impl Settings {
@@ -82,6 +88,7 @@ impl Settings {
             first_token_timeout: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             cold_start: ColdStartPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -246,23 +253,55 @@ impl HuggingFace {
     pub async fn whoami(&self) -> Result<WhoAmI, ProviderError> {
         let inner = &self.inner;
         let url = join(&inner.settings.hub_url, "api/whoami-v2");
-        let (headers, v) = inner.get_json(None, url).await?;
-        WhoAmI::from_json(&v)
-            .ok_or_else(|| inner.invalid(None, &headers, "`whoami-v2` answered without a `name`"))
+        let r = match inner.get_json(None, url).await {
+            Ok((headers, v)) => WhoAmI::from_json(&v).ok_or_else(|| {
+                inner.invalid(None, &headers, "`whoami-v2` answered without a `name`")
+            }),
+            Err(e) => Err(e),
+        };
+        self.out(r)
     }
 
     /// The Inference Endpoints of the integration's namespace.
     pub async fn endpoints(&self) -> Result<Vec<ManagedEndpoint>, ProviderError> {
         let inner = &self.inner;
-        let ns = inner.namespace()?;
-        let url = join(&inner.settings.management_url, &format!("endpoint/{ns}"));
-        let (_, v) = inner.get_json(None, url).await?;
-        Ok(ManagedEndpoint::list_from_json(&v))
+        let r = async {
+            let ns = inner.namespace()?;
+            let url = join(&inner.settings.management_url, &format!("endpoint/{ns}"));
+            let (_, v) = inner.get_json(None, url).await?;
+            Ok(ManagedEndpoint::list_from_json(&v))
+        }
+        .await;
+        self.out(r)
     }
 
     /// Resume a paused endpoint; one already running counts as resumed.
     pub async fn resume(&self, name: &str) -> Result<(), ProviderError> {
-        self.inner.resume(name).await
+        let r = self.inner.resume(name).await;
+        self.out(r)
+    }
+
+    /// What leaves the provider: the key scrubbed from every upstream text.
+    fn out<T>(&self, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        r.map_err(|e| self.inner.credential.scrub(e))
+    }
+
+    /// A completion leaving the provider.
+    fn done(&self, r: Result<Completion, ProviderError>) -> Result<Completion, ProviderError> {
+        match r {
+            Ok(c) => Ok(self.inner.credential.scrub_completion(c)),
+            Err(e) => Err(self.inner.credential.scrub(e)),
+        }
+    }
+
+    /// A stream leaving the provider: every item scrubbed.
+    fn scrubbed(&self, s: CompletionStream) -> CompletionStream {
+        let inner = self.inner.clone();
+        Box::pin(s.map(move |item| match item {
+            Ok(StreamEvent::Done(c)) => Ok(StreamEvent::Done(inner.credential.scrub_completion(c))),
+            Ok(other) => Ok(other),
+            Err(e) => Err(inner.credential.scrub(e)),
+        }))
     }
 }
 
@@ -286,10 +325,7 @@ impl Inner {
             .ctx(model)
             .error(ErrorKind::InvalidResponse)
             .with_detail(what.to_string());
-        e.text.request_id = headers
-            .get(&wire::X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        e.text.request_id = wire::request_id(headers);
         e
     }
 
@@ -308,10 +344,14 @@ impl Inner {
         } else {
             ErrorKind::Connection
         };
-        // reqwest's message names the URL (never a credential: URLs with credentials are refused at load).
-        self.ctx(model)
-            .error(kind)
-            .with_detail(self.credential.redact(&e.to_string()))
+        // The URL and the whole chain go to the log; the caller gets the cause.
+        transport::log(
+            &self.settings.integration,
+            model.map(|m| m.name.as_str()),
+            e,
+            &self.credential.redact(&transport::chain_text(e)),
+        );
+        self.ctx(model).error(kind).with_detail(transport::cause(e))
     }
 
     /// A call to the Hub, the management API or a health route (not a model call).
@@ -395,19 +435,37 @@ impl Inner {
         }
     }
 
-    /// The answer's headers and whole body.
+    /// The answer's headers and whole body, at most `max_response_bytes`.
     async fn read_body(
         &self,
         model: Option<&ModelEndpoint>,
         resp: reqwest::Response,
     ) -> Result<(HeaderMap, bytes::Bytes), ProviderError> {
+        let limit = self.settings.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(self.too_large(model, resp.headers()));
+        }
         // Take the headers out rather than cloning them: this runs on every task.
         let (parts, body) = http::Response::from(resp).into_parts();
-        let bytes = http_body_util::BodyExt::collect(body)
-            .await
-            .map_err(|e| self.transport(model, &e))?
-            .to_bytes();
-        Ok((parts.headers, bytes))
+        let limited = http_body_util::Limited::new(body, limit);
+        match http_body_util::BodyExt::collect(limited).await {
+            Ok(c) => Ok((parts.headers, c.to_bytes())),
+            Err(e) => match e.downcast::<reqwest::Error>() {
+                Ok(e) => Err(self.transport(model, &e)),
+                Err(_) => Err(self.too_large(model, &parts.headers)),
+            },
+        }
+    }
+
+    fn too_large(&self, model: Option<&ModelEndpoint>, headers: &HeaderMap) -> ProviderError {
+        self.invalid(
+            model,
+            headers,
+            &format!(
+                "the answer is larger than {} bytes, the `max_response_bytes` of integration `{}`",
+                self.settings.max_response_bytes, self.settings.integration
+            ),
+        )
     }
 
     fn json_of(
@@ -486,7 +544,7 @@ impl Inner {
         else {
             return Ok(());
         };
-        tracing::info!(integration = %self.settings.integration, model = %model.name, endpoint = %ep.name, state = %ep.state, "endpoint state");
+        tracing::info!(integration = %self.settings.integration, model = %model.name, endpoint = %ep.name, state = %ep.state, "endpoint state (management API)");
         let fail = |detail: String| {
             let mut err = e.clone();
             err.text.detail = Some(detail);
@@ -720,10 +778,7 @@ fn completion(p: Parsed, headers: &HeaderMap, attempts: u32, start: Instant) -> 
         text: p.text,
         finish_reason: p.finish_reason,
         usage: p.usage,
-        request_id: headers
-            .get(&wire::X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        request_id: wire::request_id(headers),
         timings: Timings {
             total: start.elapsed(),
             ..wire::server_timings(headers)
@@ -757,6 +812,15 @@ fn summary_params(req: &SummarizeRequest) -> GenerationParams {
 impl HuggingFace {
     /// See [`LlmProvider::generate`].
     pub async fn generate(
+        &self,
+        model: &ModelEndpoint,
+        request: &TextRequest,
+    ) -> Result<Completion, ProviderError> {
+        let r = self.generate_unscrubbed(model, request).await;
+        self.done(r)
+    }
+
+    async fn generate_unscrubbed(
         &self,
         model: &ModelEndpoint,
         request: &TextRequest,
@@ -812,18 +876,32 @@ impl HuggingFace {
         request: &ChatRequest,
     ) -> Result<Completion, ProviderError> {
         let inner = &self.inner;
-        let url = inner.chat_target(model)?;
-        let body = wire::chat_body(
-            &model.upstream_model,
-            &request.messages,
-            &request.params,
-            false,
-        );
-        inner.complete(model, url, &body, wire::parse_chat).await
+        let r = match inner.chat_target(model) {
+            Ok(url) => {
+                let body = wire::chat_body(
+                    &model.upstream_model,
+                    &request.messages,
+                    &request.params,
+                    false,
+                );
+                inner.complete(model, url, &body, wire::parse_chat).await
+            }
+            Err(e) => Err(e),
+        };
+        self.done(r)
     }
 
     /// See [`LlmProvider::summarize`].
     pub async fn summarize(
+        &self,
+        model: &ModelEndpoint,
+        request: &SummarizeRequest,
+    ) -> Result<Completion, ProviderError> {
+        let r = self.summarize_unscrubbed(model, request).await;
+        self.done(r)
+    }
+
+    async fn summarize_unscrubbed(
         &self,
         model: &ModelEndpoint,
         request: &SummarizeRequest,
@@ -893,7 +971,7 @@ impl LlmProvider for HuggingFace {
     }
 
     fn generate_stream(&self, model: &ModelEndpoint, request: TextRequest) -> CompletionStream {
-        match model.api {
+        let s = match model.api {
             Api::Tgi => {
                 let body = wire::tgi_body(&request.prompt, &request.params);
                 stream(
@@ -933,11 +1011,12 @@ impl LlmProvider for HuggingFace {
                     }
                 })
             }
-        }
+        };
+        self.scrubbed(s)
     }
 
     fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream {
-        match self.inner.chat_target(model) {
+        let s = match self.inner.chat_target(model) {
             Ok(url) => {
                 let body = wire::chat_body(
                     &model.upstream_model,
@@ -954,10 +1033,18 @@ impl LlmProvider for HuggingFace {
                 )
             }
             Err(e) => Box::pin(futures_util::stream::once(async move { Err(e) })),
-        }
+        };
+        self.scrubbed(s)
     }
 
     async fn probe(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {
+        let r = self.probe_unscrubbed(model).await;
+        self.out(r)
+    }
+}
+
+impl HuggingFace {
+    async fn probe_unscrubbed(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {
         let inner = &self.inner;
         if model.api == Api::Router {
             return Ok(EndpointInfo {
@@ -984,13 +1071,10 @@ impl LlmProvider for HuggingFace {
                             .and_then(Value::as_u64)
                             .and_then(|n| u32::try_from(n).ok())
                     };
-                    info.model_id = v
-                        .get("model_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
+                    info.model_id = v.get("model_id").and_then(Value::as_str).map(bounded);
                     info.max_input_tokens = n("max_input_tokens").or_else(|| n("max_input_length"));
                     info.max_total_tokens = n("max_total_tokens");
-                    info.version = v.get("version").and_then(Value::as_str).map(str::to_string);
+                    info.version = v.get("version").and_then(Value::as_str).map(bounded);
                 }
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     info.note = Some("the server has no `/info` route".into())
@@ -1017,12 +1101,25 @@ enum Step {
 }
 
 /// Accumulated state of a chat stream (finish reason and usage come in pieces).
-#[derive(Default)]
 struct ChatAcc {
     text: String,
     finish: Option<super::FinishReason>,
     usage: Option<Usage>,
     done: bool,
+    /// The longest text kept (`max_response_bytes`).
+    limit: usize,
+}
+
+impl ChatAcc {
+    fn new(limit: usize) -> ChatAcc {
+        ChatAcc {
+            text: String::new(),
+            finish: None,
+            usage: None,
+            done: false,
+            limit,
+        }
+    }
 }
 
 fn interpret(
@@ -1103,6 +1200,14 @@ fn interpret(
                 .and_then(Value::as_str)
             {
                 Some(t) if !t.is_empty() => {
+                    if acc.text.len() + t.len() > acc.limit {
+                        let mut e = ctx.error(ErrorKind::InvalidResponse).with_detail(format!(
+                            "the streamed text is longer than {} bytes, the `max_response_bytes` of integration `{}`",
+                            acc.limit, ctx.integration
+                        ));
+                        e.text.request_id = req_id.map(str::to_string);
+                        return Step::Error(e);
+                    }
                     acc.text.push_str(t);
                     Step::Token(t.to_string())
                 }
@@ -1142,11 +1247,11 @@ fn stream(
                 Err(e) => break 'attempt e,
             };
             let headers = resp.headers().clone();
-            let req_id = headers.get(&wire::X_REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let req_id = wire::request_id(&headers);
             let ctx = inner.ctx(Some(&model));
             let mut body_stream = resp.bytes_stream();
             let mut parser = SseParser::default();
-            let mut acc = ChatAcc::default();
+            let mut acc = ChatAcc::new(inner.settings.max_response_bytes);
             let mut delivered = false;
             let mut first_token: Option<Duration> = None;
             let mut ended = false;

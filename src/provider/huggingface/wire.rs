@@ -200,6 +200,13 @@ pub(crate) fn without_parameters(body: &Value) -> Value {
     b
 }
 
+/// The upstream request id (`x-request-id`), escaped and bounded.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(&X_REQUEST_ID)?;
+    let text = String::from_utf8_lossy(v.as_bytes());
+    Some(crate::untrusted::bounded(text.trim()))
+}
+
 pub(crate) fn header_u32(headers: &HeaderMap, name: &HeaderName) -> Option<u32> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }

@@ -29,7 +29,13 @@ use crate::provider::{
     LlmProvider, ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest, TextRequest,
 };
 use crate::task::{finish_reason_name, Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
+use crate::untrusted::Untrusted;
 use crate::FxHashMap;
+
+mod audit;
+
+pub(crate) use audit::UNKNOWN as UNKNOWN_LABEL;
+use audit::{Audit, Decided, DecisionText, Labels, TaskId, UNKNOWN};
 
 /// Why a connector operation (other than a task) failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -101,6 +107,17 @@ impl Snapshot {
         })
     }
 
+    /// The metric labels of `task`: the catalog's names, or [`UNKNOWN`].
+    fn labels(&self, task: &Task) -> Labels<'_> {
+        let i = self.catalog.integration(task.integration());
+        Labels {
+            integration: i.map_or(UNKNOWN, Integration::name),
+            model: i
+                .and_then(|i| i.model(task.model()))
+                .map_or(UNKNOWN, Model::name),
+        }
+    }
+
     fn integration(&self, name: &str) -> Result<(&Integration, &HuggingFace), ConnectorError> {
         let found = self
             .catalog
@@ -113,7 +130,8 @@ impl Snapshot {
 fn unknown_integration(catalog: &Catalog, name: &str) -> String {
     let names = catalog.integrations().iter().map(Integration::name);
     format!(
-        "unknown integration `{name}`{}",
+        "unknown integration `{}`{}",
+        Untrusted(name),
         diagnostic_suggest(name, names)
     )
 }
@@ -121,7 +139,8 @@ fn unknown_integration(catalog: &Catalog, name: &str) -> String {
 fn unknown_model(integration: &Integration, model: &str) -> String {
     let names = integration.models().iter().map(Model::name);
     format!(
-        "unknown model `{model}` of integration `{}`{}",
+        "unknown model `{}` of integration `{}`{}",
+        Untrusted(model),
         integration.name(),
         diagnostic_suggest(model, names)
     )
@@ -208,159 +227,6 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// The access decision of a task, once taken: allowed or not, and why.
-type Decided = Option<(bool, DecisionText)>;
-
-/// Why a task was allowed or refused, formatted only when an audit event is
-/// actually written (formatting a grant's origin on every task costs more
-/// than deciding).
-#[derive(Debug)]
-enum DecisionText {
-    Text(String),
-    Reason(crate::access::Reason),
-    Both(crate::access::Reason, crate::access::Reason),
-}
-
-impl std::fmt::Display for DecisionText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DecisionText::Text(t) => f.write_str(t),
-            DecisionText::Reason(r) => write!(f, "{r}"),
-            DecisionText::Both(a, b) => write!(f, "{a}; {b}"),
-        }
-    }
-}
-
-/// `task-` and 16 hex digits, formatted when shown.
-#[derive(Debug, Clone, Copy)]
-struct TaskId(u64);
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "task-{:016x}", self.0)
-    }
-}
-
-/// What the audit event says about a task.
-struct Audit<'a> {
-    metrics: &'a Metrics,
-    include_text: bool,
-    task_id: TaskId,
-    principal: &'a Principal,
-    task: &'a Task,
-    started: Instant,
-}
-
-impl Audit<'_> {
-    fn record(
-        &self,
-        decision: &Decided,
-        outcome: &Result<TaskOutput, TaskError>,
-        handles: Option<&ModelSeries>,
-    ) {
-        let (outcome_kind, prompt_tokens, completion_tokens) = match outcome {
-            Ok(o) => ("ok", o.prompt_tokens, o.completion_tokens),
-            Err(e) => (e.kind().as_str(), None, None),
-        };
-        let kind = self.task.kind();
-        let (integration, model) = (self.task.integration(), self.task.model());
-        let outcome_label = match outcome {
-            Ok(_) => "ok",
-            Err(e) => e.kind().as_str(),
-        };
-        let m = self.metrics;
-        let seconds = self.started.elapsed().as_secs_f64();
-        // A catalog model's latency is in its striped series whatever the
-        // outcome (the family has no outcome label); failures are counted in
-        // the vector, whose `outcome` label keeps them apart from successes.
-        match (outcome, handles) {
-            (Ok(o), Some(h)) => {
-                h.task_ok(kind, seconds, o.prompt_tokens, o.completion_tokens);
-            }
-            (Err(_), Some(h)) => {
-                h.task_failed(kind, seconds);
-                m.tasks
-                    .with_label_values(&[kind.as_str(), outcome_label, integration, model])
-                    .inc();
-            }
-            (_, None) => {
-                m.tasks
-                    .with_label_values(&[kind.as_str(), outcome_label, integration, model])
-                    .inc();
-                m.latency
-                    .with_label_values(&[kind.as_str(), integration, model])
-                    .observe(seconds);
-                if let Ok(o) = outcome {
-                    for (t, n) in [
-                        ("prompt", o.prompt_tokens),
-                        ("completion", o.completion_tokens),
-                    ] {
-                        if let Some(n) = n {
-                            m.tokens
-                                .with_label_values(&[integration, model, t])
-                                .inc_by(u64::from(n));
-                        }
-                    }
-                }
-            }
-        }
-        if matches!(decision, Some((false, _))) {
-            m.denials.with_label_values(&[integration]).inc();
-        }
-        if matches!(outcome, Err(e) if e.kind() == TaskErrorKind::RateLimited) {
-            m.rate_limited.with_label_values(&[integration]).inc();
-        }
-        let none = DecisionText::Text(String::new());
-        let (decision, reason) = match decision {
-            Some((true, r)) => ("allowed", r),
-            Some((false, r)) => ("denied", r),
-            None => ("not_reached", &none),
-        };
-        // Never the key; the input and output only when `[audit] include_text = true`.
-        let (input, output) = if self.include_text {
-            let input = match self.task {
-                Task::TextComplete(t) => t.prompt.clone().unwrap_or_default(),
-                Task::ChatComplete(t) => t
-                    .messages
-                    .iter()
-                    .map(|m| m.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                Task::Summarize(t) => t.text.clone(),
-            };
-            let output = match outcome {
-                Ok(o) => match &o.result {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                },
-                Err(_) => String::new(),
-            };
-            (Some(input), Some(output))
-        } else {
-            (None, None)
-        };
-        tracing::info!(
-            target: "hfconnect::audit",
-            task_id = %self.task_id,
-            caller = %self.principal.subject(),
-            group = self.principal.scope().unwrap_or(""),
-            integration = %self.task.integration(),
-            model = %self.task.model(),
-            task_kind = %self.task.kind(),
-            decision,
-            // Display, not a string: formatted only when the event is written.
-            reason = %reason,
-            outcome = outcome_kind,
-            latency_ms = (seconds * 1000.0) as u64,
-            prompt_tokens,
-            completion_tokens,
-            input,
-            output,
-            "task"
-        );
     }
 }
 
@@ -536,6 +402,11 @@ impl Connector {
         self.metrics.render()
     }
 
+    /// The HTTP service's connection gauges, in this connector's registry.
+    pub(crate) fn connection_metrics(&self) -> crate::metrics::ConnectionMetrics {
+        self.metrics.connections.clone()
+    }
+
     /// The application an API key belongs to. Every configured hash is
     /// compared, in constant time, whatever matches.
     pub fn authenticate(&self, key: &str) -> Option<String> {
@@ -591,9 +462,10 @@ impl Connector {
         let audit = Audit {
             metrics: &self.metrics,
             include_text: snap.catalog.audit_include_text(),
-            task_id: TaskId(fastrand::u64(..)),
+            task_id: TaskId::new(),
             principal,
             task,
+            labels: snap.labels(task),
             started: Instant::now(),
         };
         let mut decided: Decided = None;
@@ -631,7 +503,7 @@ impl Connector {
                     None => self
                         .metrics
                         .upstream_latency
-                        .with_label_values(&[p.integration, p.model])
+                        .with_label_values(&[audit.labels.integration, audit.labels.model])
                         .observe(took),
                 }
                 done.map_err(TaskError::from)
@@ -654,9 +526,10 @@ impl Connector {
             let audit = Audit {
                 metrics: &metrics,
                 include_text: snap.catalog.audit_include_text(),
-                task_id: TaskId(fastrand::u64(..)),
+                task_id: TaskId::new(),
                 principal: &principal,
                 task: &task,
+                labels: snap.labels(&task),
                 started: Instant::now(),
             };
             let mut decided: Decided = None;
@@ -834,7 +707,8 @@ fn prepare<'s>(
         Some(name) => Some(catalog.prompt(name).ok_or_else(|| {
             let names = catalog.prompts().iter().map(|p| p.name());
             not_found(format!(
-                "unknown prompt `{name}`{}",
+                "unknown prompt `{}`{}",
+                Untrusted(name),
                 diagnostic_suggest(name, names)
             ))
         })?),

@@ -1,0 +1,250 @@
+//! Who is calling: the application owning the bearer key, or the user it acts
+//! for (`X-Hfconnect-User`), optionally scoped to one group
+//! (`X-Hfconnect-Group`).
+//!
+//! A header that is present is used or refused, never ignored: a value that
+//! is not UTF-8, empty, only whitespace, over 256 bytes, holds control
+//! characters, or is given twice is a 400. Reading it as "absent" would run
+//! the task as the application with the application's grants, or without the
+//! group scope the caller asked for. User ids are UTF-8 (engines often use
+//! e-mail addresses, internationalised ones included); `user:ID` is the same
+//! as `ID`.
+
+use axum::http::{HeaderMap, StatusCode};
+
+use super::error::ApiError;
+use crate::access::{Principal, Subject};
+use crate::connector::Connector;
+use crate::untrusted::Untrusted;
+
+/// The longest identity header value accepted, in bytes.
+pub(crate) const IDENTITY_LIMIT: usize = 256;
+
+pub(crate) const USER_HEADER: &str = "x-hfconnect-user";
+pub(crate) const GROUP_HEADER: &str = "x-hfconnect-group";
+
+/// Who the caller is, as far as the request got (for the audit event of a
+/// request refused before it became a task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Presented {
+    /// No `Authorization` header, or not a bearer key.
+    NoKey,
+    /// A key no application holds: the first 8 hex digits of its SHA-256.
+    UnknownKey(String),
+    /// The application owning the key.
+    App(String),
+}
+
+impl std::fmt::Display for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presented::NoKey => f.write_str("no key"),
+            Presented::UnknownKey(h) => write!(f, "key:sha256:{h}"),
+            Presented::App(a) => write!(f, "app:{a}"),
+        }
+    }
+}
+
+fn bad_request(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+}
+
+/// A header's value: `None` when absent, an error when present but unusable.
+fn identity_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let shown = display_name(name);
+    if values.next().is_some() {
+        return Err(bad_request(format!("`{shown}` is given more than once")));
+    }
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| {
+        bad_request(format!(
+            "`{shown}` is not UTF-8 text; send the id as UTF-8 bytes"
+        ))
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(bad_request(format!(
+            "`{shown}` is empty; leave the header out to act as the application"
+        )));
+    }
+    if text.len() > IDENTITY_LIMIT {
+        return Err(bad_request(format!(
+            "`{shown}` is longer than {IDENTITY_LIMIT} bytes"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(bad_request(format!(
+            "`{shown}` holds control characters (`{}`)",
+            Untrusted(text)
+        )));
+    }
+    Ok(Some(text))
+}
+
+fn display_name(header: &str) -> &'static str {
+    match header {
+        USER_HEADER => "X-Hfconnect-User",
+        GROUP_HEADER => "X-Hfconnect-Group",
+        _ => "Authorization",
+    }
+}
+
+/// The user an `X-Hfconnect-User` value names: `ID` or `user:ID`.
+fn user_of(value: &str) -> Result<&str, ApiError> {
+    if let Some(id) = value.strip_prefix("user:") {
+        let id = id.trim();
+        if id.is_empty() {
+            return Err(bad_request(
+                "`X-Hfconnect-User` is `user:` without an id".into(),
+            ));
+        }
+        return Ok(id);
+    }
+    for other in ["app:", "group:"] {
+        if value.starts_with(other) {
+            return Err(bad_request(format!(
+                "`X-Hfconnect-User` names a user (`ID` or `user:ID`), not `{}`",
+                Untrusted(value)
+            )));
+        }
+    }
+    Ok(value)
+}
+
+/// The bearer key of the request. RFC 9110: the scheme is case-insensitive.
+pub(crate) fn bearer_key(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let mut values = headers.get_all("authorization").iter();
+    let Some(value) = values.next() else {
+        return Err(unauthorized("no `Authorization: Bearer <key>` header"));
+    };
+    if values.next().is_some() {
+        return Err(unauthorized(
+            "the `Authorization` header is given more than once",
+        ));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| unauthorized("the `Authorization` header is not readable text"))?
+        .trim();
+    let (scheme, key) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(unauthorized(
+            "the `Authorization` header must be `Bearer <key>`",
+        ));
+    }
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(unauthorized("the `Authorization` header holds no key"));
+    }
+    Ok(key)
+}
+
+/// Who is calling: the application owning the bearer key, or the user it
+/// acts for; optionally scoped to one group. On refusal, also who the
+/// caller was as far as it could be told.
+pub(crate) fn caller(
+    connector: &Connector,
+    headers: &HeaderMap,
+) -> Result<Principal, (ApiError, Presented)> {
+    let key = bearer_key(headers).map_err(|e| (e, Presented::NoKey))?;
+    let Some(app) = connector.authenticate(key) else {
+        let hint = key_hint(key);
+        return Err((
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the application key is not valid",
+            ),
+            Presented::UnknownKey(hint),
+        ));
+    };
+    let presented = || Presented::App(app.clone());
+    let user = identity_header(headers, USER_HEADER).map_err(|e| (e, presented()))?;
+    let group = identity_header(headers, GROUP_HEADER).map_err(|e| (e, presented()))?;
+    let group = group.map(|g| g.strip_prefix("group:").map_or(g, str::trim));
+    let subject = match user {
+        None => Subject::App(app.as_str().into()),
+        Some(value) => {
+            let id = user_of(value).map_err(|e| (e, presented()))?;
+            if !connector.may_act_for_users(&app) {
+                return Err((
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "denied",
+                        format!("application `{app}` may not act for users (`act_for_users` is not set), so `X-Hfconnect-User` is refused"),
+                    ),
+                    presented(),
+                ));
+            }
+            Subject::User(id.into())
+        }
+    };
+    connector
+        .principal(&subject, group)
+        .map_err(|e| (ApiError::from(e), presented()))
+}
+
+/// The first 8 hex digits of a presented key's SHA-256: enough to tell keys
+/// apart in an audit trail, useless to anyone who reads it.
+fn key_hint(key: &str) -> String {
+    crate::keys::hash(key)
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn present_identity_headers_are_used_or_refused_never_ignored() {
+        assert_eq!(identity_header(&headers(&[]), USER_HEADER).unwrap(), None);
+        assert_eq!(
+            identity_header(
+                &headers(&[(USER_HEADER, "mallory@acmé.com".as_bytes())]),
+                USER_HEADER
+            )
+            .unwrap(),
+            Some("mallory@acmé.com")
+        );
+        for bad in [&b""[..], b"   ", b"\xff\xfe", &[b'a'; 300][..]] {
+            let e = identity_header(&headers(&[(USER_HEADER, bad)]), USER_HEADER).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        let twice = headers(&[(GROUP_HEADER, b"a"), (GROUP_HEADER, b"b")]);
+        assert!(identity_header(&twice, GROUP_HEADER).is_err());
+        assert_eq!(user_of("user:ben@acme.com").unwrap(), "ben@acme.com");
+        assert!(user_of("app:batch").is_err() && user_of("user:").is_err());
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer k", "bearer k", "BEARER  k "] {
+            assert_eq!(
+                bearer_key(&headers(&[("authorization", v.as_bytes())])).unwrap(),
+                "k"
+            );
+        }
+        for v in ["Basic k", "Bearer", "Bearer   ", "k"] {
+            assert!(
+                bearer_key(&headers(&[("authorization", v.as_bytes())])).is_err(),
+                "{v}"
+            );
+        }
+    }
+}

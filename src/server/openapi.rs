@@ -1,0 +1,80 @@
+//! `/openapi.json`: the OpenAPI 3.1 description of the service. A test holds
+//! it to the routes actually served.
+
+use serde_json::{json, Value};
+
+/// The OpenAPI 3.1 description of the service.
+pub fn openapi() -> Value {
+    let error = json!({"type": "object", "required": ["error", "kind", "retryable"], "properties": {
+        "error": {"type": "string"}, "kind": {"type": "string"}, "retryable": {"type": "boolean"}}});
+    let output = json!({"type": "object", "properties": {
+        "result": {"description": "text, or the parsed JSON value with jsonOutput"},
+        "finishReason": {"type": ["string", "null"], "examples": ["STOP", "LENGTH", "STOP_SEQUENCE"]},
+        "tokenUsed": {"type": ["integer", "null"]}, "promptTokens": {"type": ["integer", "null"]},
+        "completionTokens": {"type": ["integer", "null"]}}});
+    let common = json!({
+        "llmProvider": {"type": "string"}, "model": {"type": "string"}, "stream": {"type": "boolean"},
+        "temperature": {"type": "number"}, "topP": {"type": "number"}, "maxTokens": {"type": "integer"},
+        "stopWords": {"type": "array", "items": {"type": "string"}},
+        "promptVariables": {"type": "object"}});
+    let with = |extra: Value| {
+        let mut props = common.clone();
+        if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        props
+    };
+    let text = json!({"type": "object", "required": ["llmProvider", "model"], "properties": with(json!({
+        "prompt": {"type": "string"}, "promptName": {"type": "string"}}))});
+    let chat = json!({"type": "object", "required": ["llmProvider", "model", "messages"], "properties": with(json!({
+        "instructions": {"type": "string"}, "jsonOutput": {"type": "boolean"},
+        "messages": {"type": "array", "items": {"type": "object", "required": ["role", "message"], "properties": {
+            "role": {"enum": ["user", "assistant", "system"]}, "message": {"type": "string"}}}}}))});
+    let summarize = json!({"type": "object", "required": ["llmProvider", "model", "text"], "properties": {
+        "llmProvider": {"type": "string"}, "model": {"type": "string"}, "text": {"type": "string"},
+        "maxLength": {"type": "integer"}, "minLength": {"type": "integer"}, "stream": {"type": "boolean"}}});
+    let task = |summary: &str, schema: Value| {
+        let mut responses = serde_json::Map::new();
+        responses.insert("200".into(), json!({"description": "the task output, or server-sent events (chunk, output, error) with \"stream\": true",
+            "content": {"application/json": {"schema": output}, "text/event-stream": {}}}));
+        for (code, what) in [
+            ("400", "malformed JSON"),
+            ("401", "no or bad application key"),
+            ("403", "denied"),
+            ("404", "unknown integration, model or prompt"),
+            ("409", "inactive"),
+            ("413", "body too large"),
+            ("422", "invalid input"),
+            ("429", "rate limited (Retry-After)"),
+            ("502", "upstream error"),
+            ("503", "upstream loading or unavailable (Retry-After)"),
+            ("504", "upstream timeout"),
+        ] {
+            responses.insert(
+                code.into(),
+                json!({"description": what, "content": {"application/json": {"schema": error}}}),
+            );
+        }
+        json!({"post": {"summary": summary, "security": [{"applicationKey": []}],
+            "parameters": [{"name": "X-Hfconnect-User", "in": "header", "schema": {"type": "string"}},
+                           {"name": "X-Hfconnect-Group", "in": "header", "schema": {"type": "string"}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": schema}}},
+            "responses": responses}})
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "hfconnect", "version": env!("CARGO_PKG_VERSION")},
+        "components": {"securitySchemes": {"applicationKey": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            "/v1/tasks/text-complete": task("LLM_TEXT_COMPLETE", text),
+            "/v1/tasks/chat-complete": task("LLM_CHAT_COMPLETE", chat),
+            "/v1/tasks/summarize": task("Summarize a text", summarize),
+            "/v1/catalog": {"get": {"summary": "integrations, models and prompts the caller can READ", "security": [{"applicationKey": []}],
+                "responses": {"200": {"description": "the catalog"}, "401": {"description": "no or bad application key"}}}},
+            "/healthz": {"get": {"summary": "alive", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "config loaded", "responses": {"200": {"description": "ready, with counts"}}}},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
+        }
+    })
+}
