@@ -123,8 +123,13 @@ impl FromIterator<Access> for AccessSet {
 
 impl fmt::Display for AccessSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.iter().map(Access::as_str).collect();
-        f.write_str(&names.join(", "))
+        for (i, a) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(a.as_str())?;
+        }
+        Ok(())
     }
 }
 
@@ -289,18 +294,36 @@ pub struct Grant {
     pub access: AccessSet,
     /// Where the grant was written.
     pub origin: Origin,
+    /// How it reads, formatted once: every allowed task's audit event says
+    /// which grant allowed it, and formatting it each time showed in the profile.
+    shown: std::sync::OnceLock<Box<str>>,
+}
+
+impl Grant {
+    /// `subject` may do `access` on `target`, as written at `origin`.
+    pub fn new(subject: Subject, target: Target, access: AccessSet, origin: Origin) -> Grant {
+        Grant {
+            subject,
+            target,
+            access,
+            origin,
+            shown: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 impl fmt::Display for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` may {} on `{}` (grant at {})",
-            self.subject,
-            self.access,
-            self.target,
-            self.origin.at()
-        )
+        f.write_str(self.shown.get_or_init(|| {
+            format!(
+                "`{}` may {} on `{}` (grant at {})",
+                self.subject,
+                self.access,
+                self.target,
+                self.origin.at()
+            )
+            .into_boxed_str()
+        }))
     }
 }
 
@@ -903,12 +926,7 @@ mod tests {
             .iter()
             .enumerate()
             .filter(|(k, _)| Some(*k) != skip_grant)
-            .map(|(_, (s, t, a))| Grant {
-                subject: s.clone(),
-                target: t.clone(),
-                access: *a,
-                origin: Origin::builtin("grants"),
-            })
+            .map(|(_, (s, t, a))| Grant::new(s.clone(), t.clone(), *a, Origin::builtin("grants")))
             .collect();
         let groups = GROUPS
             .iter()

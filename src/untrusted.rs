@@ -117,7 +117,7 @@ fn head(s: &str, limit: usize) -> (&str, usize) {
 }
 
 /// Write `s` with hidden characters escaped (and `"`, `\` too when `quoting`).
-fn escaped(f: &mut dyn Write, s: &str, quoting: bool) -> fmt::Result {
+fn escaped<W: Write + ?Sized>(f: &mut W, s: &str, quoting: bool) -> fmt::Result {
     let mut start = 0;
     for (i, c) in s.char_indices() {
         let simple = match c {
@@ -140,7 +140,7 @@ fn escaped(f: &mut dyn Write, s: &str, quoting: bool) -> fmt::Result {
     f.write_str(s.get(start..).unwrap_or_default())
 }
 
-fn marker(f: &mut dyn Write, cut: usize) -> fmt::Result {
+fn marker<W: Write + ?Sized>(f: &mut W, cut: usize) -> fmt::Result {
     if cut > 0 {
         write!(f, "…[{cut} more bytes]")?;
     }
@@ -158,8 +158,9 @@ impl fmt::Display for Untrusted<'_> {
     }
 }
 
-impl fmt::Display for Field<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Field<'_> {
+    /// Write the field's value to `f` (what `Display` writes).
+    pub fn write_to<W: Write>(&self, f: &mut W) -> fmt::Result {
         let (text, cut) = head(self.text, self.limit);
         if json_logs() {
             f.write_str(self.prefix)?;
@@ -178,11 +179,17 @@ impl fmt::Display for Field<'_> {
     }
 }
 
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
 /// Escapes `"` and `\` of what passes through (the `Display` it wraps has
 /// escaped its own untrusted parts already).
-struct QuoteEscaper<'a, 'b>(&'a mut fmt::Formatter<'b>);
+struct QuoteEscaper<'a, W: Write + ?Sized>(&'a mut W);
 
-impl Write for QuoteEscaper<'_, '_> {
+impl<W: Write + ?Sized> Write for QuoteEscaper<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let mut start = 0;
         for (i, b) in s.bytes().enumerate() {
@@ -199,14 +206,49 @@ impl Write for QuoteEscaper<'_, '_> {
     }
 }
 
-impl<D: fmt::Display> fmt::Display for Quoted<D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl<D: fmt::Display> Quoted<D> {
+    /// Write the field's value to `f` (what `Display` writes).
+    pub fn write_to<W: Write>(&self, f: &mut W) -> fmt::Result {
         if json_logs() {
-            return self.0.fmt(f);
+            return write!(f, "{}", self.0);
         }
         f.write_char('"')?;
         write!(QuoteEscaper(f), "{}", self.0)?;
         f.write_char('"')
+    }
+}
+
+impl<D: fmt::Display> fmt::Display for Quoted<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+/// A writer that escapes hidden characters in whatever passes through it
+/// (already-escaped text passes unchanged): the last line of defence of a
+/// log line, whatever a field holds.
+pub struct HiddenEscaper<'a, W: Write + ?Sized>(pub &'a mut W);
+
+impl<W: Write + ?Sized> Write for HiddenEscaper<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return self.0.write_str(s);
+        }
+        let mut start = 0;
+        for (i, c) in s.char_indices() {
+            if !is_hidden(c) {
+                continue;
+            }
+            self.0.write_str(s.get(start..i).unwrap_or_default())?;
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                c => write!(self.0, "\\u{{{:x}}}", u32::from(c))?,
+            }
+            start = i + c.len_utf8();
+        }
+        self.0.write_str(s.get(start..).unwrap_or_default())
     }
 }
 
@@ -244,6 +286,18 @@ mod tests {
             Untrusted("mallory@acmé.com").to_string(),
             "mallory@acmé.com"
         );
+    }
+
+    #[test]
+    fn the_escaper_passes_escaped_text_and_escapes_the_rest() {
+        let mut out = String::new();
+        write!(
+            HiddenEscaper(&mut out),
+            "a\\nb {} c\n\u{1b}d",
+            Untrusted("x\ny")
+        )
+        .unwrap();
+        assert_eq!(out, "a\\nb x\\ny c\\n\\u{1b}d");
     }
 
     #[test]

@@ -133,15 +133,6 @@ impl Run {
     }
 }
 
-/// The value after `flag` on the command line of a helper binary (`--port 8080`).
-pub fn flag_value(flag: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
 /// The repository root (for `config-examples/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

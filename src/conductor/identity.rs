@@ -25,6 +25,15 @@ pub(crate) fn subject_of(raw: &str, field: &str) -> Result<Subject, Failure> {
             format!("`{field}` is empty"),
         ));
     }
+    if s.chars().any(char::is_control) || s.len() > 256 {
+        return Err(Failure::terminal(
+            "invalid_input",
+            format!(
+                "`{field}` (`{}`) holds control characters or is longer than 256 bytes",
+                crate::untrusted::Untrusted(s)
+            ),
+        ));
+    }
     let subject = if s.starts_with("user:") || s.starts_with("app:") || s.starts_with("group:") {
         Subject::from_str(s)
             .map_err(|e| Failure::terminal("invalid_input", format!("`{field}`: {e}")))?

@@ -1219,12 +1219,7 @@ fn grant<'m>(
     if !ok {
         return None;
     }
-    Some(Grant {
-        subject,
-        target,
-        access,
-        origin: v.origin(&rg.loc),
-    })
+    Some(Grant::new(subject, target, access, v.origin(&rg.loc)))
 }
 
 /// The `[worker]` section; `None` (after reporting) when it is invalid.

@@ -169,24 +169,211 @@ impl Audit<'_> {
         } else {
             (None, None)
         };
+        Event {
+            task_id: self.task_id,
+            caller: caller_field(self.principal.subject()),
+            group: Field::new(self.principal.scope().unwrap_or("")),
+            integration: Field::new(self.task.integration()),
+            model: Field::new(self.task.model()),
+            task_kind: kind.as_str(),
+            decision,
+            reason: Quoted(reason),
+            outcome: outcome_kind,
+            latency_ms: (seconds * 1000.0) as u64,
+            prompt_tokens,
+            completion_tokens,
+            input: input.as_deref().map(Field::text),
+            output: output.as_deref().map(Field::text),
+        }
+        .emit();
+    }
+}
+
+/// One audit event's fields, written as tracing fields or, with hfconnect's
+/// own human-readable logs, as one line built by hand (the same text: a test
+/// holds the two together).
+pub(crate) struct Event<'a, R: std::fmt::Display> {
+    pub task_id: TaskId,
+    pub caller: Field<'a>,
+    pub group: Field<'a>,
+    pub integration: Field<'a>,
+    pub model: Field<'a>,
+    pub task_kind: &'static str,
+    pub decision: &'static str,
+    pub reason: Quoted<R>,
+    pub outcome: &'static str,
+    pub latency_ms: u64,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub input: Option<Field<'a>>,
+    pub output: Option<Field<'a>>,
+}
+
+impl<R: std::fmt::Display> Event<'_, R> {
+    pub(crate) fn emit(&self) {
+        if !tracing::enabled!(target: "hfconnect::audit", tracing::Level::INFO) {
+            return;
+        }
+        let written = crate::logging::write_info("hfconnect::audit", |line| {
+            let _ = self.render(line);
+        });
+        if !written {
+            self.emit_fields();
+        }
+    }
+
+    /// The event as structured fields.
+    fn emit_fields(&self) {
         tracing::info!(
             target: "hfconnect::audit",
             task_id = %self.task_id,
-            caller = %caller_field(self.principal.subject()),
-            group = %Field::new(self.principal.scope().unwrap_or("")),
-            integration = %Field::new(self.task.integration()),
-            model = %Field::new(self.task.model()),
-            task_kind = %self.task.kind(),
-            decision,
-            // Display, not a string: formatted only when the event is written.
-            reason = %Quoted(reason),
-            outcome = outcome_kind,
-            latency_ms = (seconds * 1000.0) as u64,
-            prompt_tokens,
-            completion_tokens,
-            input = input.as_deref().map(Field::text).map(tracing::field::display),
-            output = output.as_deref().map(Field::text).map(tracing::field::display),
+            caller = %self.caller,
+            group = %self.group,
+            integration = %self.integration,
+            model = %self.model,
+            task_kind = %self.task_kind,
+            decision = self.decision,
+            reason = %self.reason,
+            outcome = self.outcome,
+            latency_ms = self.latency_ms,
+            prompt_tokens = self.prompt_tokens,
+            completion_tokens = self.completion_tokens,
+            input = self.input.map(tracing::field::display),
+            output = self.output.map(tracing::field::display),
             "task"
         );
+    }
+
+    /// The line the structured event makes in the human-readable format,
+    /// without the formatting machinery per field.
+    fn render(&self, out: &mut String) -> std::fmt::Result {
+        out.push_str("task task_id=task-");
+        push_hex16(out, self.task_id.0);
+        out.push_str(" caller=");
+        self.caller.write_to(out)?;
+        out.push_str(" group=");
+        self.group.write_to(out)?;
+        out.push_str(" integration=");
+        self.integration.write_to(out)?;
+        out.push_str(" model=");
+        self.model.write_to(out)?;
+        out.push_str(" task_kind=");
+        out.push_str(self.task_kind);
+        out.push_str(" decision=\"");
+        out.push_str(self.decision);
+        out.push_str("\" reason=");
+        self.reason.write_to(out)?;
+        out.push_str(" outcome=\"");
+        out.push_str(self.outcome);
+        out.push_str("\" latency_ms=");
+        push_u64(out, self.latency_ms);
+        for (name, n) in [
+            (" prompt_tokens=", self.prompt_tokens),
+            (" completion_tokens=", self.completion_tokens),
+        ] {
+            if let Some(n) = n {
+                out.push_str(name);
+                push_u64(out, u64::from(n));
+            }
+        }
+        for (name, f) in [(" input=", &self.input), (" output=", &self.output)] {
+            if let Some(f) = f {
+                out.push_str(name);
+                f.write_to(out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+}
+
+fn push_hex16(out: &mut String, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    for (k, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((n >> (60 - 4 * k)) & 0xf) as usize];
+    }
+    out.push_str(std::str::from_utf8(&digits).unwrap_or("0000000000000000"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(emit: impl FnOnce()) -> String {
+        let sink = Sink::default();
+        let s = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(crate::logging::HumanFields)
+            .without_time()
+            .with_ansi(false)
+            .with_writer(move || s.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn the_line_built_by_hand_reads_like_the_structured_event() {
+        let who = "ann \"the\" = admin\n\u{1b}[31m";
+        let long = "m".repeat(300);
+        for (tokens, text) in [(None, None), (Some(7), Some("said \"hi\"\nbye"))] {
+            let e = Event {
+                task_id: TaskId(0x0123_4567_89ab_cdef),
+                caller: Field::with_prefix("user:", who),
+                group: Field::new(""),
+                integration: Field::new("hf"),
+                model: Field::new(&long),
+                task_kind: "chat",
+                decision: "denied",
+                reason: Quoted("no grant gives `EXECUTE` on `model:hf:m`"),
+                outcome: "denied",
+                latency_ms: 12_345,
+                prompt_tokens: tokens,
+                completion_tokens: tokens.map(|t| t + 1),
+                input: text.map(Field::text),
+                output: text.map(Field::text),
+            };
+            let fields = logged(|| e.emit_fields());
+            // What `write_info` writes after the time: the level, the target, the fields.
+            let mut line = String::from(" INFO hfconnect::audit: ");
+            e.render(&mut line).unwrap();
+            line.push('\n');
+            assert_eq!(line, fields);
+            assert!(line.contains("task task_id=task-0123456789abcdef caller=\"user:ann \\\"the\\\" = admin\\n\\u{1b}[31m\""), "{line}");
+            assert!(line.contains("more bytes]"), "{line}");
+            assert!(
+                !line.trim_end().contains('\n') && !line.contains('\u{1b}'),
+                "{line:?}"
+            );
+        }
     }
 }

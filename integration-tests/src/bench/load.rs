@@ -315,6 +315,10 @@ pub struct Cell {
     pub wall: Duration,
     /// CPU time (this process, plus `serve` for the serve path).
     pub cpu: Duration,
+    /// CPU time of the `serve` process alone (serve paths).
+    pub serve_cpu: Duration,
+    /// Per round merged in: the serve process's CPU time and the requests.
+    pub rounds: Vec<(Duration, usize)>,
     /// Requests that failed.
     pub errors: u64,
     /// The first error seen.
@@ -324,9 +328,11 @@ pub struct Cell {
 impl Cell {
     /// Add another run's numbers.
     pub fn merge(&mut self, other: Cell) {
+        self.rounds.push((other.serve_cpu, other.samples.0.len()));
         self.samples.0.extend(other.samples.0);
         self.wall += other.wall;
         self.cpu += other.cpu;
+        self.serve_cpu += other.serve_cpu;
         self.errors += other.errors;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
@@ -353,10 +359,8 @@ pub async fn run_cell(
     serve_pid: Option<u32>,
 ) -> Cell {
     let left = Arc::new(AtomicUsize::new(requests));
-    let cpu0 = super::cpu_time(None).unwrap_or_default()
-        + serve_pid
-            .and_then(|p| super::cpu_time(Some(p)))
-            .unwrap_or_default();
+    let serve0 = serve_pid.and_then(super::cpu_time_fine).unwrap_or_default();
+    let cpu0 = super::cpu_time(None).unwrap_or_default() + serve0;
     let start = Instant::now();
     let mut loops = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -396,10 +400,9 @@ pub async fn run_cell(
         }
     }
     cell.wall = start.elapsed();
-    let cpu1 = super::cpu_time(None).unwrap_or_default()
-        + serve_pid
-            .and_then(|p| super::cpu_time(Some(p)))
-            .unwrap_or_default();
+    let serve1 = serve_pid.and_then(super::cpu_time_fine).unwrap_or_default();
+    let cpu1 = super::cpu_time(None).unwrap_or_default() + serve1;
     cell.cpu = cpu1.saturating_sub(cpu0);
+    cell.serve_cpu = serve1.saturating_sub(serve0);
     cell
 }

@@ -51,6 +51,36 @@ pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// CPU time of process `pid` in nanoseconds: the sum of its threads'
+/// `/proc/<pid>/task/*/schedstat` (on-CPU time, not the 10 ms ticks of
+/// `/proc/<pid>/stat`, which are too coarse for rounds of a fraction of a
+/// second). Threads that ended are not counted; serve's threads live as long
+/// as it does. Falls back to [`cpu_time`] where schedstat is missing.
+pub fn cpu_time_fine(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut found = false;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let Ok(text) = std::fs::read_to_string(t.path().join("schedstat")) else {
+                continue;
+            };
+            if let Some(ns) = text
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                total += ns;
+                found = true;
+            }
+        }
+    }
+    if found {
+        Some(Duration::from_nanos(total))
+    } else {
+        cpu_time(Some(pid))
+    }
+}
+
 /// A `/proc/<pid>/status` size field (`VmRSS`, `VmHWM`) in bytes.
 pub fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -54,6 +54,11 @@ struct Args {
     /// Run serve in the shared layout instead of on a core of its own.
     #[arg(long)]
     no_pin: bool,
+    /// `RUST_LOG` of the `serve` path (the audit line is written at `info`);
+    /// `--serve-log warn` compares two quiet processes: the noise floor of
+    /// the audit line's measured cost.
+    #[arg(long, default_value = "info")]
+    serve_log: String,
     /// Run only this path (for profiling one path at a time).
     #[arg(long, value_parser = ["direct", "library", "serve"])]
     only: Option<String>,
@@ -190,7 +195,7 @@ async fn measure(
         None => hfconnect_integration_tests::hfconnect_bin_release(),
     };
     let serve = if paths.contains(&PathKind::Serve) {
-        Some(load::start_serve(&bin()?, &config, &token, serve_cores, "info").await?)
+        Some(load::start_serve(&bin()?, &config, &token, serve_cores, &args.serve_log).await?)
     } else {
         None
     };
@@ -403,12 +408,7 @@ fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<S
         }
         if *p == PathKind::Serve {
             if let Some((_, quiet)) = cells.iter().find(|(q, _)| *q == PathKind::ServeQuiet) {
-                let cost = 1.0 - cell.throughput() / quiet.throughput().max(f64::MIN_POSITIVE);
-                findings.push(target_line(
-                    &format!("the audit line costs ≤ 5 % of serve's throughput at c={c}{mark} (`RUST_LOG=info` {:.0}/s against `warn` {:.0}/s)", cell.throughput(), quiet.throughput()),
-                    cost <= 0.05,
-                    &format!("{:.1} %", cost * 100.0),
-                ));
+                findings.push(audit_cost(c, mark, &cell, quiet));
             }
         }
         let Some((_, d99, dtp)) = base else { continue };
@@ -431,6 +431,38 @@ fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<S
             _ => {}
         }
     }
+}
+
+/// The audit line's cost: serve at `info` against serve at `warn`. serve is
+/// CPU-bound on its core, so its CPU time per request measures its capacity;
+/// each `info` round is compared with the `warn` round run next to it and the
+/// median of those ratios is judged, so that a slow stretch of a shared
+/// machine hits both sides of a pair instead of one total.
+fn audit_cost(c: usize, mark: &str, info: &Cell, warn: &Cell) -> String {
+    let per = |(cpu, n): &(Duration, usize)| cpu.as_secs_f64() / (*n).max(1) as f64;
+    let mut paired: Vec<f64> = info
+        .rounds
+        .iter()
+        .zip(&warn.rounds)
+        .map(|(i, w)| 1.0 - per(w) / per(i).max(f64::MIN_POSITIVE))
+        .collect();
+    paired.sort_by(f64::total_cmp);
+    let median = paired.get(paired.len() / 2).copied().unwrap_or(f64::NAN);
+    let total = |x: &Cell| x.serve_cpu.as_secs_f64() / x.samples.0.len().max(1) as f64;
+    let tp_cost = 1.0 - info.throughput() / warn.throughput().max(f64::MIN_POSITIVE);
+    target_line(
+        &format!(
+            "the audit line costs ≤ 5 % of serve's capacity at c={c}{mark}: median over {} paired rounds of serve's CPU per request at `RUST_LOG=info` against `warn` (overall {:.1} µs against {:.1} µs; throughput {:.0}/s against {:.0}/s, {:.1} %)",
+            paired.len(),
+            total(info) * 1e6,
+            total(warn) * 1e6,
+            info.throughput(),
+            warn.throughput(),
+            tp_cost * 100.0
+        ),
+        median <= 0.05,
+        &format!("{:.1} %", median * 100.0),
+    )
 }
 
 /// Whether targets are judged: not on smoke runs or debug builds.

@@ -1,22 +1,37 @@
-//! `fake-conductor --port N [--schedule K --type T --input JSON]`: the fake
-//! Conductor server on its own, for trying `hfconnect worker` by hand. It
-//! schedules K tasks, prints each workflow's state as it changes, and stops
-//! on Ctrl-C.
+//! `fake-conductor`: the fake Conductor server on its own, for trying
+//! `hfconnect worker` by hand. It schedules `--schedule` tasks, prints each
+//! workflow's state as it changes, takes more work and faults over its admin
+//! routes, and stops on Ctrl-C.
 
 use std::time::Duration;
 
-use hfconnect_integration_tests::fake_conductor::{FakeConductor, Schedule};
+use clap::Parser;
+use hfconnect_integration_tests::fake_conductor::{admin, FakeConductor, Schedule};
+
+/// A fake Conductor (the worker's REST API under `/api`) with real queue
+/// semantics, Orkes tokens and faults on demand.
+#[derive(Debug, Parser)]
+#[command(name = "fake-conductor", after_help = admin::HELP)]
+struct Args {
+    /// Port on 127.0.0.1 (0 for any free one).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Workflows of one task to schedule at start.
+    #[arg(long, default_value_t = 0)]
+    schedule: usize,
+    /// Their task type.
+    #[arg(long = "type", default_value = "LLM_SUMMARIZE")]
+    task_type: String,
+    /// Their input (JSON); a summarization of the quickstart's `hf-prod/bart-large-cnn` by default.
+    #[arg(long)]
+    input: Option<String>,
+}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let value = hfconnect_integration_tests::flag_value;
-    let port: u16 = value("--port").and_then(|p| p.parse().ok()).unwrap_or(8080);
-    let count: usize = value("--schedule")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let task_type = value("--type").unwrap_or_else(|| "LLM_SUMMARIZE".into());
-    let input = match value("--input") {
-        Some(text) => serde_json::from_str(&text).map_err(|e| {
+    let args = Args::parse();
+    let input = match &args.input {
+        Some(text) => serde_json::from_str(text).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--input: {e}"))
         })?,
         None => serde_json::json!({
@@ -24,15 +39,18 @@ async fn main() -> std::io::Result<()> {
             "text": "Invoice 1042 was paid twice; the customer asks for a refund of the second payment."
         }),
     };
-    let server = FakeConductor::start_on(port).await?;
-    let ids: Vec<String> = (0..count)
-        .map(|_| server.schedule(Schedule::new(&task_type, input.clone())))
+    let server = FakeConductor::start_on(args.port).await?;
+    let ids: Vec<String> = (0..args.schedule)
+        .map(|_| server.schedule(Schedule::new(&args.task_type, input.clone())))
         .collect();
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "fake Conductor on {} ({count} `{task_type}` tasks scheduled)",
-            server.url()
+            "fake Conductor on {} ({} `{}` tasks scheduled; admin routes: {}/_fake/help)",
+            server.url(),
+            args.schedule,
+            args.task_type,
+            server.url().trim_end_matches("/api")
         );
     }
     let mut last: Vec<String> = Vec::new();

@@ -1,18 +1,34 @@
-//! `fake-hf --port N [--token T]`: the fake Hugging Face server on its own, for
-//! manual trials and benchmarks. Stops on Ctrl-C.
+//! `fake-hf`: the fake Hugging Face server on its own, for manual trials,
+//! fault drills from a shell and benchmarks. Stops on Ctrl-C.
+
+use clap::Parser;
+use hfconnect_integration_tests::fake_hf::{admin, FakeHf};
+
+/// A fake Hugging Face server: TGI, the chat route, pipelines, the router,
+/// whoami-v2 and the endpoint management API, with faults on demand.
+#[derive(Debug, Parser)]
+#[command(name = "fake-hf", after_help = admin::HELP)]
+struct Args {
+    /// Port on 127.0.0.1 (0 for any free one).
+    #[arg(long, default_value_t = 8089)]
+    port: u16,
+    /// The token the server accepts (`Authorization: Bearer <token>`).
+    #[arg(long, default_value = "hf_fake_token")]
+    token: String,
+}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let value = hfconnect_integration_tests::flag_value;
-    let port: u16 = value("--port").and_then(|p| p.parse().ok()).unwrap_or(8089);
-    let token = value("--token").unwrap_or_else(|| "hf_fake_token".to_string());
-    let server = hfconnect_integration_tests::fake_hf::FakeHf::start_on(&token, port).await?;
+    let args = Args::parse();
+    let server = FakeHf::start_on(&args.token, args.port).await?;
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "fake Hugging Face server on {} (token `{token}`; management API at {})",
+            "fake Hugging Face server on {} (token `{}`; management API at {}; faults: {}/_fake/help)",
             server.url(),
-            server.management_url()
+            args.token,
+            server.management_url(),
+            server.url()
         );
     }
     tokio::signal::ctrl_c().await?;

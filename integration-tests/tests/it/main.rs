@@ -17,6 +17,7 @@ mod provider;
 mod provider_secrets;
 mod run_cli;
 mod secrets;
+mod security;
 mod serve;
 mod support;
 mod tasks;

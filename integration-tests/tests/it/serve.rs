@@ -15,10 +15,10 @@ use crate::provider::TOKEN;
 use crate::support::Dir;
 use crate::tasks::{config, env};
 
-const APP_KEY: &str = "hfc_test_app_key_0001";
-const PORTAL_KEY: &str = "hfc_test_portal_key_0002";
+pub(crate) const APP_KEY: &str = "hfc_test_app_key_0001";
+pub(crate) const PORTAL_KEY: &str = "hfc_test_portal_key_0002";
 
-fn hash(key: &str) -> String {
+pub(crate) fn hash(key: &str) -> String {
     let h = hfconnect::keys::hash(key);
     format!(
         "sha256:{}",
@@ -26,7 +26,7 @@ fn hash(key: &str) -> String {
     )
 }
 
-fn serve_config(url: &str) -> String {
+pub(crate) fn serve_config(url: &str) -> String {
     config(url)
         + &format!(
             "\n[[applications]]\nname = \"batch\"\ngroups = [\"support\"]\nkeys = [\"{}\"]\n\n[[applications]]\nname = \"portal\"\nact_for_users = true\nkeys = [\"{}\"]\n",
@@ -35,8 +35,8 @@ fn serve_config(url: &str) -> String {
         )
 }
 
-struct Server {
-    url: String,
+pub(crate) struct Server {
+    pub url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: Dir,
 }
@@ -49,19 +49,26 @@ impl Drop for Server {
     }
 }
 
-async fn start(fake: &FakeHf) -> Server {
+pub(crate) async fn start(fake: &FakeHf) -> Server {
+    start_with(serve_config(&fake.url()), |_| {}).await
+}
+
+/// `serve` in this process on `config`, with 1 s header and 2 s body
+/// timeouts unless `tweak` says otherwise.
+pub(crate) async fn start_with(config: String, tweak: impl FnOnce(&mut ServeOptions)) -> Server {
     let dir = Dir::new();
-    let path = dir.write("c.toml", &serve_config(&fake.url()));
+    let path = dir.write("c.toml", &config);
     let connector = Arc::new(Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let options = ServeOptions {
+    let mut options = ServeOptions {
         grace: Duration::from_secs(5),
         header_timeout: Duration::from_secs(1),
         body_timeout: Duration::from_secs(2),
         ..ServeOptions::new(path)
     };
+    tweak(&mut options);
     tokio::spawn(serve(connector, listener, options, async move {
         let _ = rx.await;
     }));
@@ -72,7 +79,7 @@ async fn start(fake: &FakeHf) -> Server {
     }
 }
 
-async fn post(
+pub(crate) async fn post(
     s: &Server,
     kind: &str,
     key: Option<&str>,
@@ -99,7 +106,7 @@ async fn post(
     )
 }
 
-fn text(model: &str) -> Value {
+pub(crate) fn text(model: &str) -> Value {
     json!({"llmProvider": "hf", "model": model, "prompt": "hello"})
 }
 

@@ -18,7 +18,7 @@ use crate::provider::TOKEN;
 use crate::support::Dir;
 use crate::tasks::env;
 
-fn worker_config(url: &str, worker: &str) -> String {
+pub(crate) fn worker_config(url: &str, worker: &str) -> String {
     format!(
         r##"
 [[integrations]]
@@ -85,15 +85,15 @@ access = ["EXECUTE"]
     )
 }
 
-struct Setup {
-    hf: FakeHf,
-    conductor: FakeConductor,
-    connector: Arc<Connector>,
-    settings: WorkerSettings,
+pub(crate) struct Setup {
+    pub hf: FakeHf,
+    pub conductor: FakeConductor,
+    pub connector: Arc<Connector>,
+    pub settings: WorkerSettings,
     _dir: Dir,
 }
 
-async fn setup(worker: &str) -> Setup {
+pub(crate) async fn setup(worker: &str) -> Setup {
     let hf = FakeHf::start(TOKEN).await.unwrap();
     hf.behave(|b| b.echo = true);
     let conductor = FakeConductor::start().await.unwrap();
@@ -112,7 +112,7 @@ async fn setup(worker: &str) -> Setup {
 
 impl Setup {
     /// Run a worker until `done` says so (or 20 s), then stop it.
-    async fn run_until(
+    pub(crate) async fn run_until(
         &self,
         settings: WorkerSettings,
         done: impl Fn(&FakeConductor) -> bool,

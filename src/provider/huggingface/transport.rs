@@ -5,7 +5,7 @@
 
 use std::error::Error as _;
 
-use crate::untrusted::Untrusted;
+use crate::untrusted::Field;
 
 /// What the error chain of a failed request says, in a few words.
 pub(crate) fn cause(e: &reqwest::Error) -> String {
@@ -21,10 +21,18 @@ pub(crate) fn cause(e: &reqwest::Error) -> String {
     if chain.contains("dns error") || chain.contains("failed to lookup address") {
         return "the host name could not be resolved (DNS)".into();
     }
-    if chain.contains("certificate")
-        || chain.contains("tls")
-        || chain.contains("ssl")
-        || chain.contains("handshake")
+    let https = e.url().is_some_and(|u| u.scheme() == "https");
+    let tls_words = [
+        "certificate",
+        "tls",
+        "ssl",
+        "handshake",
+        "corrupt message",
+        "alert",
+        "peer is incompatible",
+    ];
+    if tls_words.iter().any(|w| chain.contains(w))
+        || (https && e.is_connect() && io_kind == Some(std::io::ErrorKind::InvalidData))
     {
         return "the TLS handshake failed (certificate or protocol)".into();
     }
@@ -72,8 +80,8 @@ pub(crate) fn log(integration: &str, model: Option<&str>, e: &reqwest::Error, re
     tracing::warn!(
         integration,
         model = model.unwrap_or(""),
-        url = %e.url().map(|u| Untrusted(u.as_str()).to_string()).unwrap_or_default(),
-        error = %Untrusted(redacted),
+        url = %Field::new(e.url().map(|u| u.as_str()).unwrap_or_default()),
+        error = %Field::new(redacted),
         "call to Hugging Face failed"
     );
 }

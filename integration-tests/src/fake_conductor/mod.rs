@@ -9,6 +9,8 @@
 //! Faults on demand: statuses and delays per route, and "down" (connections
 //! dropped and refused). Optional Orkes auth: `POST /token` and `X-Authorization`.
 
+pub mod admin;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +25,8 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
 
 /// Routes faults can be scripted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CRoute {
     /// `GET /api/tasks/poll/batch/{type}` (and `/tasks/poll/{type}`)
     Poll,
@@ -179,6 +182,39 @@ struct Shared {
     notify: tokio::sync::Notify,
     down: std::sync::atomic::AtomicBool,
     conns: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Shared {
+    fn schedule(&self, s: Schedule) -> String {
+        let id = {
+            let mut g = lock(&self.inner);
+            let id = g.next_id("wf");
+            g.workflows.insert(
+                id.clone(),
+                WorkflowState {
+                    id: id.clone(),
+                    status: "RUNNING".into(),
+                    tasks: Vec::new(),
+                    created_by: s.created_by,
+                    owner_app: s.owner_app,
+                    retry_limit: s.retry_count,
+                },
+            );
+            g.new_task(&id, &s.task_type, s.input, 0, s.response_timeout);
+            id
+        };
+        self.notify.notify_waiters();
+        id
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        if down {
+            for c in lock(&self.conns).drain(..) {
+                c.abort();
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -482,6 +518,9 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
+    if path.starts_with(admin::PREFIX) {
+        return admin::handle(&s, &method, &path, &body);
+    }
     let route = route_of(&method, &path);
     if let Some(r) = route {
         let fault = lock(&s.inner)
@@ -689,25 +728,7 @@ impl FakeConductor {
 
     /// Schedule a workflow of one task; returns the workflow id.
     pub fn schedule(&self, s: Schedule) -> String {
-        let id = {
-            let mut g = lock(&self.shared.inner);
-            let id = g.next_id("wf");
-            g.workflows.insert(
-                id.clone(),
-                WorkflowState {
-                    id: id.clone(),
-                    status: "RUNNING".into(),
-                    tasks: Vec::new(),
-                    created_by: s.created_by,
-                    owner_app: s.owner_app,
-                    retry_limit: s.retry_count,
-                },
-            );
-            g.new_task(&id, &s.task_type, s.input, 0, s.response_timeout);
-            id
-        };
-        self.shared.notify.notify_waiters();
-        id
+        self.shared.schedule(s)
     }
 
     /// A workflow.
@@ -786,14 +807,7 @@ impl FakeConductor {
 
     /// Go down (drop every connection, refuse new ones) or come back.
     pub fn set_down(&self, down: bool) {
-        self.shared
-            .down
-            .store(down, std::sync::atomic::Ordering::SeqCst);
-        if down {
-            for c in lock(&self.shared.conns).drain(..) {
-                c.abort();
-            }
-        }
+        self.shared.set_down(down);
     }
 
     /// Require Orkes auth: `POST /token` with these credentials; tokens live `ttl`.

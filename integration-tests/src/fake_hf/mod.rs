@@ -7,6 +7,8 @@
 //! plain-text and empty error bodies), records every request, and takes scripted
 //! faults per route.
 
+pub mod admin;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,7 +20,8 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 /// The routes faults can be scripted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Route {
     /// `POST /generate`
     Generate,
@@ -33,6 +36,7 @@ pub enum Route {
     /// `GET /health`
     Health,
     /// `GET /api/whoami-v2`
+    #[serde(rename = "whoami")]
     WhoAmI,
     /// `GET /v2/endpoint/{namespace}[/{name}]`
     Endpoints,
@@ -74,6 +78,9 @@ pub enum Fault {
     StreamCut(usize),
     /// Stream: after this many events, send this error event (HTTP 200).
     StreamError { after: usize, event: Value },
+    /// A 200 answer of this many bytes (a huge `generated_text`, or token
+    /// events adding up to it on a stream route), sent without being built whole.
+    Oversized(usize),
 }
 
 impl Fault {
@@ -297,6 +304,9 @@ impl FakeHf {
                 let s = s.clone();
                 async move {
                     use std::sync::atomic::Ordering::SeqCst;
+                    if uri.path().starts_with(admin::PREFIX) {
+                        return admin::handle(&s, &method, uri.path(), &body);
+                    }
                     let now = s.in_flight.fetch_add(1, SeqCst) + 1;
                     s.max_in_flight.fetch_max(now, SeqCst);
                     let r = handle(s.clone(), method, uri, headers, body).await;
@@ -533,6 +543,14 @@ async fn handle(
             return r;
         }
         Some(Fault::Truncated) => truncated = true,
+        Some(Fault::Oversized(n)) => {
+            let streaming = route == Route::GenerateStream
+                || serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("stream").and_then(Value::as_bool))
+                    == Some(true);
+            return oversized(route, n, streaming);
+        }
         Some(Fault::SlowBody(d)) => slow_body = Some(d),
         Some(f) => stream_faults.push(f),
     }
@@ -555,6 +573,62 @@ async fn handle(
         return slow(response, d).await;
     }
     response
+}
+
+/// A 200 answer of `n` bytes of text, streamed in 64 KiB pieces.
+fn oversized(route: Route, n: usize, streaming: bool) -> Response {
+    const PIECE: usize = 64 * 1024;
+    let (head, tail, content_type): (String, String, &'static str) = if streaming {
+        (String::new(), String::new(), "text/event-stream")
+    } else {
+        match route {
+            Route::Chat => (
+                r#"{"choices":[{"index":0,"message":{"role":"assistant","content":""#.into(),
+                r#""},"finish_reason":"stop"}]}"#.into(),
+                "application/json",
+            ),
+            Route::Pipeline => (
+                r#"[{"summary_text":""#.into(),
+                r#""}]"#.into(),
+                "application/json",
+            ),
+            _ => (
+                r#"{"generated_text":""#.into(),
+                r#""}"#.into(),
+                "application/json",
+            ),
+        }
+    };
+    let chat = route == Route::Chat;
+    let s = async_stream::stream! {
+        if !head.is_empty() {
+            yield Ok::<Bytes, std::io::Error>(Bytes::from(head));
+        }
+        let mut sent = 0;
+        let x = "x".repeat(PIECE);
+        while sent < n {
+            let k = PIECE.min(n - sent);
+            sent += k;
+            let piece = &x[..k];
+            if streaming {
+                let ev = if chat {
+                    json!({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]})
+                } else {
+                    json!({"index": sent, "token": {"id": 1, "text": piece, "logprob": 0.0, "special": false}, "generated_text": null, "details": null})
+                };
+                yield Ok(Bytes::from(format!("data:{ev}\n\n")));
+            } else {
+                yield Ok(Bytes::from(piece.to_string()));
+            }
+        }
+        if !tail.is_empty() {
+            yield Ok(Bytes::from(tail));
+        }
+    };
+    let mut r = Response::new(AxumBody::from_stream(s));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
+    r
 }
 
 async fn slow(r: Response, d: Duration) -> Response {
