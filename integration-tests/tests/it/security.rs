@@ -743,3 +743,104 @@ async fn the_portal_key_still_delegates() {
     .await;
     assert_eq!(status, 200, "{b}");
 }
+
+/// The binary's own log output, in both formats: the audit line written
+/// straight to the log buffer (human) and the structured event (JSON).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_logs_escape_caller_text_in_both_formats() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &serve_config(&fake.url()));
+    let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
+    for format in ["human", "json"] {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = tokio::process::Command::new(&bin)
+            .args([
+                "serve",
+                "--config",
+                path.to_str().unwrap(),
+                "--log-format",
+                format,
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("HF_TOKEN", TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let mut up = false;
+        for _ in 0..50 {
+            if client.get(format!("{base}/healthz")).send().await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(up, "serve did not come up");
+        for body in [
+            json!({"llmProvider": evil("inj-bin"), "model": "tgi", "prompt": "x"}),
+            json!({"llmProvider": "hf", "model": evil("inj-bin"), "prompt": "x"}),
+            json!({"llmProvider": "hf", "model": "tgi", "prompt": "x"}),
+        ] {
+            client
+                .post(format!("{base}/v1/tasks/text-complete"))
+                .bearer_auth(APP_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+        }
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().unwrap().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        let text = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("2031-01-01") || l.contains("\"2031-01-01")),
+            "{text}"
+        );
+        let audit: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("hfconnect::audit"))
+            .collect();
+        assert_eq!(
+            audit.len(),
+            3,
+            "{format}: one audit line per request:\n{text}"
+        );
+        for line in text.lines() {
+            assert!(no_hidden(line), "{format}: {line:?}");
+            if format == "json" {
+                let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                let fields = v["fields"].to_string();
+                assert!(
+                    !fields.contains("\\n2031") || fields.contains("\\\\n2031"),
+                    "{fields}"
+                );
+            }
+        }
+        let injected: Vec<&&str> = audit.iter().filter(|l| l.contains("inj-bin")).collect();
+        assert_eq!(injected.len(), 2, "{text}");
+        if format == "human" {
+            assert!(
+                injected
+                    .iter()
+                    .all(|l| l.contains("\"inj-bin\\n2031-01-01")),
+                "{injected:?}"
+            );
+            assert!(
+                audit.iter().any(|l| l.contains("outcome=\"ok\"")),
+                "{audit:?}"
+            );
+        }
+    }
+}
