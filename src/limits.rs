@@ -2,6 +2,11 @@
 //! request quotas per group, application or user (governor). A task waits for
 //! its turn up to the integration's `queue_timeout`, then fails as rate
 //! limited with the time to wait.
+//!
+//! Limits are the promise, reloads included: a new snapshot's admission is
+//! built from the old one, and every limiter whose key and rate did not
+//! change (a gate's integration or model, a quota's rate) is the same object,
+//! with what it has counted. A changed rate starts afresh.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -22,19 +27,38 @@ use crate::task::TaskError;
 const PRUNE_EVERY: u64 = 1024;
 
 struct Gate {
-    rate: Option<DefaultDirectRateLimiter>,
+    rate: Option<(Arc<DefaultDirectRateLimiter>, (NonZeroU32, NonZeroU32))>,
     slots: Option<(Arc<Semaphore>, u32)>,
 }
 
 impl Gate {
-    fn new(limits: Limits) -> Gate {
+    /// The gate of `limits`, keeping what `old` (the same integration's or
+    /// model's gate before a reload) counted where the limit is unchanged.
+    fn new(limits: Limits, old: Option<&Gate>) -> Gate {
         Gate {
-            rate: limits.rate.map(|(per_second, burst)| {
-                DefaultDirectRateLimiter::direct(Rate::per_second(per_second).allow_burst(burst))
+            rate: limits.rate.map(|rate| {
+                match old
+                    .and_then(|g| g.rate.as_ref())
+                    .filter(|(_, r)| *r == rate)
+                {
+                    Some((limiter, _)) => (limiter.clone(), rate),
+                    None => (
+                        Arc::new(DefaultDirectRateLimiter::direct(
+                            Rate::per_second(rate.0).allow_burst(rate.1),
+                        )),
+                        rate,
+                    ),
+                }
             }),
-            slots: limits
-                .max_concurrency
-                .map(|n| (Arc::new(Semaphore::new(n.get() as usize)), n.get())),
+            slots: limits.max_concurrency.map(|n| {
+                match old
+                    .and_then(|g| g.slots.as_ref())
+                    .filter(|(_, m)| *m == n.get())
+                {
+                    Some((sem, _)) => (sem.clone(), n.get()),
+                    None => (Arc::new(Semaphore::new(n.get() as usize)), n.get()),
+                }
+            }),
         }
     }
 
@@ -56,7 +80,7 @@ pub(crate) struct Admission {
     integrations: crate::FxHashMap<String, (Gate, Duration, crate::FxHashMap<String, Gate>)>,
     quotas: Vec<QuotaRule>,
     /// One keyed limiter per distinct quota rate, keyed by `subject@integration`.
-    quota_limiters: HashMap<NonZeroU32, DefaultKeyedRateLimiter<String>>,
+    quota_limiters: HashMap<NonZeroU32, Arc<DefaultKeyedRateLimiter<String>>>,
     clock: DefaultClock,
     admitted: AtomicU64,
 }
@@ -75,19 +99,29 @@ pub(crate) struct Permit {
 }
 
 impl Admission {
-    pub(crate) fn new(catalog: &Catalog) -> Admission {
+    /// The admission of `catalog`; with `old`, the admission of the snapshot
+    /// it replaces, whose unchanged limiters carry over.
+    pub(crate) fn new(catalog: &Catalog, old: Option<&Admission>) -> Admission {
         let integrations = catalog
             .integrations()
             .iter()
             .map(|i| {
+                let before = old.and_then(|o| o.integrations.get(i.name()));
                 let models = i
                     .models()
                     .iter()
-                    .map(|m| (m.name().to_string(), Gate::new(m.limits())))
+                    .map(|m| {
+                        let was = before.and_then(|(_, _, ms)| ms.get(m.name()));
+                        (m.name().to_string(), Gate::new(m.limits(), was))
+                    })
                     .collect();
                 (
                     i.name().to_string(),
-                    (Gate::new(i.limits()), i.queue_timeout(), models),
+                    (
+                        Gate::new(i.limits(), before.map(|(g, _, _)| g)),
+                        i.queue_timeout(),
+                        models,
+                    ),
                 )
             })
             .collect();
@@ -97,7 +131,12 @@ impl Admission {
             .iter()
             .map(|q| {
                 quota_limiters.entry(q.per_minute).or_insert_with(|| {
-                    DefaultKeyedRateLimiter::keyed(Rate::per_minute(q.per_minute))
+                    match old.and_then(|o| o.quota_limiters.get(&q.per_minute)) {
+                        Some(kept) => kept.clone(),
+                        None => Arc::new(DefaultKeyedRateLimiter::keyed(Rate::per_minute(
+                            q.per_minute,
+                        ))),
+                    }
                 });
                 QuotaRule {
                     subject: q.subject.clone(),
@@ -184,7 +223,7 @@ impl Admission {
             ),
         ];
         for (gate, what) in &gates {
-            if let Some(r) = gate.and_then(|g| g.rate.as_ref()) {
+            if let Some((r, _)) = gate.and_then(|g| g.rate.as_ref()) {
                 self.turn(
                     || r.check().map_err(|nu| nu.wait_time_from(self.clock.now())),
                     deadline,

@@ -1,77 +1,103 @@
 //! What long-running front doors (`serve`, `worker`) share: reloading the
-//! config on SIGHUP and when its files change (a bad config is refused and the
-//! old one stays), and the shutdown signal.
+//! config on SIGHUP and when its files change, and the shutdown signal.
+//!
+//! One task owns reloads, so a SIGHUP and the change that prompted it reload
+//! once. It watches the config files and the files keys are read from (a
+//! rewritten token file, a Kubernetes Secret whose mount swapped its `..data`
+//! link): a rotated key is read without a SIGHUP. A config that fails
+//! validation is refused and the old one keeps serving; a key that cannot be
+//! read any more keeps the one read before (with a warning) until a new one
+//! can be read.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::config::LoadOptions;
 use crate::connector::Connector;
 
-#[cfg(unix)]
-pub(crate) fn spawn_reload_on_sighup(connector: Arc<Connector>, config: PathBuf) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
-        return;
-    };
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            match connector.reload_from(&config, &LoadOptions::new()) {
-                Ok(()) => tracing::info!(config = %config.display(), "config reloaded"),
-                Err(e) => {
-                    tracing::error!(config = %config.display(), error = %e, "config refused; the previous one keeps serving")
-                }
-            }
-        }
-    });
-}
-
-/// What identifies the config's current content: each file's path, length and mtime.
-fn fingerprint(
-    config: &std::path::Path,
-) -> Option<Vec<(PathBuf, u64, Option<std::time::SystemTime>)>> {
-    let files = crate::config::config_files(config).ok()?;
-    Some(
-        files
-            .into_iter()
-            .map(|f| {
-                let meta = std::fs::metadata(&f).ok();
-                let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
-                let modified = meta.and_then(|m| m.modified().ok());
-                (f, len, modified)
-            })
-            .collect(),
-    )
-}
-
-/// How often the config files are checked for changes.
+/// How often the config and key files are checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Reload when the config files change (checked every [`WATCH_INTERVAL`]).
-pub(crate) fn spawn_reload_on_change(connector: Arc<Connector>, config: PathBuf) {
+/// What identifies a file's content cheaply: length and modification time,
+/// following links.
+type Seen = (PathBuf, Option<(u64, Option<SystemTime>)>, Option<PathBuf>);
+
+/// The config files, the key files, and the `..data` link of each key
+/// file's directory (where Kubernetes swaps a Secret's content).
+fn fingerprint(config: &Path, keys: &[PathBuf]) -> Vec<Seen> {
+    let files = crate::config::config_files(config).unwrap_or_default();
+    files
+        .iter()
+        .chain(keys)
+        .map(|f| {
+            let meta = std::fs::metadata(f)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()));
+            let data_link = f
+                .parent()
+                .and_then(|d| std::fs::read_link(d.join("..data")).ok());
+            (f.clone(), meta, data_link)
+        })
+        .collect()
+}
+
+fn reload(connector: &Connector, config: &Path, why: &str) {
+    match connector.reload_from(config, &LoadOptions::new()) {
+        Ok(()) => tracing::info!(config = %config.display(), trigger = why, "config reloaded"),
+        Err(e) => tracing::error!(
+            config = %config.display(),
+            trigger = why,
+            error = %e,
+            "config refused; the previous one keeps serving"
+        ),
+    }
+}
+
+/// Reload on SIGHUP and when the config or key files change.
+pub(crate) fn spawn_reloader(connector: Arc<Connector>, config: PathBuf) {
     tokio::spawn(async move {
-        let mut last = fingerprint(&config);
+        #[cfg(unix)]
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                tracing::warn!("cannot listen for SIGHUP; reloads follow file changes only");
+                None
+            }
+        };
+        let mut last = fingerprint(&config, &connector.key_files());
         loop {
-            tokio::time::sleep(WATCH_INTERVAL).await;
-            let now = fingerprint(&config);
-            if now == last {
+            #[cfg(unix)]
+            let signalled = match hup.as_mut() {
+                Some(h) => tokio::select! {
+                    s = h.recv() => s.is_some(),
+                    () = tokio::time::sleep(WATCH_INTERVAL) => false,
+                },
+                None => {
+                    tokio::time::sleep(WATCH_INTERVAL).await;
+                    false
+                }
+            };
+            #[cfg(not(unix))]
+            let signalled = {
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                false
+            };
+            let now = fingerprint(&config, &connector.key_files());
+            if signalled {
+                reload(&connector, &config, "SIGHUP");
+            } else if now != last {
+                reload(&connector, &config, "files changed");
+            } else {
                 continue;
             }
-            last = now;
-            match connector.reload_from(&config, &LoadOptions::new()) {
-                Ok(()) => tracing::info!(config = %config.display(), "config changed; reloaded"),
-                Err(e) => {
-                    tracing::error!(config = %config.display(), error = %e, "config changed but was refused; the previous one keeps serving")
-                }
-            }
+            // What was just loaded (or refused) is the new baseline: a
+            // SIGHUP and the edit behind it reload once, and the key files
+            // of the new config are watched from now on.
+            last = fingerprint(&config, &connector.key_files());
         }
     });
 }
-
-#[cfg(not(unix))]
-pub(crate) fn spawn_reload_on_sighup(_connector: Arc<Connector>, _config: PathBuf) {}
 
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {

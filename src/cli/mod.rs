@@ -9,7 +9,23 @@ mod serve;
 mod token;
 mod worker;
 
-pub use token::{EXIT_PROVIDER, EXIT_REJECTED};
+/// Exit code: the token was rejected (or there is none, or it may not be used here).
+pub const EXIT_REJECTED: i32 = 4;
+/// Exit code: Hugging Face unreachable or failing, or a task rate limited.
+pub const EXIT_PROVIDER: i32 = 5;
+
+/// The exit code of a provider failure, one rule for every command: the token
+/// missing, rejected, or without the permission it needs is 4; the rest 5.
+pub(crate) fn exit_for_provider(kind: crate::provider::ErrorKind) -> Exit {
+    use crate::provider::ErrorKind;
+    match kind {
+        ErrorKind::KeyUnavailable
+        | ErrorKind::Unauthorized
+        | ErrorKind::Forbidden
+        | ErrorKind::GatedModel => EXIT_REJECTED,
+        _ => EXIT_PROVIDER,
+    }
+}
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -53,7 +69,7 @@ enum Command {
     /// Inspect model endpoints.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
-    /// Run a task as a subject: exit 0 ok, 3 denied or inactive, 2 bad input, 5 provider error or rate limited.
+    /// Run a task as a subject: exit 0 ok, 3 denied or inactive, 2 bad input, 4 token missing or refused, 5 provider error or rate limited.
     Run(run::RunArgs),
     /// Chat templates.
     #[command(subcommand)]
@@ -81,13 +97,13 @@ enum TemplateCommand {
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
-    /// Ask the Hub who owns the token (whoami): exit 0 valid, 4 rejected, 5 unreachable, 2 bad input.
+    /// Ask the Hub who owns the token (whoami): exit 0 valid, 4 rejected, missing or not the namespace's, 5 unreachable, 2 bad input.
     Check(token::TokenCheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum EndpointCommand {
-    /// Health and info of each model endpoint, plus the management API's view: exit 0 all healthy, 5 otherwise.
+    /// Health and info of each model endpoint, plus the management API's view: exit 0 all healthy, 4 token missing or refused, 5 otherwise.
     Status(token::EndpointStatusArgs),
 }
 

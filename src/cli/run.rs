@@ -7,8 +7,10 @@ use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use super::token::EXIT_PROVIDER;
-use super::{CallerArgs, ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_FAILURE, EXIT_OK};
+use super::{
+    exit_for_provider, CallerArgs, ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_FAILURE,
+    EXIT_OK, EXIT_PROVIDER,
+};
 use crate::provider::{ChatMessage, ChatRole};
 use crate::task::{
     ChatCompleteInput, InputMessage, SummarizeInput, Task, TaskError, TaskErrorKind, TaskEvent,
@@ -175,9 +177,8 @@ fn exit_for(e: &TaskError) -> Exit {
     match e.kind() {
         TaskErrorKind::Denied | TaskErrorKind::Inactive => EXIT_DENIED,
         TaskErrorKind::NotFound | TaskErrorKind::InvalidInput => EXIT_BAD_INPUT,
-        TaskErrorKind::RateLimited | TaskErrorKind::InvalidOutput | TaskErrorKind::Provider(_) => {
-            EXIT_PROVIDER
-        }
+        TaskErrorKind::Provider(k) => exit_for_provider(k),
+        TaskErrorKind::RateLimited | TaskErrorKind::InvalidOutput => EXIT_PROVIDER,
     }
 }
 

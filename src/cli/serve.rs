@@ -61,7 +61,7 @@ pub(crate) struct Service {
 /// For long-running commands: logs on, the Connector over `catalog`, and a
 /// multi-threaded runtime; or the message and exit code.
 pub(crate) fn start_service(
-    catalog: crate::catalog::Catalog,
+    loaded: crate::config::LoadedConfig,
     log_format: LogFormat,
     io: &mut Io<'_>,
 ) -> Result<Service, Exit> {
@@ -69,7 +69,7 @@ pub(crate) fn start_service(
         LogFormat::Human => crate::logging::LogFormat::Human,
         LogFormat::Json => crate::logging::LogFormat::Json,
     });
-    let connector = Connector::new(catalog).map_err(|e| {
+    let connector = Connector::from_loaded(loaded).map_err(|e| {
         let _ = writeln!(io.err, "error: {e}");
         EXIT_FAILURE
     })?;
@@ -86,7 +86,7 @@ pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let service = match start_service(loaded.catalog, args.log_format, io) {
+    let service = match start_service(loaded, args.log_format, io) {
         Ok(x) => x,
         Err(code) => return code,
     };

@@ -4,14 +4,10 @@
 use clap::Args;
 use serde_json::json;
 
-use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK};
+use super::{
+    exit_for_provider, ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK, EXIT_PROVIDER, EXIT_REJECTED,
+};
 use crate::connector::{Connector, ConnectorError};
-use crate::provider::ErrorKind;
-
-/// Exit code: the token was rejected (or there is none).
-pub const EXIT_REJECTED: i32 = 4;
-/// Exit code: the provider failed (unreachable, unhealthy).
-pub const EXIT_PROVIDER: i32 = 5;
 
 #[derive(Debug, Args)]
 pub(crate) struct TokenCheckArgs {
@@ -44,15 +40,7 @@ fn fail(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
     let _ = writeln!(io.err, "error: {e}");
     match e {
         ConnectorError::NotFound(_) | ConnectorError::Config(_) => EXIT_BAD_INPUT,
-        ConnectorError::Provider(p)
-            if matches!(
-                p.kind(),
-                ErrorKind::Unauthorized | ErrorKind::KeyUnavailable | ErrorKind::Forbidden
-            ) =>
-        {
-            EXIT_REJECTED
-        }
-        ConnectorError::Provider(_) => EXIT_PROVIDER,
+        ConnectorError::Provider(p) => exit_for_provider(p.kind()),
         ConnectorError::Internal(_) => super::EXIT_FAILURE,
     }
 }
@@ -75,9 +63,16 @@ pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
         Ok(r) => r,
         Err(e) => return fail(&e, io),
     };
+    // A token whose owner is neither the namespace nor a member of it gets
+    // 403 from the namespace's endpoints: it cannot do this integration's work.
+    let code = if report.namespace_ok == Some(false) {
+        EXIT_REJECTED
+    } else {
+        EXIT_OK
+    };
     if args.json {
         let _ = writeln!(io.out, "{:#}", json!(report));
-        return EXIT_OK;
+        return code;
     }
     let o = &report.owner;
     let _ = writeln!(
@@ -124,7 +119,16 @@ pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
     for w in &report.warnings {
         let _ = writeln!(io.err, "warning: {w}");
     }
-    EXIT_OK
+    if code == EXIT_REJECTED {
+        let _ = writeln!(
+            io.err,
+            "error: the token of integration `{}` cannot use the endpoints of namespace `{}`: its owner `{}` is neither that namespace nor a member of it, so the endpoints will answer 403; use a token of the namespace (or of a member of its organization)",
+            report.integration,
+            report.namespace.as_deref().unwrap_or_default(),
+            o.name
+        );
+    }
+    code
 }
 
 pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
@@ -214,9 +218,16 @@ pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
             let _ = writeln!(io.out, "  management API: not consulted: {why}");
         }
     }
-    if all_ok {
-        EXIT_OK
-    } else {
-        EXIT_PROVIDER
+    // One rule with every command: a token problem (4) before any other failure (5).
+    let worst = report
+        .models
+        .iter()
+        .filter_map(|m| m.probe.as_ref().err())
+        .map(|e| exit_for_provider(e.kind()))
+        .min();
+    match (all_ok, worst) {
+        (true, _) => EXIT_OK,
+        (false, Some(code)) => code,
+        (false, None) => EXIT_PROVIDER,
     }
 }

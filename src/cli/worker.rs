@@ -18,6 +18,10 @@ pub(crate) struct WorkerArgs {
     /// Log lines for people or as JSON; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
+    /// Serve Prometheus metrics (`/metrics`, with `/healthz` and `/readyz`)
+    /// on this address: the task metrics and the worker's polls and reports.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
@@ -53,7 +57,7 @@ pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
             return EXIT_BAD_INPUT;
         }
     };
-    let service = match start_service(loaded.catalog, args.log_format, io) {
+    let service = match start_service(loaded, args.log_format, io) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -65,10 +69,33 @@ pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
             return EXIT_BAD_INPUT;
         }
     };
+    let listener = match args.metrics_listen {
+        None => None,
+        Some(addr) => match service.rt.block_on(tokio::net::TcpListener::bind(addr)) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let _ = writeln!(io.err, "error: cannot listen on `{addr}` for metrics: {e}");
+                return super::EXIT_FAILURE;
+            }
+        },
+    };
     service.rt.block_on(async {
-        crate::reload::spawn_reload_on_sighup(connector.clone(), path.clone());
-        crate::reload::spawn_reload_on_change(connector, path);
-        worker.run(crate::reload::shutdown_signal()).await
+        crate::reload::spawn_reloader(connector.clone(), path);
+        let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(l) = listener {
+            let c = connector.clone();
+            tokio::spawn(async move {
+                let until = async {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = crate::server::serve_metrics(c, l, until).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
+        let report = worker.run(crate::reload::shutdown_signal()).await;
+        let _ = stop_metrics.send(());
+        report
     });
     EXIT_OK
 }

@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus::{IntCounter, IntCounterVec, Opts};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -16,7 +16,6 @@ use url::Url;
 
 use super::client::{ConductorClient, PolledTask, ReportStatus, TaskLog, TaskResult};
 use super::identity::Identities;
-use crate::access::{Access, Target};
 use crate::catalog::TaskKind;
 use crate::config::WorkerSettings;
 use crate::connector::Connector;
@@ -100,28 +99,73 @@ pub struct WorkerReport {
     pub poll_errors: u64,
 }
 
-#[derive(Default)]
+/// What the worker counts, as Prometheus metrics in the Connector's registry
+/// (`hfconnect worker --metrics-listen`); the report at the end reads them.
 struct Counters {
-    polled: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    terminal: AtomicU64,
-    deferred: AtomicU64,
-    unreported: AtomicU64,
-    poll_errors: AtomicU64,
+    polls: IntCounter,
+    poll_errors: IntCounter,
+    polled: IntCounter,
+    reports: IntCounterVec,
+    report_retries: IntCounter,
+    dropped: IntCounter,
 }
 
 impl Counters {
+    fn new(connector: &Connector) -> Result<Counters, prometheus::Error> {
+        let c = Counters {
+            polls: IntCounter::new("hfconnect_worker_polls_total", "Polls sent to Conductor")?,
+            poll_errors: IntCounter::new(
+                "hfconnect_worker_poll_errors_total",
+                "Polls that failed (Conductor down or answering an error)",
+            )?,
+            polled: IntCounter::new(
+                "hfconnect_worker_tasks_polled_total",
+                "Tasks received from polls",
+            )?,
+            reports: IntCounterVec::new(
+                Opts::new(
+                    "hfconnect_worker_reports_total",
+                    "Task results delivered to Conductor, by status",
+                ),
+                &["status"],
+            )?,
+            report_retries: IntCounter::new(
+                "hfconnect_worker_report_retries_total",
+                "Report attempts that failed and were tried again",
+            )?,
+            dropped: IntCounter::new(
+                "hfconnect_worker_reports_dropped_total",
+                "Results that could not be delivered (Conductor re-queues the task)",
+            )?,
+        };
+        let m = connector.metrics();
+        for collector in [
+            Box::new(c.polls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(c.poll_errors.clone()),
+            Box::new(c.polled.clone()),
+            Box::new(c.reports.clone()),
+            Box::new(c.report_retries.clone()),
+            Box::new(c.dropped.clone()),
+        ] {
+            match m.register(collector) {
+                // A second worker on one connector counts for itself only.
+                Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(c)
+    }
+
     fn report(&self) -> WorkerReport {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let status = |s: ReportStatus| self.reports.with_label_values(&[s.as_str()]).get();
         WorkerReport {
-            polled: g(&self.polled),
-            completed: g(&self.completed),
-            failed: g(&self.failed),
-            terminal: g(&self.terminal),
-            deferred: g(&self.deferred),
-            unreported: g(&self.unreported),
-            poll_errors: g(&self.poll_errors),
+            polled: self.polled.get(),
+            completed: status(ReportStatus::Completed),
+            failed: status(ReportStatus::Failed),
+            terminal: status(ReportStatus::FailedWithTerminalError),
+            deferred: status(ReportStatus::InProgress),
+            unreported: self.dropped.get(),
+            poll_errors: self.poll_errors.get(),
         }
     }
 }
@@ -211,6 +255,8 @@ impl Worker {
         let worker_id = settings.worker_id.clone().unwrap_or_else(default_worker_id);
         let kinds = settings.task_types.iter().cloned().collect();
         let identities = Identities::new(settings.identity.clone());
+        let counters = Counters::new(&connector)
+            .map_err(|e| WorkerError(format!("the worker's metrics cannot be registered: {e}")))?;
         Ok(Worker {
             inner: Arc::new(Inner {
                 connector,
@@ -219,7 +265,7 @@ impl Worker {
                 worker_id,
                 kinds,
                 identities,
-                counters: Counters::default(),
+                counters,
             }),
         })
     }
@@ -282,7 +328,16 @@ impl Worker {
             );
         }
         let report = inner.counters.report();
-        tracing::info!(?report, "hfconnect worker stopped");
+        tracing::info!(
+            polled = report.polled,
+            completed = report.completed,
+            failed = report.failed,
+            terminal = report.terminal,
+            deferred = report.deferred,
+            unreported = report.unreported,
+            poll_errors = report.poll_errors,
+            "hfconnect worker stopped"
+        );
         report
     }
 }
@@ -313,6 +368,7 @@ async fn poll_loop(
         let started = Instant::now();
         // A poll already sent is not abandoned on shutdown: the tasks it brings
         // are run and reported, not left to time out.
+        inner.counters.polls.inc();
         let polled = inner
             .client
             .poll_batch(
@@ -328,7 +384,7 @@ async fn poll_loop(
                 backoff.reset();
                 let empty = tasks.is_empty();
                 for task in tasks {
-                    inner.counters.polled.fetch_add(1, Ordering::Relaxed);
+                    inner.counters.polled.inc();
                     // Pollers of other types may have taken the slots meanwhile:
                     // the task waits for one (the bound on running tasks holds).
                     let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -344,7 +400,7 @@ async fn poll_loop(
                 }
             }
             Err(e) => {
-                inner.counters.poll_errors.fetch_add(1, Ordering::Relaxed);
+                inner.counters.poll_errors.inc();
                 let wait = backoff.next();
                 tracing::warn!(task_type, error = %e, retry_in_ms = wait.as_millis() as u64, "poll failed");
                 pause(wait, &mut stop).await;
@@ -433,24 +489,22 @@ async fn report(inner: &Inner, result: &TaskResult) {
     loop {
         match inner.client.update(result).await {
             Ok(()) => {
-                let c = &inner.counters;
-                match result.status {
-                    ReportStatus::Completed => &c.completed,
-                    ReportStatus::Failed => &c.failed,
-                    ReportStatus::FailedWithTerminalError => &c.terminal,
-                    ReportStatus::InProgress => &c.deferred,
-                }
-                .fetch_add(1, Ordering::Relaxed);
+                inner
+                    .counters
+                    .reports
+                    .with_label_values(&[result.status.as_str()])
+                    .inc();
                 tracing::debug!(task_id = %Field::new(&result.task_id), status = result.status.as_str(), "reported");
                 return;
             }
             Err(e) if e.is_retryable() && Instant::now() < give_up => {
+                inner.counters.report_retries.inc();
                 let wait = backoff.next();
                 tracing::warn!(task_id = %Field::new(&result.task_id), error = %e, retry_in_ms = wait.as_millis() as u64, "report failed; retrying");
                 tokio::time::sleep(wait).await;
             }
             Err(e) => {
-                inner.counters.unreported.fetch_add(1, Ordering::Relaxed);
+                inner.counters.dropped.inc();
                 tracing::error!(
                     task_id = %Field::new(&result.task_id),
                     workflow_id = %Field::new(&result.workflow_instance_id),
@@ -524,21 +578,16 @@ async fn execute(
         Untrusted(t.model())
     ));
     let principal = inner.connector.principal(&subject, group)?;
-    let decision = inner.connector.decide(
-        &principal,
-        Access::Execute,
-        &Target::model(t.integration(), t.model()),
-    );
-    logs.push(format!(
-        "decision: {} ({})",
-        if decision.allowed {
-            "allowed"
-        } else {
-            "denied"
-        },
-        decision.reason
-    ));
-    let output = inner.connector.execute(&principal, &t).await?;
+    // One decision, taken once, and the result it led to.
+    let ran = inner.connector.execute_explained(&principal, &t).await;
+    if let Some(d) = &ran.decision {
+        logs.push(format!(
+            "decision: {} ({})",
+            if d.allowed { "allowed" } else { "denied" },
+            d.reason
+        ));
+    }
+    let output = ran.result?;
     match serde_json::to_value(&output) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(Failure::terminal(

@@ -75,6 +75,8 @@ pub struct ApiKey {
     source: KeySource,
     /// Where the lookup actually found it (the Hugging Face lookup tries several places).
     found_in: Option<String>,
+    /// The file the value is (or would be) read from, watched for rotation.
+    read_from: Option<PathBuf>,
     value: Result<SecretString, Arc<str>>,
 }
 
@@ -87,6 +89,12 @@ impl ApiKey {
     /// Where the key was found, when the lookup tries several places.
     pub fn found_in(&self) -> Option<&str> {
         self.found_in.as_deref()
+    }
+
+    /// The file the key is read from (a `file` location, or the token file
+    /// of the Hugging Face lookup), when it comes from a file.
+    pub fn read_from(&self) -> Option<&Path> {
+        self.read_from.as_deref()
     }
 
     /// Whether a non-empty key was found.
@@ -110,6 +118,7 @@ impl ApiKey {
         ApiKey {
             source: KeySource::Inline,
             found_in: None,
+            read_from: None,
             value: Ok(value),
         }
     }
@@ -227,6 +236,7 @@ pub(crate) fn resolve(location: ApiKeyLocation, base: &Path, env: &EnvLookup) ->
 /// Resolve any secret's location (no check of its shape).
 pub(crate) fn resolve_secret(location: ApiKeyLocation, base: &Path, env: &EnvLookup) -> Resolved {
     let mut warnings = Vec::new();
+    let mut read_from = None;
     let (source, found_in, value) = match location {
         ApiKeyLocation::Env(var) => {
             let value = match env(&var).as_deref().map(clean) {
@@ -239,6 +249,7 @@ pub(crate) fn resolve_secret(location: ApiKeyLocation, base: &Path, env: &EnvLoo
         ApiKeyLocation::File(p) => {
             let path = base.join(p);
             let value = read_token_file(&path);
+            read_from = Some(path.clone());
             (KeySource::File(path), None, value)
         }
         ApiKeyLocation::Value(v) => {
@@ -252,7 +263,8 @@ pub(crate) fn resolve_secret(location: ApiKeyLocation, base: &Path, env: &EnvLoo
             (KeySource::Inline, None, value)
         }
         ApiKeyLocation::Huggingface => {
-            let (found, value) = huggingface_lookup(env);
+            let (found, file, value) = huggingface_lookup(env);
+            read_from = file;
             (KeySource::HuggingFace, found, value)
         }
     };
@@ -260,17 +272,25 @@ pub(crate) fn resolve_secret(location: ApiKeyLocation, base: &Path, env: &EnvLoo
         key: ApiKey {
             source,
             found_in,
+            read_from,
             value: value.map_err(Arc::from),
         },
         warnings,
     }
 }
 
-/// The lookup order of the official Hugging Face tooling.
-fn huggingface_lookup(env: &EnvLookup) -> (Option<String>, Result<SecretString, String>) {
+/// The lookup order of the official Hugging Face tooling: where it found the
+/// key (for people), the token file it read or would read, and the key.
+fn huggingface_lookup(
+    env: &EnvLookup,
+) -> (
+    Option<String>,
+    Option<PathBuf>,
+    Result<SecretString, String>,
+) {
     for var in ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"] {
         if let Some(v) = env(var).as_deref().and_then(clean) {
-            return (Some(format!("environment variable `{var}`")), Ok(v));
+            return (Some(format!("environment variable `{var}`")), None, Ok(v));
         }
     }
     let path = match env("HF_TOKEN_PATH").filter(|p| !p.trim().is_empty()) {
@@ -281,6 +301,7 @@ fn huggingface_lookup(env: &EnvLookup) -> (Option<String>, Result<SecretString, 
                 None => match env("HOME") {
                     Some(h) => Path::new(&h).join(".cache").join("huggingface"),
                     None => return (
+                        None,
                         None,
                         Err(
                             "no token: `HF_TOKEN` is not set and neither `HF_HOME` nor `HOME` is"
@@ -293,9 +314,14 @@ fn huggingface_lookup(env: &EnvLookup) -> (Option<String>, Result<SecretString, 
         }
     };
     match read_token_file(&path) {
-        Ok(v) => (Some(format!("file `{}`", path.display())), Ok(v)),
+        Ok(v) => (
+            Some(format!("file `{}`", path.display())),
+            Some(path),
+            Ok(v),
+        ),
         Err(e) => (
             None,
+            Some(path),
             Err(format!("no token: `HF_TOKEN` is not set and {e}")),
         ),
     }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::access::{Principal, Reason, Subject};
+use crate::catalog::TaskKind;
 use crate::metrics::{Metrics, ModelSeries};
 use crate::task::{Task, TaskError, TaskErrorKind, TaskOutput};
 use crate::untrusted::{Field, Quoted};
@@ -74,6 +75,18 @@ pub(crate) fn caller_field(subject: &Subject) -> Field<'_> {
     }
 }
 
+/// How a task ended.
+#[derive(Clone, Copy)]
+pub(crate) enum Outcome<'a> {
+    /// With its output or its error.
+    Done(&'a Result<TaskOutput, TaskError>),
+    /// Dropped before it ended (the caller went away).
+    Cancelled,
+}
+
+/// The outcome label of a task that was dropped before it ended.
+pub(crate) const CANCELLED: &str = "cancelled";
+
 /// What the audit event says about a task.
 pub(crate) struct Audit<'a> {
     pub metrics: &'a Metrics,
@@ -89,12 +102,17 @@ impl Audit<'_> {
     pub(crate) fn record(
         &self,
         decision: &Decided,
-        outcome: &Result<TaskOutput, TaskError>,
+        outcome: Outcome<'_>,
         handles: Option<&ModelSeries>,
     ) {
-        let (outcome_kind, prompt_tokens, completion_tokens) = match outcome {
-            Ok(o) => ("ok", o.prompt_tokens, o.completion_tokens),
-            Err(e) => (e.kind().as_str(), None, None),
+        let cancelled = Err(TaskError::new(TaskErrorKind::InvalidInput, String::new()));
+        let (outcome, outcome_kind) = match outcome {
+            Outcome::Done(r) => (r, r.as_ref().map_or_else(|e| e.kind().as_str(), |_| "ok")),
+            Outcome::Cancelled => (&cancelled, CANCELLED),
+        };
+        let (prompt_tokens, completion_tokens) = match outcome {
+            Ok(o) => (o.prompt_tokens, o.completion_tokens),
+            Err(_) => (None, None),
         };
         let kind = self.task.kind();
         let Labels { integration, model } = self.labels;
@@ -137,7 +155,7 @@ impl Audit<'_> {
         if matches!(decision, Some((false, _))) {
             m.denials.with_label_values(&[integration]).inc();
         }
-        if matches!(outcome, Err(e) if e.kind() == TaskErrorKind::RateLimited) {
+        if outcome_kind == TaskErrorKind::RateLimited.as_str() {
             m.rate_limited.with_label_values(&[integration]).inc();
         }
         let none = DecisionText::Text(String::new());
@@ -187,6 +205,61 @@ impl Audit<'_> {
         }
         .emit();
     }
+}
+
+/// A request refused before it became a task (by the HTTP service: no or a
+/// bad key, delegation refused, an unreadable identity header, a body too
+/// large or too slow, input that is not a task). It gets one audit event and
+/// one count, like any task.
+#[derive(Debug)]
+pub(crate) struct Refusal<'a> {
+    /// Who the caller was, as far as it could be told (`app:NAME`,
+    /// `key:sha256:…`, `no key`, or the user acted for).
+    pub caller: &'a str,
+    /// The task kind the route named, if it named one.
+    pub kind: Option<TaskKind>,
+    /// The integration and model the body named, if it was read that far.
+    pub integration: Option<&'a str>,
+    pub model: Option<&'a str>,
+    /// The error kind answered (`unauthorized`, `denied`, `invalid_input`, …).
+    pub outcome: &'static str,
+    /// Refused by access control (401, 403): also a denial.
+    pub denied: bool,
+    /// The message answered.
+    pub message: &'a str,
+    pub started: Instant,
+}
+
+pub(crate) fn record_refusal(metrics: &Metrics, r: &Refusal<'_>, labels: Labels<'_>) {
+    let kind = r.kind.map_or(UNKNOWN, TaskKind::as_str);
+    metrics
+        .tasks
+        .with_label_values(&[kind, r.outcome, labels.integration, labels.model])
+        .inc();
+    if r.denied {
+        metrics
+            .denials
+            .with_label_values(&[labels.integration])
+            .inc();
+    }
+    let seconds = r.started.elapsed().as_secs_f64();
+    Event {
+        task_id: TaskId::new(),
+        caller: Field::new(r.caller),
+        group: Field::new(""),
+        integration: Field::new(r.integration.unwrap_or("")),
+        model: Field::new(r.model.unwrap_or("")),
+        task_kind: kind,
+        decision: if r.denied { "denied" } else { "not_reached" },
+        reason: Quoted(r.message),
+        outcome: r.outcome,
+        latency_ms: (seconds * 1000.0) as u64,
+        prompt_tokens: None,
+        completion_tokens: None,
+        input: None,
+        output: None,
+    }
+    .emit();
 }
 
 /// One audit event's fields, written as tracing fields or, with hfconnect's

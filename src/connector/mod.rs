@@ -1,44 +1,49 @@
-//! The Connector: the one entry point front doors call (library users, the CLI,
-//! and later the HTTP service and the Conductor worker). It holds the catalog,
-//! its policy and one provider client per integration as one immutable
-//! snapshot behind an atomic pointer, and runs tasks along the path:
-//! look up → refuse inactive → authorize → check the task against the model
-//! and prompt → build the request → call the provider → shape the output →
-//! audit.
-
-use std::collections::HashMap;
-use std::path::Path;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Instant;
-
-use arc_swap::ArcSwap;
-use futures_util::{Stream, StreamExt};
-use serde::Serialize;
-use serde_json::Value;
-
-use crate::access::{Access, Principal, PrincipalError, Subject, Target};
-use crate::catalog::{Catalog, Integration, Model};
-use crate::config::{diagnostic_suggest, ConfigError, LoadOptions};
-use crate::limits::Admission;
-use crate::metrics::{Metrics, ModelSeries};
-use crate::provider::huggingface::hub::{ManagedEndpoint, WhoAmI};
-use crate::provider::huggingface::HuggingFace;
-use crate::provider::{
-    Api, ChatMessage, ChatRequest, ChatRole, Completion, EndpointInfo, GenerationParams,
-    LlmProvider, ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest, TextRequest,
-};
-use crate::task::{finish_reason_name, Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
-use crate::untrusted::Untrusted;
-use crate::FxHashMap;
+//! The Connector: the one entry point front doors call (library users, the
+//! CLI, the HTTP service and the Conductor worker). It holds the catalog, its
+//! policy, one provider client per integration and the admission limits as
+//! one immutable snapshot behind an atomic pointer; a reload swaps it.
+//!
+//! The task path, by file:
+//! - [`prepare`]: look up, refuse inactive, decide, check, build the call (pure);
+//! - [`run`]: admit, call the provider, shape the output, record — one path
+//!   for plain and streamed tasks, one guard per task owning in-flight
+//!   counting and the audit event;
+//! - [`audit`]: the audit event and the metrics of a task or a refusal;
+//! - [`ops`]: what else front doors ask (token, endpoints, templates, catalog).
 
 mod audit;
+mod ops;
+mod prepare;
+mod run;
 
-pub(crate) use audit::UNKNOWN as UNKNOWN_LABEL;
-use audit::{Audit, Decided, DecisionText, Labels, TaskId, UNKNOWN};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use futures_util::Stream;
+use secrecy::SecretString;
+
+use crate::access::{Principal, PrincipalError, Subject};
+use crate::catalog::{Catalog, Integration, Model};
+use crate::config::{ConfigError, KeySource, LoadOptions};
+use crate::limits::Admission;
+use crate::metrics::{Metrics, ModelSeries};
+use crate::provider::huggingface::HuggingFace;
+use crate::provider::ProviderError;
+use crate::task::{Task, TaskError, TaskErrorKind, TaskEvent};
+use crate::FxHashMap;
+
+pub(crate) use audit::{Refusal, UNKNOWN as UNKNOWN_LABEL};
+pub use ops::{EndpointStatus, ModelStatus, TokenReport};
+pub use run::{Executed, TaskDecision};
+
+use audit::{Labels, UNKNOWN};
 
 /// Why a connector operation (other than a task) failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectorError {
     /// No such integration, model or prompt.
     #[error("{0}")]
@@ -53,6 +58,9 @@ pub enum ConnectorError {
     #[error("{0}")]
     Internal(String),
 }
+
+/// A streamed task: chunks, then the output, or an error.
+pub type TaskStream = Pin<Box<dyn Stream<Item = Result<TaskEvent, TaskError>> + Send>>;
 
 /// The success-path series of each catalog model, resolved once per snapshot:
 /// looking labels up in the registry on every task costs more than the
@@ -71,11 +79,16 @@ fn ok_handles(metrics: &Metrics, catalog: &Catalog) -> Handles {
     out
 }
 
+/// The key an integration's client uses: where it comes from, and the value
+/// or why there is none.
+type Key = (KeySource, Result<SecretString, String>);
+
 /// Everything a task runs against; replaced whole on reload.
 #[derive(Debug)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     catalog: Arc<Catalog>,
     providers: FxHashMap<String, HuggingFace>,
+    keys: FxHashMap<String, Key>,
     admission: Admission,
     handles: Handles,
 }
@@ -88,20 +101,44 @@ impl Snapshot {
             .map(|s| &**s)
     }
 
-    fn new(catalog: Catalog, metrics: &Metrics) -> Result<Snapshot, ConnectorError> {
+    /// A snapshot of `catalog`; `old` is the one it replaces: its unchanged
+    /// limits carry over, and so does a key that can no longer be read from
+    /// the same place (a rotated Secret between its old file going and its
+    /// new one arriving), with a warning.
+    fn new(
+        catalog: Catalog,
+        metrics: &Metrics,
+        old: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConnectorError> {
         let mut providers = FxHashMap::default();
+        let mut keys = FxHashMap::default();
         for i in catalog.integrations() {
-            let key = i.api_key().secret().cloned().map_err(str::to_string);
+            let source = i.api_key().source().clone();
+            let fresh = i.api_key().secret().cloned().map_err(str::to_string);
+            let key = match (fresh, old.and_then(|o| o.keys.get(i.name()))) {
+                (Ok(k), _) => Ok(k),
+                (Err(why), Some((was, Ok(k)))) if *was == source => {
+                    tracing::warn!(
+                        integration = %i.name(),
+                        reason = %crate::untrusted::Field::new(&why),
+                        "the key can no longer be read; the key read before keeps serving until a new one can be"
+                    );
+                    Ok(k.clone())
+                }
+                (Err(why), _) => Err(why),
+            };
             providers.insert(
                 i.name().to_string(),
-                HuggingFace::new(i.settings().clone(), key)?,
+                HuggingFace::new(i.settings().clone(), key.clone())?,
             );
+            keys.insert(i.name().to_string(), (source, key));
         }
-        let admission = Admission::new(&catalog);
+        let admission = Admission::new(&catalog, old.map(|o| &o.admission));
         let handles = ok_handles(metrics, &catalog);
         Ok(Snapshot {
             catalog: Arc::new(catalog),
             providers,
+            keys,
             admission,
             handles,
         })
@@ -109,12 +146,15 @@ impl Snapshot {
 
     /// The metric labels of `task`: the catalog's names, or [`UNKNOWN`].
     fn labels(&self, task: &Task) -> Labels<'_> {
-        let i = self.catalog.integration(task.integration());
+        self.labels_of(task.integration(), task.model())
+    }
+
+    /// The metric labels of an integration and model named by a caller.
+    fn labels_of(&self, integration: &str, model: &str) -> Labels<'_> {
+        let i = self.catalog.integration(integration);
         Labels {
             integration: i.map_or(UNKNOWN, Integration::name),
-            model: i
-                .and_then(|i| i.model(task.model()))
-                .map_or(UNKNOWN, Model::name),
+            model: i.and_then(|i| i.model(model)).map_or(UNKNOWN, Model::name),
         }
     }
 
@@ -123,27 +163,22 @@ impl Snapshot {
             .catalog
             .integration(name)
             .and_then(|i| self.providers.get(name).map(|p| (i, p)));
-        found.ok_or_else(|| ConnectorError::NotFound(unknown_integration(&self.catalog, name)))
+        found.ok_or_else(|| {
+            ConnectorError::NotFound(prepare::unknown_integration(&self.catalog, name))
+        })
     }
 }
 
-fn unknown_integration(catalog: &Catalog, name: &str) -> String {
-    let names = catalog.integrations().iter().map(Integration::name);
-    format!(
-        "unknown integration `{}`{}",
-        Untrusted(name),
-        diagnostic_suggest(name, names)
-    )
-}
-
-fn unknown_model(integration: &Integration, model: &str) -> String {
-    let names = integration.models().iter().map(Model::name);
-    format!(
-        "unknown model `{}` of integration `{}`{}",
-        Untrusted(model),
-        integration.name(),
-        diagnostic_suggest(model, names)
-    )
+/// What the loaded config is and how reloads went.
+#[derive(Debug, Clone, Default)]
+struct ConfigState {
+    /// The first 16 hex digits of the SHA-256 of the config files.
+    hash: Option<String>,
+    loaded_at: Option<SystemTime>,
+    reloads: u64,
+    refused: u64,
+    /// When the last refused reload was, and how many errors it had.
+    last_refused: Option<(SystemTime, usize)>,
 }
 
 /// The connector.
@@ -151,156 +186,7 @@ fn unknown_model(integration: &Integration, model: &str) -> String {
 pub struct Connector {
     state: ArcSwap<Snapshot>,
     metrics: Arc<Metrics>,
-}
-
-/// A streamed task: chunks, then the output, or an error.
-pub type TaskStream = Pin<Box<dyn Stream<Item = Result<TaskEvent, TaskError>> + Send>>;
-
-/// What `token check` found.
-#[derive(Debug, Clone, Serialize)]
-pub struct TokenReport {
-    /// The integration checked.
-    pub integration: String,
-    /// Who the token belongs to.
-    pub owner: WhoAmI,
-    /// The integration's namespace.
-    pub namespace: Option<String>,
-    /// Whether the namespace is the owner or one of its organizations.
-    pub namespace_ok: Option<bool>,
-    /// Things worth changing.
-    pub warnings: Vec<String>,
-}
-
-/// The state of one model endpoint.
-#[derive(Debug, Clone)]
-pub struct ModelStatus {
-    /// The model.
-    pub model: String,
-    /// Its api flavour.
-    pub api: Api,
-    /// Its endpoint URL.
-    pub endpoint: String,
-    /// What the health/info probe found.
-    pub probe: Result<EndpointInfo, ProviderError>,
-    /// What the management API says about it, when it can be asked.
-    pub managed: Option<ManagedEndpoint>,
-}
-
-/// What `endpoint status` found.
-#[derive(Debug, Clone)]
-pub struct EndpointStatus {
-    /// The integration.
-    pub integration: String,
-    /// One entry per model asked about.
-    pub models: Vec<ModelStatus>,
-    /// Why the management API could not be asked, if it could not.
-    pub management_unavailable: Option<String>,
-}
-
-/// A task checked and turned into a provider call. It borrows from the
-/// snapshot: taking shares of its `Arc`s made every task contend on their counts.
-struct Prepared<'s> {
-    integration: &'s str,
-    model: &'s str,
-    provider: &'s HuggingFace,
-    endpoint: &'s ModelEndpoint,
-    call: Call,
-    json_output: bool,
-}
-
-enum Call {
-    Generate(TextRequest),
-    Chat(ChatRequest),
-    Summarize(SummarizeRequest),
-}
-
-/// Counts a task in `hfconnect_tasks_in_flight` while it lives.
-struct InFlight(prometheus::IntGauge);
-
-impl InFlight {
-    fn new(m: &Metrics) -> InFlight {
-        m.in_flight.inc();
-        InFlight(m.in_flight.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-fn invalid(message: impl Into<String>) -> TaskError {
-    TaskError::new(TaskErrorKind::InvalidInput, message)
-}
-
-fn vars_as_text(vars: &HashMap<String, Value>) -> HashMap<String, String> {
-    vars.iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect()
-}
-
-fn params(
-    model: &Model,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    max_tokens: Option<u32>,
-    stop: &[String],
-) -> Result<GenerationParams, TaskError> {
-    let d = model.defaults();
-    let p = GenerationParams {
-        max_tokens: max_tokens.or(d.max_tokens.map(std::num::NonZeroU32::get)),
-        temperature: temperature.or(d.temperature),
-        top_p: top_p.or(d.top_p),
-        stop: if stop.is_empty() {
-            d.stop.clone()
-        } else {
-            stop.to_vec()
-        },
-        seed: d.seed,
-    };
-    if p.max_tokens == Some(0) {
-        return Err(invalid("`maxTokens` must be at least 1"));
-    }
-    if p.temperature.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
-        return Err(invalid("`temperature` must be greater than 0"));
-    }
-    if p.top_p.is_some_and(|t| !(t > 0.0 && t <= 1.0)) {
-        return Err(invalid("`topP` must be greater than 0 and at most 1"));
-    }
-    Ok(p)
-}
-
-fn to_output(c: Completion, json_output: bool) -> Result<TaskOutput, TaskError> {
-    let result = if json_output {
-        let text = c.text.trim();
-        let body = text
-            .strip_prefix("```json")
-            .or_else(|| text.strip_prefix("```"))
-            .and_then(|t| t.trim_end().strip_suffix("```"))
-            .unwrap_or(text);
-        serde_json::from_str(body.trim()).map_err(|e| {
-            TaskError::new(
-                TaskErrorKind::InvalidOutput,
-                format!("`jsonOutput` is set but the model's answer is not valid JSON ({e})"),
-            )
-        })?
-    } else {
-        Value::String(c.text)
-    };
-    Ok(TaskOutput {
-        result,
-        finish_reason: c.finish_reason.as_ref().map(finish_reason_name),
-        token_used: c.usage.total(),
-        prompt_tokens: c.usage.prompt_tokens,
-        completion_tokens: c.usage.completion_tokens,
-    })
+    config: Mutex<ConfigState>,
 }
 
 impl Connector {
@@ -310,81 +196,134 @@ impl Connector {
             ConnectorError::Internal(format!("the metrics registry could not be built: {e}"))
         })?;
         Ok(Connector {
-            state: ArcSwap::from_pointee(Snapshot::new(catalog, &metrics)?),
+            state: ArcSwap::from_pointee(Snapshot::new(catalog, &metrics, None)?),
             metrics: Arc::new(metrics),
+            config: Mutex::new(ConfigState {
+                loaded_at: Some(SystemTime::now()),
+                ..ConfigState::default()
+            }),
         })
     }
 
     /// Load the config at `path` and build a connector over it.
     pub fn from_path(path: &Path, options: &LoadOptions) -> Result<Connector, ConnectorError> {
-        Connector::new(crate::config::load(path, options)?.catalog)
+        Connector::from_loaded(crate::config::load(path, options)?)
+    }
+
+    /// A connector over a loaded config (its files identify it in `/readyz`
+    /// and `hfconnect_config_info`).
+    pub fn from_loaded(loaded: crate::config::LoadedConfig) -> Result<Connector, ConnectorError> {
+        let hash = config_hash(&loaded.files);
+        let c = Connector::new(loaded.catalog)?;
+        c.loaded(hash);
+        Ok(c)
     }
 
     /// Replace the catalog. Tasks in flight finish on the snapshot they started
     /// with; the next task sees the new one. On error nothing changes.
     pub fn reload(&self, catalog: Catalog) -> Result<(), ConnectorError> {
-        let snapshot = Snapshot::new(catalog, &self.metrics)?;
+        let old = self.state.load_full();
+        let snapshot = Snapshot::new(catalog, &self.metrics, Some(&old))?;
         self.state.store(Arc::new(snapshot));
         Ok(())
     }
 
     /// Load `path` and swap it in; a config that fails validation is refused
-    /// and the old one stays.
+    /// and the old one stays. Either way the outcome is counted
+    /// (`hfconnect_config_reloads_total`) and shown by [`Connector::config_status`].
     pub fn reload_from(&self, path: &Path, options: &LoadOptions) -> Result<(), ConnectorError> {
-        self.reload(crate::config::load(path, options)?.catalog)
+        let outcome = crate::config::load(path, options)
+            .map_err(ConnectorError::from)
+            .and_then(|loaded| {
+                let hash = config_hash(&loaded.files);
+                self.reload(loaded.catalog).map(|()| hash)
+            });
+        match outcome {
+            Ok(hash) => {
+                self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                let mut c = self.config_state();
+                c.reloads += 1;
+                drop(c);
+                self.loaded(hash);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["refused"])
+                    .inc();
+                let errors = match &e {
+                    ConnectorError::Config(c) => c.errors().count(),
+                    _ => 1,
+                };
+                let mut c = self.config_state();
+                c.refused += 1;
+                c.last_refused = Some((SystemTime::now(), errors));
+                Err(e)
+            }
+        }
+    }
+
+    fn config_state(&self) -> std::sync::MutexGuard<'_, ConfigState> {
+        self.config.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A config was loaded (at start or by a reload): its hash and time.
+    fn loaded(&self, hash: Option<String>) {
+        let now = SystemTime::now();
+        let mut c = self.config_state();
+        if let Some(h) = &c.hash {
+            let _ = self.metrics.config_info.remove_label_values(&[h]);
+        }
+        if let Some(h) = &hash {
+            self.metrics.config_info.with_label_values(&[h]).set(1);
+        }
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.metrics.config_loaded.set(secs);
+        c.hash = hash;
+        c.loaded_at = Some(now);
+    }
+
+    /// The config in force and how reloads went, for `/readyz`: its hash
+    /// and load time, reloads done and refused, and the last refusal.
+    pub fn config_status(&self) -> serde_json::Value {
+        let c = self.config_state().clone();
+        let snap = self.state.load();
+        let at = |t: SystemTime| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339();
+        serde_json::json!({
+            "integrations": snap.catalog.integrations().len(),
+            "models": snap.catalog.model_count(),
+            "hash": c.hash,
+            "loaded_at": c.loaded_at.map(at),
+            "reloads": c.reloads,
+            "refused_reloads": c.refused,
+            "last_refused": c.last_refused.map(|(t, n)| serde_json::json!({"at": at(t), "errors": n})),
+        })
+    }
+
+    /// The files key values are read from, for the watcher that reloads
+    /// when a key rotates (a rewritten token file, a new Secret mount).
+    pub(crate) fn key_files(&self) -> Vec<PathBuf> {
+        let snap = self.state.load();
+        let mut files: Vec<PathBuf> = snap
+            .catalog
+            .integrations()
+            .iter()
+            .filter_map(|i| i.api_key().read_from().map(Path::to_path_buf))
+            .collect();
+        if let Some(auth) = snap.catalog.worker().and_then(|w| w.auth.as_ref()) {
+            files.extend(auth.key_secret.read_from().map(Path::to_path_buf));
+        }
+        files.sort();
+        files.dedup();
+        files
     }
 
     /// The catalog in force (a snapshot: later reloads do not change it).
     pub fn catalog(&self) -> Arc<Catalog> {
         self.state.load().catalog.clone()
-    }
-
-    /// The integrations, models and prompts `principal` may READ.
-    pub fn visible(&self, principal: &Principal) -> Value {
-        let snap = self.state.load();
-        let policy = snap.catalog.policy();
-        let can = |t: Target| policy.decide(principal, Access::Read, &t).allowed;
-        let integrations: Vec<Value> = snap
-            .catalog
-            .integrations()
-            .iter()
-            .filter_map(|i| {
-                let models: Vec<Value> = i
-                    .models()
-                    .iter()
-                    .filter(|m| can(Target::model(i.name(), m.name())))
-                    .map(|m| serde_json::json!({"name": m.name(), "description": m.description(), "api": m.api(), "tasks": m.tasks()}))
-                    .collect();
-                (can(Target::Integration(i.name().into())) || !models.is_empty()).then(|| {
-                    serde_json::json!({"name": i.name(), "description": i.description(), "namespace": i.namespace(), "models": models})
-                })
-            })
-            .collect();
-        let prompts: Vec<Value> = snap
-            .catalog
-            .prompts()
-            .iter()
-            .filter(|p| can(Target::Prompt(p.name().into())))
-            .map(|p| {
-                let models: Vec<String> = p.models().iter().map(ToString::to_string).collect();
-                serde_json::json!({"name": p.name(), "description": p.description(), "variables": p.template().variables(), "models": models})
-            })
-            .collect();
-        serde_json::json!({"integrations": integrations, "prompts": prompts})
-    }
-
-    /// Ask the policy in force: may `principal` do `access` on `target`?
-    pub fn decide(
-        &self,
-        principal: &Principal,
-        access: Access,
-        target: &Target,
-    ) -> crate::access::Decision {
-        self.state
-            .load()
-            .catalog
-            .policy()
-            .decide(principal, access, target)
     }
 
     /// Resolve a caller as the policy sees it, keeping the policy's own error
@@ -400,6 +339,11 @@ impl Connector {
     /// The metrics in Prometheus text form.
     pub fn metrics_text(&self) -> String {
         self.metrics.render()
+    }
+
+    /// The registry front doors add their own metrics to (connections, polls).
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The HTTP service's connection gauges, in this connector's registry.
@@ -451,427 +395,24 @@ impl Connector {
                 TaskError::new(kind, e.to_string())
             })
     }
-
-    /// Run a task on behalf of `principal`.
-    pub async fn execute(
-        &self,
-        principal: &Principal,
-        task: &Task,
-    ) -> Result<TaskOutput, TaskError> {
-        let snap = self.state.load_full();
-        let audit = Audit {
-            metrics: &self.metrics,
-            include_text: snap.catalog.audit_include_text(),
-            task_id: TaskId::new(),
-            principal,
-            task,
-            labels: snap.labels(task),
-            started: Instant::now(),
-        };
-        let mut decided: Decided = None;
-        let handles = snap.handles(task.integration(), task.model());
-        let prepared = prepare(&snap, principal, task, &mut decided);
-        let result = match prepared {
-            Ok(p) => {
-                let json_output = p.json_output;
-                let _permit = match snap
-                    .admission
-                    .admit(principal, p.integration, p.model)
-                    .await
-                {
-                    Ok(permit) => permit,
-                    Err(e) => {
-                        let result = Err(e);
-                        audit.record(&decided, &result, handles);
-                        return result;
-                    }
-                };
-                let upstream = Instant::now();
-                let done = match &p.call {
-                    Call::Generate(r) => p.provider.generate(p.endpoint, r).await,
-                    Call::Chat(r) => p.provider.chat(p.endpoint, r).await,
-                    Call::Summarize(r) => p.provider.summarize(p.endpoint, r).await,
-                };
-                // The provider timed a success already: one clock read fewer.
-                let took = match &done {
-                    Ok(c) => c.timings.total,
-                    Err(_) => upstream.elapsed(),
-                }
-                .as_secs_f64();
-                match handles {
-                    Some(h) => h.upstream(took),
-                    None => self
-                        .metrics
-                        .upstream_latency
-                        .with_label_values(&[audit.labels.integration, audit.labels.model])
-                        .observe(took),
-                }
-                done.map_err(TaskError::from)
-                    .and_then(|c| to_output(c, json_output))
-            }
-            Err(e) => Err(e),
-        };
-        audit.record(&decided, &result, handles);
-        result
-    }
-
-    /// Run a task, streaming its text: chunks, then the output.
-    pub fn execute_stream(&self, principal: &Principal, task: &Task) -> TaskStream {
-        let snap = self.state.load_full();
-        let principal = principal.clone();
-        let task = task.clone();
-        let metrics = self.metrics.clone();
-        Box::pin(async_stream::stream! {
-            let _in_flight = InFlight::new(&metrics);
-            let audit = Audit {
-                metrics: &metrics,
-                include_text: snap.catalog.audit_include_text(),
-                task_id: TaskId::new(),
-                principal: &principal,
-                task: &task,
-                labels: snap.labels(&task),
-                started: Instant::now(),
-            };
-            let mut decided: Decided = None;
-            let p = match prepare(&snap, &principal, &task, &mut decided) {
-                Ok(p) => p,
-                Err(e) => {
-                    let result = Err(e.clone());
-                    audit.record(&decided, &result, snap.handles(task.integration(), task.model()));
-                    yield Err(e);
-                    return;
-                }
-            };
-            let _permit = match snap.admission.admit(&principal, p.integration, p.model).await {
-                Ok(permit) => permit,
-                Err(e) => {
-                    audit.record(&decided, &Err(e.clone()), snap.handles(task.integration(), task.model()));
-                    yield Err(e);
-                    return;
-                }
-            };
-            let mut inner = match p.call {
-                Call::Generate(r) => p.provider.generate_stream(p.endpoint, r),
-                Call::Chat(r) => p.provider.chat_stream(p.endpoint, r),
-                Call::Summarize(r) => {
-                    let provider = p.provider.clone();
-                    let endpoint = p.endpoint.clone();
-                    Box::pin(async_stream::stream! {
-                        match provider.summarize(&endpoint, &r).await {
-                            Ok(c) => {
-                                yield Ok(StreamEvent::Token(c.text.clone()));
-                                yield Ok(StreamEvent::Done(c));
-                            }
-                            Err(e) => yield Err(e),
-                        }
-                    })
-                }
-            };
-            while let Some(item) = inner.next().await {
-                match item {
-                    Ok(StreamEvent::Token(t)) => yield Ok(TaskEvent::Chunk(t)),
-                    Ok(StreamEvent::Done(c)) => {
-                        let result = to_output(c, p.json_output);
-                        audit.record(&decided, &result, snap.handles(task.integration(), task.model()));
-                        yield result.map(TaskEvent::Done);
-                        return;
-                    }
-                    Err(e) => {
-                        let result = Err(TaskError::from(e));
-                        audit.record(&decided, &result, snap.handles(task.integration(), task.model()));
-                        if let Err(e) = result {
-                            yield Err(e);
-                        }
-                        return;
-                    }
-                }
-            }
-        })
-    }
-
-    /// The prompt a `tgi` model's chat template makes of `messages` (what
-    /// `/generate` would receive for a chat task).
-    pub fn render_chat(
-        &self,
-        integration: &str,
-        model: &str,
-        messages: &[ChatMessage],
-    ) -> Result<String, TaskError> {
-        let snap = self.state.load_full();
-        let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
-        let i = snap
-            .catalog
-            .integration(integration)
-            .ok_or_else(|| not_found(unknown_integration(&snap.catalog, integration)))?;
-        let m = i
-            .model(model)
-            .ok_or_else(|| not_found(unknown_model(i, model)))?;
-        let template = m.chat_template().ok_or_else(|| {
-            invalid(format!("model `{model}` of integration `{integration}` has no `chat_template` (api `{}` renders chats on the server)", m.api()))
-        })?;
-        template.render(messages).map_err(invalid)
-    }
-
-    /// Who owns the integration's token, and whether it fits the integration.
-    pub async fn token_check(&self, integration: &str) -> Result<TokenReport, ConnectorError> {
-        let snap = self.state.load_full();
-        let (i, provider) = snap.integration(integration)?;
-        let owner = provider.whoami().await?;
-        let mut warnings = Vec::new();
-        let namespace_ok = i.namespace().map(|ns| owner.covers(ns));
-        if namespace_ok == Some(false) {
-            warnings.push(format!(
-                "the token belongs to `{}`, which is neither namespace `{}` nor one of its organizations: endpoint management calls will be refused",
-                owner.name,
-                i.namespace().unwrap_or_default()
-            ));
-        }
-        if owner.role.as_deref() == Some("write") {
-            warnings.push(
-                "the token has the `write` role; running tasks needs only `read` (or a fine-grained token with inference permissions): use a narrower token".into(),
-            );
-        }
-        Ok(TokenReport {
-            integration: i.name().to_string(),
-            owner,
-            namespace: i.namespace().map(str::to_string),
-            namespace_ok,
-            warnings,
-        })
-    }
-
-    /// Health and info of each model endpoint (or one), plus the management API's view.
-    pub async fn endpoint_status(
-        &self,
-        integration: &str,
-        model: Option<&str>,
-    ) -> Result<EndpointStatus, ConnectorError> {
-        let snap = self.state.load_full();
-        let (i, provider) = snap.integration(integration)?;
-        let models: Vec<&Model> = match model {
-            Some(m) => vec![i
-                .model(m)
-                .ok_or_else(|| ConnectorError::NotFound(unknown_model(i, m)))?],
-            None => i.models().iter().collect(),
-        };
-        let (managed, management_unavailable) = if i.namespace().is_some() {
-            match provider.endpoints().await {
-                Ok(list) => (list, None),
-                Err(e) => (Vec::new(), Some(e.to_string())),
-            }
-        } else {
-            (
-                Vec::new(),
-                Some("the integration has no `namespace`".to_string()),
-            )
-        };
-        let mut out = Vec::new();
-        for m in models {
-            let probe = provider.probe(&m.endpoint_spec()).await;
-            out.push(ModelStatus {
-                model: m.name().to_string(),
-                api: m.api(),
-                endpoint: m.endpoint().to_string(),
-                probe,
-                managed: managed
-                    .iter()
-                    .find(|e| e.serves(m.endpoint().as_str()))
-                    .cloned(),
-            });
-        }
-        Ok(EndpointStatus {
-            integration: i.name().to_string(),
-            models: out,
-            management_unavailable,
-        })
-    }
 }
 
-/// The rules, in order: unknown names, inactive, grants, the model's task kinds,
-/// prompt variables, the prompt's model list; then the request.
-fn prepare<'s>(
-    snap: &'s Snapshot,
-    principal: &Principal,
-    task: &Task,
-    decided: &mut Decided,
-) -> Result<Prepared<'s>, TaskError> {
-    let catalog = &snap.catalog;
-    let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
-    let integration = catalog
-        .integration(task.integration())
-        .ok_or_else(|| not_found(unknown_integration(catalog, task.integration())))?;
-    let model = integration
-        .model(task.model())
-        .ok_or_else(|| not_found(unknown_model(integration, task.model())))?;
-    let prompt = match task.prompt_name() {
-        Some(name) => Some(catalog.prompt(name).ok_or_else(|| {
-            let names = catalog.prompts().iter().map(|p| p.name());
-            not_found(format!(
-                "unknown prompt `{}`{}",
-                Untrusted(name),
-                diagnostic_suggest(name, names)
-            ))
-        })?),
-        None => None,
-    };
-    if !integration.is_active() {
-        let m = format!("integration `{}` is inactive", integration.name());
-        *decided = Some((false, DecisionText::Text(m.clone())));
-        return Err(TaskError::new(TaskErrorKind::Inactive, m));
+/// The first 16 hex digits of the SHA-256 of the config files (paths and
+/// contents, in merge order): which config is loaded, at a glance.
+fn config_hash(files: &[PathBuf]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update(std::fs::read(f).ok()?);
+        h.update([0]);
     }
-    if !model.is_active() {
-        let m = format!(
-            "model `{}` of integration `{}` is inactive",
-            model.name(),
-            integration.name()
-        );
-        *decided = Some((false, DecisionText::Text(m.clone())));
-        return Err(TaskError::new(TaskErrorKind::Inactive, m));
-    }
-    let policy = catalog.policy();
-    let decision = policy.decide(principal, Access::Execute, model.target());
-    if !decision.allowed {
-        let message = format!("denied: {}", decision.reason);
-        *decided = Some((false, DecisionText::Reason(decision.reason)));
-        return Err(TaskError::new(TaskErrorKind::Denied, message));
-    }
-    let mut reason = DecisionText::Reason(decision.reason);
-    if let Some(p) = prompt {
-        let d = policy.decide(principal, Access::Read, &Target::Prompt(p.name().into()));
-        if !d.allowed {
-            let message = format!("denied: {}", d.reason);
-            *decided = Some((false, DecisionText::Reason(d.reason)));
-            return Err(TaskError::new(TaskErrorKind::Denied, message));
-        }
-        if let DecisionText::Reason(first) = reason {
-            reason = DecisionText::Both(first, d.reason);
-        }
-    }
-    *decided = Some((true, reason));
-    let kind = task.kind();
-    if !model.supports(kind) {
-        let serves: Vec<&str> = model.tasks().iter().map(|t| t.as_str()).collect();
-        return Err(invalid(format!(
-            "model `{}` of integration `{}` does not serve `{kind}`; it serves {}",
-            model.name(),
-            integration.name(),
-            serves.join(", ")
-        )));
-    }
-    let rendered = match (prompt, task) {
-        (Some(p), Task::TextComplete(t)) => {
-            Some(p.template().render(&vars_as_text(&t.prompt_variables)))
-        }
-        (Some(p), Task::ChatComplete(t)) => {
-            Some(p.template().render(&vars_as_text(&t.prompt_variables)))
-        }
-        _ => None,
-    };
-    let rendered = match rendered {
-        Some(Ok(text)) => Some(text),
-        Some(Err(missing)) => {
-            let name = task.prompt_name().unwrap_or_default();
-            return Err(invalid(format!(
-                "prompt `{name}`: {missing}; give them in `promptVariables`"
-            )));
-        }
-        None => None,
-    };
-    if let Some(p) = prompt {
-        if !p.allows(integration.name(), model.name()) {
-            let listed: Vec<String> = p.models().iter().map(|m| format!("`{m}`")).collect();
-            return Err(invalid(format!(
-                "prompt `{}` may not be used with `{}:{}`; it lists {}",
-                p.name(),
-                integration.name(),
-                model.name(),
-                listed.join(", ")
-            )));
-        }
-    }
-    let (call, json_output) = match task {
-        Task::TextComplete(t) => {
-            let text = match (&t.prompt, rendered) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid("give `prompt` or `promptName`, not both"))
-                }
-                (Some(raw), None) => raw.clone(),
-                (None, Some(r)) => r,
-                (None, None) => return Err(invalid("give `prompt` or `promptName`")),
-            };
-            if text.trim().is_empty() {
-                return Err(invalid("the prompt is empty"));
-            }
-            let params = params(model, t.temperature, t.top_p, t.max_tokens, &t.stop_words)?;
-            (
-                Call::Generate(TextRequest {
-                    prompt: text,
-                    params,
-                }),
-                false,
-            )
-        }
-        Task::ChatComplete(t) => {
-            if t.messages.is_empty() {
-                return Err(invalid("`messages` is empty"));
-            }
-            let mut messages = Vec::with_capacity(t.messages.len() + 1);
-            if let Some(system) = rendered {
-                messages.push(ChatMessage {
-                    role: ChatRole::System,
-                    content: system,
-                });
-            }
-            messages.extend(t.messages.iter().map(|m| ChatMessage {
-                role: m.role,
-                content: m.message.clone(),
-            }));
-            let params = params(model, t.temperature, t.top_p, t.max_tokens, &t.stop_words)?;
-            match (model.api(), model.chat_template()) {
-                // A raw TGI endpoint with a configured template: render here, call `/generate`.
-                (Api::Tgi, Some(template)) => {
-                    let prompt = template
-                        .render(&messages)
-                        .map_err(|e| invalid(format!("model `{}`: {e}", model.name())))?;
-                    (
-                        Call::Generate(TextRequest { prompt, params }),
-                        t.json_output,
-                    )
-                }
-                _ => (Call::Chat(ChatRequest { messages, params }), t.json_output),
-            }
-        }
-        Task::Summarize(t) => {
-            if t.text.trim().is_empty() {
-                return Err(invalid("`text` is empty"));
-            }
-            if let (Some(min), Some(max)) = (t.min_length, t.max_length) {
-                if min > max {
-                    return Err(invalid(format!(
-                        "`minLength` ({min}) is above `maxLength` ({max})"
-                    )));
-                }
-            }
-            (
-                Call::Summarize(SummarizeRequest {
-                    text: t.text.clone(),
-                    max_length: t.max_length,
-                    min_length: t.min_length,
-                }),
-                false,
-            )
-        }
-    };
-    let provider = snap
-        .providers
-        .get(integration.name())
-        .ok_or_else(|| not_found(unknown_integration(catalog, integration.name())))?;
-    Ok(Prepared {
-        integration: integration.name(),
-        model: model.name(),
-        provider,
-        endpoint: model.spec(),
-        call,
-        json_output,
-    })
+    Some(
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }

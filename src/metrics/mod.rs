@@ -6,13 +6,29 @@
 
 mod striped;
 
+use striped::{GaugeCollector, Names, SeriesCollector, StripedGauge};
 pub(crate) use striped::{ModelSeries, SeriesSet};
-use striped::{Names, SeriesCollector};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+/// Counts a task in `hfconnect_tasks_in_flight` while it lives.
+pub(crate) struct InFlight<'a>(&'a StripedGauge);
+
+impl InFlight<'_> {
+    pub(crate) fn new(m: &Metrics) -> InFlight<'_> {
+        m.in_flight.add(1);
+        InFlight(&m.in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.add(-1);
+    }
+}
 
 /// The HTTP service's connections: open now, and refused over the cap.
 #[derive(Clone)]
@@ -30,9 +46,12 @@ pub struct Metrics {
     pub(crate) tokens: IntCounterVec,
     pub(crate) denials: IntCounterVec,
     pub(crate) rate_limited: IntCounterVec,
-    pub(crate) in_flight: IntGauge,
+    pub(crate) in_flight: std::sync::Arc<StripedGauge>,
     pub(crate) series: SeriesSet,
     pub(crate) connections: ConnectionMetrics,
+    pub(crate) config_reloads: IntCounterVec,
+    pub(crate) config_info: IntGaugeVec,
+    pub(crate) config_loaded: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -95,7 +114,7 @@ impl Metrics {
             ),
             &["integration"],
         )?;
-        let in_flight = IntGauge::new("hfconnect_tasks_in_flight", "Tasks running now")?;
+        let in_flight = std::sync::Arc::new(StripedGauge::default());
         let connections = ConnectionMetrics {
             open: IntGauge::new(
                 "hfconnect_connections_open",
@@ -108,13 +127,38 @@ impl Metrics {
         };
         registry.register(Box::new(connections.open.clone()))?;
         registry.register(Box::new(connections.refused.clone()))?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "hfconnect_config_reloads_total",
+                "Config reloads by outcome (ok, refused: the previous config keeps serving)",
+            ),
+            &["outcome"],
+        )?;
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "hfconnect_config_info",
+                "The config in force: 1 for the hash of its files",
+            ),
+            &["hash"],
+        )?;
+        let config_loaded = Gauge::new(
+            "hfconnect_config_loaded_timestamp_seconds",
+            "When the config in force was loaded (Unix time)",
+        )?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_info.clone()))?;
+        registry.register(Box::new(config_loaded.clone()))?;
         registry.register(Box::new(tasks.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(upstream_latency.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(GaugeCollector::new(
+            in_flight.clone(),
+            "hfconnect_tasks_in_flight",
+            "Tasks running now",
+        )?))?;
         let series = SeriesSet::default();
         registry.register(Box::new(SeriesCollector {
             set: series.clone(),
@@ -131,7 +175,18 @@ impl Metrics {
             in_flight,
             series,
             connections,
+            config_reloads,
+            config_info,
+            config_loaded,
         })
+    }
+
+    /// Add a front door's own collector (the worker's counters).
+    pub(crate) fn register(
+        &self,
+        c: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(c)
     }
 
     /// The Prometheus text exposition.

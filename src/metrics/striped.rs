@@ -232,6 +232,67 @@ fn histogram_metric(pairs: &[(&str, &str)], h: Histogram) -> Metric {
     m
 }
 
+/// A gauge every task moves twice (`hfconnect_tasks_in_flight`), kept per
+/// thread stripe like the series above and added up when scraped. A task may
+/// end on another thread than it started on: the stripes are signed, and
+/// only their sum means anything.
+#[derive(Default)]
+pub(crate) struct StripedGauge {
+    slots: [PaddedI64; STRIPES],
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct PaddedI64(std::sync::atomic::AtomicI64);
+
+impl StripedGauge {
+    pub(crate) fn add(&self, d: i64) {
+        self.slots[stripe()].0.fetch_add(d, Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> i64 {
+        self.slots.iter().map(|s| s.0.load(Relaxed)).sum()
+    }
+}
+
+/// Adds a [`StripedGauge`] up for a scrape.
+pub(crate) struct GaugeCollector {
+    gauge: Arc<StripedGauge>,
+    name: &'static str,
+    help: &'static str,
+    desc: Desc,
+}
+
+impl GaugeCollector {
+    pub(crate) fn new(
+        gauge: Arc<StripedGauge>,
+        name: &'static str,
+        help: &'static str,
+    ) -> prometheus::Result<GaugeCollector> {
+        Ok(GaugeCollector {
+            gauge,
+            name,
+            help,
+            desc: Desc::new(name.into(), help.into(), Vec::new(), Default::default())?,
+        })
+    }
+}
+
+impl Collector for GaugeCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut g = prometheus::proto::Gauge::default();
+        #[allow(clippy::cast_precision_loss)]
+        g.set_value(self.gauge.get() as f64);
+        let mut m = Metric::default();
+        m.set_gauge(g);
+        vec![family(self.name, self.help, MetricType::GAUGE, vec![m])]
+    }
+}
+
 /// Names and help texts, shared with the registry's vectors.
 pub(crate) struct Names {
     pub tasks: (&'static str, &'static str),

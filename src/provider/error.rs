@@ -25,9 +25,9 @@ pub enum ErrorKind {
     RateLimited,
     /// 503 while the model loads (`estimated_time`).
     ModelLoading,
-    /// 502/503: the endpoint is scaled to zero, paused, or not ready.
+    /// 503: the endpoint is scaled to zero, starting, paused, or not ready.
     EndpointUnavailable,
-    /// Other 5xx, `generation` errors, incomplete generations.
+    /// Other 5xx (502 included), `generation` errors, incomplete generations.
     Upstream,
     /// A connect, request or first-token timeout, or 408/504.
     Timeout,
@@ -76,6 +76,9 @@ pub struct ProviderError {
     pub(crate) status: Option<u16>,
     pub(crate) attempts: u32,
     pub(crate) retry_after: Option<Duration>,
+    /// The answer itself showed a cold start (loading, scaling up): worth
+    /// the cold-start wait rather than a retry.
+    pub(crate) cold: bool,
     pub(crate) text: Box<ErrorText>,
 }
 
@@ -98,6 +101,7 @@ impl ProviderError {
             status: None,
             attempts: 1,
             retry_after: None,
+            cold: false,
             text: Box::new(ErrorText {
                 integration: integration.to_string(),
                 model: model.map(str::to_string),

@@ -80,9 +80,16 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
     r
 }
 
+/// Ready once a config is loaded; a refused reload keeps it ready (the
+/// previous config serves) and shows here.
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
-    let c = state.connector.catalog();
-    Json(json!({"ready": true, "integrations": c.integrations().len(), "models": c.model_count()}))
+    let config = state.connector.config_status();
+    Json(json!({
+        "ready": true,
+        "integrations": config["integrations"],
+        "models": config["models"],
+        "config": config,
+    }))
 }
 
 /// Every route the service answers, as `(method, path)`; `/openapi.json`
@@ -117,6 +124,26 @@ fn app(connector: Arc<Connector>, body_timeout: Duration) -> Router {
         })
 }
 
+/// `/metrics`, `/healthz` and `/readyz` alone, for a front door that is not
+/// this service (`hfconnect worker --metrics-listen`), until `shutdown`.
+pub async fn serve_metrics(
+    connector: Arc<Connector>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState {
+            connector,
+            body_timeout: Duration::from_secs(30),
+        });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Serve on `listener` until `shutdown` resolves, then let in-flight requests
 /// finish for up to `options.grace`. SIGHUP reloads the config (a bad one is
 /// logged and refused; the old one keeps serving).
@@ -128,8 +155,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, config = %options.config.display(), max_connections = options.max_connections, "hfconnect serving");
-    crate::reload::spawn_reload_on_sighup(connector.clone(), options.config.clone());
-    crate::reload::spawn_reload_on_change(connector.clone(), options.config.clone());
+    crate::reload::spawn_reloader(connector.clone(), options.config.clone());
     let connections = connector.connection_metrics();
     let app = app(connector, options.body_timeout);
     let mut builder = Builder::new(TokioExecutor::new());

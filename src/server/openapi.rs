@@ -35,19 +35,20 @@ pub fn openapi() -> Value {
         "maxLength": {"type": "integer"}, "minLength": {"type": "integer"}, "stream": {"type": "boolean"}}});
     let task = |summary: &str, schema: Value| {
         let mut responses = serde_json::Map::new();
-        responses.insert("200".into(), json!({"description": "the task output, or server-sent events (chunk, output, error) with \"stream\": true",
+        responses.insert("200".into(), json!({"description": "the task output, or server-sent events (chunk, output, error) with \"stream\": true; a streamed task refused before anything is sent upstream gets the status and body of a plain one, and only failures after the stream started are `error` events",
             "content": {"application/json": {"schema": output}, "text/event-stream": {}}}));
         for (code, what) in [
-            ("400", "malformed JSON"),
+            ("400", "malformed JSON, or an identity header present but unusable (empty, not UTF-8, over 256 bytes, control characters, repeated)"),
             ("401", "no or bad application key"),
-            ("403", "denied"),
-            ("404", "unknown integration, model or prompt"),
+            ("403", "denied (the body says which grant is missing), or delegation refused"),
+            ("404", "unknown integration, model, prompt or group"),
+            ("408", "the body did not arrive whole within the body timeout"),
             ("409", "inactive"),
-            ("413", "body too large"),
+            ("413", "body over 1 MiB"),
             ("422", "invalid input"),
-            ("429", "rate limited (Retry-After)"),
+            ("429", "rate limited or overloaded (Retry-After, estimated when the upstream gave none)"),
             ("502", "upstream error"),
-            ("503", "upstream loading or unavailable (Retry-After)"),
+            ("503", "upstream loading or unavailable (Retry-After, estimated when the upstream gave none)"),
             ("504", "upstream timeout"),
         ] {
             responses.insert(
@@ -72,7 +73,7 @@ pub fn openapi() -> Value {
             "/v1/catalog": {"get": {"summary": "integrations, models and prompts the caller can READ", "security": [{"applicationKey": []}],
                 "responses": {"200": {"description": "the catalog"}, "401": {"description": "no or bad application key"}}}},
             "/healthz": {"get": {"summary": "alive", "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "config loaded", "responses": {"200": {"description": "ready, with counts"}}}},
+            "/readyz": {"get": {"summary": "config loaded", "responses": {"200": {"description": "ready, with counts and `config`: hash, loaded_at, reloads, refused_reloads, last_refused {at, errors}; a refused reload stays ready"}}}},
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
         }

@@ -16,8 +16,10 @@ use super::error::{error_body, ApiError};
 use super::limits::{read_body, BODY_LIMIT};
 use super::AppState;
 use crate::catalog::TaskKind;
+use crate::connector::Refusal;
 use crate::task::{Task, TaskEvent};
 use crate::untrusted::Untrusted;
+use std::time::Instant;
 
 /// The task kind a route names.
 fn task_kind(route: &str) -> Result<TaskKind, ApiError> {
@@ -66,21 +68,102 @@ fn parse_task(kind: TaskKind, body: &[u8]) -> Result<(Task, bool), ApiError> {
     Ok((task, stream))
 }
 
+/// What the route learned about a request before it was refused: for its
+/// audit event and its count.
+#[derive(Default)]
+struct Seen {
+    caller: String,
+    kind: Option<TaskKind>,
+    integration: Option<String>,
+    model: Option<String>,
+}
+
+/// Why a task route did not answer with a task's output.
+enum Failure {
+    /// Refused here, before the Connector: recorded by the route.
+    Refused(ApiError),
+    /// Refused or failed in the Connector, which recorded it.
+    Recorded(ApiError),
+}
+
 pub(crate) async fn run_task(
     State(state): State<AppState>,
     Path(route): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    let kind = task_kind(&route)?;
-    let principal = caller(&state.connector, &headers).map_err(|(e, _)| e)?;
-    let body = read_body(&headers, body, BODY_LIMIT, state.body_timeout).await?;
-    let (task, stream) = parse_task(kind, &body)?;
-    if !stream {
-        let out = state.connector.execute(&principal, &task).await?;
-        return Ok(Json(out).into_response());
+) -> Response {
+    let started = Instant::now();
+    let mut seen = Seen {
+        caller: "no key".into(),
+        ..Seen::default()
+    };
+    match task_route(&state, &route, &headers, body, &mut seen).await {
+        Ok(r) => r,
+        Err(Failure::Recorded(e)) => e.into_response(),
+        Err(Failure::Refused(e)) => {
+            state.connector.record_refusal(&Refusal {
+                caller: &seen.caller,
+                kind: seen.kind,
+                integration: seen.integration.as_deref(),
+                model: seen.model.as_deref(),
+                outcome: e.kind,
+                denied: matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
+                message: &e.message,
+                started,
+            });
+            e.into_response()
+        }
     }
-    let events = state.connector.execute_stream(&principal, &task).map(|ev| {
+}
+
+async fn task_route(
+    state: &AppState,
+    route: &str,
+    headers: &HeaderMap,
+    body: Body,
+    seen: &mut Seen,
+) -> Result<Response, Failure> {
+    // Who first: an unknown route is refused to a known caller only.
+    let kind = task_kind(route);
+    seen.kind = kind.as_ref().ok().copied();
+    let principal = match caller(&state.connector, headers) {
+        Ok(p) => p,
+        Err((e, presented)) => {
+            seen.caller = presented.to_string();
+            return Err(Failure::Refused(e));
+        }
+    };
+    seen.caller = principal.subject().to_string();
+    let kind = kind.map_err(Failure::Refused)?;
+    let body = read_body(headers, body, BODY_LIMIT, state.body_timeout)
+        .await
+        .map_err(Failure::Refused)?;
+    let (task, stream) = match parse_task(kind, &body) {
+        Ok(t) => t,
+        Err(e) => {
+            // The names the body gave, for the count (labels are catalog names).
+            if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(&body) {
+                let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+                seen.integration = text("llmProvider");
+                seen.model = text("model");
+            }
+            return Err(Failure::Refused(e));
+        }
+    };
+    if !stream {
+        return match state.connector.execute(&principal, &task).await {
+            Ok(out) => Ok(Json(out).into_response()),
+            Err(e) => Err(Failure::Recorded(e.into())),
+        };
+    }
+    // Refused before anything was sent upstream: the same status and body as
+    // a plain task. Only what fails after the stream started is an SSE `error`.
+    let stream = state
+        .connector
+        .start_stream(&principal, &task)
+        .await
+        .map_err(|e| Failure::Recorded(e.into()))?;
+    let events = stream.map(|ev| {
         let event = match ev {
             Ok(TaskEvent::Chunk(t)) => Event::default()
                 .event("chunk")

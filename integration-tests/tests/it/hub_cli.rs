@@ -101,7 +101,14 @@ async fn token_check_reports_owner_role_and_namespace() {
         &["token", "check", "--integration", "hf-test"],
     )
     .await;
-    assert_eq!(out.code, 0, "{}", out.all());
+    // A token that cannot use the namespace's endpoints fails the check (4).
+    assert_eq!(out.code, 4, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("its owner `alice` is neither that namespace nor a member of it"),
+        "{}",
+        out.stderr
+    );
     assert!(
         out.stderr
             .contains("warning: the token has the `write` role; running tasks needs only `read`"),

@@ -13,6 +13,7 @@ mod chat_templates;
 mod config_errors;
 mod examples;
 mod hub_cli;
+mod operations;
 mod provider;
 mod provider_secrets;
 mod run_cli;

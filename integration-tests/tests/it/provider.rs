@@ -486,7 +486,7 @@ pub fn failure_cases() -> Vec<Case> {
         case(
             "502 bad gateway, always",
             vec![(Fault::text(502, "Bad Gateway"), 500)],
-            ErrorKind::EndpointUnavailable,
+            ErrorKind::Upstream,
             true,
             "Bad Gateway",
         ),

@@ -301,7 +301,8 @@ async fn streaming_catalog_and_health() {
         "{body}"
     );
 
-    // Errors inside a stream are an `error` event.
+    // Refused before anything is sent upstream: the status and body of a
+    // plain task, not a stream.
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/tasks/text-complete", s.url))
         .bearer_auth(PORTAL_KEY)
@@ -310,9 +311,30 @@ async fn streaming_catalog_and_health() {
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["kind"], "denied", "{body}");
+    // Failing after the stream started: an `error` event.
+    fake.push(
+        Route::GenerateStream,
+        Fault::StreamError {
+            after: 1,
+            event: json!({"error": "out of memory", "error_type": "generation"}),
+        },
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/tasks/text-complete", s.url))
+        .bearer_auth(APP_KEY)
+        .json(&json!({"llmProvider": "hf", "model": "tgi", "prompt": "x", "maxTokens": 50, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
     let body = resp.text().await.unwrap();
     assert!(
-        body.contains("event: error") && body.contains("\"kind\":\"denied\""),
+        body.contains("event: chunk")
+            && body.contains("event: error")
+            && body.contains("\"retryable\":false"),
         "{body}"
     );
 

@@ -107,8 +107,23 @@ fn kind_of_error_type(t: &str) -> Option<ErrorKind> {
 }
 
 fn is_loading(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("loading")
+}
+
+/// A 503's words that say a replica is on its way (the proxy of a
+/// scaled-to-zero endpoint): evidence of a cold start, like `estimated_time`.
+fn is_scaling(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("loading") || m.contains("is currently loading")
+    [
+        "scaling up",
+        "scale up",
+        "scaled to zero",
+        "scale-to-zero",
+        "initializing",
+        "starting up",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }
 
 fn model_page(message: &str, ctx: &CallContext<'_>) -> Option<String> {
@@ -162,7 +177,8 @@ pub(crate) fn classify(
         429 if error_type.as_deref() == Some("overloaded") => ErrorKind::Overloaded,
         429 => ErrorKind::RateLimited,
         503 if estimated.is_some() || is_loading(&msg) => ErrorKind::ModelLoading,
-        502 | 503 => ErrorKind::EndpointUnavailable,
+        503 => ErrorKind::EndpointUnavailable,
+        502 => ErrorKind::Upstream,
         400 | 413 | 415 | 422 => ErrorKind::InvalidRequest,
         _ => match error_type.as_deref().and_then(kind_of_error_type) {
             Some(k) => k,
@@ -172,6 +188,7 @@ pub(crate) fn classify(
     };
     let mut e = ctx.error(kind);
     e.status = Some(status);
+    e.cold = kind == ErrorKind::ModelLoading || (status == 503 && is_scaling(&msg));
     e.text.error_type = error_type;
     e.text.upstream_message = message.as_deref().map(cut).filter(|m| !m.is_empty());
     e.text.request_id = header(headers, "x-request-id").map(crate::untrusted::bounded);
@@ -187,6 +204,19 @@ pub(crate) fn classify(
     e
 }
 
+/// The status TGI answers an `error_type` with outside a stream, so that
+/// the same error is the same kind, and equally retryable, inside one.
+fn status_of_error_type(t: &str) -> Option<u16> {
+    match t {
+        "validation" | "template_error" => Some(422),
+        "generation" => Some(424),
+        "overloaded" => Some(429),
+        "incomplete_generation" => Some(500),
+        "healthcheck" => Some(503),
+        _ => None,
+    }
+}
+
 /// Classify an error event received inside a 200 stream: TGI's
 /// `{"error", "error_type"}` or the chat route's `{"error": {"message", "http_status_code"}}`.
 pub(crate) fn classify_event(
@@ -194,15 +224,16 @@ pub(crate) fn classify_event(
     event: &Value,
     request_id: Option<&str>,
 ) -> ProviderError {
-    let status = event
-        .get("error")
-        .and_then(|e| e.get("http_status_code"))
-        .and_then(Value::as_u64)
-        .and_then(|s| u16::try_from(s).ok());
     let error_type = event
         .get("error_type")
         .and_then(Value::as_str)
         .map(crate::untrusted::bounded);
+    let status = event
+        .get("error")
+        .and_then(|e| e.get("http_status_code"))
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .or_else(|| error_type.as_deref().and_then(status_of_error_type));
     let mut e = match status {
         Some(s) => {
             let body = serde_json::to_vec(event).unwrap_or_default();
@@ -341,9 +372,40 @@ mod tests {
         )
         .is_retryable());
         assert!(classify(&c, 500, &HeaderMap::new(), b"").is_retryable());
+        // The same error inside a 200 stream: the same kind, as retryable.
+        for (t, retryable) in [
+            ("generation", false),
+            ("incomplete_generation", true),
+            ("overloaded", true),
+            ("validation", false),
+        ] {
+            let event = serde_json::json!({"error": "x", "error_type": t});
+            let in_stream = classify_event(&c, &event, None);
+            let status = status_of_error_type(t).unwrap();
+            let body = serde_json::to_vec(&event).unwrap();
+            let answered = classify(&c, status, &HeaderMap::new(), &body);
+            assert_eq!(
+                (in_stream.kind(), in_stream.is_retryable()),
+                (answered.kind(), retryable),
+                "{t}"
+            );
+        }
         assert_eq!(
-            classify(&c, 502, &HeaderMap::new(), b"").kind(),
-            ErrorKind::EndpointUnavailable
+            classify(&c, 502, &HeaderMap::new(), b"Bad Gateway").kind(),
+            ErrorKind::Upstream
+        );
+        let plain = classify(&c, 503, &HeaderMap::new(), b"");
+        assert_eq!(plain.kind(), ErrorKind::EndpointUnavailable);
+        assert!(!plain.cold, "a bare 503 is no evidence of a cold start");
+        assert!(classify(&c, 503, &HeaderMap::new(), b"endpoint is scaling up").cold);
+        assert!(
+            classify(
+                &c,
+                503,
+                &HeaderMap::new(),
+                b"{\"error\":\"x\",\"estimated_time\":3}"
+            )
+            .cold
         );
         assert_eq!(
             classify(&c, 504, &HeaderMap::new(), b"").kind(),

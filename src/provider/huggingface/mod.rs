@@ -123,6 +123,8 @@ struct Attempts {
     retries: u32,
     cold_waits: u32,
     state_checked: bool,
+    /// The management API said the endpoint is starting (or was just resumed).
+    starting: bool,
 }
 
 impl Attempts {
@@ -133,6 +135,7 @@ impl Attempts {
             retries: 0,
             cold_waits: 0,
             state_checked: false,
+            starting: false,
         }
     }
 }
@@ -522,27 +525,28 @@ impl Inner {
         }
     }
 
-    /// After a 502/503, ask the management API what the endpoint is doing: a
-    /// paused or failed endpoint will not come up by waiting.
+    /// After a 502/503, ask the management API what the endpoint is doing:
+    /// whether it is starting (evidence of a cold start, worth the cold-start
+    /// wait), or paused or failed (it will not come up by waiting).
     async fn check_state(
         &self,
         model: &ModelEndpoint,
         e: &ProviderError,
-    ) -> Result<(), ProviderError> {
+    ) -> Result<bool, ProviderError> {
         if self.settings.namespace.is_none() || model.api == Api::Router {
-            return Ok(());
+            return Ok(false);
         }
         let ns = self.namespace()?;
         let url = join(&self.settings.management_url, &format!("endpoint/{ns}"));
         let Ok((_, v)) = self.get_json(None, url).await else {
-            // The token may not see the management API; waiting is all that is left.
-            return Ok(());
+            // The token may not see the management API: no evidence either way.
+            return Ok(false);
         };
         let Some(ep) = ManagedEndpoint::list_from_json(&v)
             .into_iter()
             .find(|ep| ep.serves(model.base_url.as_str()))
         else {
-            return Ok(());
+            return Ok(false);
         };
         tracing::info!(integration = %self.settings.integration, model = %model.name, endpoint = %ep.name, state = %ep.state, "endpoint state (management API)");
         let fail = |detail: String| {
@@ -553,7 +557,7 @@ impl Inner {
         match ep.state.as_str() {
             "paused" if self.settings.cold_start.resume_paused => {
                 tracing::info!(integration = %self.settings.integration, endpoint = %ep.name, "resuming paused endpoint");
-                self.resume(&ep.name).await
+                self.resume(&ep.name).await.map(|()| true)
             }
             "paused" => Err(fail(format!(
                 "endpoint `{}` is paused and will not start by itself: resume it in the Inference Endpoints UI or with `POST {}/endpoint/{ns}/{}/resume`, or set `cold_start = {{ resume_paused = true }}` on integration `{}`",
@@ -568,11 +572,18 @@ impl Inner {
                 ep.state,
                 ep.message.as_deref().map(|m| format!(": {}", classify::cut(m))).unwrap_or_default()
             ))),
-            _ => Ok(()),
+            "initializing" | "scaledToZero" | "pending" | "updating" => Ok(true),
+            _ => Ok(false),
         }
     }
 
     /// Decide whether to retry after `e`: the wait, or the error to give up with.
+    ///
+    /// Only evidence of a cold start may use the cold-start wait: a loading
+    /// answer (`estimated_time`, a loading or scaling message) or the
+    /// management API saying the endpoint is starting. Any other failure —
+    /// a gateway's 502, a bare 503 nobody explains — counts against
+    /// `max_attempts` and `budget`.
     async fn next_wait(
         &self,
         st: &mut Attempts,
@@ -583,32 +594,29 @@ impl Inner {
         if !e.is_retryable() {
             return Err(e);
         }
-        let cold = matches!(
-            e.kind,
-            ErrorKind::ModelLoading | ErrorKind::EndpointUnavailable
-        );
-        if cold && e.kind == ErrorKind::EndpointUnavailable && !st.state_checked {
+        if !st.state_checked && matches!(e.status, Some(502 | 503)) && !e.cold {
             st.state_checked = true;
-            self.check_state(model, &e).await?;
+            st.starting = self.check_state(model, &e).await?;
         }
+        let cold = e.cold || (st.starting && matches!(e.status, Some(502 | 503)));
         let elapsed = st.start.elapsed();
         let policy = &self.settings.retry;
-        let wait = if cold {
+        let (wait, step) = if cold {
             let left = self.settings.cold_start.wait.saturating_sub(elapsed);
             // Without a hint, poll with backoff capped at the retry cap.
-            policy.delay(st.cold_waits, e.retry_after, left)
+            (
+                policy.delay(st.cold_waits, e.retry_after, left),
+                st.cold_waits,
+            )
         } else {
             if st.count >= policy.max_attempts {
-                return Err(e);
+                return Err(with_estimate(e, policy.cap(st.retries)));
             }
-            policy.delay(
-                st.retries,
-                e.retry_after,
-                policy.budget.saturating_sub(elapsed),
-            )
+            let left = policy.budget.saturating_sub(elapsed);
+            (policy.delay(st.retries, e.retry_after, left), st.retries)
         };
         let Some(wait) = wait else {
-            return Err(e);
+            return Err(with_estimate(e, policy.cap(step)));
         };
         if cold {
             st.cold_waits += 1;
@@ -621,6 +629,7 @@ impl Inner {
             kind = %e.kind,
             status = e.status,
             attempt = st.count,
+            cold_start = cold,
             wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             "retrying"
         );
@@ -771,6 +780,24 @@ impl Inner {
                 .with_detail("a `pipeline` endpoint cannot chat: use a `chat` or `tgi` model")),
         }
     }
+}
+
+/// A failure given up on, for a caller deciding when to come back: a rate
+/// limit, an overload or an endpoint still unavailable without a server hint
+/// gets the wait the provider would have used next (`Retry-After` at the HTTP
+/// service, `callbackAfterSeconds` at the worker).
+fn with_estimate(mut e: ProviderError, next: Duration) -> ProviderError {
+    let waitable = matches!(
+        e.kind,
+        ErrorKind::RateLimited
+            | ErrorKind::Overloaded
+            | ErrorKind::ModelLoading
+            | ErrorKind::EndpointUnavailable
+    );
+    if waitable && e.retry_after.is_none() {
+        e.retry_after = Some(next.max(Duration::from_secs(1)));
+    }
+    e
 }
 
 fn completion(p: Parsed, headers: &HeaderMap, attempts: u32, start: Instant) -> Completion {

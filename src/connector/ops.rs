@@ -1,0 +1,204 @@
+//! What the Connector does besides running tasks: who owns an integration's
+//! token (`token check`), the state of its endpoints (`endpoint status`),
+//! what a chat template makes of messages (`template render`), what a caller
+//! may see (the catalog route), and the policy's answer to a question
+//! (`access explain`).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::prepare::{invalid, unknown_integration, unknown_model};
+use super::{Connector, ConnectorError};
+use crate::access::{Access, Principal, Target};
+use crate::catalog::Model;
+use crate::provider::huggingface::hub::{ManagedEndpoint, WhoAmI};
+use crate::provider::{Api, ChatMessage, EndpointInfo, LlmProvider, ProviderError};
+use crate::task::{TaskError, TaskErrorKind};
+
+/// What `token check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenReport {
+    /// The integration checked.
+    pub integration: String,
+    /// Who the token belongs to.
+    pub owner: WhoAmI,
+    /// The integration's namespace.
+    pub namespace: Option<String>,
+    /// Whether the namespace is the owner or one of its organizations.
+    pub namespace_ok: Option<bool>,
+    /// Things worth changing.
+    pub warnings: Vec<String>,
+}
+
+/// The state of one model endpoint.
+#[derive(Debug, Clone)]
+pub struct ModelStatus {
+    /// The model.
+    pub model: String,
+    /// Its api flavour.
+    pub api: Api,
+    /// Its endpoint URL.
+    pub endpoint: String,
+    /// What the health/info probe found.
+    pub probe: Result<EndpointInfo, ProviderError>,
+    /// What the management API says about it, when it can be asked.
+    pub managed: Option<ManagedEndpoint>,
+}
+
+/// What `endpoint status` found.
+#[derive(Debug, Clone)]
+pub struct EndpointStatus {
+    /// The integration.
+    pub integration: String,
+    /// One entry per model asked about.
+    pub models: Vec<ModelStatus>,
+    /// Why the management API could not be asked, if it could not.
+    pub management_unavailable: Option<String>,
+}
+
+impl Connector {
+    /// The integrations, models and prompts `principal` may READ.
+    pub fn visible(&self, principal: &Principal) -> Value {
+        let snap = self.state.load();
+        let policy = snap.catalog.policy();
+        let can = |t: Target| policy.decide(principal, Access::Read, &t).allowed;
+        let integrations: Vec<Value> = snap
+            .catalog
+            .integrations()
+            .iter()
+            .filter_map(|i| {
+                let models: Vec<Value> = i
+                    .models()
+                    .iter()
+                    .filter(|m| can(Target::model(i.name(), m.name())))
+                    .map(|m| serde_json::json!({"name": m.name(), "description": m.description(), "api": m.api(), "tasks": m.tasks()}))
+                    .collect();
+                (can(Target::Integration(i.name().into())) || !models.is_empty()).then(|| {
+                    serde_json::json!({"name": i.name(), "description": i.description(), "namespace": i.namespace(), "models": models})
+                })
+            })
+            .collect();
+        let prompts: Vec<Value> = snap
+            .catalog
+            .prompts()
+            .iter()
+            .filter(|p| can(Target::Prompt(p.name().into())))
+            .map(|p| {
+                let models: Vec<String> = p.models().iter().map(ToString::to_string).collect();
+                serde_json::json!({"name": p.name(), "description": p.description(), "variables": p.template().variables(), "models": models})
+            })
+            .collect();
+        serde_json::json!({"integrations": integrations, "prompts": prompts})
+    }
+
+    /// Ask the policy in force: may `principal` do `access` on `target`?
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        access: Access,
+        target: &Target,
+    ) -> crate::access::Decision {
+        self.state
+            .load()
+            .catalog
+            .policy()
+            .decide(principal, access, target)
+    }
+
+    /// The prompt a `tgi` model's chat template makes of `messages` (what
+    /// `/generate` would receive for a chat task).
+    pub fn render_chat(
+        &self,
+        integration: &str,
+        model: &str,
+        messages: &[ChatMessage],
+    ) -> Result<String, TaskError> {
+        let snap = self.state.load_full();
+        let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
+        let i = snap
+            .catalog
+            .integration(integration)
+            .ok_or_else(|| not_found(unknown_integration(&snap.catalog, integration)))?;
+        let m = i
+            .model(model)
+            .ok_or_else(|| not_found(unknown_model(i, model)))?;
+        let template = m.chat_template().ok_or_else(|| {
+            invalid(format!("model `{model}` of integration `{integration}` has no `chat_template` (api `{}` renders chats on the server)", m.api()))
+        })?;
+        template.render(messages).map_err(invalid)
+    }
+
+    /// Who owns the integration's token, and whether it fits the integration.
+    pub async fn token_check(&self, integration: &str) -> Result<TokenReport, ConnectorError> {
+        let snap = self.state.load_full();
+        let (i, provider) = snap.integration(integration)?;
+        let owner = provider.whoami().await?;
+        let mut warnings = Vec::new();
+        let namespace_ok = i.namespace().map(|ns| owner.covers(ns));
+        if namespace_ok == Some(false) {
+            warnings.push(format!(
+                "the token belongs to `{}`, which is neither namespace `{}` nor one of its organizations: endpoint management calls will be refused",
+                owner.name,
+                i.namespace().unwrap_or_default()
+            ));
+        }
+        if owner.role.as_deref() == Some("write") {
+            warnings.push(
+                "the token has the `write` role; running tasks needs only `read` (or a fine-grained token with inference permissions): use a narrower token".into(),
+            );
+        }
+        Ok(TokenReport {
+            integration: i.name().to_string(),
+            owner,
+            namespace: i.namespace().map(str::to_string),
+            namespace_ok,
+            warnings,
+        })
+    }
+
+    /// Health and info of each model endpoint (or one), plus the management API's view.
+    pub async fn endpoint_status(
+        &self,
+        integration: &str,
+        model: Option<&str>,
+    ) -> Result<EndpointStatus, ConnectorError> {
+        let snap = self.state.load_full();
+        let (i, provider) = snap.integration(integration)?;
+        let models: Vec<&Model> = match model {
+            Some(m) => vec![i
+                .model(m)
+                .ok_or_else(|| ConnectorError::NotFound(unknown_model(i, m)))?],
+            None => i.models().iter().collect(),
+        };
+        let (managed, management_unavailable) = if i.namespace().is_some() {
+            match provider.endpoints().await {
+                Ok(list) => (list, None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            }
+        } else {
+            (
+                Vec::new(),
+                Some("the integration has no `namespace`".to_string()),
+            )
+        };
+        let mut out = Vec::new();
+        for m in models {
+            let probe = provider.probe(&m.endpoint_spec()).await;
+            out.push(ModelStatus {
+                model: m.name().to_string(),
+                api: m.api(),
+                endpoint: m.endpoint().to_string(),
+                probe,
+                managed: managed
+                    .iter()
+                    .find(|e| e.serves(m.endpoint().as_str()))
+                    .cloned(),
+            });
+        }
+        Ok(EndpointStatus {
+            integration: i.name().to_string(),
+            models: out,
+            management_unavailable,
+        })
+    }
+}

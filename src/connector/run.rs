@@ -1,0 +1,310 @@
+//! Steps three to six of the task path, one path for plain and streamed
+//! tasks: admission, the provider call, the output, the record.
+//!
+//! One guard per task ([`TaskRun`]) owns the in-flight gauge and the audit
+//! event with its metrics: the event is written exactly once, when the task
+//! ends, or — when the task is dropped first, a caller that went away — as
+//! `cancelled`. A streamed task is refused before anything is sent upstream
+//! (unknown, inactive, denied, invalid, rate limited) through
+//! [`Connector::start_stream`]'s error; only what fails after that is an
+//! item of the stream.
+
+use std::time::Instant;
+
+use futures_util::{Stream, StreamExt};
+
+use super::audit::{record_refusal, Audit, Decided, Outcome, Refusal, TaskId};
+use super::prepare::{prepare, to_output, Call};
+use super::{Connector, Snapshot, TaskStream};
+use crate::access::Principal;
+use crate::metrics::{InFlight, Metrics};
+use crate::provider::{LlmProvider, StreamEvent};
+use crate::task::{Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
+
+/// What access decided about a task, in words (for engines that log it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskDecision {
+    /// Allowed or refused.
+    pub allowed: bool,
+    /// Why: the grant that allowed it, or what was checked and is missing.
+    pub reason: String,
+}
+
+/// A task's result and the access decision taken on the way, when one was
+/// (a task naming an unknown model is refused before any decision).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Executed {
+    /// The decision.
+    pub decision: Option<TaskDecision>,
+    /// The output, or why not.
+    pub result: Result<TaskOutput, TaskError>,
+}
+
+/// One task, from its decision to its record.
+struct TaskRun<'a> {
+    snap: &'a Snapshot,
+    metrics: &'a Metrics,
+    principal: &'a Principal,
+    task: &'a Task,
+    task_id: TaskId,
+    started: Instant,
+    decided: Decided,
+    done: bool,
+    _in_flight: InFlight<'a>,
+}
+
+impl<'a> TaskRun<'a> {
+    fn begin(
+        snap: &'a Snapshot,
+        metrics: &'a Metrics,
+        principal: &'a Principal,
+        task: &'a Task,
+    ) -> TaskRun<'a> {
+        TaskRun {
+            snap,
+            metrics,
+            principal,
+            task,
+            task_id: TaskId::new(),
+            started: Instant::now(),
+            decided: None,
+            done: false,
+            _in_flight: InFlight::new(metrics),
+        }
+    }
+
+    fn record(&mut self, outcome: Outcome<'_>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let audit = Audit {
+            metrics: self.metrics,
+            include_text: self.snap.catalog.audit_include_text(),
+            task_id: self.task_id,
+            principal: self.principal,
+            task: self.task,
+            labels: self.snap.labels(self.task),
+            started: self.started,
+        };
+        let handles = self
+            .snap
+            .handles(self.task.integration(), self.task.model());
+        audit.record(&self.decided, outcome, handles);
+    }
+
+    fn finish(&mut self, result: &Result<TaskOutput, TaskError>) {
+        self.record(Outcome::Done(result));
+    }
+
+    /// The decision in words, for the caller that asked.
+    fn decision(&self) -> Option<TaskDecision> {
+        self.decided.as_ref().map(|(allowed, why)| TaskDecision {
+            allowed: *allowed,
+            reason: why.to_string(),
+        })
+    }
+
+    /// Time spent calling the model, retries included.
+    fn upstream(&self, seconds: f64) {
+        let labels = self.snap.labels(self.task);
+        match self
+            .snap
+            .handles(self.task.integration(), self.task.model())
+        {
+            Some(h) => h.upstream(seconds),
+            None => self
+                .metrics
+                .upstream_latency
+                .with_label_values(&[labels.integration, labels.model])
+                .observe(seconds),
+        }
+    }
+}
+
+impl Drop for TaskRun<'_> {
+    fn drop(&mut self) {
+        self.record(Outcome::Cancelled);
+    }
+}
+
+/// What the stream of a task yields inside: whether it started, then events.
+enum Step {
+    Started,
+    Refused(TaskError),
+    Event(Result<TaskEvent, TaskError>),
+}
+
+impl Connector {
+    /// Run a task on behalf of `principal`.
+    pub async fn execute(
+        &self,
+        principal: &Principal,
+        task: &Task,
+    ) -> Result<TaskOutput, TaskError> {
+        self.run(principal, task, false).await.result
+    }
+
+    /// Run a task, and say what access decided on the way (the Conductor
+    /// worker writes it into the task's log): the decision travels with the
+    /// result, so nobody decides twice.
+    pub async fn execute_explained(&self, principal: &Principal, task: &Task) -> Executed {
+        self.run(principal, task, true).await
+    }
+
+    async fn run(&self, principal: &Principal, task: &Task, explain: bool) -> Executed {
+        let snap = self.state.load_full();
+        let mut run = TaskRun::begin(&snap, &self.metrics, principal, task);
+        let (decided, prepared) = prepare(&snap, principal, task);
+        run.decided = decided;
+        let decision = if explain { run.decision() } else { None };
+        let result = match prepared {
+            Err(e) => Err(e),
+            Ok(p) => match snap
+                .admission
+                .admit(principal, p.integration, p.model)
+                .await
+            {
+                Err(e) => Err(e),
+                Ok(_permit) => {
+                    let upstream = Instant::now();
+                    let done = match &p.call {
+                        Call::Generate(r) => p.provider.generate(p.endpoint, r).await,
+                        Call::Chat(r) => p.provider.chat(p.endpoint, r).await,
+                        Call::Summarize(r) => p.provider.summarize(p.endpoint, r).await,
+                    };
+                    // The provider timed a success already: one clock read fewer.
+                    let took = match &done {
+                        Ok(c) => c.timings.total,
+                        Err(_) => upstream.elapsed(),
+                    };
+                    run.upstream(took.as_secs_f64());
+                    done.map_err(TaskError::from)
+                        .and_then(|c| to_output(c, p.json_output))
+                }
+            },
+        };
+        run.finish(&result);
+        Executed { decision, result }
+    }
+
+    /// Start a streamed task. A task refused before anything is sent upstream
+    /// (unknown names, inactive, denied, invalid input, rate limited) is this
+    /// error; what fails after that is an item of the stream. The stream
+    /// yields text chunks, then the output.
+    pub async fn start_stream(
+        &self,
+        principal: &Principal,
+        task: &Task,
+    ) -> Result<TaskStream, TaskError> {
+        let mut steps = Box::pin(self.steps(principal.clone(), task.clone()));
+        match steps.next().await {
+            Some(Step::Started) => Ok(Box::pin(steps.filter_map(|s| {
+                std::future::ready(match s {
+                    Step::Event(e) => Some(e),
+                    Step::Started | Step::Refused(_) => None,
+                })
+            }))),
+            Some(Step::Refused(e)) => Err(e),
+            Some(Step::Event(_)) | None => Err(TaskError::new(
+                TaskErrorKind::InvalidOutput,
+                "the task's stream ended before it started",
+            )),
+        }
+    }
+
+    /// Run a task, streaming its text: chunks, then the output; a refusal is
+    /// the stream's only item. (The HTTP service uses
+    /// [`Connector::start_stream`], which answers refusals with a status.)
+    pub fn execute_stream(&self, principal: &Principal, task: &Task) -> TaskStream {
+        Box::pin(self.steps(principal.clone(), task.clone()).filter_map(|s| {
+            std::future::ready(match s {
+                Step::Started => None,
+                Step::Refused(e) => Some(Err(e)),
+                Step::Event(e) => Some(e),
+            })
+        }))
+    }
+
+    fn steps(&self, principal: Principal, task: Task) -> impl Stream<Item = Step> + Send + 'static {
+        let snap = self.state.load_full();
+        let metrics = self.metrics.clone();
+        async_stream::stream! {
+            let mut run = TaskRun::begin(&snap, &metrics, &principal, &task);
+            let (decided, prepared) = prepare(&snap, &principal, &task);
+            run.decided = decided;
+            let p = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    run.finish(&Err(e.clone()));
+                    yield Step::Refused(e);
+                    return;
+                }
+            };
+            let _permit = match snap.admission.admit(&principal, p.integration, p.model).await {
+                Ok(permit) => permit,
+                Err(e) => {
+                    run.finish(&Err(e.clone()));
+                    yield Step::Refused(e);
+                    return;
+                }
+            };
+            yield Step::Started;
+            let upstream = Instant::now();
+            let mut inner = match p.call {
+                Call::Generate(r) => p.provider.generate_stream(p.endpoint, r),
+                Call::Chat(r) => p.provider.chat_stream(p.endpoint, r),
+                Call::Summarize(r) => {
+                    let provider = p.provider.clone();
+                    let endpoint = p.endpoint.clone();
+                    Box::pin(async_stream::stream! {
+                        match provider.summarize(&endpoint, &r).await {
+                            Ok(c) => {
+                                yield Ok(StreamEvent::Token(c.text.clone()));
+                                yield Ok(StreamEvent::Done(c));
+                            }
+                            Err(e) => yield Err(e),
+                        }
+                    })
+                }
+            };
+            while let Some(item) = inner.next().await {
+                match item {
+                    Ok(StreamEvent::Token(t)) => yield Step::Event(Ok(TaskEvent::Chunk(t))),
+                    Ok(StreamEvent::Done(c)) => {
+                        run.upstream(c.timings.total.as_secs_f64());
+                        let result = to_output(c, p.json_output);
+                        run.finish(&result);
+                        yield Step::Event(result.map(TaskEvent::Done));
+                        return;
+                    }
+                    Err(e) => {
+                        run.upstream(upstream.elapsed().as_secs_f64());
+                        let result = Err(TaskError::from(e));
+                        run.finish(&result);
+                        if let Err(e) = result {
+                            yield Step::Event(Err(e));
+                        }
+                        return;
+                    }
+                }
+            }
+            let e = TaskError::new(
+                TaskErrorKind::InvalidOutput,
+                "the model's stream ended without its output",
+            );
+            run.finish(&Err(e.clone()));
+            yield Step::Event(Err(e));
+        }
+    }
+
+    /// Record a request refused before it became a task (the HTTP service's
+    /// 400, 401, 403, 404, 408, 413, 422): one audit event and one count.
+    pub(crate) fn record_refusal(&self, r: &Refusal<'_>) {
+        let snap = self.state.load();
+        let labels = snap.labels_of(r.integration.unwrap_or(""), r.model.unwrap_or(""));
+        record_refusal(&self.metrics, r, labels);
+    }
+}
