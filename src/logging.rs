@@ -5,16 +5,16 @@
 //! Every task writes an audit line. Written straight to stderr, each line was
 //! a `write` system call on the request's thread; the benchmark showed the
 //! audit line costing 10–18 % of serve's throughput that way. Lines now go
-//! into a bounded buffer that a thread of its own writes out every
-//! [`DRAIN_EVERY`] (or as soon as [`WAKE_AT`] bytes wait), many lines per
-//! call. Waking it for each line cost more than the writes it saved: on a
-//! busy core every wake-up is a pair of context switches. Nothing is
-//! dropped: when the buffer is full (stderr blocked), the writers wait;
-//! [`LogGuard`] writes out what is left when the command ends.
+//! into a buffer written out in batches: by the writer that fills it past
+//! [`WAKE_AT`], and otherwise every [`DRAIN_EVERY`] by a task on the
+//! command's runtime ([`spawn_drain`]). Nothing is dropped and nothing waits
+//! on another thread: a full buffer is written out by whoever filled it, and
+//! [`LogGuard`] writes out what is left when the command ends. (A drain thread
+//! of its own cost 2.5 MB of serve's idle memory: the allocator commits memory
+//! for every thread that allocates.)
 
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,45 +25,36 @@ pub enum LogFormat {
     Json,
 }
 
-/// Bytes waiting to be written at most; writers wait beyond it.
-const BUFFER_LIMIT: usize = 1 << 20;
-/// The drain thread is woken early once this much is waiting.
+/// A writer writes the buffer out once this much is waiting.
 const WAKE_AT: usize = 64 << 10;
-/// Otherwise it writes out what is waiting this often (how late a log line
-/// may appear).
+/// Otherwise it is written out this often (how late a log line may appear).
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-struct Pending {
-    data: Vec<u8>,
-    /// The drain thread is waiting for data (only then is it woken).
-    drain_idle: bool,
-    /// Writers waiting for room.
-    blocked: usize,
-    closed: bool,
+struct Out {
+    sink: Box<dyn Write + Send>,
+    /// The buffer written last, kept to swap in (no allocation per batch).
+    spare: Vec<u8>,
 }
 
 struct Shared {
-    pending: Mutex<Pending>,
-    data: Condvar,
-    room: Condvar,
+    pending: Mutex<Vec<u8>>,
+    /// Held while a batch is written, so batches keep their order.
+    out: Mutex<Out>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Where log lines go: a buffer written out by a thread of its own.
+/// Where log lines go: a buffer written out in batches.
 #[derive(Clone)]
 pub struct LineBuffer {
     shared: Arc<Shared>,
 }
 
-/// Writes out what is buffered and stops the drain thread when dropped.
+/// Writes out what is buffered when dropped.
 pub struct LogGuard {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    buffer: LineBuffer,
 }
 
 impl std::fmt::Debug for LogGuard {
@@ -73,96 +64,70 @@ impl std::fmt::Debug for LogGuard {
 }
 
 impl LineBuffer {
-    /// A buffer draining into `sink` on a thread of its own.
-    pub fn new(mut sink: Box<dyn Write + Send>) -> std::io::Result<(LineBuffer, LogGuard)> {
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending {
-                data: Vec::with_capacity(64 * 1024),
-                drain_idle: false,
-                blocked: 0,
-                closed: false,
+    /// A buffer writing into `sink`.
+    pub fn new(sink: Box<dyn Write + Send>) -> (LineBuffer, LogGuard) {
+        let buffer = LineBuffer {
+            shared: Arc::new(Shared {
+                pending: Mutex::new(Vec::new()),
+                out: Mutex::new(Out {
+                    sink,
+                    spare: Vec::new(),
+                }),
             }),
-            data: Condvar::new(),
-            room: Condvar::new(),
-        });
-        let s = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("hfconnect-log".into())
-            .spawn(move || {
-                let mut spare = Vec::with_capacity(64 * 1024);
-                loop {
-                    let mut p = s.lock();
-                    if !p.closed && p.data.len() < WAKE_AT {
-                        p.drain_idle = true;
-                        p = s
-                            .data
-                            .wait_timeout(p, DRAIN_EVERY)
-                            .map_or_else(|e| e.into_inner().0, |(g, _)| g);
-                    }
-                    p.drain_idle = false;
-                    if p.data.is_empty() {
-                        if p.closed {
-                            break;
-                        }
-                        continue;
-                    }
-                    std::mem::swap(&mut p.data, &mut spare);
-                    let wake = p.blocked > 0;
-                    drop(p);
-                    if wake {
-                        s.room.notify_all();
-                    }
-                    // A failing stderr has nowhere to report to; the lines are gone either way.
-                    let _ = sink.write_all(&spare);
-                    let _ = sink.flush();
-                    spare.clear();
-                }
-            })?;
-        Ok((
-            LineBuffer {
-                shared: shared.clone(),
-            },
-            LogGuard {
-                shared,
-                thread: Some(thread),
-            },
-        ))
+        };
+        (buffer.clone(), LogGuard { buffer })
     }
 
     fn push(&self, line: &[u8]) {
-        let s = &self.shared;
-        let mut p = s.lock();
-        while p.data.len() >= BUFFER_LIMIT && !p.closed {
-            p.blocked += 1;
-            p = s.room.wait(p).unwrap_or_else(PoisonError::into_inner);
-            p.blocked -= 1;
+        let full = {
+            let mut p = lock(&self.shared.pending);
+            p.extend_from_slice(line);
+            p.len() >= WAKE_AT
+        };
+        if full {
+            self.drain();
         }
-        if p.closed {
-            // After the guard: write directly (late lines of a shutting-down process).
-            drop(p);
-            let _ = std::io::stderr().write_all(line);
-            return;
+    }
+
+    /// Write out what is waiting.
+    pub fn drain(&self) {
+        let mut out = lock(&self.shared.out);
+        let out = &mut *out;
+        {
+            let mut p = lock(&self.shared.pending);
+            if p.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut *p, &mut out.spare);
         }
-        p.data.extend_from_slice(line);
-        let wake = p.drain_idle && p.data.len() >= WAKE_AT;
-        if wake {
-            p.drain_idle = false;
-        }
-        drop(p);
-        if wake {
-            s.data.notify_one();
-        }
+        // A failing stderr has nowhere to report to; the lines are gone either way.
+        let _ = out.sink.write_all(&out.spare);
+        let _ = out.sink.flush();
+        out.spare.clear();
     }
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.data.notify_one();
-        self.shared.room.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.buffer.drain();
+    }
+}
+
+/// The buffer of the installed subscriber, for [`spawn_drain`].
+static INSTALLED: std::sync::OnceLock<LineBuffer> = std::sync::OnceLock::new();
+
+/// Write the installed log buffer out every [`DRAIN_EVERY`], on the current
+/// tokio runtime (call it from inside one).
+pub fn spawn_drain() {
+    if let Some(buffer) = INSTALLED.get().cloned() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DRAIN_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                buffer.drain();
+            }
+        });
     }
 }
 
@@ -348,7 +313,7 @@ pub fn init(format: LogFormat) -> Option<LogGuard> {
     crate::untrusted::set_json_logs(format == LogFormat::Json);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (buffer, guard) = LineBuffer::new(Box::new(std::io::stderr())).ok()?;
+    let (buffer, guard) = LineBuffer::new(Box::new(std::io::stderr()));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -360,6 +325,7 @@ pub fn init(format: LogFormat) -> Option<LogGuard> {
         LogFormat::Json => builder.json().try_init(),
     };
     installed.ok().map(|()| {
+        let _ = INSTALLED.set(buffer.clone());
         if format == LogFormat::Human && !ansi {
             let _ = DIRECT.set(buffer);
         }
@@ -400,7 +366,7 @@ mod tests {
     #[test]
     fn lines_from_many_threads_arrive_whole_and_none_is_lost() {
         let sink = Sink::default();
-        let (buffer, guard) = LineBuffer::new(Box::new(sink.clone())).unwrap();
+        let (buffer, guard) = LineBuffer::new(Box::new(sink.clone()));
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let b = buffer.clone();

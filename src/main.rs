@@ -6,6 +6,11 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // With transparent huge pages set to `always`, mimalloc's arenas are
+    // backed by 2 MB pages: serve's 10 MB showed as 18 MB of resident memory,
+    // in steps of 2 MB. A service this small gains nothing from them.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     // Unlocked handles: each write takes the lock briefly. Holding the locks for
     // the whole run would deadlock `serve`, whose log lines come from worker threads.
     let code = hfconnect::cli::run(

@@ -74,6 +74,7 @@ pub(crate) fn start_service(
         EXIT_FAILURE
     })?;
     let rt = super::runtime(true, io)?;
+    rt.block_on(async { crate::logging::spawn_drain() });
     Ok(Service {
         connector: Arc::new(connector),
         rt,
