@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Origin;
+use crate::origin::Origin;
 use crate::untrusted::Untrusted;
 
 /// What a subject may do with a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[non_exhaustive]
 pub enum Access {
     /// Create resources under the target.
     Create,
@@ -142,6 +143,7 @@ impl fmt::Debug for AccessSet {
 /// A role carried by a group. `ADMIN` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[non_exhaustive]
 pub enum Role {
     /// Every access on every target.
     Admin,
@@ -149,6 +151,7 @@ pub enum Role {
 
 /// Who a grant is given to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Subject {
     /// A person, by the id the engine knows them by (often an e-mail address).
     User(Arc<str>),
@@ -217,6 +220,7 @@ impl FromStr for Subject {
 
 /// What a grant is about. A grant on an integration covers all its models.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Target {
     /// An integration and every model under it.
     Integration(Arc<str>),
@@ -301,7 +305,12 @@ pub struct Grant {
 
 impl Grant {
     /// `subject` may do `access` on `target`, as written at `origin`.
-    pub fn new(subject: Subject, target: Target, access: AccessSet, origin: Origin) -> Grant {
+    pub(crate) fn new(
+        subject: Subject,
+        target: Target,
+        access: AccessSet,
+        origin: Origin,
+    ) -> Grant {
         Grant {
             subject,
             target,
@@ -366,6 +375,7 @@ impl Principal {
 
 /// Why a principal could not be formed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PrincipalError {
     /// `app:NAME` names no declared application.
     #[error("unknown application `{}`: applications must be declared under `[[applications]]`", Untrusted(.0))]
@@ -388,6 +398,7 @@ pub enum PrincipalError {
 
 /// The answer to "may this principal do this on that target?".
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Decision {
     /// Allowed or not.
     pub allowed: bool,
@@ -397,6 +408,7 @@ pub struct Decision {
 
 /// Why a decision came out the way it did.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Reason {
     /// The principal holds `ADMIN` through this group.
     Admin {
@@ -541,7 +553,7 @@ impl fmt::Display for Reason {
 
 /// A group as the policy sees it.
 #[derive(Debug, Clone)]
-pub struct GroupInput {
+pub(crate) struct GroupInput {
     /// Group name.
     pub name: Arc<str>,
     /// User ids.
@@ -552,7 +564,7 @@ pub struct GroupInput {
 
 /// Everything the policy is compiled from.
 #[derive(Debug, Clone, Default)]
-pub struct PolicyInput {
+pub(crate) struct PolicyInput {
     /// All grants.
     pub grants: Vec<Grant>,
     /// Declared groups.
@@ -644,7 +656,7 @@ impl Node {
 
 impl Policy {
     /// Compile a policy.
-    pub fn new(input: PolicyInput) -> Policy {
+    pub(crate) fn new(input: PolicyInput) -> Policy {
         let mut targets: FxHashMap<Target, usize> = FxHashMap::default();
         let mut nodes: Vec<Node> = Vec::new();
         let mut node = |targets: &mut FxHashMap<Target, usize>, t: Target, active: bool, parent| {

@@ -6,29 +6,34 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The prefix of every key hfconnect makes.
-pub const KEY_PREFIX: &str = "hfc_";
+pub(crate) const KEY_PREFIX: &str = "hfc_";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A fresh key and its config form (`sha256:…`).
+/// A fresh application key and the hash the config holds (`sha256:…`).
 pub fn new_key() -> Result<(String, String), String> {
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw)
         .map_err(|e| format!("the operating system's random source failed: {e}"))?;
     let key = format!("{KEY_PREFIX}{}", hex(&raw));
-    let hash = format!("sha256:{}", hex(&hash(&key)));
+    let hash = key_hash(&key);
     Ok((key, hash))
 }
 
+/// What the config holds for `key`: `sha256:` and the hex of its SHA-256.
+pub fn key_hash(key: &str) -> String {
+    format!("sha256:{}", hex(&hash(key)))
+}
+
 /// The SHA-256 of a key.
-pub fn hash(key: &str) -> [u8; 32] {
+pub(crate) fn hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
 /// Read `sha256:<64 hex digits>`.
-pub fn parse_hash(s: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hash(s: &str) -> Option<[u8; 32]> {
     let h = s.strip_prefix("sha256:")?;
     if h.len() != 64 {
         return None;
@@ -42,7 +47,7 @@ pub fn parse_hash(s: &str) -> Option<[u8; 32]> {
 
 /// Whether `key` hashes to one of `hashes`, compared in constant time
 /// (every hash is compared, whatever matches).
-pub fn matches(key: &str, hashes: &[[u8; 32]]) -> bool {
+pub(crate) fn matches(key: &str, hashes: &[[u8; 32]]) -> bool {
     let digest = hash(key);
     let mut found = subtle::Choice::from(0);
     for h in hashes {

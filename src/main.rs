@@ -13,7 +13,7 @@ fn main() {
     let _ = nix::sys::prctl::set_thp_disable(true);
     // Unlocked handles: each write takes the lock briefly. Holding the locks for
     // the whole run would deadlock `serve`, whose log lines come from worker threads.
-    let code = hfconnect::cli::run(
+    let code = hfconnect::run_cli(
         std::env::args_os(),
         &mut std::io::stdout(),
         &mut std::io::stderr(),

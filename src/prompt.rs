@@ -46,7 +46,7 @@ fn is_var_char(c: char) -> bool {
 impl PromptTemplate {
     /// Parse a template. `${name}` is a placeholder; a `$` not followed by `{`
     /// is plain text.
-    pub fn parse(source: &str) -> Result<PromptTemplate, TemplateError> {
+    pub(crate) fn parse(source: &str) -> Result<PromptTemplate, TemplateError> {
         let chars: Vec<char> = source.chars().collect();
         let mut parts = Vec::new();
         let mut text = String::new();

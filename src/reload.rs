@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 use crate::config::LoadOptions;
 use crate::connector::Connector;
 
-/// How often the config and key files are checked for changes.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the config and key files are checked for changes, by default.
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What identifies a file's content cheaply: length and modification time,
 /// following links.
@@ -54,8 +54,9 @@ fn reload(connector: &Connector, config: &Path, why: &str) {
     }
 }
 
-/// Reload on SIGHUP and when the config or key files change.
-pub(crate) fn spawn_reloader(connector: Arc<Connector>, config: PathBuf) {
+/// Reload on SIGHUP and when the config or key files change (checked every
+/// `every`).
+pub(crate) fn spawn_reloader(connector: Arc<Connector>, config: PathBuf, every: Duration) {
     tokio::spawn(async move {
         #[cfg(unix)]
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -71,16 +72,16 @@ pub(crate) fn spawn_reloader(connector: Arc<Connector>, config: PathBuf) {
             let signalled = match hup.as_mut() {
                 Some(h) => tokio::select! {
                     s = h.recv() => s.is_some(),
-                    () = tokio::time::sleep(WATCH_INTERVAL) => false,
+                    () = tokio::time::sleep(every) => false,
                 },
                 None => {
-                    tokio::time::sleep(WATCH_INTERVAL).await;
+                    tokio::time::sleep(every).await;
                     false
                 }
             };
             #[cfg(not(unix))]
             let signalled = {
-                tokio::time::sleep(WATCH_INTERVAL).await;
+                tokio::time::sleep(every).await;
                 false
             };
             let now = fingerprint(&config, &connector.key_files());

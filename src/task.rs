@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::TaskKind;
-use crate::provider::{ChatRole, ErrorKind, FinishReason, ProviderError};
+use crate::provider::{ErrorKind, FinishReason, ProviderError};
+
+/// Who said a chat message.
+pub(crate) use crate::provider::ChatRole;
+/// The kind of a provider failure, as [`TaskErrorKind::Provider`] carries it.
+pub(crate) use crate::provider::ErrorKind as ProviderErrorKind;
 
 /// `LLM_TEXT_COMPLETE` input.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -154,6 +159,7 @@ impl Task {
 /// What a task produced (Orkes names).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct TaskOutput {
     /// The answer: text, or the parsed JSON value with `jsonOutput`.
     pub result: Value,
@@ -168,7 +174,7 @@ pub struct TaskOutput {
 }
 
 /// `STOP`, `LENGTH`, `STOP_SEQUENCE` (the open-source server's spelling).
-pub fn finish_reason_name(r: &FinishReason) -> String {
+pub(crate) fn finish_reason_name(r: &FinishReason) -> String {
     match r {
         FinishReason::Stop => "STOP".into(),
         FinishReason::Length => "LENGTH".into(),
@@ -179,6 +185,7 @@ pub fn finish_reason_name(r: &FinishReason) -> String {
 
 /// A piece of a streamed task.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum TaskEvent {
     /// Generated text.
     Chunk(String),
@@ -188,6 +195,7 @@ pub enum TaskEvent {
 
 /// What kind of failure a [`TaskError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TaskErrorKind {
     /// Unknown integration, model or prompt.
     NotFound,
@@ -297,4 +305,80 @@ impl fmt::Display for TaskError {
     }
 }
 
-impl std::error::Error for TaskError {}
+impl std::error::Error for TaskError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.provider
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A failure as every front door reports it: `{error, kind, retryable}` and,
+/// when known, how long to wait. The one mapping from [`TaskError`]; doors
+/// add failures of their own (an unreadable header, Conductor unreachable)
+/// with [`Failure::terminal`] and [`Failure::retry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// A snake_case kind engines match on ([`TaskErrorKind::as_str`] for task errors).
+    pub kind: &'static str,
+    /// What went wrong, in words.
+    pub message: String,
+    /// Whether the same request may succeed later.
+    pub retryable: bool,
+    /// How long to wait first, when known.
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// A failure that retrying cannot mend.
+    pub(crate) fn terminal(kind: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    /// A failure worth retrying, after `after` when known.
+    pub(crate) fn retry(
+        kind: &'static str,
+        message: impl Into<String>,
+        after: Option<Duration>,
+    ) -> Failure {
+        Failure {
+            retryable: true,
+            retry_after: after,
+            ..Failure::terminal(kind, message)
+        }
+    }
+
+    /// `{error, kind, retryable}`.
+    pub(crate) fn body(&self) -> Value {
+        serde_json::json!({"error": self.message, "kind": self.kind, "retryable": self.retryable})
+    }
+
+    /// The wait in whole seconds, rounded up, at least 1 (`Retry-After`,
+    /// Conductor's `callbackAfterSeconds`).
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|w| (w.as_secs() + u64::from(w.subsec_nanos() > 0)).max(1))
+    }
+}
+
+impl From<&TaskError> for Failure {
+    fn from(e: &TaskError) -> Failure {
+        Failure {
+            kind: e.kind().as_str(),
+            message: e.to_string(),
+            retryable: e.is_retryable(),
+            retry_after: e.retry_after(),
+        }
+    }
+}
+
+impl From<TaskError> for Failure {
+    fn from(e: TaskError) -> Failure {
+        Failure::from(&e)
+    }
+}

@@ -212,7 +212,7 @@ fn load(path: &Path) -> Result<bool, String> {
     let env: EnvLookup = Arc::new(|_| None);
     std::thread::spawn(move || {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match hfconnect::load(&p, &LoadOptions::new().env(env)) {
+            match hfconnect::config::load(&p, &LoadOptions::new().env(env)) {
                 Ok(_) => Ok(false),
                 Err(e) => {
                     // A refusal says where: every diagnostic names the file.
@@ -262,7 +262,7 @@ fn the_config_loader_survives_arbitrary_and_mutated_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(format!("seed.{}", format.ext()));
         std::fs::write(&path, text).unwrap();
-        hfconnect::load(&path, &LoadOptions::new().env(Arc::new(|_| None)))
+        hfconnect::config::load(&path, &LoadOptions::new().env(Arc::new(|_| None)))
             .unwrap_or_else(|e| panic!("the {format:?} seed does not load: {e}"));
     }
     let dir = tempfile::tempdir().unwrap();

@@ -142,9 +142,9 @@ fn write_summary(out: &mut dyn Write, path: &std::path::Path, loaded: &LoadedCon
             .map(|(t, k)| format!("{t} ({k})"))
             .collect();
         let identity = match &w.identity {
-            crate::config::WorkerIdentity::Fixed(app) => format!("as application `{app}`"),
-            crate::config::WorkerIdentity::TaskInput => "as `inputData._createdBy`".to_string(),
-            crate::config::WorkerIdentity::Workflow => "as the workflow's creator".to_string(),
+            crate::catalog::WorkerIdentity::Fixed(app) => format!("as application `{app}`"),
+            crate::catalog::WorkerIdentity::TaskInput => "as `inputData._createdBy`".to_string(),
+            crate::catalog::WorkerIdentity::Workflow => "as the workflow's creator".to_string(),
         };
         let _ = writeln!(
             out,

@@ -4,8 +4,12 @@
 
 mod access;
 mod config;
+mod endpoint;
+mod keys;
 mod run;
 mod serve;
+mod service;
+mod template;
 mod token;
 mod worker;
 
@@ -16,8 +20,8 @@ pub const EXIT_PROVIDER: i32 = 5;
 
 /// The exit code of a provider failure, one rule for every command: the token
 /// missing, rejected, or without the permission it needs is 4; the rest 5.
-pub(crate) fn exit_for_provider(kind: crate::provider::ErrorKind) -> Exit {
-    use crate::provider::ErrorKind;
+pub(crate) fn exit_for_provider(kind: ProviderErrorKind) -> Exit {
+    use ProviderErrorKind as ErrorKind;
     match kind {
         ErrorKind::KeyUnavailable
         | ErrorKind::Unauthorized
@@ -34,6 +38,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{LoadOptions, LoadedConfig, CONFIG_ENV};
+use crate::connector::{Connector, ConnectorError};
+use crate::task::{ChatRole, InputMessage, ProviderErrorKind, TaskError, TaskErrorKind};
 
 /// Exit code: success (valid, allowed).
 pub const EXIT_OK: i32 = 0;
@@ -86,13 +92,13 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Make a key for an application: prints the key once (stdout) and the config line with its hash (stderr).
-    New(serve::KeysNewArgs),
+    New(keys::KeysNewArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum TemplateCommand {
     /// Print the prompt a `tgi` model's chat template makes of messages.
-    Render(run::RenderArgs),
+    Render(template::RenderArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,7 +110,7 @@ enum TokenCommand {
 #[derive(Debug, Subcommand)]
 enum EndpointCommand {
     /// Health and info of each model endpoint, plus the management API's view: exit 0 all healthy, 4 token missing or refused, 5 otherwise.
-    Status(token::EndpointStatusArgs),
+    Status(endpoint::EndpointStatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +229,62 @@ pub(crate) fn runtime(
     })
 }
 
+/// Report a failed connector operation and pick its exit code.
+pub(crate) fn connector_failed(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
+    let _ = writeln!(io.err, "error: {e}");
+    match e {
+        ConnectorError::NotFound(_) | ConnectorError::Config(_) => EXIT_BAD_INPUT,
+        ConnectorError::Provider(p) => exit_for_provider(p.kind()),
+        ConnectorError::Internal(_) => EXIT_FAILURE,
+    }
+}
+
+/// The Connector over the config and a runtime for its one call, or the exit code.
+pub(crate) fn connector_and_runtime(
+    config: &ConfigArg,
+    io: &mut Io<'_>,
+) -> Result<(Connector, tokio::runtime::Runtime), Exit> {
+    let connector = config.connector(io)?;
+    Ok((connector, runtime(false, io)?))
+}
+
+/// The exit code for a task error.
+pub(crate) fn exit_for_task(e: &TaskError) -> Exit {
+    match e.kind() {
+        TaskErrorKind::Denied | TaskErrorKind::Inactive => EXIT_DENIED,
+        TaskErrorKind::NotFound | TaskErrorKind::InvalidInput => EXIT_BAD_INPUT,
+        TaskErrorKind::Provider(k) => exit_for_provider(k),
+        _ => EXIT_PROVIDER,
+    }
+}
+
+/// Report a failed task and pick its exit code.
+pub(crate) fn task_failed(e: &TaskError, io: &mut Io<'_>) -> Exit {
+    let _ = writeln!(io.err, "error: {e}");
+    exit_for_task(e)
+}
+
+/// `role:text`, as `--message` takes a chat message.
+pub(crate) fn parse_message(s: &str) -> Result<InputMessage, String> {
+    let (role, text) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not `role:text`"))?;
+    let role = match role {
+        "user" => ChatRole::User,
+        "assistant" => ChatRole::Assistant,
+        "system" => ChatRole::System,
+        other => {
+            return Err(format!(
+                "unknown role `{other}`; use `user`, `assistant` or `system`"
+            ))
+        }
+    };
+    Ok(InputMessage {
+        role,
+        message: text.to_string(),
+    })
+}
+
 pub(crate) fn summary_line(e: &crate::config::ConfigError) -> String {
     let errors = e.errors().count();
     let warnings = e.diagnostics().len() - errors;
@@ -257,12 +319,12 @@ where
         Command::Access(AccessCommand::Explain(args)) => access::explain(&args, &mut io),
         Command::Access(AccessCommand::List(args)) => access::list(&args, &mut io),
         Command::Token(TokenCommand::Check(args)) => token::check(&args, &mut io),
-        Command::Endpoint(EndpointCommand::Status(args)) => token::status(&args, &mut io),
+        Command::Endpoint(EndpointCommand::Status(args)) => endpoint::status(&args, &mut io),
         Command::Run(args) => run::run(&args, &mut io),
-        Command::Template(TemplateCommand::Render(args)) => run::render(&args, &mut io),
+        Command::Template(TemplateCommand::Render(args)) => template::render(&args, &mut io),
         Command::Serve(args) => serve::run(&args, &mut io),
         Command::Worker(args) => worker::run(&args, &mut io),
-        Command::Keys(KeysCommand::New(args)) => serve::keys_new(&args, &mut io),
+        Command::Keys(KeysCommand::New(args)) => keys::new(&args, &mut io),
     };
     if io.out.flush().is_err() {
         return EXIT_FAILURE;

@@ -1,5 +1,5 @@
-//! `hfconnect run …` (run a task as a subject, through the Connector) and
-//! `hfconnect template render` (show what a chat template makes of messages).
+//! `hfconnect run …`: run a task as a subject, through the Connector, and
+//! print its output (or stream its text).
 
 use std::collections::HashMap;
 
@@ -7,16 +7,11 @@ use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use super::{
-    exit_for_provider, CallerArgs, ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_FAILURE,
-    EXIT_OK, EXIT_PROVIDER,
-};
-use crate::provider::{ChatMessage, ChatRole};
+use super::{task_failed, CallerArgs, Exit, Io, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
+use crate::access::Subject;
 use crate::task::{
-    ChatCompleteInput, InputMessage, SummarizeInput, Task, TaskError, TaskErrorKind, TaskEvent,
-    TaskOutput, TextCompleteInput,
+    ChatCompleteInput, InputMessage, SummarizeInput, Task, TaskEvent, TaskOutput, TextCompleteInput,
 };
-use crate::Subject;
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -91,8 +86,8 @@ enum RunTask {
         #[command(flatten)]
         target: Target,
         /// A message, `user:text`, `assistant:text` or `system:text` (repeatable, in order).
-        #[arg(long = "message", required = true, value_parser = parse_message)]
-        messages: Vec<ChatMessage>,
+        #[arg(long = "message", required = true, value_parser = super::parse_message)]
+        messages: Vec<InputMessage>,
         /// A saved prompt used as system text.
         #[arg(long)]
         instructions: Option<String>,
@@ -128,63 +123,16 @@ enum RunTask {
     },
 }
 
-#[derive(Debug, Args)]
-pub(crate) struct RenderArgs {
-    #[command(flatten)]
-    config: ConfigArg,
-    /// The model, `integration:model`.
-    #[arg(long)]
-    model: String,
-    /// A message, `role:text` (repeatable, in order).
-    #[arg(long = "message", required = true, value_parser = parse_message)]
-    messages: Vec<ChatMessage>,
-}
-
 fn parse_var(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("`{s}` is not `name=value`"))
 }
 
-fn parse_message(s: &str) -> Result<ChatMessage, String> {
-    let (role, text) = s
-        .split_once(':')
-        .ok_or_else(|| format!("`{s}` is not `role:text`"))?;
-    let role = match role {
-        "user" => ChatRole::User,
-        "assistant" => ChatRole::Assistant,
-        "system" => ChatRole::System,
-        other => {
-            return Err(format!(
-                "unknown role `{other}`; use `user`, `assistant` or `system`"
-            ))
-        }
-    };
-    Ok(ChatMessage {
-        role,
-        content: text.to_string(),
-    })
-}
-
 fn vars(v: &[(String, String)]) -> HashMap<String, Value> {
     v.iter()
         .map(|(k, val)| (k.clone(), Value::String(val.clone())))
         .collect()
-}
-
-/// The exit code for a task error.
-fn exit_for(e: &TaskError) -> Exit {
-    match e.kind() {
-        TaskErrorKind::Denied | TaskErrorKind::Inactive => EXIT_DENIED,
-        TaskErrorKind::NotFound | TaskErrorKind::InvalidInput => EXIT_BAD_INPUT,
-        TaskErrorKind::Provider(k) => exit_for_provider(k),
-        TaskErrorKind::RateLimited | TaskErrorKind::InvalidOutput => EXIT_PROVIDER,
-    }
-}
-
-fn fail(e: &TaskError, io: &mut Io<'_>) -> Exit {
-    let _ = writeln!(io.err, "error: {e}");
-    exit_for(e)
 }
 
 fn print_output(o: &TaskOutput, json: bool, streamed: bool, io: &mut Io<'_>) {
@@ -230,7 +178,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
     };
     let principal = match connector.principal(&subject, args.caller.group.as_deref()) {
         Ok(p) => p,
-        Err(e) => return fail(&e, io),
+        Err(e) => return task_failed(&e, io),
     };
     let (task, output) = match &args.task {
         RunTask::TextComplete {
@@ -268,13 +216,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                 model: target.model.clone(),
                 instructions: instructions.clone(),
                 prompt_variables: vars(v),
-                messages: messages
-                    .iter()
-                    .map(|m| InputMessage {
-                        role: m.role,
-                        message: m.content.clone(),
-                    })
-                    .collect(),
+                messages: messages.clone(),
                 temperature: sampling.temperature,
                 top_p: sampling.top_p,
                 max_tokens: sampling.max_tokens,
@@ -324,7 +266,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                 print_output(&o, output.json, false, io);
                 EXIT_OK
             }
-            Err(e) => fail(&e, io),
+            Err(e) => task_failed(&e, io),
         };
     }
     rt.block_on(async {
@@ -343,28 +285,10 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                 }
                 Err(e) => {
                     let _ = writeln!(io.out);
-                    return fail(&e, io);
+                    return task_failed(&e, io);
                 }
             }
         }
         EXIT_FAILURE
     })
-}
-
-pub(crate) fn render(args: &RenderArgs, io: &mut Io<'_>) -> Exit {
-    let Some((integration, model)) = args.model.split_once(':') else {
-        let _ = writeln!(io.err, "error: `{}` is not `integration:model`", args.model);
-        return EXIT_BAD_INPUT;
-    };
-    let connector = match args.config.connector(io) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    match connector.render_chat(integration, model, &args.messages) {
-        Ok(text) => {
-            let _ = write!(io.out, "{text}");
-            EXIT_OK
-        }
-        Err(e) => fail(&e, io),
-    }
 }

@@ -1,13 +1,10 @@
-//! `hfconnect token check` and `hfconnect endpoint status`: ask Hugging Face
-//! about an integration's token and endpoints, through the Connector.
+//! `hfconnect token check`: ask the Hub whose an integration's token is and
+//! whether it may use the integration's namespace, through the Connector.
 
 use clap::Args;
 use serde_json::json;
 
-use super::{
-    exit_for_provider, ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK, EXIT_PROVIDER, EXIT_REJECTED,
-};
-use crate::connector::{Connector, ConnectorError};
+use super::{connector_and_runtime, connector_failed, ConfigArg, Exit, Io, EXIT_OK, EXIT_REJECTED};
 
 #[derive(Debug, Args)]
 pub(crate) struct TokenCheckArgs {
@@ -21,39 +18,6 @@ pub(crate) struct TokenCheckArgs {
     json: bool,
 }
 
-#[derive(Debug, Args)]
-pub(crate) struct EndpointStatusArgs {
-    #[command(flatten)]
-    config: ConfigArg,
-    /// The integration.
-    #[arg(long)]
-    integration: String,
-    /// Only this model.
-    #[arg(long)]
-    model: Option<String>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-fn fail(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
-    let _ = writeln!(io.err, "error: {e}");
-    match e {
-        ConnectorError::NotFound(_) | ConnectorError::Config(_) => EXIT_BAD_INPUT,
-        ConnectorError::Provider(p) => exit_for_provider(p.kind()),
-        ConnectorError::Internal(_) => super::EXIT_FAILURE,
-    }
-}
-
-/// The Connector over the config and a runtime for its one call, or the exit code.
-fn connector_and_runtime(
-    config: &ConfigArg,
-    io: &mut Io<'_>,
-) -> Result<(Connector, tokio::runtime::Runtime), Exit> {
-    let connector = config.connector(io)?;
-    Ok((connector, super::runtime(false, io)?))
-}
-
 pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
     let (connector, rt) = match connector_and_runtime(&args.config, io) {
         Ok(x) => x,
@@ -61,7 +25,7 @@ pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
     };
     let report = match rt.block_on(connector.token_check(&args.integration)) {
         Ok(r) => r,
-        Err(e) => return fail(&e, io),
+        Err(e) => return connector_failed(&e, io),
     };
     // A token whose owner is neither the namespace nor a member of it gets
     // 403 from the namespace's endpoints: it cannot do this integration's work.
@@ -129,105 +93,4 @@ pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
         );
     }
     code
-}
-
-pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
-    let (connector, rt) = match connector_and_runtime(&args.config, io) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let report =
-        match rt.block_on(connector.endpoint_status(&args.integration, args.model.as_deref())) {
-            Ok(r) => r,
-            Err(e) => return fail(&e, io),
-        };
-    let all_ok = report.models.iter().all(|m| m.probe.is_ok());
-    if args.json {
-        let models: Vec<_> = report
-            .models
-            .iter()
-            .map(|m| {
-                json!({
-                    "model": m.model,
-                    "api": m.api,
-                    "endpoint": m.endpoint,
-                    "healthy": m.probe.as_ref().is_ok_and(|i| i.healthy),
-                    "info": m.probe.as_ref().ok(),
-                    "error": m.probe.as_ref().err().map(|e| json!({"kind": e.kind().as_str(), "message": e.to_string()})),
-                    "management": m.managed,
-                })
-            })
-            .collect();
-        let v = json!({
-            "integration": report.integration,
-            "models": models,
-            "management_unavailable": report.management_unavailable,
-        });
-        let _ = writeln!(io.out, "{v:#}");
-    } else {
-        let _ = writeln!(io.out, "integration `{}`", report.integration);
-        for m in &report.models {
-            let _ = writeln!(
-                io.out,
-                "  model `{}` (api `{}`, {})",
-                m.model, m.api, m.endpoint
-            );
-            match &m.probe {
-                Ok(info) => {
-                    let health = if info.healthy {
-                        "healthy"
-                    } else {
-                        "not checked"
-                    };
-                    let mut facts = vec![health.to_string()];
-                    if let Some(id) = &info.model_id {
-                        facts.push(format!("serves `{id}`"));
-                    }
-                    if let Some(n) = info.max_input_tokens {
-                        facts.push(format!("max input tokens {n}"));
-                    }
-                    if let Some(n) = info.max_total_tokens {
-                        facts.push(format!("max total tokens {n}"));
-                    }
-                    if let Some(v) = &info.version {
-                        facts.push(format!("version {v}"));
-                    }
-                    if let Some(n) = &info.note {
-                        facts.push(n.clone());
-                    }
-                    let _ = writeln!(io.out, "    probe: {}", facts.join(", "));
-                }
-                Err(e) => {
-                    let _ = writeln!(io.out, "    probe: FAILED ({}): {e}", e.kind());
-                }
-            }
-            if let Some(ep) = &m.managed {
-                let _ = writeln!(
-                    io.out,
-                    "    management: endpoint `{}` is `{}`{}",
-                    ep.name,
-                    ep.state,
-                    ep.message
-                        .as_deref()
-                        .map(|msg| format!(" ({msg})"))
-                        .unwrap_or_default()
-                );
-            }
-        }
-        if let Some(why) = &report.management_unavailable {
-            let _ = writeln!(io.out, "  management API: not consulted: {why}");
-        }
-    }
-    // One rule with every command: a token problem (4) before any other failure (5).
-    let worst = report
-        .models
-        .iter()
-        .filter_map(|m| m.probe.as_ref().err())
-        .map(|e| exit_for_provider(e.kind()))
-        .min();
-    match (all_ok, worst) {
-        (true, _) => EXIT_OK,
-        (false, Some(code)) => code,
-        (false, None) => EXIT_PROVIDER,
-    }
 }

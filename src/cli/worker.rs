@@ -4,7 +4,7 @@
 use clap::Args;
 use url::Url;
 
-use super::serve::{start_service, LogFormat};
+use super::service::{start_service, LogFormat};
 use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK};
 use crate::conductor::Worker;
 
@@ -22,6 +22,10 @@ pub(crate) struct WorkerArgs {
     /// on this address: the task metrics and the worker's polls and reports.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Seconds between checks of the config and key files for changes (a
+    /// change reloads, as SIGHUP does).
+    #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = super::service::watch_interval)]
+    watch_interval: std::time::Duration,
 }
 
 pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
@@ -80,7 +84,7 @@ pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
         },
     };
     service.rt.block_on(async {
-        crate::reload::spawn_reloader(connector.clone(), path);
+        crate::reload::spawn_reloader(connector.clone(), path, args.watch_interval);
         let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some(l) = listener {
             let c = connector.clone();

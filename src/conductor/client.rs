@@ -34,18 +34,6 @@ pub struct PolledTask {
     /// The task's input.
     #[serde(default)]
     pub input_data: Option<Map<String, Value>>,
-    /// How often it was polled.
-    #[serde(default)]
-    pub poll_count: u32,
-    /// How often it was retried.
-    #[serde(default)]
-    pub retry_count: u32,
-    /// Seconds Conductor waits for a report before re-queueing it.
-    #[serde(default)]
-    pub response_timeout_seconds: Option<u64>,
-    /// The workflow's name.
-    #[serde(default)]
-    pub workflow_type: Option<String>,
 }
 
 /// The status a worker reports.
@@ -185,15 +173,6 @@ impl ConductorError {
     /// What kind of failure this is.
     pub fn kind(&self) -> ConductorErrorKind {
         self.kind
-    }
-
-    /// The HTTP status, when the server answered.
-    pub fn status(&self) -> Option<u16> {
-        match self.kind {
-            ConductorErrorKind::Status(s) => Some(s),
-            ConductorErrorKind::Unauthorized => Some(401),
-            _ => None,
-        }
     }
 
     /// Whether trying again later may work (down, slow, 5xx, 429).
@@ -494,7 +473,7 @@ mod tests {
         assert!(e(503).is_retryable());
         assert!(e(429).is_retryable());
         assert!(!e(404).is_retryable());
-        assert_eq!(e(404).status(), Some(404));
+        assert_eq!(e(404).kind(), ConductorErrorKind::Status(404));
         assert!(ConductorError::new(ConductorErrorKind::Unreachable, "x").is_retryable());
     }
 }

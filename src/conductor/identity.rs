@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use serde_json::{Map, Value};
 
 use super::client::{ConductorClient, ConductorErrorKind, PolledTask};
-use super::worker::Failure;
 use crate::access::Subject;
-use crate::config::WorkerIdentity;
+use crate::catalog::WorkerIdentity;
+use crate::task::Failure;
 
 /// Workflow owners cached at most; the cache is emptied when it is full.
 const CACHE_LIMIT: usize = 10_000;

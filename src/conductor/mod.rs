@@ -9,9 +9,8 @@
 //! is left for Conductor to re-queue; nothing is reported `COMPLETED`
 //! without its output.
 
-pub mod client;
+mod client;
 mod identity;
 mod worker;
 
-pub use client::{ConductorClient, ConductorError, ConductorErrorKind};
 pub use worker::{Worker, WorkerError, WorkerReport};

@@ -10,16 +10,17 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use super::client::{ConductorClient, PolledTask, ReportStatus, TaskLog, TaskResult};
 use super::identity::Identities;
 use crate::catalog::TaskKind;
-use crate::config::WorkerSettings;
+use crate::catalog::WorkerSettings;
 use crate::connector::Connector;
-use crate::task::{Task, TaskError};
+use crate::retry::Backoff;
+use crate::task::{Failure, Task};
 use crate::untrusted::{Field, Untrusted};
 
 /// A report that cannot be delivered for this long is given up: the task is
@@ -37,51 +38,9 @@ const EMPTY_POLL_PAUSE: Duration = Duration::from_millis(100);
 #[error("{0}")]
 pub struct WorkerError(String);
 
-/// Why a task did not complete, as the worker reports it.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    kind: String,
-    message: String,
-    retryable: bool,
-    retry_after: Option<Duration>,
-}
-
-impl Failure {
-    pub(crate) fn terminal(kind: &str, message: impl Into<String>) -> Failure {
-        Failure {
-            kind: kind.to_string(),
-            message: message.into(),
-            retryable: false,
-            retry_after: None,
-        }
-    }
-
-    pub(crate) fn retry(
-        kind: &str,
-        message: impl Into<String>,
-        after: Option<Duration>,
-    ) -> Failure {
-        Failure {
-            retryable: true,
-            retry_after: after,
-            ..Failure::terminal(kind, message)
-        }
-    }
-}
-
-impl From<TaskError> for Failure {
-    fn from(e: TaskError) -> Failure {
-        Failure {
-            kind: e.kind().as_str().to_string(),
-            message: e.to_string(),
-            retryable: e.is_retryable(),
-            retry_after: e.retry_after(),
-        }
-    }
-}
-
 /// What a worker did, counted from its start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct WorkerReport {
     /// Tasks received from polls.
     pub polled: u64,
@@ -209,23 +168,6 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Doubling waits between `BACKOFF_MIN` and `BACKOFF_MAX`, half of each random.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff(BACKOFF_MIN)
-    }
-    fn reset(&mut self) {
-        self.0 = BACKOFF_MIN;
-    }
-    fn next(&mut self) -> Duration {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
-        d / 2 + d.mul_f64(fastrand::f64() / 2.0)
-    }
-}
-
 /// Sleep for `d`, or less when the worker is told to stop.
 async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) {
     tokio::select! {
@@ -350,7 +292,7 @@ async fn poll_loop(
 ) {
     let s = &inner.settings;
     let batch = s.batch.get() as usize;
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         if *stop.borrow() {
             break;
@@ -401,7 +343,7 @@ async fn poll_loop(
             }
             Err(e) => {
                 inner.counters.poll_errors.inc();
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 tracing::warn!(task_type, error = %e, retry_in_ms = wait.as_millis() as u64, "poll failed");
                 pause(wait, &mut stop).await;
             }
@@ -442,17 +384,15 @@ async fn run_task(inner: Arc<Inner>, task: PolledTask, _slot: OwnedSemaphorePerm
             summary
         }
         Err(f) => {
-            result.output_data = match json!({"error": f.message, "kind": f.kind, "retryable": f.retryable})
-            {
+            result.output_data = match f.body() {
                 Value::Object(m) => m,
                 _ => Map::new(),
             };
             result.reason(&format!("{}: {}", f.kind, f.message));
-            result.status = match (f.retryable, f.retry_after) {
+            result.status = match (f.retryable, f.retry_after_secs()) {
                 (false, _) => ReportStatus::FailedWithTerminalError,
-                (true, Some(after)) => {
-                    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-                    result.callback_after_seconds = Some(secs.clamp(1, 3600));
+                (true, Some(secs)) => {
+                    result.callback_after_seconds = Some(secs.min(3600));
                     ReportStatus::InProgress
                 }
                 (true, None) => ReportStatus::Failed,
@@ -485,7 +425,7 @@ async fn run_task(inner: Arc<Inner>, task: PolledTask, _slot: OwnedSemaphorePerm
 /// Deliver a result, retrying while Conductor is down for up to [`REPORT_PATIENCE`].
 async fn report(inner: &Inner, result: &TaskResult) {
     let give_up = Instant::now() + REPORT_PATIENCE;
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         match inner.client.update(result).await {
             Ok(()) => {
@@ -499,7 +439,7 @@ async fn report(inner: &Inner, result: &TaskResult) {
             }
             Err(e) if e.is_retryable() && Instant::now() < give_up => {
                 inner.counters.report_retries.inc();
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 tracing::warn!(task_id = %Field::new(&result.task_id), error = %e, retry_in_ms = wait.as_millis() as u64, "report failed; retrying");
                 tokio::time::sleep(wait).await;
             }
@@ -600,6 +540,7 @@ async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn engine_fields_are_not_task_fields() {
@@ -615,14 +556,5 @@ mod tests {
         };
         let e = task_of(TaskKind::TextGeneration, "LLM_TEXT_COMPLETE", &m).err();
         assert!(e.is_some_and(|f| !f.retryable && f.message.contains("promt")));
-    }
-
-    #[test]
-    fn backoff_grows_to_its_bound() {
-        let mut b = Backoff::new();
-        let waits: Vec<Duration> = (0..12).map(|_| b.next()).collect();
-        assert!(waits[0] >= BACKOFF_MIN / 2 && waits[0] <= BACKOFF_MIN);
-        assert!(waits.iter().all(|w| *w <= BACKOFF_MAX));
-        assert!(waits[11] >= BACKOFF_MAX / 2);
     }
 }

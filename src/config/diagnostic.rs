@@ -5,12 +5,14 @@
 //! Messages follow one style: lowercase, user input in backticks, never a secret.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
+
+use crate::origin::Origin;
 
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Severity {
     /// The config can be used, but something deserves a look.
     Warning,
@@ -22,96 +24,6 @@ pub enum Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct FileId(pub(crate) u32);
 
-/// Where a value came from: file, 1-based line and column, key path.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Origin {
-    file: Arc<Path>,
-    line: u32,
-    column: u32,
-    path: String,
-}
-
-impl Origin {
-    pub(crate) fn new(file: Arc<Path>, line: u32, column: u32, path: String) -> Self {
-        Self {
-            file,
-            line,
-            column,
-            path,
-        }
-    }
-
-    /// An origin for values built in code rather than read from a file.
-    pub fn builtin(path: impl Into<String>) -> Self {
-        Self {
-            file: Arc::from(Path::new("<built-in>")),
-            line: 0,
-            column: 0,
-            path: path.into(),
-        }
-    }
-
-    /// The file the value was read from.
-    pub fn file(&self) -> &Path {
-        &self.file
-    }
-
-    /// 1-based line (0 when the format gives none).
-    pub fn line(&self) -> u32 {
-        self.line
-    }
-
-    /// 1-based column (0 when the format gives none).
-    pub fn column(&self) -> u32 {
-        self.column
-    }
-
-    /// The key path, such as `integrations[0].models[2].endpoint`.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// `file:line:column`, the part editors and terminals make clickable.
-    pub fn position(&self) -> String {
-        self.at().to_string()
-    }
-
-    /// [`Origin::position`] written where it is displayed, without a string
-    /// of its own (audit lines name the grant behind every decision).
-    pub fn at(&self) -> impl fmt::Display + '_ {
-        Position(self)
-    }
-}
-
-struct Position<'a>(&'a Origin);
-
-impl fmt::Display for Position<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let o = self.0;
-        if o.line == 0 {
-            write!(f, "{}", o.file.display())
-        } else {
-            write!(f, "{}:{}:{}", o.file.display(), o.line, o.column)
-        }
-    }
-}
-
-impl fmt::Debug for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.at(), self.path)
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.at())
-        } else {
-            write!(f, "{}, at `{}`", self.at(), self.path)
-        }
-    }
-}
-
 pub(crate) fn join_path(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_string()
@@ -122,6 +34,7 @@ pub(crate) fn join_path(parent: &str, key: &str) -> String {
 
 /// One problem in the config.
 #[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
 pub struct Diagnostic {
     /// Error or warning.
     pub severity: Severity,
@@ -144,10 +57,10 @@ impl Diagnostic {
     pub(crate) fn at(severity: Severity, origin: &Origin, message: impl Into<String>) -> Self {
         Self {
             severity,
-            file: origin.file.to_path_buf(),
-            line: origin.line,
-            column: origin.column,
-            path: origin.path.clone(),
+            file: origin.file().to_path_buf(),
+            line: origin.line(),
+            column: origin.column(),
+            path: origin.path().to_string(),
             message: message.into(),
             help: None,
         }

@@ -10,19 +10,18 @@ pub(crate) mod de;
 mod diagnostic;
 pub(crate) mod node;
 mod raw;
-pub mod secret;
+pub(crate) mod secret;
 mod validate;
-pub mod worker;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use diagnostic::{Diagnostic, Origin, Severity};
-pub use secret::{process_env, ApiKey, EnvLookup, KeySource};
-pub use worker::{ConductorAuth, IdentityMode, WorkerIdentity, WorkerSettings};
+pub use diagnostic::{Diagnostic, Severity};
+pub use secret::{process_env, EnvLookup};
 
 use crate::catalog::Catalog;
+use crate::origin::Origin;
 use diagnostic::FileId;
 
 /// ` (did you mean `x`?)` when a candidate is close to `input`, else nothing.
@@ -75,6 +74,7 @@ impl fmt::Debug for LoadOptions {
 
 /// A loaded, valid config: the catalog, the files it came from, and warnings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LoadedConfig {
     /// The validated catalog.
     pub catalog: Catalog,
@@ -86,6 +86,7 @@ pub struct LoadedConfig {
 
 /// What kind of failure a [`ConfigError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigErrorKind {
     /// The path could not be read (missing, not a config file, unreadable).
     Unreadable,
@@ -167,7 +168,7 @@ fn format_of(path: &Path) -> Option<Format> {
 /// The files a config path stands for: the file itself, or the config files
 /// directly inside a directory, sorted by name. Hidden entries are skipped
 /// (Kubernetes ConfigMap mounts keep their bookkeeping in `..data` and the like).
-pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+pub(crate) fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let meta = std::fs::metadata(path).map_err(|e| {
         let msg = if e.kind() == std::io::ErrorKind::NotFound {
             format!("config path `{}` does not exist", path.display())

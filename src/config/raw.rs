@@ -5,9 +5,9 @@ use serde::Deserialize;
 
 use super::de::{Items, Spanned};
 use super::secret::ApiKeyLocation;
-use super::worker::IdentityMode;
 use crate::access::{Access, Role};
-use crate::catalog::{Api, TaskKind};
+use crate::catalog::TaskKind;
+use crate::provider::Api;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -185,4 +185,16 @@ pub(crate) struct RawGrant {
     pub subject: Spanned<String>,
     pub target: Spanned<String>,
     pub access: Spanned<Vec<Spanned<Access>>>,
+}
+
+/// `worker.identity` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum IdentityMode {
+    /// Every task runs as `worker.app`.
+    Fixed,
+    /// Trust `inputData._createdBy` (only where the engine sets it itself).
+    TaskInput,
+    /// Read `createdBy` / `ownerApp` of the task's workflow.
+    Workflow,
 }

@@ -10,24 +10,21 @@ use std::sync::Arc;
 use url::Url;
 
 use super::de::{Loc, Spanned};
-use super::diagnostic::{did_you_mean, Diagnostic, FileId, Origin};
+use super::diagnostic::{did_you_mean, Diagnostic, FileId};
 use super::raw::{
-    RawApplication, RawFile, RawGrant, RawGroup, RawIntegration, RawModel, RawPrompt, RawQuota,
-    RawRate, RawWorker,
+    IdentityMode, RawApplication, RawFile, RawGrant, RawGroup, RawIntegration, RawModel, RawPrompt,
+    RawQuota, RawRate, RawWorker,
 };
 use super::secret::{self, EnvLookup};
-use super::worker::{
-    ConductorAuth, IdentityMode, WorkerIdentity, WorkerSettings, DEFAULT_TASK_TYPES,
-};
 use crate::access::{AccessSet, Grant, GroupInput, Policy, PolicyInput, Subject, Target};
 use crate::catalog::{
-    Api, Application, Catalog, Group, Integration, Limits, Model, ModelDefaults, ModelRef, Prompt,
-    Quota, TaskKind,
+    Application, Catalog, ConductorAuth, Group, Integration, Limits, Model, ModelDefaults,
+    ModelRef, Prompt, Quota, TaskKind, WorkerIdentity, WorkerSettings,
 };
+use crate::origin::Origin;
 use crate::prompt::PromptTemplate;
-use crate::provider::huggingface::{
-    Settings, DEFAULT_HUB_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_ROUTER_URL,
-};
+use crate::provider::huggingface::{DEFAULT_HUB_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_ROUTER_URL};
+use crate::provider::{Api, CallSettings};
 use crate::retry::{ColdStartPolicy, RetryPolicy};
 use std::time::Duration;
 
@@ -98,7 +95,7 @@ impl V<'_> {
         });
         let problem = if n.is_empty() {
             Some(format!("{kind} name is empty"))
-        } else if n == crate::connector::UNKNOWN_LABEL {
+        } else if n == crate::catalog::UNKNOWN_NAME {
             Some(format!(
                 "{kind} name `{n}` is reserved: metrics count names the catalog does not know under it"
             ))
@@ -454,7 +451,7 @@ fn integration(
         },
         None => Url::parse(DEFAULT_MANAGEMENT_URL).ok(),
     };
-    let settings = settings(v, &r, &mut ok);
+    let calls = calls(v, &r, &mut ok);
     let limits = limits(v, &r.rate_limit, &r.max_concurrency, &mut ok);
     let queue_timeout = seconds(v, &r.queue_timeout, "queue_timeout", true, &mut ok)
         .unwrap_or(Duration::from_secs(30));
@@ -503,12 +500,6 @@ fn integration(
     if !ok {
         return None;
     }
-    let settings = Settings {
-        namespace: r.namespace.as_ref().map(|n| n.value.clone()),
-        hub_url,
-        management_url,
-        ..settings
-    };
     let model_index = models
         .iter()
         .enumerate()
@@ -524,7 +515,9 @@ fn integration(
         namespace: r.namespace.map(|n| n.value),
         active: r.active.unwrap_or(true),
         api_key: resolved.key,
-        settings,
+        hub_url,
+        management_url,
+        calls,
         limits,
         queue_timeout,
         models,
@@ -650,8 +643,8 @@ fn quota(
 }
 
 /// Timeouts, retries and cold-start waits of an integration, defaults filled in.
-fn settings(v: &mut V<'_>, r: &RawIntegration, ok: &mut bool) -> Settings {
-    let mut s = Settings::new(r.name.value.clone());
+fn calls(v: &mut V<'_>, r: &RawIntegration, ok: &mut bool) -> CallSettings {
+    let mut s = CallSettings::default();
     if let Some(t) = &r.timeouts {
         s.connect_timeout =
             seconds(v, &t.connect, "timeouts.connect", false, ok).unwrap_or(s.connect_timeout);
@@ -1287,9 +1280,9 @@ fn worker(v: &mut V<'_>, rw: Spanned<RawWorker>, apps: &HashSet<&str>) -> Option
     };
 
     let task_types = match &r.task_types {
-        None => DEFAULT_TASK_TYPES
+        None => TaskKind::ALL
             .iter()
-            .map(|(n, k)| ((*n).to_string(), *k))
+            .map(|k| (k.conductor_type().to_string(), *k))
             .collect(),
         Some(t) => {
             let mut out: Vec<(String, TaskKind)> = Vec::new();

@@ -18,7 +18,7 @@ use crate::task::{Task, TaskError, TaskErrorKind, TaskOutput};
 use crate::untrusted::{Field, Quoted};
 
 /// The label value of integrations and models the catalog does not know.
-pub const UNKNOWN: &str = "_unknown";
+pub(crate) use crate::catalog::UNKNOWN_NAME as UNKNOWN;
 
 /// The access decision of a task, once taken: allowed or not, and why.
 pub(crate) type Decided = Option<(bool, DecisionText)>;

@@ -4,17 +4,19 @@
 //! one immutable snapshot behind an atomic pointer; a reload swaps it.
 //!
 //! The task path, by file:
-//! - [`prepare`]: look up, refuse inactive, decide, check, build the call (pure);
-//! - [`run`]: admit, call the provider, shape the output, record — one path
+//! - `prepare`: look up, refuse inactive, decide, check, build the call (pure);
+//! - `run`: admit, call the provider, shape the output, record — one path
 //!   for plain and streamed tasks, one guard per task owning in-flight
 //!   counting and the audit event;
-//! - [`audit`]: the audit event and the metrics of a task or a refusal;
-//! - [`ops`]: what else front doors ask (token, endpoints, templates, catalog).
+//! - `audit`: the audit event and the metrics of a task or a refusal;
+//! - `ops`: what else front doors ask (token, endpoints, templates, catalog).
 
 mod audit;
 mod ops;
 mod prepare;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -26,16 +28,17 @@ use futures_util::Stream;
 use secrecy::SecretString;
 
 use crate::access::{Principal, PrincipalError, Subject};
+use crate::admission::Admission;
+use crate::catalog::KeySource;
 use crate::catalog::{Catalog, Integration, Model};
-use crate::config::{ConfigError, KeySource, LoadOptions};
-use crate::limits::Admission;
+use crate::config::{ConfigError, LoadOptions};
 use crate::metrics::{Metrics, ModelSeries};
-use crate::provider::huggingface::HuggingFace;
-use crate::provider::ProviderError;
+use crate::provider::huggingface::{HuggingFace, Settings};
+use crate::provider::{LlmProvider, ProviderError};
 use crate::task::{Task, TaskError, TaskErrorKind, TaskEvent};
 use crate::FxHashMap;
 
-pub(crate) use audit::{Refusal, UNKNOWN as UNKNOWN_LABEL};
+pub(crate) use audit::Refusal;
 pub use ops::{EndpointStatus, ModelStatus, TokenReport};
 pub use run::{Executed, TaskDecision};
 
@@ -83,17 +86,32 @@ fn ok_handles(metrics: &Metrics, catalog: &Catalog) -> Handles {
 /// or why there is none.
 type Key = (KeySource, Result<SecretString, String>);
 
+/// How a connector gets the provider client of each integration of a
+/// catalog: from the integration (its settings) and its key, or why there is
+/// none. Called when a snapshot is built, never per task.
+pub type ProviderFactory<P> = Arc<
+    dyn Fn(&Integration, Result<SecretString, String>) -> Result<P, ProviderError> + Send + Sync,
+>;
+
 /// Everything a task runs against; replaced whole on reload.
-#[derive(Debug)]
-pub(crate) struct Snapshot {
+pub(crate) struct Snapshot<P> {
     catalog: Arc<Catalog>,
-    providers: FxHashMap<String, HuggingFace>,
+    providers: FxHashMap<String, P>,
     keys: FxHashMap<String, Key>,
     admission: Admission,
     handles: Handles,
 }
 
-impl Snapshot {
+impl<P> std::fmt::Debug for Snapshot<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("integrations", &self.catalog.integrations().len())
+            .field("admission", &self.admission)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> Snapshot<P> {
     fn handles(&self, integration: &str, model: &str) -> Option<&ModelSeries> {
         self.handles
             .get(integration)
@@ -108,8 +126,9 @@ impl Snapshot {
     fn new(
         catalog: Catalog,
         metrics: &Metrics,
-        old: Option<&Snapshot>,
-    ) -> Result<Snapshot, ConnectorError> {
+        build: &ProviderFactory<P>,
+        old: Option<&Snapshot<P>>,
+    ) -> Result<Snapshot<P>, ConnectorError> {
         let mut providers = FxHashMap::default();
         let mut keys = FxHashMap::default();
         for i in catalog.integrations() {
@@ -127,10 +146,7 @@ impl Snapshot {
                 }
                 (Err(why), _) => Err(why),
             };
-            providers.insert(
-                i.name().to_string(),
-                HuggingFace::new(i.settings().clone(), key.clone())?,
-            );
+            providers.insert(i.name().to_string(), build(i, key.clone())?);
             keys.insert(i.name().to_string(), (source, key));
         }
         let admission = Admission::new(&catalog, old.map(|o| &o.admission));
@@ -158,7 +174,7 @@ impl Snapshot {
         }
     }
 
-    fn integration(&self, name: &str) -> Result<(&Integration, &HuggingFace), ConnectorError> {
+    fn integration(&self, name: &str) -> Result<(&Integration, &P), ConnectorError> {
         let found = self
             .catalog
             .integration(name)
@@ -166,6 +182,25 @@ impl Snapshot {
         found.ok_or_else(|| {
             ConnectorError::NotFound(prepare::unknown_integration(&self.catalog, name))
         })
+    }
+}
+
+/// The Hugging Face client of an integration.
+fn hugging_face(
+    i: &Integration,
+    key: Result<SecretString, String>,
+) -> Result<HuggingFace, ProviderError> {
+    HuggingFace::new(hf_settings(i), key)
+}
+
+/// The Hugging Face client settings of an integration.
+fn hf_settings(i: &Integration) -> Settings {
+    Settings {
+        integration: i.name().to_string(),
+        namespace: i.namespace().map(str::to_string),
+        hub_url: i.hub_url().clone(),
+        management_url: i.management_url().clone(),
+        calls: i.calls().clone(),
     }
 }
 
@@ -181,28 +216,27 @@ struct ConfigState {
     last_refused: Option<(SystemTime, usize)>,
 }
 
-/// The connector.
-#[derive(Debug)]
-pub struct Connector {
-    state: ArcSwap<Snapshot>,
+/// The connector: what front doors call to run tasks. `P` is the provider
+/// it calls, Hugging Face unless built with [`Connector::with_provider`].
+pub struct Connector<P = HuggingFace> {
+    state: ArcSwap<Snapshot<P>>,
+    build: ProviderFactory<P>,
     metrics: Arc<Metrics>,
     config: Mutex<ConfigState>,
 }
 
+impl<P> std::fmt::Debug for Connector<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("state", &self.state.load())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Connector {
-    /// A connector over `catalog`, with one HTTP client per integration.
+    /// A connector over `catalog`, with one Hugging Face client per integration.
     pub fn new(catalog: Catalog) -> Result<Connector, ConnectorError> {
-        let metrics = Metrics::new().map_err(|e| {
-            ConnectorError::Internal(format!("the metrics registry could not be built: {e}"))
-        })?;
-        Ok(Connector {
-            state: ArcSwap::from_pointee(Snapshot::new(catalog, &metrics, None)?),
-            metrics: Arc::new(metrics),
-            config: Mutex::new(ConfigState {
-                loaded_at: Some(SystemTime::now()),
-                ..ConfigState::default()
-            }),
-        })
+        Connector::with_provider(catalog, Arc::new(hugging_face))
     }
 
     /// Load the config at `path` and build a connector over it.
@@ -213,8 +247,38 @@ impl Connector {
     /// A connector over a loaded config (its files identify it in `/readyz`
     /// and `hfconnect_config_info`).
     pub fn from_loaded(loaded: crate::config::LoadedConfig) -> Result<Connector, ConnectorError> {
+        Connector::from_loaded_with(loaded, Arc::new(hugging_face))
+    }
+}
+
+impl<P: LlmProvider> Connector<P> {
+    /// A connector over `catalog` whose integrations call the providers
+    /// `build` makes (an in-process provider in tests, another server).
+    pub fn with_provider(
+        catalog: Catalog,
+        build: ProviderFactory<P>,
+    ) -> Result<Connector<P>, ConnectorError> {
+        let metrics = Metrics::new().map_err(|e| {
+            ConnectorError::Internal(format!("the metrics registry could not be built: {e}"))
+        })?;
+        Ok(Connector {
+            state: ArcSwap::from_pointee(Snapshot::new(catalog, &metrics, &build, None)?),
+            build,
+            metrics: Arc::new(metrics),
+            config: Mutex::new(ConfigState {
+                loaded_at: Some(SystemTime::now()),
+                ..ConfigState::default()
+            }),
+        })
+    }
+
+    /// [`Connector::with_provider`] over a loaded config.
+    pub fn from_loaded_with(
+        loaded: crate::config::LoadedConfig,
+        build: ProviderFactory<P>,
+    ) -> Result<Connector<P>, ConnectorError> {
         let hash = config_hash(&loaded.files);
-        let c = Connector::new(loaded.catalog)?;
+        let c = Connector::with_provider(loaded.catalog, build)?;
         c.loaded(hash);
         Ok(c)
     }
@@ -223,7 +287,7 @@ impl Connector {
     /// with; the next task sees the new one. On error nothing changes.
     pub fn reload(&self, catalog: Catalog) -> Result<(), ConnectorError> {
         let old = self.state.load_full();
-        let snapshot = Snapshot::new(catalog, &self.metrics, Some(&old))?;
+        let snapshot = Snapshot::new(catalog, &self.metrics, &self.build, Some(&old))?;
         self.state.store(Arc::new(snapshot));
         Ok(())
     }

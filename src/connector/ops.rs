@@ -11,12 +11,14 @@ use super::prepare::{invalid, unknown_integration, unknown_model};
 use super::{Connector, ConnectorError};
 use crate::access::{Access, Principal, Target};
 use crate::catalog::Model;
-use crate::provider::huggingface::hub::{ManagedEndpoint, WhoAmI};
+use crate::provider::huggingface::HuggingFace;
+use crate::provider::huggingface::{ManagedEndpoint, WhoAmI};
 use crate::provider::{Api, ChatMessage, EndpointInfo, LlmProvider, ProviderError};
-use crate::task::{TaskError, TaskErrorKind};
+use crate::task::{InputMessage, TaskError, TaskErrorKind};
 
 /// What `token check` found.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct TokenReport {
     /// The integration checked.
     pub integration: String,
@@ -32,6 +34,7 @@ pub struct TokenReport {
 
 /// The state of one model endpoint.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ModelStatus {
     /// The model.
     pub model: String,
@@ -47,6 +50,7 @@ pub struct ModelStatus {
 
 /// What `endpoint status` found.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EndpointStatus {
     /// The integration.
     pub integration: String,
@@ -56,7 +60,7 @@ pub struct EndpointStatus {
     pub management_unavailable: Option<String>,
 }
 
-impl Connector {
+impl<P: LlmProvider> Connector<P> {
     /// The integrations, models and prompts `principal` may READ.
     pub fn visible(&self, principal: &Principal) -> Value {
         let snap = self.state.load();
@@ -111,7 +115,7 @@ impl Connector {
         &self,
         integration: &str,
         model: &str,
-        messages: &[ChatMessage],
+        messages: &[InputMessage],
     ) -> Result<String, TaskError> {
         let snap = self.state.load_full();
         let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
@@ -125,9 +129,19 @@ impl Connector {
         let template = m.chat_template().ok_or_else(|| {
             invalid(format!("model `{model}` of integration `{integration}` has no `chat_template` (api `{}` renders chats on the server)", m.api()))
         })?;
-        template.render(messages).map_err(invalid)
+        let messages: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| ChatMessage {
+                role: m.role,
+                content: m.message.clone(),
+            })
+            .collect();
+        template.render(&messages).map_err(invalid)
     }
+}
 
+/// What only Hugging Face can answer: the Hub and the management API.
+impl Connector<HuggingFace> {
     /// Who owns the integration's token, and whether it fits the integration.
     pub async fn token_check(&self, integration: &str) -> Result<TokenReport, ConnectorError> {
         let snap = self.state.load_full();

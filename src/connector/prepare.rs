@@ -15,7 +15,6 @@ use super::Snapshot;
 use crate::access::{Access, Principal, Target};
 use crate::catalog::{Catalog, Integration, Model};
 use crate::config::diagnostic_suggest;
-use crate::provider::huggingface::HuggingFace;
 use crate::provider::{
     Api, ChatMessage, ChatRequest, ChatRole, Completion, GenerationParams, ModelEndpoint,
     SummarizeRequest, TextRequest,
@@ -25,10 +24,10 @@ use crate::untrusted::Untrusted;
 
 /// A task checked and turned into a provider call. It borrows from the
 /// snapshot: taking shares of its `Arc`s made every task contend on their counts.
-pub(crate) struct Prepared<'s> {
+pub(crate) struct Prepared<'s, P> {
     pub integration: &'s str,
     pub model: &'s str,
-    pub provider: &'s HuggingFace,
+    pub provider: &'s P,
     pub endpoint: &'s ModelEndpoint,
     pub call: Call,
     pub json_output: bool,
@@ -134,11 +133,11 @@ pub(crate) fn to_output(c: Completion, json_output: bool) -> Result<TaskOutput, 
 
 /// The access decision, when one was taken (`None` when the task was
 /// refused before: unknown names), and the provider call or why not.
-pub(crate) fn prepare<'s>(
-    snap: &'s Snapshot,
+pub(crate) fn prepare<'s, P>(
+    snap: &'s Snapshot<P>,
     principal: &Principal,
     task: &Task,
-) -> (Decided, Result<Prepared<'s>, TaskError>) {
+) -> (Decided, Result<Prepared<'s, P>, TaskError>) {
     let mut decided = None;
     let prepared = rules(snap, principal, task, &mut decided);
     (decided, prepared)
@@ -146,12 +145,12 @@ pub(crate) fn prepare<'s>(
 
 /// The rules, in order: unknown names, inactive, grants, the model's task kinds,
 /// prompt variables, the prompt's model list; then the request.
-fn rules<'s>(
-    snap: &'s Snapshot,
+fn rules<'s, P>(
+    snap: &'s Snapshot<P>,
     principal: &Principal,
     task: &Task,
     decided: &mut Decided,
-) -> Result<Prepared<'s>, TaskError> {
+) -> Result<Prepared<'s, P>, TaskError> {
     let catalog = &snap.catalog;
     let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
     let integration = catalog

@@ -17,8 +17,9 @@ use super::audit::{record_refusal, Audit, Decided, Outcome, Refusal, TaskId};
 use super::prepare::{prepare, to_output, Call};
 use super::{Connector, Snapshot, TaskStream};
 use crate::access::Principal;
+use crate::admission::AdmissionError;
 use crate::metrics::{InFlight, Metrics};
-use crate::provider::{LlmProvider, StreamEvent};
+use crate::provider::{CompletionStream, LlmProvider, StreamEvent};
 use crate::task::{Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
 
 /// What access decided about a task, in words (for engines that log it).
@@ -43,8 +44,8 @@ pub struct Executed {
 }
 
 /// One task, from its decision to its record.
-struct TaskRun<'a> {
-    snap: &'a Snapshot,
+struct TaskRun<'a, P> {
+    snap: &'a Snapshot<P>,
     metrics: &'a Metrics,
     principal: &'a Principal,
     task: &'a Task,
@@ -55,13 +56,13 @@ struct TaskRun<'a> {
     _in_flight: InFlight<'a>,
 }
 
-impl<'a> TaskRun<'a> {
+impl<'a, P> TaskRun<'a, P> {
     fn begin(
-        snap: &'a Snapshot,
+        snap: &'a Snapshot<P>,
         metrics: &'a Metrics,
         principal: &'a Principal,
         task: &'a Task,
-    ) -> TaskRun<'a> {
+    ) -> TaskRun<'a, P> {
         TaskRun {
             snap,
             metrics,
@@ -124,10 +125,15 @@ impl<'a> TaskRun<'a> {
     }
 }
 
-impl Drop for TaskRun<'_> {
+impl<P> Drop for TaskRun<'_, P> {
     fn drop(&mut self) {
         self.record(Outcome::Cancelled);
     }
+}
+
+/// A task that admission refused: rate limited, with the wait it named.
+fn refused(e: AdmissionError) -> TaskError {
+    TaskError::rate_limited(e.message, e.retry_after)
 }
 
 /// What the stream of a task yields inside: whether it started, then events.
@@ -137,7 +143,7 @@ enum Step {
     Event(Result<TaskEvent, TaskError>),
 }
 
-impl Connector {
+impl<P: LlmProvider> Connector<P> {
     /// Run a task on behalf of `principal`.
     pub async fn execute(
         &self,
@@ -166,6 +172,7 @@ impl Connector {
                 .admission
                 .admit(principal, p.integration, p.model)
                 .await
+                .map_err(refused)
             {
                 Err(e) => Err(e),
                 Ok(_permit) => {
@@ -243,7 +250,7 @@ impl Connector {
                     return;
                 }
             };
-            let _permit = match snap.admission.admit(&principal, p.integration, p.model).await {
+            let _permit = match snap.admission.admit(&principal, p.integration, p.model).await.map_err(refused) {
                 Ok(permit) => permit,
                 Err(e) => {
                     run.finish(&Err(e.clone()));
@@ -253,21 +260,16 @@ impl Connector {
             };
             yield Step::Started;
             let upstream = Instant::now();
-            let mut inner = match p.call {
+            let mut inner: CompletionStream = match p.call {
                 Call::Generate(r) => p.provider.generate_stream(p.endpoint, r),
                 Call::Chat(r) => p.provider.chat_stream(p.endpoint, r),
+                // A summary does not stream: it is one chunk, then the output.
                 Call::Summarize(r) => {
-                    let provider = p.provider.clone();
-                    let endpoint = p.endpoint.clone();
-                    Box::pin(async_stream::stream! {
-                        match provider.summarize(&endpoint, &r).await {
-                            Ok(c) => {
-                                yield Ok(StreamEvent::Token(c.text.clone()));
-                                yield Ok(StreamEvent::Done(c));
-                            }
-                            Err(e) => yield Err(e),
-                        }
-                    })
+                    let items = match p.provider.summarize(p.endpoint, &r).await {
+                        Ok(c) => vec![Ok(StreamEvent::Token(c.text.clone())), Ok(StreamEvent::Done(c))],
+                        Err(e) => vec![Err(e)],
+                    };
+                    Box::pin(futures_util::stream::iter(items))
                 }
             };
             while let Some(item) = inner.next().await {

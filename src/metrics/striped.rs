@@ -27,19 +27,11 @@ use crate::stripe::{stripe, STRIPES};
 use crate::FxHashMap;
 
 /// The task kinds, in the order of a series' arrays.
-const KINDS: [TaskKind; 3] = [
-    TaskKind::TextGeneration,
-    TaskKind::Chat,
-    TaskKind::Summarization,
-];
+const KINDS: [TaskKind; 3] = TaskKind::ALL;
 
 /// `k`'s place in a series' arrays (always below 3).
 fn slot(k: TaskKind) -> usize {
-    match k {
-        TaskKind::TextGeneration => 0,
-        TaskKind::Chat => 1,
-        TaskKind::Summarization => 2,
-    }
+    k.index()
 }
 
 /// The buckets plus `+Inf`.
@@ -71,8 +63,8 @@ impl Hist {
 #[derive(Default)]
 #[repr(align(128))]
 struct Block {
-    tasks: [AtomicU64; 3],
-    latency: [Hist; 3],
+    tasks: [AtomicU64; KINDS.len()],
+    latency: [Hist; KINDS.len()],
     upstream: Hist,
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// What went wrong, as a caller acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The integration has no usable key (unset variable, missing file).
     KeyUnavailable,
@@ -95,7 +96,10 @@ pub(crate) struct ErrorText {
 }
 
 impl ProviderError {
-    pub(crate) fn new(kind: ErrorKind, integration: &str, model: Option<&str>) -> Self {
+    /// A failure of `kind` calling `model` of `integration` (for providers
+    /// other than Hugging Face; add words with [`ProviderError::with_detail`]).
+    #[must_use]
+    pub fn new(kind: ErrorKind, integration: &str, model: Option<&str>) -> Self {
         Self {
             kind,
             status: None,
@@ -110,7 +114,9 @@ impl ProviderError {
         }
     }
 
-    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
+    /// What else to say about the failure (appended to the message).
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.text.detail = Some(detail.into());
         self
     }

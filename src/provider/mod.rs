@@ -5,21 +5,26 @@
 
 mod error;
 pub mod huggingface;
+#[cfg(any(test, feature = "test-support"))]
+pub mod scripted;
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use error::{ErrorKind, ProviderError};
 
+pub use crate::retry::{ColdStartPolicy, RetryPolicy};
+
 /// How a model's endpoint is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Api {
     /// text-generation-inference: `/generate`, `/generate_stream`, `/info`.
     Tgi,
@@ -46,6 +51,42 @@ impl Api {
 impl fmt::Display for Api {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The largest non-streamed answer (and streamed text) read by default.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// How an integration's calls behave, whatever the provider.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CallSettings {
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time for a whole non-streamed request, and the longest silence inside a stream.
+    pub request_timeout: Duration,
+    /// Time from sending a streamed request to its first token.
+    pub first_token_timeout: Duration,
+    /// Retries of retryable failures.
+    pub retry: RetryPolicy,
+    /// Waiting for scaled-to-zero or loading endpoints.
+    pub cold_start: ColdStartPolicy,
+    /// The largest answer read (a non-streamed body, a stream's text).
+    pub max_response_bytes: usize,
+}
+
+impl Default for CallSettings {
+    /// 10 s to connect, 120 s per request, 60 s to the first token, the
+    /// default retry and cold-start policies, 16 MiB answers.
+    fn default() -> CallSettings {
+        CallSettings {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            first_token_timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            cold_start: ColdStartPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
     }
 }
 
@@ -89,6 +130,7 @@ pub struct TextRequest {
 /// Who said a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ChatRole {
     /// Instructions.
     System,
@@ -130,6 +172,7 @@ pub struct SummarizeRequest {
 /// Why generation stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FinishReason {
     /// The model ended its answer (end-of-sequence token).
     Stop,
@@ -201,6 +244,7 @@ pub struct Completion {
 
 /// One item of a streamed generation.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum StreamEvent {
     /// A piece of text.
     Token(String),
@@ -228,36 +272,42 @@ pub struct EndpointInfo {
     pub note: Option<String>,
 }
 
-/// A model server client.
-#[async_trait]
-pub trait LlmProvider: Send + Sync {
+/// A model server client: what the Connector calls, whatever the server.
+///
+/// The calls are `async` (futures that are `Send`, so that tasks can move
+/// between threads); nothing is boxed on the way, the benchmark's hot path
+/// included. Streams are boxed: one allocation per streamed task.
+pub trait LlmProvider: Send + Sync + 'static {
     /// Generate text from a prompt.
-    async fn generate(
+    fn generate(
         &self,
         model: &ModelEndpoint,
         request: &TextRequest,
-    ) -> Result<Completion, ProviderError>;
+    ) -> impl Future<Output = Result<Completion, ProviderError>> + Send;
 
     /// Generate text, streaming tokens.
     fn generate_stream(&self, model: &ModelEndpoint, request: TextRequest) -> CompletionStream;
 
     /// Answer a conversation.
-    async fn chat(
+    fn chat(
         &self,
         model: &ModelEndpoint,
         request: &ChatRequest,
-    ) -> Result<Completion, ProviderError>;
+    ) -> impl Future<Output = Result<Completion, ProviderError>> + Send;
 
     /// Answer a conversation, streaming tokens.
     fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream;
 
     /// Summarize a text.
-    async fn summarize(
+    fn summarize(
         &self,
         model: &ModelEndpoint,
         request: &SummarizeRequest,
-    ) -> Result<Completion, ProviderError>;
+    ) -> impl Future<Output = Result<Completion, ProviderError>> + Send;
 
     /// Check health and read what the server says about itself.
-    async fn probe(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError>;
+    fn probe(
+        &self,
+        model: &ModelEndpoint,
+    ) -> impl Future<Output = Result<EndpointInfo, ProviderError>> + Send;
 }

@@ -1,27 +1,22 @@
-//! The error answer of every route: `{error, kind, retryable}` with the
-//! status that goes with the kind, and `Retry-After` when a wait is known.
-
-use std::time::Duration;
+//! The error answer of every route: the [`Failure`] every door reports
+//! (`{error, kind, retryable}`), the status that goes with its kind, and
+//! `Retry-After` when a wait is known.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
 
-use crate::provider::ErrorKind;
-use crate::task::{TaskError, TaskErrorKind};
+use crate::task::{Failure, ProviderErrorKind, TaskError, TaskErrorKind};
 
 /// An error answer.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     pub status: StatusCode,
-    pub kind: &'static str,
-    pub message: String,
-    pub retryable: bool,
-    pub retry_after: Option<Duration>,
+    pub failure: Failure,
 }
 
 impl ApiError {
+    /// An answer retrying cannot mend.
     pub(crate) fn new(
         status: StatusCode,
         kind: &'static str,
@@ -29,10 +24,19 @@ impl ApiError {
     ) -> ApiError {
         ApiError {
             status,
-            kind,
-            message: message.into(),
-            retryable: false,
-            retry_after: None,
+            failure: Failure::terminal(kind, message),
+        }
+    }
+
+    /// An answer worth retrying.
+    pub(crate) fn retry(
+        status: StatusCode,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            failure: Failure::retry(kind, message, None),
         }
     }
 }
@@ -45,15 +49,17 @@ pub(crate) fn status_of(kind: TaskErrorKind) -> StatusCode {
         TaskErrorKind::Denied => StatusCode::FORBIDDEN,
         TaskErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
         TaskErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        TaskErrorKind::InvalidOutput => StatusCode::BAD_GATEWAY,
         TaskErrorKind::Provider(k) => match k {
-            ErrorKind::RateLimited | ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::ModelLoading | ErrorKind::EndpointUnavailable => {
+            ProviderErrorKind::RateLimited | ProviderErrorKind::Overloaded => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ProviderErrorKind::ModelLoading | ProviderErrorKind::EndpointUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProviderErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         },
+        _ => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -61,33 +67,16 @@ impl From<TaskError> for ApiError {
     fn from(e: TaskError) -> ApiError {
         ApiError {
             status: status_of(e.kind()),
-            kind: e.kind().as_str(),
-            message: e.to_string(),
-            retryable: e.is_retryable(),
-            retry_after: e.retry_after(),
+            failure: Failure::from(&e),
         }
     }
 }
 
-/// `{error, kind, retryable}`.
-pub(crate) fn error_body(kind: &str, message: &str, retryable: bool) -> Value {
-    json!({"error": message, "kind": kind, "retryable": retryable})
-}
-
-/// Whole seconds, rounded up, at least 1.
-pub(crate) fn retry_after_value(wait: Duration) -> Option<HeaderValue> {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    HeaderValue::from_str(&secs.max(1).to_string()).ok()
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            Json(error_body(self.kind, &self.message, self.retryable)),
-        )
-            .into_response();
-        if let Some(v) = self.retry_after.and_then(retry_after_value) {
+        let mut r = (self.status, Json(self.failure.body())).into_response();
+        let wait = self.failure.retry_after_secs();
+        if let Some(v) = wait.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
             r.headers_mut().insert("retry-after", v);
         }
         r

@@ -29,7 +29,7 @@ use tower::ServiceExt;
 use super::error::ApiError;
 
 /// Request bodies larger than this are refused (413).
-pub const BODY_LIMIT: usize = 1 << 20;
+pub(crate) const BODY_LIMIT: usize = 1 << 20;
 
 /// What one connection is doing, for the idle watchdog.
 pub(crate) struct Activity {
@@ -187,17 +187,14 @@ pub(crate) async fn read_body(
             "invalid_input",
             "the request body could not be read (the connection broke)",
         )),
-        Err(_) => Err(ApiError {
-            retryable: true,
-            ..ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request body did not arrive whole within {:.0} s",
-                    timeout.as_secs_f64()
-                ),
-            )
-        }),
+        Err(_) => Err(ApiError::retry(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive whole within {:.0} s",
+                timeout.as_secs_f64()
+            ),
+        )),
     }
 }
 

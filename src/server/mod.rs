@@ -2,11 +2,11 @@
 //! application key, turns requests into tasks and hands them to the
 //! Connector; it never calls a provider or the policy itself.
 //!
-//! - [`auth`]: the bearer key and the identity headers;
-//! - [`tasks`]: the task and catalog routes;
-//! - [`limits`]: connections, idle time, request bodies;
-//! - [`error`]: the `{error, kind, retryable}` answer;
-//! - [`openapi`]: the description of the routes.
+//! - `auth`: the bearer key and the identity headers;
+//! - `tasks`: the task and catalog routes;
+//! - `limits`: connections, idle time, request bodies;
+//! - `error`: the `{error, kind, retryable}` answer;
+//! - `openapi`: the description of the routes.
 
 mod auth;
 mod error;
@@ -31,12 +31,13 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::connector::Connector;
-pub use crate::reload::{shutdown_signal, WATCH_INTERVAL};
-pub use limits::BODY_LIMIT;
-pub use openapi::openapi;
+pub use crate::keys::{key_hash, new_key};
+pub use crate::reload::shutdown_signal;
+use openapi::openapi;
 
 /// What the server needs besides the Connector.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServeOptions {
     /// The config path (for reloads).
     pub config: PathBuf,
@@ -49,11 +50,16 @@ pub struct ServeOptions {
     pub body_timeout: Duration,
     /// Connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// The largest request body read; larger ones are answered 413.
+    pub body_limit: usize,
+    /// How often the config and key files are checked for changes.
+    pub watch_interval: Duration,
 }
 
 impl ServeOptions {
     /// The defaults of `hfconnect serve` for the config at `config`: 30 s
-    /// grace, 10 s header timeout, 30 s body timeout, 1024 connections.
+    /// grace, 10 s header timeout, 30 s body timeout, 1024 connections,
+    /// 1 MiB bodies, files checked every 2 s.
     pub fn new(config: PathBuf) -> ServeOptions {
         ServeOptions {
             config,
@@ -61,6 +67,8 @@ impl ServeOptions {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            body_limit: limits::BODY_LIMIT,
+            watch_interval: crate::reload::WATCH_INTERVAL,
         }
     }
 }
@@ -69,6 +77,7 @@ impl ServeOptions {
 pub(crate) struct AppState {
     connector: Arc<Connector>,
     body_timeout: Duration,
+    body_limit: usize,
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
@@ -94,7 +103,8 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
 
 /// Every route the service answers, as `(method, path)`; `/openapi.json`
 /// describes exactly these (a test holds the two together).
-pub const ROUTES: &[(&str, &str)] = &[
+#[cfg(test)]
+const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tasks/text-complete"),
     ("post", "/v1/tasks/chat-complete"),
     ("post", "/v1/tasks/summarize"),
@@ -105,12 +115,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
 ];
 
-/// The routes, with the default body timeout.
-pub fn router(connector: Arc<Connector>) -> Router {
-    app(connector, Duration::from_secs(30))
-}
-
-fn app(connector: Arc<Connector>, body_timeout: Duration) -> Router {
+fn app(connector: Arc<Connector>, body_timeout: Duration, body_limit: usize) -> Router {
     Router::new()
         .route("/v1/tasks/{kind}", post(tasks::run_task))
         .route("/v1/catalog", get(tasks::catalog))
@@ -121,12 +126,13 @@ fn app(connector: Arc<Connector>, body_timeout: Duration) -> Router {
         .with_state(AppState {
             connector,
             body_timeout,
+            body_limit,
         })
 }
 
 /// `/metrics`, `/healthz` and `/readyz` alone, for a front door that is not
 /// this service (`hfconnect worker --metrics-listen`), until `shutdown`.
-pub async fn serve_metrics(
+pub(crate) async fn serve_metrics(
     connector: Arc<Connector>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -138,6 +144,7 @@ pub async fn serve_metrics(
         .with_state(AppState {
             connector,
             body_timeout: Duration::from_secs(30),
+            body_limit: limits::BODY_LIMIT,
         });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -155,9 +162,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, config = %options.config.display(), max_connections = options.max_connections, "hfconnect serving");
-    crate::reload::spawn_reloader(connector.clone(), options.config.clone());
+    crate::reload::spawn_reloader(
+        connector.clone(),
+        options.config.clone(),
+        options.watch_interval,
+    );
     let connections = connector.connection_metrics();
-    let app = app(connector, options.body_timeout);
+    let app = app(connector, options.body_timeout, options.body_limit);
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -231,4 +242,30 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn openapi_describes_exactly_the_routes_served() {
+        let doc = super::openapi();
+        let mut described: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(move |(method, _)| (method.clone(), path.clone()))
+            })
+            .collect();
+        let mut served: Vec<(String, String)> = super::ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_string(), (*p).to_string()))
+            .collect();
+        described.sort();
+        served.sort();
+        assert_eq!(described, served);
+    }
 }

@@ -12,30 +12,32 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use super::auth::caller;
-use super::error::{error_body, ApiError};
-use super::limits::{read_body, BODY_LIMIT};
+use super::error::ApiError;
+use super::limits::read_body;
 use super::AppState;
 use crate::catalog::TaskKind;
 use crate::connector::Refusal;
-use crate::task::{Task, TaskEvent};
+use crate::task::{Failure, Task, TaskEvent};
 use crate::untrusted::Untrusted;
 use std::time::Instant;
 
 /// The task kind a route names.
 fn task_kind(route: &str) -> Result<TaskKind, ApiError> {
-    match route {
-        "text-complete" => Ok(TaskKind::TextGeneration),
-        "chat-complete" => Ok(TaskKind::Chat),
-        "summarize" => Ok(TaskKind::Summarization),
-        other => Err(ApiError::new(
+    TaskKind::from_route(route).ok_or_else(|| {
+        let known: Vec<String> = TaskKind::ALL
+            .iter()
+            .map(|k| format!("`{}`", k.route()))
+            .collect();
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!(
-                "unknown task kind `{}`; use `text-complete`, `chat-complete` or `summarize`",
-                Untrusted(other)
+                "unknown task kind `{}`; use {}",
+                Untrusted(route),
+                known.join(", ")
             ),
-        )),
-    }
+        )
+    })
 }
 
 /// The task in `body`, and whether it is to be streamed.
@@ -79,7 +81,7 @@ struct Seen {
 }
 
 /// Why a task route did not answer with a task's output.
-enum Failure {
+enum NotAnswered {
     /// Refused here, before the Connector: recorded by the route.
     Refused(ApiError),
     /// Refused or failed in the Connector, which recorded it.
@@ -99,16 +101,16 @@ pub(crate) async fn run_task(
     };
     match task_route(&state, &route, &headers, body, &mut seen).await {
         Ok(r) => r,
-        Err(Failure::Recorded(e)) => e.into_response(),
-        Err(Failure::Refused(e)) => {
+        Err(NotAnswered::Recorded(e)) => e.into_response(),
+        Err(NotAnswered::Refused(e)) => {
             state.connector.record_refusal(&Refusal {
                 caller: &seen.caller,
                 kind: seen.kind,
                 integration: seen.integration.as_deref(),
                 model: seen.model.as_deref(),
-                outcome: e.kind,
+                outcome: e.failure.kind,
                 denied: matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
-                message: &e.message,
+                message: &e.failure.message,
                 started,
             });
             e.into_response()
@@ -122,7 +124,7 @@ async fn task_route(
     headers: &HeaderMap,
     body: Body,
     seen: &mut Seen,
-) -> Result<Response, Failure> {
+) -> Result<Response, NotAnswered> {
     // Who first: an unknown route is refused to a known caller only.
     let kind = task_kind(route);
     seen.kind = kind.as_ref().ok().copied();
@@ -130,14 +132,14 @@ async fn task_route(
         Ok(p) => p,
         Err((e, presented)) => {
             seen.caller = presented.to_string();
-            return Err(Failure::Refused(e));
+            return Err(NotAnswered::Refused(e));
         }
     };
     seen.caller = principal.subject().to_string();
-    let kind = kind.map_err(Failure::Refused)?;
-    let body = read_body(headers, body, BODY_LIMIT, state.body_timeout)
+    let kind = kind.map_err(NotAnswered::Refused)?;
+    let body = read_body(headers, body, state.body_limit, state.body_timeout)
         .await
-        .map_err(Failure::Refused)?;
+        .map_err(NotAnswered::Refused)?;
     let (task, stream) = match parse_task(kind, &body) {
         Ok(t) => t,
         Err(e) => {
@@ -147,13 +149,13 @@ async fn task_route(
                 seen.integration = text("llmProvider");
                 seen.model = text("model");
             }
-            return Err(Failure::Refused(e));
+            return Err(NotAnswered::Refused(e));
         }
     };
     if !stream {
         return match state.connector.execute(&principal, &task).await {
             Ok(out) => Ok(Json(out).into_response()),
-            Err(e) => Err(Failure::Recorded(e.into())),
+            Err(e) => Err(NotAnswered::Recorded(e.into())),
         };
     }
     // Refused before anything was sent upstream: the same status and body as
@@ -162,18 +164,16 @@ async fn task_route(
         .connector
         .start_stream(&principal, &task)
         .await
-        .map_err(|e| Failure::Recorded(e.into()))?;
+        .map_err(|e| NotAnswered::Recorded(e.into()))?;
     let events = stream.map(|ev| {
         let event = match ev {
             Ok(TaskEvent::Chunk(t)) => Event::default()
                 .event("chunk")
                 .json_data(json!({"text": t})),
             Ok(TaskEvent::Done(o)) => Event::default().event("output").json_data(o),
-            Err(e) => Event::default().event("error").json_data(error_body(
-                e.kind().as_str(),
-                &e.to_string(),
-                e.is_retryable(),
-            )),
+            Err(e) => Event::default()
+                .event("error")
+                .json_data(Failure::from(&e).body()),
         };
         Ok::<Event, std::convert::Infallible>(
             event.unwrap_or_else(|_| Event::default().event("error").data("{}")),

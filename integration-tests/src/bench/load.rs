@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hfconnect::access::{Principal, Subject};
 use hfconnect::config::LoadOptions;
+use hfconnect::task::Task;
 use hfconnect::task::TextCompleteInput;
-use hfconnect::{Connector, Principal, Subject, Task};
+use hfconnect::Connector;
 use serde_json::{json, Value};
 
 use super::Samples;
@@ -57,8 +59,7 @@ impl PathKind {
 /// The config the library and `serve` run with: one TGI model, one application
 /// in one group with an `EXECUTE` grant on the integration; no limits.
 pub fn config(upstream: &str) -> String {
-    let h = hfconnect::keys::hash(APP_KEY);
-    let hash: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    let hash = hfconnect::server::key_hash(APP_KEY);
     format!(
         r#"
 [[integrations]]
@@ -77,7 +78,7 @@ name = "bench"
 [[applications]]
 name = "bench-app"
 groups = ["bench"]
-keys = ["sha256:{hash}"]
+keys = ["{hash}"]
 
 [[grants]]
 subject = "group:bench"

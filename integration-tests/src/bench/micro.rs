@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hfconnect::access::{Access, Subject, Target};
 use hfconnect::config::LoadOptions;
 use hfconnect::provider::huggingface::sse::SseParser;
-use hfconnect::{Access, Subject, Target};
 
 /// Groups in every policy of the RBAC figures.
 pub const GROUPS: usize = 1000;
@@ -76,7 +76,7 @@ pub fn rbac(dir: &Path, sizes: &[usize], iterations: u64) -> Result<Vec<RbacRow>
         let path = dir.join(format!("rbac-{grants}.toml"));
         std::fs::write(&path, generated_config(models, grants, GROUPS))
             .map_err(|e| e.to_string())?;
-        let loaded = hfconnect::load(&path, &env()).map_err(|e| e.to_string())?;
+        let loaded = hfconnect::config::load(&path, &env()).map_err(|e| e.to_string())?;
         let policy = loaded.catalog.policy();
         let user = Subject::User("bench-user".into());
         let all = policy.principal(&user, None).map_err(|e| e.to_string())?;
@@ -134,7 +134,7 @@ pub fn config_load(
         let mut times = Vec::new();
         for _ in 0..runs.max(1) {
             let start = Instant::now();
-            let loaded = hfconnect::load(&path, &env()).map_err(|e| e.to_string())?;
+            let loaded = hfconnect::config::load(&path, &env()).map_err(|e| e.to_string())?;
             times.push(start.elapsed());
             if loaded.catalog.model_count() != n {
                 return Err(format!(

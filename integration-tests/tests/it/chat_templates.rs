@@ -3,9 +3,11 @@
 //! text written by hand for a ChatML and a Llama-2-style template, through
 //! `template render`, the Connector and `config check`.
 
+use hfconnect::access::Subject;
 use hfconnect::config::LoadOptions;
 use hfconnect::task::ChatCompleteInput;
-use hfconnect::{Connector, Subject, Task, TaskErrorKind};
+use hfconnect::task::{Task, TaskErrorKind};
+use hfconnect::Connector;
 use hfconnect_integration_tests::fake_hf::FakeHf;
 use serde_json::json;
 

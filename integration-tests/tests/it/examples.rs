@@ -26,9 +26,10 @@ fn quickstart_and_multi_team_are_valid() {
 
 #[test]
 fn the_example_worker_sections_mean_what_they_say() {
-    use hfconnect::config::{LoadOptions, WorkerIdentity};
+    use hfconnect::catalog::WorkerIdentity;
+    use hfconnect::config::LoadOptions;
     let load = |rel: &str| {
-        hfconnect::load(std::path::Path::new(&example(rel)), &LoadOptions::new())
+        hfconnect::config::load(std::path::Path::new(&example(rel)), &LoadOptions::new())
             .unwrap()
             .catalog
     };

@@ -8,11 +8,11 @@
 )]
 
 mod access_cli;
-mod admission;
 mod chat_templates;
 mod config_errors;
 mod examples;
 mod hub_cli;
+mod layering;
 mod operations;
 mod provider;
 mod provider_secrets;

@@ -8,20 +8,23 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hfconnect::access::Subject;
 use hfconnect::config::LoadOptions;
-use hfconnect::provider::{Api, ErrorKind};
-use hfconnect::retry::{ColdStartPolicy, RetryPolicy};
+use hfconnect::provider::{Api, ErrorKind, LlmProvider};
+use hfconnect::provider::{ColdStartPolicy, RetryPolicy};
 use hfconnect::task::TextCompleteInput;
-use hfconnect::{Connector, Subject, Task, TaskErrorKind};
+use hfconnect::task::{Task, TaskErrorKind};
+use hfconnect::Connector;
 use hfconnect_integration_tests::fake_conductor::Schedule;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 
 use crate::provider::{model, settings, text, TOKEN};
 use crate::provider_secrets::global_logs;
-use crate::serve::{hash, post, serve_config, start_with, APP_KEY, PORTAL_KEY};
+use crate::serve::{hash, post, serve_config, start_with, APP_KEY, PORTAL_KEY, WATCH};
 use crate::support::{Dir, Run};
 use crate::tasks::{config, env};
+use hfconnect::server::ServeOptions;
 
 fn task(model: &str) -> Task {
     Task::TextComplete(TextCompleteInput {
@@ -54,13 +57,13 @@ async fn scrape(url: &str) -> String {
 async fn only_evidence_of_a_cold_start_may_use_the_cold_start_wait() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let mut s = settings(&fake);
-    s.retry = RetryPolicy {
+    s.calls.retry = RetryPolicy {
         max_attempts: 2,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(20),
         budget: Duration::from_secs(2),
     };
-    s.cold_start = ColdStartPolicy {
+    s.calls.cold_start = ColdStartPolicy {
         wait: Duration::from_secs(6),
         resume_paused: false,
     };
@@ -290,7 +293,7 @@ async fn rotated_keys_are_read_without_a_sighup_and_a_vanished_key_keeps_serving
     assert!(ok, "the rotated key was not picked up");
     // The file goes away: the key read before keeps serving.
     std::fs::remove_file(mount.join("token")).unwrap();
-    tokio::time::sleep(hfconnect::server::WATCH_INTERVAL * 3).await;
+    tokio::time::sleep(WATCH * 3).await;
     let (status, _, body) = call().await;
     assert_eq!(status, 200, "{body}");
     let ready: Value = reqwest::get(format!("{}/readyz", s.url))
@@ -314,7 +317,7 @@ async fn every_refusal_at_the_door_is_audited_and_counted_once() {
         );
     let s = start_with(cfg, |_| {}).await;
     let before = scrape(&s.url).await;
-    let big = "x".repeat(hfconnect::server::BODY_LIMIT + 1);
+    let big = "x".repeat(ServeOptions::new(Default::default()).body_limit + 1);
     /// Route, headers, body, status, kind.
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, u16, &'a str);
     let cases: Vec<Case> = vec![
@@ -431,11 +434,8 @@ async fn every_refusal_at_the_door_is_audited_and_counted_once() {
         .filter(|l| l.contains("hfconnect::audit") && l.contains("app:auditor-app"))
         .collect();
     assert_eq!(mine.len(), cases.len(), "{mine:#?}");
-    let hint = hfconnect::keys::hash("hfc_nobody_holds_this_0005")
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    let hint = hfconnect::server::key_hash("hfc_nobody_holds_this_0005")["sha256:".len()..][..8]
+        .to_string();
     assert_eq!(
         text.lines()
             .filter(|l| l.contains(&format!("key:sha256:{hint}")))
@@ -624,14 +624,28 @@ async fn a_refused_reload_is_visible_and_sighup_with_an_edit_reloads_once() {
         .args(["-HUP", &child.id().unwrap().to_string()])
         .status()
         .unwrap();
-    tokio::time::sleep(hfconnect::server::WATCH_INTERVAL * 3).await;
-    let after = ready().await;
+    // Waits end as soon as `/readyz` shows what they wait for.
+    let until = |what: &'static str, done: fn(&Value) -> bool| {
+        let ready = &ready;
+        async move {
+            for _ in 0..100 {
+                let r = ready().await;
+                if done(&r) {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("no {what} within 10 s");
+        }
+    };
+    let after = until("reload", |r| r["config"]["reloads"] != 0).await;
     assert_eq!(after["config"]["reloads"], 1, "{after}");
     assert_ne!(after["config"]["hash"], first["config"]["hash"]);
-    // A broken file: refused, still ready, and shown.
+    // A broken file: refused (the watcher sees it: one check after the
+    // reload above, which must not reload a second time), still ready, and shown.
     std::fs::write(&path, "[[integrations]]\nname = 3\n").unwrap();
-    tokio::time::sleep(hfconnect::server::WATCH_INTERVAL * 3).await;
-    let refused = ready().await;
+    let refused = until("refusal", |r| r["config"]["refused_reloads"] != 0).await;
+    assert_eq!(refused["config"]["reloads"], 1, "{refused}");
     assert_eq!(refused["ready"], true);
     assert_eq!(refused["config"]["refused_reloads"], 1, "{refused}");
     assert!(

@@ -9,7 +9,7 @@ use hfconnect::provider::{
     Api, ChatMessage, ChatRequest, ChatRole, Completion, ErrorKind, FinishReason, GenerationParams,
     LlmProvider, ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest, TextRequest,
 };
-use hfconnect::retry::{ColdStartPolicy, RetryPolicy};
+use hfconnect::provider::{ColdStartPolicy, RetryPolicy};
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use secrecy::SecretString;
 use serde_json::json;
@@ -21,15 +21,15 @@ pub fn settings(fake: &FakeHf) -> Settings {
     s.namespace = Some("acme".into());
     s.hub_url = fake.url().parse().unwrap();
     s.management_url = fake.management_url().parse().unwrap();
-    s.request_timeout = Duration::from_secs(2);
-    s.first_token_timeout = Duration::from_secs(2);
-    s.retry = RetryPolicy {
+    s.calls.request_timeout = Duration::from_secs(2);
+    s.calls.first_token_timeout = Duration::from_secs(2);
+    s.calls.retry = RetryPolicy {
         max_attempts: 4,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
         budget: Duration::from_secs(3),
     };
-    s.cold_start = ColdStartPolicy {
+    s.calls.cold_start = ColdStartPolicy {
         wait: Duration::from_secs(3),
         resume_paused: false,
     };
@@ -91,6 +91,7 @@ pub async fn collect(
                 assert!(s.next().await.is_none(), "nothing after Done");
                 return (tokens, Ok(c));
             }
+            Ok(other) => panic!("an event this test does not know: {other:?}"),
             Err(e) => {
                 assert!(s.next().await.is_none(), "nothing after an error");
                 return (tokens, Err(e));
@@ -780,7 +781,7 @@ async fn streams_retry_before_the_first_token_and_never_after() {
 async fn first_token_timeout_then_retry() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let mut s = settings(&fake);
-    s.first_token_timeout = Duration::from_millis(300);
+    s.calls.first_token_timeout = Duration::from_millis(300);
     let p = HuggingFace::new(s, Ok(SecretString::from(TOKEN))).unwrap();
     fake.push(
         Route::GenerateStream,
@@ -796,8 +797,8 @@ async fn first_token_timeout_then_retry() {
 
     // Always slow: a timeout error.
     let mut s = settings(&fake);
-    s.first_token_timeout = Duration::from_millis(200);
-    s.retry.max_attempts = 1;
+    s.calls.first_token_timeout = Duration::from_millis(200);
+    s.calls.retry.max_attempts = 1;
     let p = HuggingFace::new(s, Ok(SecretString::from(TOKEN))).unwrap();
     fake.push(
         Route::GenerateStream,
@@ -823,8 +824,8 @@ async fn a_slow_body_within_the_timeout_is_read_and_past_it_times_out() {
     );
 
     let mut s = settings(&fake);
-    s.request_timeout = Duration::from_millis(300);
-    s.retry.max_attempts = 2;
+    s.calls.request_timeout = Duration::from_millis(300);
+    s.calls.retry.max_attempts = 2;
     let p = HuggingFace::new(s, Ok(SecretString::from(TOKEN))).unwrap();
     fake.push_n(Route::Generate, Fault::SlowBody(Duration::from_secs(2)), 2);
     let e = p
@@ -878,7 +879,7 @@ async fn a_paused_endpoint_fails_fast_or_is_resumed_when_allowed() {
     assert!(fake.requests_to("/resume").is_empty());
 
     let mut s = settings(&fake);
-    s.cold_start.resume_paused = true;
+    s.calls.cold_start.resume_paused = true;
     let p = HuggingFace::new(s, Ok(SecretString::from(TOKEN))).unwrap();
     let c = p
         .generate(&model(&fake, Api::Tgi), &text("hi"))

@@ -1,8 +1,10 @@
 //! `hfconnect run` through the binary: output, streaming, JSON, exit codes;
 //! and the audit event of a task (no prompt, no output, no key).
 
+use hfconnect::access::Subject;
 use hfconnect::config::LoadOptions;
-use hfconnect::{Connector, Subject, Task};
+use hfconnect::task::Task;
+use hfconnect::Connector;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use hfconnect_integration_tests::{Output, Run};
 

@@ -8,9 +8,12 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use hfconnect::access::Subject;
 use hfconnect::config::LoadOptions;
+use hfconnect::provider::LlmProvider;
 use hfconnect::task::TextCompleteInput;
-use hfconnect::{Connector, Subject, Task, TaskErrorKind};
+use hfconnect::task::{Task, TaskErrorKind};
+use hfconnect::Connector;
 use hfconnect_integration_tests::fake_conductor::Schedule;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
@@ -483,7 +486,7 @@ fn config_diagnostics_never_echo_a_misplaced_secret() {
             json.all()
         );
         // What a refused reload logs is the same text.
-        if let Err(e) = hfconnect::load(&path, &LoadOptions::new().env(env())) {
+        if let Err(e) = hfconnect::config::load(&path, &LoadOptions::new().env(env())) {
             assert!(!e.to_string().contains(secret), "case {i}: {e}");
         }
     }

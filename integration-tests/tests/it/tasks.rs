@@ -5,11 +5,13 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use hfconnect::access::Subject;
 use hfconnect::config::{load, EnvLookup, LoadOptions};
 use hfconnect::task::{
     ChatCompleteInput, InputMessage, SummarizeInput, TaskEvent, TextCompleteInput,
 };
-use hfconnect::{Connector, Subject, Task, TaskErrorKind};
+use hfconnect::task::{Task, TaskErrorKind};
+use hfconnect::Connector;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::json;
 
@@ -184,7 +186,7 @@ async fn the_rules_apply_in_order() {
     let prompt_task = |model: &str, vars: serde_json::Value| {
         Task::TextComplete(serde_json::from_value(json!({"llmProvider": "hf", "model": model, "promptName": "ticket", "promptVariables": vars})).unwrap())
     };
-    let cases: Vec<(&str, &hfconnect::Principal, Task, TaskErrorKind, &str)> = vec![
+    let cases: Vec<(&str, &hfconnect::access::Principal, Task, TaskErrorKind, &str)> = vec![
         ("unknown integration", &alice, Task::TextComplete(TextCompleteInput { llm_provider: "hff".into(), model: "tgi".into(), prompt: Some("x".into()), ..Default::default() }), TaskErrorKind::NotFound, "unknown integration `hff` (did you mean `hf`?)"),
         ("unknown model", &alice, text_task("tgj", "x"), TaskErrorKind::NotFound, "unknown model `tgj` of integration `hf`"),
         ("unknown prompt", &alice, Task::TextComplete(TextCompleteInput { llm_provider: "hf".into(), model: "tgi".into(), prompt_name: Some("tickets".into()), ..Default::default() }), TaskErrorKind::NotFound, "unknown prompt `tickets` (did you mean `ticket`?)"),
@@ -356,6 +358,7 @@ async fn streaming_yields_chunks_then_the_output() {
         match ev.unwrap() {
             TaskEvent::Chunk(t) => chunks.push(t),
             TaskEvent::Done(o) => done = Some(o),
+            other => panic!("unexpected {other:?}"),
         }
     }
     let out = done.unwrap();

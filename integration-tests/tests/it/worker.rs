@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hfconnect::catalog::WorkerSettings;
 use hfconnect::conductor::{Worker, WorkerReport};
-use hfconnect::config::{LoadOptions, WorkerSettings};
+use hfconnect::config::LoadOptions;
 use hfconnect::Connector;
 use hfconnect_integration_tests::fake_conductor::{CFault, CRoute, FakeConductor, Schedule};
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};

@@ -13,6 +13,7 @@ fn text(v: Option<&Value>) -> Option<String> {
 
 /// What `GET {hub}/api/whoami-v2` says about a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct WhoAmI {
     /// The user or organization name owning the token.
     pub name: String,
@@ -56,6 +57,7 @@ impl WhoAmI {
 
 /// An Inference Endpoint as the management API describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ManagedEndpoint {
     /// The endpoint's name.
     pub name: String,

@@ -8,15 +8,17 @@
 
 mod auth;
 mod classify;
-pub mod hub;
+mod hub;
+#[cfg(feature = "test-support")]
 pub mod sse;
+#[cfg(not(feature = "test-support"))]
+mod sse;
 mod transport;
 mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use secrecy::SecretString;
@@ -25,15 +27,14 @@ use url::Url;
 
 use self::auth::Credential;
 use self::classify::{classify, classify_event, CallContext};
-use self::hub::{ManagedEndpoint, WhoAmI};
+pub use self::hub::{ManagedEndpoint, WhoAmI};
 use self::sse::SseParser;
 use self::wire::Parsed;
 use super::{
-    Api, ChatMessage, ChatRequest, ChatRole, Completion, CompletionStream, EndpointInfo, ErrorKind,
-    GenerationParams, LlmProvider, ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest,
-    TextRequest, Timings, Usage,
+    Api, CallSettings, ChatMessage, ChatRequest, ChatRole, Completion, CompletionStream,
+    EndpointInfo, ErrorKind, GenerationParams, LlmProvider, ModelEndpoint, ProviderError,
+    StreamEvent, SummarizeRequest, TextRequest, Timings, Usage,
 };
-use crate::retry::{ColdStartPolicy, RetryPolicy};
 use crate::stripe::{stripe, STRIPES};
 use crate::untrusted::bounded;
 
@@ -47,11 +48,10 @@ pub const DEFAULT_ROUTER_URL: &str = "https://router.huggingface.co";
 const USER_AGENT: &str = concat!("hfconnect/", env!("CARGO_PKG_VERSION"));
 /// Error bodies are read up to this size.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
-/// The largest non-streamed answer (and streamed text) read by default.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
 
-/// How an integration's calls behave.
+/// A Hugging Face integration: who it is, its services, and how its calls behave.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Settings {
     /// The integration's name (for messages).
     pub integration: String,
@@ -61,34 +61,19 @@ pub struct Settings {
     pub hub_url: Url,
     /// Inference Endpoints management API base.
     pub management_url: Url,
-    /// Time to establish a connection.
-    pub connect_timeout: Duration,
-    /// Time for a whole non-streamed request, and the longest silence inside a stream.
-    pub request_timeout: Duration,
-    /// Time from sending a streamed request to its first token.
-    pub first_token_timeout: Duration,
-    /// Retries of retryable failures.
-    pub retry: RetryPolicy,
-    /// Waiting for scaled-to-zero or loading endpoints.
-    pub cold_start: ColdStartPolicy,
-    /// The largest answer read (a non-streamed body, a stream's text).
-    pub max_response_bytes: usize,
+    /// Timeouts, retries, cold-start waits and the largest answer read.
+    pub calls: CallSettings,
 }
 
 impl Settings {
-    /// Defaults for an integration: the public Hub, 10 s connect, 120 s request, 60 s to first token.
+    /// Defaults for an integration: the public Hub and [`CallSettings::default`].
     pub fn new(integration: impl Into<String>) -> Settings {
         Settings {
             integration: integration.into(),
             namespace: None,
             hub_url: parse_const(DEFAULT_HUB_URL),
             management_url: parse_const(DEFAULT_MANAGEMENT_URL),
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(120),
-            first_token_timeout: Duration::from_secs(60),
-            retry: RetryPolicy::default(),
-            cold_start: ColdStartPolicy::default(),
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            calls: CallSettings::default(),
         }
     }
 }
@@ -201,7 +186,7 @@ fn model_header_map(
         HeaderValue::from_static(USER_AGENT),
     );
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if !settings.cold_start.wait.is_zero() {
+    if !settings.calls.cold_start.wait.is_zero() {
         // Asks the Inference Endpoints proxy to hold the request while a replica starts.
         h.insert(
             X_SCALE_UP_TIMEOUT,
@@ -219,7 +204,7 @@ impl HuggingFace {
         key: Result<SecretString, String>,
     ) -> Result<HuggingFace, ProviderError> {
         let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
+            .connect_timeout(settings.calls.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()
@@ -228,7 +213,7 @@ impl HuggingFace {
                     .with_detail(format!("the HTTP client could not be built: {e}"))
             })?;
         let credential = Credential::new(key);
-        let scale_up_timeout = interned_seconds(settings.cold_start.wait.as_secs());
+        let scale_up_timeout = interned_seconds(settings.calls.cold_start.wait.as_secs());
         let model_headers = credential
             .bearer()
             .map(|bearer| {
@@ -444,7 +429,7 @@ impl Inner {
         model: Option<&ModelEndpoint>,
         resp: reqwest::Response,
     ) -> Result<(HeaderMap, bytes::Bytes), ProviderError> {
-        let limit = self.settings.max_response_bytes;
+        let limit = self.settings.calls.max_response_bytes;
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(self.too_large(model, resp.headers()));
         }
@@ -466,7 +451,7 @@ impl Inner {
             headers,
             &format!(
                 "the answer is larger than {} bytes, the `max_response_bytes` of integration `{}`",
-                self.settings.max_response_bytes, self.settings.integration
+                self.settings.calls.max_response_bytes, self.settings.integration
             ),
         )
     }
@@ -498,7 +483,7 @@ impl Inner {
     ) -> Result<(HeaderMap, Value), ProviderError> {
         let b = self
             .builder(reqwest::Method::GET, url)?
-            .timeout(self.settings.request_timeout);
+            .timeout(self.settings.calls.request_timeout);
         let resp = self.send(b, model).await?;
         self.read_json(model, resp).await
     }
@@ -511,7 +496,7 @@ impl Inner {
         );
         let b = self
             .builder(reqwest::Method::POST, url)?
-            .timeout(self.settings.request_timeout);
+            .timeout(self.settings.calls.request_timeout);
         match self.send(b, None).await {
             Ok(_) => Ok(()),
             Err(e)
@@ -555,7 +540,7 @@ impl Inner {
             err
         };
         match ep.state.as_str() {
-            "paused" if self.settings.cold_start.resume_paused => {
+            "paused" if self.settings.calls.cold_start.resume_paused => {
                 tracing::info!(integration = %self.settings.integration, endpoint = %ep.name, "resuming paused endpoint");
                 self.resume(&ep.name).await.map(|()| true)
             }
@@ -600,9 +585,9 @@ impl Inner {
         }
         let cold = e.cold || (st.starting && matches!(e.status, Some(502 | 503)));
         let elapsed = st.start.elapsed();
-        let policy = &self.settings.retry;
+        let policy = &self.settings.calls.retry;
         let (wait, step) = if cold {
-            let left = self.settings.cold_start.wait.saturating_sub(elapsed);
+            let left = self.settings.calls.cold_start.wait.saturating_sub(elapsed);
             // Without a hint, poll with backoff capped at the retry cap.
             (
                 policy.delay(st.cold_waits, e.retry_after, left),
@@ -659,7 +644,7 @@ impl Inner {
                 let resp = self.execute(req, Some(model)).await?;
                 self.read_body(Some(model), resp).await
             };
-            let result = tokio::time::timeout(self.settings.request_timeout, attempt)
+            let result = tokio::time::timeout(self.settings.calls.request_timeout, attempt)
                 .await
                 .unwrap_or_else(|_| Err(self.timed_out(model)));
             match result {
@@ -677,7 +662,7 @@ impl Inner {
             .error(ErrorKind::Timeout)
             .with_detail(format!(
                 "no whole answer within the request timeout of {:.1}s",
-                self.settings.request_timeout.as_secs_f64()
+                self.settings.calls.request_timeout.as_secs_f64()
             ))
     }
 
@@ -714,18 +699,16 @@ impl Inner {
         prompt: &str,
         params: &GenerationParams,
     ) -> Result<Completion, ProviderError> {
-        let body = wire::tgi_body_bytes(prompt, params).map_err(|e| {
+        let body = wire::tgi_body(prompt, params).map_err(|e| {
             self.ctx(Some(model))
                 .error(ErrorKind::InvalidRequest)
                 .with_detail(e)
         })?;
         let (headers, raw, attempts, start) = self.post_json(model, url, body).await?;
-        let parsed = match wire::parse_tgi_bytes(&raw, &headers) {
-            Some(p) => p,
-            None => {
-                let v = self.json_of(Some(model), &headers, &raw)?;
-                wire::parse_tgi(&v, &headers).ok_or_else(|| self.shape_error(model, &headers))?
-            }
+        let Some(parsed) = wire::parse_tgi(&raw, &headers) else {
+            // Not JSON, or JSON of another shape: say which.
+            self.json_of(Some(model), &headers, &raw)?;
+            return Err(self.shape_error(model, &headers));
         };
         Ok(completion(parsed, &headers, attempts, start))
     }
@@ -833,12 +816,8 @@ fn summary_params(req: &SummarizeRequest) -> GenerationParams {
     }
 }
 
-/// The calls of [`LlmProvider`], also callable on the concrete type, as the
-/// Connector does: through the trait each call's future is boxed, which the
-/// benchmark profile showed on every task.
-impl HuggingFace {
-    /// See [`LlmProvider::generate`].
-    pub async fn generate(
+impl LlmProvider for HuggingFace {
+    async fn generate(
         &self,
         model: &ModelEndpoint,
         request: &TextRequest,
@@ -847,6 +826,117 @@ impl HuggingFace {
         self.done(r)
     }
 
+    async fn chat(
+        &self,
+        model: &ModelEndpoint,
+        request: &ChatRequest,
+    ) -> Result<Completion, ProviderError> {
+        let inner = &self.inner;
+        let r = match inner.chat_target(model) {
+            Ok(url) => {
+                let body = wire::chat_body(
+                    &model.upstream_model,
+                    &request.messages,
+                    &request.params,
+                    false,
+                );
+                inner.complete(model, url, &body, wire::parse_chat).await
+            }
+            Err(e) => Err(e),
+        };
+        self.done(r)
+    }
+
+    async fn summarize(
+        &self,
+        model: &ModelEndpoint,
+        request: &SummarizeRequest,
+    ) -> Result<Completion, ProviderError> {
+        let r = self.summarize_unscrubbed(model, request).await;
+        self.done(r)
+    }
+
+    fn generate_stream(&self, model: &ModelEndpoint, request: TextRequest) -> CompletionStream {
+        let s = match model.api {
+            Api::Tgi => match wire::tgi_body(&request.prompt, &request.params) {
+                Ok(body) => stream(
+                    self.inner.clone(),
+                    model.clone(),
+                    join(&model.base_url, "generate_stream"),
+                    body,
+                    StreamKind::Tgi,
+                ),
+                Err(e) => {
+                    let e = self
+                        .inner
+                        .ctx(Some(model))
+                        .error(ErrorKind::InvalidRequest)
+                        .with_detail(e);
+                    Box::pin(futures_util::stream::once(async move { Err(e) }))
+                }
+            },
+            Api::Chat => {
+                let body = wire::chat_body(
+                    &model.upstream_model,
+                    &one_user_message(&request.prompt),
+                    &request.params,
+                    true,
+                );
+                stream(
+                    self.inner.clone(),
+                    model.clone(),
+                    chat_url(&model.base_url),
+                    wire::json_bytes(&body),
+                    StreamKind::Chat,
+                )
+            }
+            // Pipelines do not stream: the whole answer arrives as one chunk.
+            Api::Pipeline | Api::Router => {
+                let this = self.clone();
+                let model = model.clone();
+                Box::pin(async_stream::stream! {
+                    match LlmProvider::generate(&this, &model, &request).await {
+                        Ok(c) => {
+                            yield Ok(StreamEvent::Token(c.text.clone()));
+                            yield Ok(StreamEvent::Done(c));
+                        }
+                        Err(e) => yield Err(e),
+                    }
+                })
+            }
+        };
+        self.scrubbed(s)
+    }
+
+    fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream {
+        let s = match self.inner.chat_target(model) {
+            Ok(url) => {
+                let body = wire::chat_body(
+                    &model.upstream_model,
+                    &request.messages,
+                    &request.params,
+                    true,
+                );
+                stream(
+                    self.inner.clone(),
+                    model.clone(),
+                    url,
+                    wire::json_bytes(&body),
+                    StreamKind::Chat,
+                )
+            }
+            Err(e) => Box::pin(futures_util::stream::once(async move { Err(e) })),
+        };
+        self.scrubbed(s)
+    }
+
+    async fn probe(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {
+        let r = self.probe_unscrubbed(model).await;
+        self.out(r)
+    }
+}
+
+impl HuggingFace {
     async fn generate_unscrubbed(
         &self,
         model: &ModelEndpoint,
@@ -896,38 +986,6 @@ impl HuggingFace {
         }
     }
 
-    /// See [`LlmProvider::chat`].
-    pub async fn chat(
-        &self,
-        model: &ModelEndpoint,
-        request: &ChatRequest,
-    ) -> Result<Completion, ProviderError> {
-        let inner = &self.inner;
-        let r = match inner.chat_target(model) {
-            Ok(url) => {
-                let body = wire::chat_body(
-                    &model.upstream_model,
-                    &request.messages,
-                    &request.params,
-                    false,
-                );
-                inner.complete(model, url, &body, wire::parse_chat).await
-            }
-            Err(e) => Err(e),
-        };
-        self.done(r)
-    }
-
-    /// See [`LlmProvider::summarize`].
-    pub async fn summarize(
-        &self,
-        model: &ModelEndpoint,
-        request: &SummarizeRequest,
-    ) -> Result<Completion, ProviderError> {
-        let r = self.summarize_unscrubbed(model, request).await;
-        self.done(r)
-    }
-
     async fn summarize_unscrubbed(
         &self,
         model: &ModelEndpoint,
@@ -958,119 +1016,18 @@ impl HuggingFace {
                     prompt: summary_instruction(&request.text),
                     params: summary_params(request),
                 };
-                self.generate(model, &req).await
+                LlmProvider::generate(self, model, &req).await
             }
             Api::Chat => {
                 let req = ChatRequest {
                     messages: one_user_message(&summary_instruction(&request.text)),
                     params: summary_params(request),
                 };
-                self.chat(model, &req).await
+                LlmProvider::chat(self, model, &req).await
             }
         }
     }
-}
 
-#[async_trait]
-impl LlmProvider for HuggingFace {
-    async fn generate(
-        &self,
-        model: &ModelEndpoint,
-        request: &TextRequest,
-    ) -> Result<Completion, ProviderError> {
-        HuggingFace::generate(self, model, request).await
-    }
-
-    async fn chat(
-        &self,
-        model: &ModelEndpoint,
-        request: &ChatRequest,
-    ) -> Result<Completion, ProviderError> {
-        HuggingFace::chat(self, model, request).await
-    }
-
-    async fn summarize(
-        &self,
-        model: &ModelEndpoint,
-        request: &SummarizeRequest,
-    ) -> Result<Completion, ProviderError> {
-        HuggingFace::summarize(self, model, request).await
-    }
-
-    fn generate_stream(&self, model: &ModelEndpoint, request: TextRequest) -> CompletionStream {
-        let s = match model.api {
-            Api::Tgi => {
-                let body = wire::tgi_body(&request.prompt, &request.params);
-                stream(
-                    self.inner.clone(),
-                    model.clone(),
-                    join(&model.base_url, "generate_stream"),
-                    body,
-                    StreamKind::Tgi,
-                )
-            }
-            Api::Chat => {
-                let body = wire::chat_body(
-                    &model.upstream_model,
-                    &one_user_message(&request.prompt),
-                    &request.params,
-                    true,
-                );
-                stream(
-                    self.inner.clone(),
-                    model.clone(),
-                    chat_url(&model.base_url),
-                    body,
-                    StreamKind::Chat,
-                )
-            }
-            // Pipelines do not stream: the whole answer arrives as one chunk.
-            Api::Pipeline | Api::Router => {
-                let this = self.clone();
-                let model = model.clone();
-                Box::pin(async_stream::stream! {
-                    match this.generate(&model, &request).await {
-                        Ok(c) => {
-                            yield Ok(StreamEvent::Token(c.text.clone()));
-                            yield Ok(StreamEvent::Done(c));
-                        }
-                        Err(e) => yield Err(e),
-                    }
-                })
-            }
-        };
-        self.scrubbed(s)
-    }
-
-    fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream {
-        let s = match self.inner.chat_target(model) {
-            Ok(url) => {
-                let body = wire::chat_body(
-                    &model.upstream_model,
-                    &request.messages,
-                    &request.params,
-                    true,
-                );
-                stream(
-                    self.inner.clone(),
-                    model.clone(),
-                    url,
-                    body,
-                    StreamKind::Chat,
-                )
-            }
-            Err(e) => Box::pin(futures_util::stream::once(async move { Err(e) })),
-        };
-        self.scrubbed(s)
-    }
-
-    async fn probe(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {
-        let r = self.probe_unscrubbed(model).await;
-        self.out(r)
-    }
-}
-
-impl HuggingFace {
     async fn probe_unscrubbed(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {
         let inner = &self.inner;
         if model.api == Api::Router {
@@ -1081,7 +1038,7 @@ impl HuggingFace {
         }
         let health = inner
             .builder(reqwest::Method::GET, join(&model.base_url, "health"))?
-            .timeout(inner.settings.request_timeout);
+            .timeout(inner.settings.calls.request_timeout);
         inner.send(health, Some(model)).await?;
         let mut info = EndpointInfo {
             healthy: true,
@@ -1250,7 +1207,7 @@ fn stream(
     inner: Arc<Inner>,
     model: ModelEndpoint,
     url: Url,
-    body: Value,
+    body: bytes::Bytes,
     kind: StreamKind,
 ) -> CompletionStream {
     Box::pin(async_stream::stream! {
@@ -1260,11 +1217,11 @@ fn stream(
             // Every failure before the first token leaves this block; what follows decides whether to retry.
             let failure: ProviderError = 'attempt: {
             let b = match inner.model_headers(&model) {
-                Ok(h) => inner.client.post(url.clone()).headers(h.clone()).json(&body),
+                Ok(h) => inner.client.post(url.clone()).headers(h.clone()).body(body.clone()),
                 Err(e) => { yield Err(e); return; }
             };
             let sent = Instant::now();
-            let first_token_deadline = tokio::time::Instant::now() + inner.settings.first_token_timeout;
+            let first_token_deadline = tokio::time::Instant::now() + inner.settings.calls.first_token_timeout;
             let opened = match tokio::time::timeout_at(first_token_deadline, inner.send(b, Some(&model))).await {
                 Ok(r) => r,
                 Err(_) => Err(inner.ctx(Some(&model)).error(ErrorKind::Timeout).with_detail("no answer before the first-token timeout")),
@@ -1278,13 +1235,13 @@ fn stream(
             let ctx = inner.ctx(Some(&model));
             let mut body_stream = resp.bytes_stream();
             let mut parser = SseParser::default();
-            let mut acc = ChatAcc::new(inner.settings.max_response_bytes);
+            let mut acc = ChatAcc::new(inner.settings.calls.max_response_bytes);
             let mut delivered = false;
             let mut first_token: Option<Duration> = None;
             let mut ended = false;
             loop {
                 let next = if delivered {
-                    tokio::time::timeout(inner.settings.request_timeout, body_stream.next()).await
+                    tokio::time::timeout(inner.settings.calls.request_timeout, body_stream.next()).await
                 } else {
                     tokio::time::timeout_at(first_token_deadline, body_stream.next()).await
                 };

@@ -37,20 +37,6 @@ fn insert_params(p: &mut Map<String, Value>, params: &GenerationParams, max_key:
     }
 }
 
-/// `/generate` and `/generate_stream`: `{"inputs", "parameters"}` with the wire
-/// name `stop` and `details: true` (finish reason and token counts). TGI wants
-/// `top_p` strictly below 1, and 1 means "no nucleus sampling": it is left out.
-pub(crate) fn tgi_body(prompt: &str, params: &GenerationParams) -> Value {
-    let mut p = Map::new();
-    let mut params = params.clone();
-    if params.top_p.is_some_and(|t| t >= 1.0) {
-        params.top_p = None;
-    }
-    insert_params(&mut p, &params, "max_new_tokens");
-    p.insert("details".into(), json!(true));
-    json!({ "inputs": prompt, "parameters": Value::Object(p) })
-}
-
 #[derive(serde::Serialize)]
 struct TgiBody<'a> {
     inputs: &'a str,
@@ -72,11 +58,11 @@ struct TgiParameters<'a> {
     top_p: Option<f64>,
 }
 
-/// [`tgi_body`], written straight to bytes (no JSON tree on the hot path).
-pub(crate) fn tgi_body_bytes(
-    prompt: &str,
-    params: &GenerationParams,
-) -> Result<bytes::Bytes, String> {
+/// `/generate` and `/generate_stream`: `{"inputs", "parameters"}` with the wire
+/// name `stop` and `details: true` (finish reason and token counts), written
+/// straight to bytes. TGI wants `top_p` strictly below 1, and 1 means "no
+/// nucleus sampling": it is left out.
+pub(crate) fn tgi_body(prompt: &str, params: &GenerationParams) -> Result<bytes::Bytes, String> {
     let body = TgiBody {
         inputs: prompt,
         parameters: TgiParameters {
@@ -91,6 +77,12 @@ pub(crate) fn tgi_body_bytes(
     serde_json::to_vec(&body)
         .map(bytes::Bytes::from)
         .map_err(|e| format!("the request cannot be written as JSON: {e}"))
+}
+
+/// A JSON tree as a request body.
+pub(crate) fn json_bytes(v: &Value) -> bytes::Bytes {
+    // Writing a `Value` to memory cannot fail: its keys are strings.
+    bytes::Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
 #[derive(serde::Deserialize)]
@@ -109,10 +101,10 @@ struct TgiDetails<'a> {
     generated_tokens: Option<u64>,
 }
 
-/// [`parse_tgi`] on the raw answer, skipping what it does not need (prefill,
-/// token lists) instead of building a JSON tree. `None` when the answer is not
-/// of that exact shape; the caller then falls back to [`parse_tgi`].
-pub(crate) fn parse_tgi_bytes(raw: &[u8], headers: &HeaderMap) -> Option<Parsed> {
+/// `/generate`: `{"generated_text", "details"}` (`POST /` answers a
+/// one-element array), read from the raw answer, skipping what it does not
+/// need (prefill, token lists). `None` when the answer is not of that shape.
+pub(crate) fn parse_tgi(raw: &[u8], headers: &HeaderMap) -> Option<Parsed> {
     let first = raw.iter().find(|b| !b.is_ascii_whitespace())?;
     let g: TgiGenerated<'_> = if *first == b'[' {
         let mut all: Vec<TgiGenerated<'_>> = serde_json::from_slice(raw).ok()?;
@@ -233,33 +225,6 @@ pub(crate) struct Parsed {
     pub usage: Usage,
 }
 
-/// `/generate`: `{"generated_text", "details"}`; `POST /` answers a one-element array.
-pub(crate) fn parse_tgi(v: &Value, headers: &HeaderMap) -> Option<Parsed> {
-    let v = match v {
-        Value::Array(items) => items.first()?,
-        other => other,
-    };
-    let text = v.get("generated_text")?.as_str()?.to_string();
-    let details = v.get("details");
-    let finish_reason = details
-        .and_then(|d| d.get("finish_reason"))
-        .and_then(Value::as_str)
-        .map(FinishReason::from_wire);
-    let generated = details
-        .and_then(|d| d.get("generated_tokens"))
-        .and_then(Value::as_u64)
-        .and_then(|n| u32::try_from(n).ok());
-    let usage = Usage {
-        prompt_tokens: header_u32(headers, &X_PROMPT_TOKENS),
-        completion_tokens: generated.or_else(|| header_u32(headers, &X_GENERATED_TOKENS)),
-    };
-    Some(Parsed {
-        text,
-        finish_reason,
-        usage,
-    })
-}
-
 pub(crate) fn usage_of(v: &Value) -> Option<Usage> {
     let u = v.get("usage").filter(|u| u.is_object())?;
     let n = |k: &str| {
@@ -341,28 +306,31 @@ mod tests {
                 ..GenerationParams::default()
             },
         ];
-        for p in &cases {
-            let typed: Value =
-                serde_json::from_slice(&tgi_body_bytes("say \"hi\"", p).unwrap()).unwrap();
-            assert_eq!(typed, tgi_body("say \"hi\"", p), "{p:?}");
+        let expected = [
+            json!({"inputs": "say \"hi\"", "parameters": {"details": true}}),
+            json!({"inputs": "say \"hi\"", "parameters": {"max_new_tokens": 20, "temperature": 0.5, "stop": ["\n", "</s>"], "seed": 7, "details": true}}),
+            json!({"inputs": "say \"hi\"", "parameters": {"top_p": 0.9, "details": true}}),
+        ];
+        for (p, want) in cases.iter().zip(expected) {
+            let body: Value = serde_json::from_slice(&tgi_body("say \"hi\"", p).unwrap()).unwrap();
+            assert_eq!(body, want, "{p:?}");
         }
         let mut headers = HeaderMap::new();
         headers.insert("x-prompt-tokens", "5".parse().unwrap());
-        for answer in [
-            r#"{"generated_text": "a\"b", "details": {"finish_reason": "length", "generated_tokens": 3, "seed": null, "prefill": [], "tokens": [{"id": 1}]}}"#,
-            r#"[{"generated_text": "x"}]"#,
-            r#"{"generated_text": "y", "details": null}"#,
-        ] {
-            let v: Value = serde_json::from_str(answer).unwrap();
-            let a = parse_tgi_bytes(answer.as_bytes(), &headers).unwrap();
-            let b = parse_tgi(&v, &headers).unwrap();
-            assert_eq!(
-                (a.text, a.finish_reason, a.usage),
-                (b.text, b.finish_reason, b.usage)
-            );
-        }
-        assert!(parse_tgi_bytes(b"[]", &headers).is_none());
-        assert!(parse_tgi_bytes(br#"{"error": "x"}"#, &headers).is_none());
+        let a = parse_tgi(br#"{"generated_text": "a\"b", "details": {"finish_reason": "length", "generated_tokens": 3, "seed": null, "prefill": [], "tokens": [{"id": 1}]}}"#, &headers).unwrap();
+        assert_eq!(
+            (
+                a.text.as_str(),
+                a.finish_reason,
+                a.usage.prompt_tokens,
+                a.usage.completion_tokens
+            ),
+            ("a\"b", Some(FinishReason::Length), Some(5), Some(3))
+        );
+        let b = parse_tgi(br#"{"generated_text": "y", "details": null}"#, &headers).unwrap();
+        assert_eq!((b.text.as_str(), b.finish_reason), ("y", None));
+        assert!(parse_tgi(b"[]", &headers).is_none());
+        assert!(parse_tgi(br#"{"error": "x"}"#, &headers).is_none());
     }
 
     use super::*;
@@ -377,12 +345,15 @@ mod tests {
             stop: vec!["\n".into()],
             seed: Some(7),
         };
+        let body = |p: &GenerationParams| -> Value {
+            serde_json::from_slice(&tgi_body("hi", p).unwrap()).unwrap()
+        };
         assert_eq!(
-            tgi_body("hi", &p),
+            body(&p),
             json!({"inputs": "hi", "parameters": {"max_new_tokens": 20, "temperature": 0.5, "stop": ["\n"], "seed": 7, "details": true}})
         );
         assert_eq!(
-            tgi_body("hi", &GenerationParams::default()),
+            body(&GenerationParams::default()),
             json!({"inputs": "hi", "parameters": {"details": true}})
         );
     }
@@ -406,9 +377,9 @@ mod tests {
     #[test]
     fn parses_each_answer_shape() {
         let h = HeaderMap::new();
-        let a = parse_tgi(&json!([{"generated_text": "x"}]), &h).unwrap();
+        let a = parse_tgi(br#"[{"generated_text": "x"}]"#, &h).unwrap();
         assert_eq!(a.text, "x");
-        let a = parse_tgi(&json!({"generated_text": "x", "details": {"finish_reason": "eos_token", "generated_tokens": 3}}), &h).unwrap();
+        let a = parse_tgi(br#"{"generated_text": "x", "details": {"finish_reason": "eos_token", "generated_tokens": 3}}"#, &h).unwrap();
         assert_eq!(
             (a.finish_reason, a.usage.completion_tokens),
             (Some(FinishReason::Stop), Some(3))

@@ -1,37 +1,17 @@
-//! The `[worker]` section, validated: how `hfconnect worker` polls Conductor,
-//! as whom its tasks run, and how it authenticates to Orkes.
+//! The `[worker]` section as the catalog holds it: how `hfconnect worker`
+//! polls Conductor, as whom its tasks run, and how it authenticates to Orkes.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use url::Url;
 
-use super::secret::ApiKey;
-use crate::catalog::TaskKind;
-
-/// The Conductor task types polled by default, and the task each one runs.
-pub const DEFAULT_TASK_TYPES: [(&str, TaskKind); 3] = [
-    ("LLM_TEXT_COMPLETE", TaskKind::TextGeneration),
-    ("LLM_CHAT_COMPLETE", TaskKind::Chat),
-    ("LLM_SUMMARIZE", TaskKind::Summarization),
-];
-
-/// `worker.identity` as written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IdentityMode {
-    /// Every task runs as `worker.app`.
-    Fixed,
-    /// Trust `inputData._createdBy` (only where the engine sets it itself).
-    TaskInput,
-    /// Read `createdBy` / `ownerApp` of the task's workflow.
-    Workflow,
-}
+use super::{ApiKey, TaskKind};
 
 /// As whom the worker runs a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WorkerIdentity {
     /// Every task runs as this application.
     Fixed(Arc<str>),
@@ -81,9 +61,9 @@ impl WorkerSettings {
     pub fn new(identity: WorkerIdentity) -> WorkerSettings {
         WorkerSettings {
             conductor_url: None,
-            task_types: DEFAULT_TASK_TYPES
+            task_types: TaskKind::ALL
                 .iter()
-                .map(|(n, k)| ((*n).to_string(), *k))
+                .map(|k| (k.conductor_type().to_string(), *k))
                 .collect(),
             identity,
             worker_id: None,

@@ -1,7 +1,5 @@
-//! Admission: rate limits and concurrency per integration and per model, and
-//! request quotas per group, application or user (governor). A task waits for
-//! its turn up to the integration's `queue_timeout`, then fails as rate
-//! limited with the time to wait.
+//! In-process admission (governor and tokio semaphores): the limits of one
+//! replica.
 //!
 //! Limits are the promise, reloads included: a new snapshot's admission is
 //! built from the old one, and every limiter whose key and rate did not
@@ -14,27 +12,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota as Rate};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota as Rate, RateLimiter};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::{AdmissionError, Limited, Permit, TokioClock};
 use crate::access::{Principal, Subject};
 use crate::catalog::{Catalog, Limits};
-use crate::task::TaskError;
+
+type DirectLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+type KeyedLimiter =
+    RateLimiter<String, DefaultKeyedStateStore<String>, TokioClock, NoOpMiddleware<Duration>>;
 
 /// Admissions between two prunings of the quota limiters' idle keys.
 const PRUNE_EVERY: u64 = 1024;
 
 struct Gate {
-    rate: Option<(Arc<DefaultDirectRateLimiter>, (NonZeroU32, NonZeroU32))>,
+    rate: Option<(Arc<DirectLimiter>, (NonZeroU32, NonZeroU32))>,
     slots: Option<(Arc<Semaphore>, u32)>,
 }
 
 impl Gate {
     /// The gate of `limits`, keeping what `old` (the same integration's or
     /// model's gate before a reload) counted where the limit is unchanged.
-    fn new(limits: Limits, old: Option<&Gate>) -> Gate {
+    fn new(limits: Limits, old: Option<&Gate>, clock: TokioClock) -> Gate {
         Gate {
             rate: limits.rate.map(|rate| {
                 match old
@@ -43,8 +48,9 @@ impl Gate {
                 {
                     Some((limiter, _)) => (limiter.clone(), rate),
                     None => (
-                        Arc::new(DefaultDirectRateLimiter::direct(
+                        Arc::new(RateLimiter::direct_with_clock(
                             Rate::per_second(rate.0).allow_burst(rate.1),
+                            clock,
                         )),
                         rate,
                     ),
@@ -75,33 +81,30 @@ struct QuotaRule {
 }
 
 /// The admission state of one catalog snapshot.
-pub(crate) struct Admission {
+pub(crate) struct Local {
     /// integration -> (its gate, its queue timeout, its models' gates)
     integrations: crate::FxHashMap<String, (Gate, Duration, crate::FxHashMap<String, Gate>)>,
     quotas: Vec<QuotaRule>,
     /// One keyed limiter per distinct quota rate, keyed by `subject@integration`.
-    quota_limiters: HashMap<NonZeroU32, Arc<DefaultKeyedRateLimiter<String>>>,
-    clock: DefaultClock,
+    quota_limiters: HashMap<NonZeroU32, Arc<KeyedLimiter>>,
+    clock: TokioClock,
     admitted: AtomicU64,
 }
 
-impl std::fmt::Debug for Admission {
+impl std::fmt::Debug for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admission")
+        f.debug_struct("Local")
             .field("quotas", &self.quotas.len())
             .finish_non_exhaustive()
     }
 }
 
-/// Slots held while a task runs.
-pub(crate) struct Permit {
-    _slots: Vec<OwnedSemaphorePermit>,
-}
-
-impl Admission {
+impl Local {
     /// The admission of `catalog`; with `old`, the admission of the snapshot
     /// it replaces, whose unchanged limiters carry over.
-    pub(crate) fn new(catalog: &Catalog, old: Option<&Admission>) -> Admission {
+    pub(crate) fn new(catalog: &Catalog, old: Option<&Local>) -> Local {
+        // One clock for the lineage: waits are measured against the limiters' own.
+        let clock = old.map_or_else(TokioClock::new, |o| o.clock);
         let integrations = catalog
             .integrations()
             .iter()
@@ -112,13 +115,13 @@ impl Admission {
                     .iter()
                     .map(|m| {
                         let was = before.and_then(|(_, _, ms)| ms.get(m.name()));
-                        (m.name().to_string(), Gate::new(m.limits(), was))
+                        (m.name().to_string(), Gate::new(m.limits(), was, clock))
                     })
                     .collect();
                 (
                     i.name().to_string(),
                     (
-                        Gate::new(i.limits(), before.map(|(g, _, _)| g)),
+                        Gate::new(i.limits(), before.map(|(g, _, _)| g), clock),
                         i.queue_timeout(),
                         models,
                     ),
@@ -133,9 +136,11 @@ impl Admission {
                 quota_limiters.entry(q.per_minute).or_insert_with(|| {
                     match old.and_then(|o| o.quota_limiters.get(&q.per_minute)) {
                         Some(kept) => kept.clone(),
-                        None => Arc::new(DefaultKeyedRateLimiter::keyed(Rate::per_minute(
-                            q.per_minute,
-                        ))),
+                        None => Arc::new(RateLimiter::new(
+                            Rate::per_minute(q.per_minute),
+                            DefaultKeyedStateStore::default(),
+                            clock,
+                        )),
                     }
                 });
                 QuotaRule {
@@ -146,11 +151,11 @@ impl Admission {
                 }
             })
             .collect();
-        Admission {
+        Local {
             integrations,
             quotas,
             quota_limiters,
-            clock: DefaultClock::default(),
+            clock,
             admitted: AtomicU64::new(0),
         }
     }
@@ -179,9 +184,9 @@ impl Admission {
         principal: &Principal,
         integration: &str,
         model: &str,
-    ) -> Result<Permit, TaskError> {
+    ) -> Result<Permit, AdmissionError> {
         let Some((igate, queue_timeout, models)) = self.integrations.get(integration) else {
-            return Ok(Permit { _slots: Vec::new() });
+            return Ok(Permit::new(Vec::new()));
         };
         let mgate = models.get(model);
         if self.quotas.is_empty()
@@ -189,7 +194,7 @@ impl Admission {
             && !mgate.is_some_and(Gate::limits_anything)
         {
             // Nothing to wait for: no clock read, no shared counter, no messages.
-            return Ok(Permit { _slots: Vec::new() });
+            return Ok(Permit::new(Vec::new()));
         }
         let deadline = Instant::now() + *queue_timeout;
         if self.admitted.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
@@ -210,6 +215,7 @@ impl Admission {
                     },
                     deadline,
                     &what,
+                    Limited::Quota,
                 )
                 .await?;
             }
@@ -228,6 +234,7 @@ impl Admission {
                     || r.check().map_err(|nu| nu.wait_time_from(self.clock.now())),
                     deadline,
                     what,
+                    Limited::Rate,
                 )
                 .await?;
             }
@@ -238,15 +245,16 @@ impl Admission {
                 match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
                     Ok(Ok(p)) => slots.push(p),
                     _ => {
-                        return Err(TaskError::rate_limited(
-                            format!("{what} is running its `max_concurrency` of {n} tasks; none finished within the queue timeout of {:.1}s", queue_timeout.as_secs_f64()),
-                            Duration::from_secs(1),
-                        ));
+                        return Err(AdmissionError {
+                            limited: Limited::Concurrency,
+                            message: format!("{what} is running its `max_concurrency` of {n} tasks; none finished within the queue timeout of {:.1}s", queue_timeout.as_secs_f64()),
+                            retry_after: Duration::from_secs(1),
+                        });
                     }
                 }
             }
         }
-        Ok(Permit { _slots: slots })
+        Ok(Permit::new(slots))
     }
 
     async fn turn(
@@ -254,19 +262,21 @@ impl Admission {
         check: impl Fn() -> Result<(), Duration>,
         deadline: Instant,
         what: &str,
-    ) -> Result<(), TaskError> {
+        limited: Limited,
+    ) -> Result<(), AdmissionError> {
         loop {
             match check() {
                 Ok(()) => return Ok(()),
                 Err(wait) => {
                     if Instant::now() + wait > deadline {
-                        return Err(TaskError::rate_limited(
-                            format!(
+                        return Err(AdmissionError {
+                            limited,
+                            message: format!(
                                 "{what} is over its rate limit; retry in {:.2}s",
                                 wait.as_secs_f64()
                             ),
-                            wait,
-                        ));
+                            retry_after: wait,
+                        });
                     }
                     tokio::time::sleep(wait).await;
                 }

@@ -9,47 +9,27 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::access::{Policy, Role, Target};
 use crate::chat_template::ChatTemplate;
-use crate::config::secret::ApiKey;
-use crate::config::{Origin, WorkerSettings};
-use crate::prompt::PromptTemplate;
-use crate::provider::huggingface::Settings;
-use crate::provider::ModelEndpoint;
+use crate::provider::{Api, CallSettings, ModelEndpoint};
 
-pub use crate::provider::Api;
+mod key;
+mod kind;
+mod worker;
 
-/// A kind of task a model may serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskKind {
-    /// Text completion (`LLM_TEXT_COMPLETE`).
-    TextGeneration,
-    /// Chat completion (`LLM_CHAT_COMPLETE`).
-    Chat,
-    /// Summarization.
-    Summarization,
-}
+pub(crate) use key::{shown_path, shown_var};
+pub use key::{ApiKey, KeySource};
+pub use kind::TaskKind;
+pub use worker::{ConductorAuth, WorkerIdentity, WorkerSettings};
 
-impl TaskKind {
-    /// The name used in config files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::TextGeneration => "text-generation",
-            TaskKind::Chat => "chat",
-            TaskKind::Summarization => "summarization",
-        }
-    }
-}
+pub use crate::origin::Origin;
+pub use crate::prompt::PromptTemplate;
 
-impl fmt::Display for TaskKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The name no integration or model may take: metric labels and audit
+/// events use it for names a caller sent that the catalog does not hold.
+pub const UNKNOWN_NAME: &str = "_unknown";
 
 /// Generation parameters a model applies when a task leaves them out.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -154,7 +134,7 @@ impl Model {
         self.chat_template.as_ref().map(|(p, _)| p.as_path())
     }
     /// The loaded chat template, if one is configured.
-    pub fn chat_template(&self) -> Option<&Arc<ChatTemplate>> {
+    pub(crate) fn chat_template(&self) -> Option<&Arc<ChatTemplate>> {
         self.chat_template.as_ref().map(|(_, t)| t)
     }
     /// Where the model was declared.
@@ -167,7 +147,7 @@ impl Model {
     }
 
     /// The provider's view of the model, shared.
-    pub fn spec(&self) -> &Arc<ModelEndpoint> {
+    pub(crate) fn spec(&self) -> &Arc<ModelEndpoint> {
         &self.spec
     }
 
@@ -177,7 +157,7 @@ impl Model {
     }
 
     /// The model's name, shared.
-    pub fn name_arc(&self) -> &Arc<str> {
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
         &self.name
     }
 }
@@ -190,7 +170,9 @@ pub struct Integration {
     pub(crate) namespace: Option<String>,
     pub(crate) active: bool,
     pub(crate) api_key: ApiKey,
-    pub(crate) settings: Settings,
+    pub(crate) hub_url: Url,
+    pub(crate) management_url: Url,
+    pub(crate) calls: CallSettings,
     pub(crate) limits: Limits,
     pub(crate) queue_timeout: std::time::Duration,
     pub(crate) models: Vec<Model>,
@@ -204,7 +186,7 @@ impl Integration {
         &self.name
     }
     /// The integration's name, shared.
-    pub fn name_arc(&self) -> &Arc<str> {
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
         &self.name
     }
     /// Free text for people.
@@ -225,11 +207,15 @@ impl Integration {
     }
     /// The Hub base URL (whoami, gated-model pages).
     pub fn hub_url(&self) -> &Url {
-        &self.settings.hub_url
+        &self.hub_url
     }
-    /// Timeouts, retries, cold-start waits and service URLs of its calls.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// The Inference Endpoints management API base.
+    pub fn management_url(&self) -> &Url {
+        &self.management_url
+    }
+    /// Timeouts, retries, cold-start waits and the largest answer read.
+    pub fn calls(&self) -> &CallSettings {
+        &self.calls
     }
     /// Rate and concurrency limits over all its models.
     pub fn limits(&self) -> Limits {
@@ -365,7 +351,7 @@ impl Application {
         &self.groups
     }
     /// SHA-256 hashes of its API keys.
-    pub fn key_hashes(&self) -> &[[u8; 32]] {
+    pub(crate) fn key_hashes(&self) -> &[[u8; 32]] {
         &self.key_hashes
     }
     /// Whether it may name a user to act for (`X-Hfconnect-User`).

@@ -1,0 +1,60 @@
+//! The start-up the long-running commands (`serve`, `worker`) share: logs
+//! on, the Connector over the loaded config, a multi-threaded runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use super::{Exit, Io, EXIT_FAILURE};
+use crate::connector::Connector;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Human,
+    Json,
+}
+
+/// What a long-running command runs with: the Connector, a multi-threaded
+/// runtime, and the log output (written out when this is dropped, after the runtime).
+pub(crate) struct Service {
+    pub connector: Arc<Connector>,
+    pub rt: tokio::runtime::Runtime,
+    _logs: Option<crate::logging::LogGuard>,
+}
+
+/// For long-running commands: logs on, the Connector over `catalog`, and a
+/// multi-threaded runtime; or the message and exit code.
+pub(crate) fn start_service(
+    loaded: crate::config::LoadedConfig,
+    log_format: LogFormat,
+    io: &mut Io<'_>,
+) -> Result<Service, Exit> {
+    let logs = crate::logging::init(match log_format {
+        LogFormat::Human => crate::logging::LogFormat::Human,
+        LogFormat::Json => crate::logging::LogFormat::Json,
+    });
+    let connector = Connector::from_loaded(loaded).map_err(|e| {
+        let _ = writeln!(io.err, "error: {e}");
+        EXIT_FAILURE
+    })?;
+    let rt = super::runtime(true, io)?;
+    rt.block_on(async { crate::logging::spawn_drain() });
+    Ok(Service {
+        connector: Arc::new(connector),
+        rt,
+        _logs: logs,
+    })
+}
+
+/// `--watch-interval`: seconds, fractions allowed, from 0.05 to 3600.
+pub(crate) fn watch_interval(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.05..=3600.0).contains(&secs) {
+        return Err(format!("`{s}` is not from 0.05 to 3600 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}

@@ -1,0 +1,712 @@
+//! The task path in-process: the scripted provider instead of HTTP, tokio's
+//! paused clock instead of waits. What the wire looks like is tested
+//! against the fake Hugging Face server in `integration-tests`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::Connector;
+use crate::access::Subject;
+use crate::config::LoadOptions;
+use crate::provider::scripted::{Reply, Scripted};
+use crate::provider::{ErrorKind, FinishReason};
+use crate::task::{
+    ChatCompleteInput, InputMessage, SummarizeInput, Task, TaskErrorKind, TaskEvent,
+    TextCompleteInput,
+};
+
+const CONFIG: &str = r#"
+[[integrations]]
+name = "hf"
+api_key = { env = "HF_TOKEN" }
+queue_timeout = 0
+
+[[integrations.models]]
+name = "tgi"
+endpoint = "http://127.0.0.1:9/"
+api = "tgi"
+tasks = ["text-generation", "summarization"]
+defaults = { max_tokens = 3, temperature = 0.7, stop = ["<stop>"] }
+
+[[integrations.models]]
+name = "chat"
+endpoint = "http://127.0.0.1:9/"
+api = "chat"
+tasks = ["chat"]
+
+[[integrations.models]]
+name = "off"
+endpoint = "http://127.0.0.1:9/"
+api = "tgi"
+tasks = ["text-generation"]
+active = false
+
+[[integrations]]
+name = "hf-off"
+api_key = { env = "HF_TOKEN" }
+active = false
+
+[[integrations.models]]
+name = "tgi"
+endpoint = "http://127.0.0.1:9/"
+api = "tgi"
+tasks = ["text-generation"]
+
+[[prompts]]
+name = "ticket"
+template = "Summarize ticket ${id}: ${body}"
+models = ["hf:tgi"]
+
+[[groups]]
+name = "support"
+members = ["alice"]
+
+[[groups]]
+name = "research"
+members = ["alice", "bob"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf"
+access = ["READ", "EXECUTE"]
+
+[[grants]]
+subject = "group:support"
+target = "prompt:ticket"
+access = ["READ"]
+
+[[grants]]
+subject = "group:research"
+target = "model:hf:chat"
+access = ["EXECUTE"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf-off"
+access = ["EXECUTE"]
+"#;
+
+/// A connector over `CONFIG` plus `extra` (appended, or replacing what
+/// `edit` says), calling one scripted provider.
+fn connector_with(edit: impl Fn(&str) -> String) -> (Connector<Scripted>, Scripted) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, edit(CONFIG)).unwrap();
+    let env: crate::config::EnvLookup = Arc::new(|k| (k == "HF_TOKEN").then(|| "hf_test".into()));
+    let loaded = crate::config::load(&path, &LoadOptions::new().env(env)).unwrap();
+    let scripted = Scripted::new();
+    let s = scripted.clone();
+    let c = Connector::from_loaded_with(loaded, Arc::new(move |i, _key| Ok(s.serving(i.name()))))
+        .unwrap();
+    (c, scripted)
+}
+
+fn connector() -> (Connector<Scripted>, Scripted) {
+    connector_with(str::to_string)
+}
+
+/// `CONFIG` with `extra` after the `tgi` model's defaults.
+fn tgi_model_extra(extra: &str) -> impl Fn(&str) -> String + '_ {
+    move |c: &str| {
+        let anchor = "defaults = { max_tokens = 3, temperature = 0.7, stop = [\"<stop>\"] }";
+        c.replacen(anchor, &format!("{anchor}\n{extra}"), 1)
+    }
+}
+
+fn text(model: &str, prompt: &str) -> Task {
+    Task::TextComplete(TextCompleteInput {
+        llm_provider: "hf".into(),
+        model: model.into(),
+        prompt: Some(prompt.into()),
+        ..Default::default()
+    })
+}
+
+fn chat(message: &str) -> Task {
+    Task::ChatComplete(ChatCompleteInput {
+        llm_provider: "hf".into(),
+        model: "chat".into(),
+        messages: vec![InputMessage {
+            role: crate::task::ChatRole::User,
+            message: message.into(),
+        }],
+        ..Default::default()
+    })
+}
+
+fn user(id: &str) -> Subject {
+    Subject::User(id.into())
+}
+
+/// The value of the series `name{labels}` in Prometheus text, 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// What the audit events written while `f` runs say (one line each).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Capture this thread's events from now until the guard drops.
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let c = Captured::default();
+        let w = c.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .without_time()
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Other tests' threads may have cached "nobody listens" for a callsite.
+        tracing::callsite::rebuild_interest_cache();
+        (c, guard)
+    }
+
+    fn audit_lines(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("hfconnect::audit"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_task_runs_with_model_defaults_and_leaves_one_event_and_its_counts() {
+    let (c, p) = connector();
+    p.then(
+        Reply::text("hello")
+            .tokens(Some(4), Some(2))
+            .finish(Some(FinishReason::Length)),
+    );
+    let (log, _g) = Captured::start();
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let out = c.execute(&alice, &text("tgi", "say hi")).await.unwrap();
+    assert_eq!(out.result, "hello");
+    assert_eq!(out.finish_reason.as_deref(), Some("LENGTH"));
+    assert_eq!(
+        (out.prompt_tokens, out.completion_tokens, out.token_used),
+        (Some(4), Some(2), Some(6))
+    );
+    let asked = p.asked();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        (
+            asked[0].integration.as_str(),
+            asked[0].model.as_str(),
+            asked[0].call
+        ),
+        ("hf", "tgi", "generate")
+    );
+    assert_eq!(asked[0].input, "say hi");
+    let events = log.audit_lines();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].contains("outcome=\"ok\"") || events[0].contains("outcome=ok"),
+        "{}",
+        events[0]
+    );
+    assert!(
+        events[0].contains("decision=\"allowed\"") && events[0].contains("grant at"),
+        "{}",
+        events[0]
+    );
+    let m = c.metrics_text();
+    assert_eq!(metric(&m, "hfconnect_tasks_total{integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"ok\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "hfconnect_tasks_in_flight"), 0.0);
+}
+
+#[tokio::test]
+async fn refusals_come_in_order_and_say_why() {
+    let (c, p) = connector();
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let bob = c.principal(&user("bob"), None).unwrap();
+    let cases: Vec<(
+        Task,
+        &crate::access::Principal,
+        TaskErrorKind,
+        &str,
+        Option<bool>,
+    )> = vec![
+        (
+            Task::TextComplete(TextCompleteInput {
+                llm_provider: "hf-of".into(),
+                model: "tgi".into(),
+                prompt: Some("x".into()),
+                ..Default::default()
+            }),
+            &alice,
+            TaskErrorKind::NotFound,
+            "unknown integration `hf-of` (did you mean `hf-off`?)",
+            None,
+        ),
+        (
+            text("tgj", "x"),
+            &alice,
+            TaskErrorKind::NotFound,
+            "unknown model `tgj` of integration `hf` (did you mean `tgi`?)",
+            None,
+        ),
+        (
+            Task::TextComplete(TextCompleteInput {
+                llm_provider: "hf-off".into(),
+                model: "tgi".into(),
+                prompt: Some("x".into()),
+                ..Default::default()
+            }),
+            &alice,
+            TaskErrorKind::Inactive,
+            "integration `hf-off` is inactive",
+            Some(false),
+        ),
+        (
+            text("off", "x"),
+            &alice,
+            TaskErrorKind::Inactive,
+            "model `off` of integration `hf` is inactive",
+            Some(false),
+        ),
+        (
+            text("tgi", "x"),
+            &bob,
+            TaskErrorKind::Denied,
+            "denied: ",
+            Some(false),
+        ),
+        (
+            text("chat", "x"),
+            &alice,
+            TaskErrorKind::InvalidInput,
+            "does not serve `text-generation`; it serves chat",
+            Some(true),
+        ),
+        (
+            text("tgi", "  "),
+            &alice,
+            TaskErrorKind::InvalidInput,
+            "the prompt is empty",
+            Some(true),
+        ),
+        (
+            Task::TextComplete(TextCompleteInput {
+                llm_provider: "hf".into(),
+                model: "tgi".into(),
+                prompt: Some("x".into()),
+                temperature: Some(0.0),
+                ..Default::default()
+            }),
+            &alice,
+            TaskErrorKind::InvalidInput,
+            "`temperature` must be greater than 0",
+            Some(true),
+        ),
+        (
+            Task::TextComplete(TextCompleteInput {
+                llm_provider: "hf".into(),
+                model: "tgi".into(),
+                prompt_name: Some("ticket".into()),
+                ..Default::default()
+            }),
+            &alice,
+            TaskErrorKind::InvalidInput,
+            "prompt `ticket`: ",
+            Some(true),
+        ),
+    ];
+    for (task, who, kind, words, decided) in cases {
+        let done = c.execute_explained(who, &task).await;
+        let e = done.result.unwrap_err();
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(e.to_string().contains(words), "{e}");
+        assert!(!e.is_retryable(), "{e}");
+        assert_eq!(done.decision.map(|d| d.allowed), decided, "{e}");
+    }
+    assert!(p.asked().is_empty(), "nothing refused reaches the provider");
+    // Scoped to research, only research's grants count: the chat model, not `tgi`.
+    let as_research = c.principal(&user("alice"), Some("research")).unwrap();
+    c.execute(&as_research, &chat("hi")).await.unwrap();
+    let e = c
+        .execute(&as_research, &text("tgi", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::Denied, "{e}");
+}
+
+#[tokio::test]
+async fn a_saved_prompt_is_rendered_and_its_grant_is_in_the_decision() {
+    let (c, p) = connector();
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let task = Task::TextComplete(TextCompleteInput {
+        llm_provider: "hf".into(),
+        model: "tgi".into(),
+        prompt_name: Some("ticket".into()),
+        prompt_variables: [
+            ("id".to_string(), serde_json::json!(7)),
+            ("body".to_string(), "it broke".into()),
+        ]
+        .into(),
+        ..Default::default()
+    });
+    let done = c.execute_explained(&alice, &task).await;
+    assert_eq!(
+        done.result.unwrap().result,
+        "echo: Summarize ticket 7: it broke"
+    );
+    let d = done.decision.unwrap();
+    assert!(
+        d.allowed && d.reason.contains("prompt:ticket"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(p.asked()[0].input, "Summarize ticket 7: it broke");
+}
+
+#[tokio::test]
+async fn provider_failures_keep_their_kind_retryability_and_wait() {
+    let (c, p) = connector();
+    let alice = c.principal(&user("alice"), None).unwrap();
+    p.then(Reply::error_with_retry_after(
+        ErrorKind::RateLimited,
+        Duration::from_secs(3),
+    ));
+    p.then(Reply::error(ErrorKind::Unauthorized));
+    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::Provider(ErrorKind::RateLimited));
+    assert!(e.is_retryable());
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+    assert!(
+        std::error::Error::source(&e).is_some(),
+        "the provider's error is the source"
+    );
+    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::Provider(ErrorKind::Unauthorized));
+    assert!(e.is_terminal());
+    let m = c.metrics_text();
+    assert_eq!(metric(&m, "hfconnect_tasks_total{integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"rate_limited\"}"), 1.0, "{m}");
+}
+
+#[tokio::test]
+async fn json_output_is_parsed_or_fails_as_invalid_output() {
+    let (c, p) = connector();
+    let bob = c.principal(&user("bob"), None).unwrap();
+    let mut task = chat("give json");
+    if let Task::ChatComplete(t) = &mut task {
+        t.json_output = true;
+    }
+    p.then(Reply::text("```json\n{\"a\": 1}\n```"));
+    p.then(Reply::text("not json"));
+    let out = c.execute(&bob, &task).await.unwrap();
+    assert_eq!(out.result, serde_json::json!({"a": 1}));
+    let e = c.execute(&bob, &task).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::InvalidOutput);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_is_counted_in_flight_until_its_output_and_audited_once() {
+    let (c, p) = connector();
+    p.then(
+        Reply::text("")
+            .chunks(["a ", "b ", "c"])
+            .after(Duration::from_secs(5)),
+    );
+    let (log, _g) = Captured::start();
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let mut stream = c.start_stream(&alice, &text("tgi", "x")).await.unwrap();
+    assert_eq!(metric(&c.metrics_text(), "hfconnect_tasks_in_flight"), 1.0);
+    let mut chunks = String::new();
+    let mut output = None;
+    while let Some(item) = stream.next().await {
+        match item.unwrap() {
+            TaskEvent::Chunk(t) => chunks.push_str(&t),
+            TaskEvent::Done(o) => output = Some(o),
+        }
+    }
+    assert_eq!(chunks, "a b c");
+    assert_eq!(output.unwrap().result, "a b c");
+    drop(stream);
+    assert_eq!(metric(&c.metrics_text(), "hfconnect_tasks_in_flight"), 0.0);
+    assert_eq!(log.audit_lines().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plain_task_is_in_flight_while_it_runs_and_a_dropped_one_is_audited_as_cancelled() {
+    let (c, p) = connector();
+    p.always(Reply::echo().after(Duration::from_secs(60)));
+    let (log, _g) = Captured::start();
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let task = text("tgi", "x");
+    {
+        let run = c.execute(&alice, &task);
+        tokio::pin!(run);
+        assert!(tokio::time::timeout(Duration::from_secs(1), &mut run)
+            .await
+            .is_err());
+        assert_eq!(metric(&c.metrics_text(), "hfconnect_tasks_in_flight"), 1.0);
+    }
+    assert_eq!(metric(&c.metrics_text(), "hfconnect_tasks_in_flight"), 0.0);
+    let lines = log.audit_lines();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{lines:?} {:?}",
+        String::from_utf8_lossy(&log.0.lock().unwrap())
+    );
+    assert!(lines[0].contains("cancelled"), "{}", lines[0]);
+    let m = c.metrics_text();
+    assert_eq!(metric(&m, "hfconnect_tasks_total{integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"cancelled\"}"), 1.0, "{m}");
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_an_error_before_any_item_and_a_summary_is_one_chunk() {
+    let (c, p) = connector();
+    let bob = c.principal(&user("bob"), None).unwrap();
+    let e = c.start_stream(&bob, &text("tgi", "x")).await.err().unwrap();
+    assert_eq!(e.kind(), TaskErrorKind::Denied);
+    let items: Vec<_> = c.execute_stream(&bob, &text("tgi", "x")).collect().await;
+    assert!(matches!(&items[..], [Err(e)] if e.kind() == TaskErrorKind::Denied));
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let summary = Task::Summarize(SummarizeInput {
+        llm_provider: "hf".into(),
+        model: "tgi".into(),
+        text: "a long text".into(),
+        ..Default::default()
+    });
+    p.then(Reply::text("short"));
+    let items: Vec<_> = c.execute_stream(&alice, &summary).collect().await;
+    assert!(
+        matches!(&items[..], [Ok(TaskEvent::Chunk(t)), Ok(TaskEvent::Done(o))] if t == "short" && o.result == "short"),
+        "{items:?}"
+    );
+    assert_eq!(p.asked().last().map(|a| a.call), Some("summarize"));
+}
+
+#[tokio::test]
+async fn a_failure_inside_a_stream_is_its_last_item() {
+    let (c, p) = connector();
+    let alice = c.principal(&user("alice"), None).unwrap();
+    p.then(Reply::error(ErrorKind::Upstream));
+    let items: Vec<_> = c.execute_stream(&alice, &text("tgi", "x")).collect().await;
+    assert!(
+        matches!(&items[..], [Err(e)] if e.kind() == TaskErrorKind::Provider(ErrorKind::Upstream)),
+        "{items:?}"
+    );
+    assert_eq!(metric(&c.metrics_text(), "hfconnect_tasks_in_flight"), 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_refuses_with_the_wait_then_refills() {
+    let (c, _p) = connector_with(tgi_model_extra(
+        "rate_limit = { per_second = 2, burst = 1 }",
+    ));
+    let alice = c.principal(&user("alice"), None).unwrap();
+    c.execute(&alice, &text("tgi", "x")).await.unwrap();
+    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::RateLimited);
+    assert!(e.is_retryable());
+    let wait = e.retry_after().unwrap();
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(500),
+        "{wait:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("model `tgi` of integration `hf` is over its rate limit"),
+        "{e}"
+    );
+    tokio::time::sleep(wait).await;
+    c.execute(&alice, &text("tgi", "x"))
+        .await
+        .expect("refilled");
+    let m = c.metrics_text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("hfconnect_rate_limited_total{") && l.ends_with(" 1")),
+        "{m}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_waits_for_its_turn_within_the_queue_timeout() {
+    let (c, _p) = connector_with(|cfg| {
+        tgi_model_extra("rate_limit = { per_second = 2, burst = 1 }")(cfg).replacen(
+            "queue_timeout = 0",
+            "queue_timeout = 2",
+            1,
+        )
+    });
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let start = tokio::time::Instant::now();
+    for _ in 0..3 {
+        c.execute(&alice, &text("tgi", "x")).await.unwrap();
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(990) && took <= Duration::from_millis(1100),
+        "three tasks at 2/s with burst 1 take 1 s, took {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn quotas_are_charged_to_the_right_subject_and_refill() {
+    let (c, _p) = connector_with(|cfg| {
+        format!("{cfg}\n[[quotas]]\nsubject = \"group:support\"\nintegration = \"hf\"\nrequests_per_minute = 120\n")
+    });
+    let alice = c.principal(&user("alice"), None).unwrap();
+    for _ in 0..120 {
+        c.execute(&alice, &text("tgi", "x")).await.unwrap();
+    }
+    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::RateLimited);
+    assert!(
+        e.to_string()
+            .contains("the quota of `group:support` on integration `hf` (120 tasks per minute)"),
+        "{e}"
+    );
+    // Scoped to research, alice is not charged to support's quota; bob is not in support.
+    let as_research = c.principal(&user("alice"), Some("research")).unwrap();
+    c.execute(&as_research, &chat("hi")).await.unwrap();
+    let bob = c.principal(&user("bob"), None).unwrap();
+    c.execute(&bob, &chat("hi")).await.unwrap();
+    // 120 per minute refills one every 0.5 s.
+    tokio::time::sleep(e.retry_after().unwrap()).await;
+    c.execute(&alice, &text("tgi", "x"))
+        .await
+        .expect("refilled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_is_bounded_and_a_slot_frees_when_a_task_ends() {
+    let (c, p) = connector_with(|cfg| {
+        tgi_model_extra("max_concurrency = 1")(cfg).replacen(
+            "queue_timeout = 0",
+            "queue_timeout = 0.3",
+            1,
+        )
+    });
+    let c = Arc::new(c);
+    p.then(Reply::echo().after(Duration::from_millis(800)));
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let first = {
+        let (c, alice) = (c.clone(), alice.clone());
+        tokio::spawn(async move { c.execute(&alice, &text("tgi", "x")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::RateLimited);
+    assert!(
+        e.to_string()
+            .contains("running its `max_concurrency` of 1 tasks"),
+        "{e}"
+    );
+    first.await.unwrap().unwrap();
+    c.execute(&alice, &text("tgi", "x"))
+        .await
+        .expect("the slot is free again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn limits_survive_a_reload_unless_their_rate_changes() {
+    let edit = tgi_model_extra("rate_limit = { per_second = 1, burst = 1 }");
+    let (c, _p) = connector_with(&edit);
+    let alice = c.principal(&user("alice"), None).unwrap();
+    c.execute(&alice, &text("tgi", "x")).await.unwrap();
+    let reload = |cfg: String| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let env: crate::config::EnvLookup =
+            Arc::new(|k| (k == "HF_TOKEN").then(|| "hf_test".into()));
+        c.reload_from(&path, &LoadOptions::new().env(env)).unwrap();
+    };
+    reload(edit(CONFIG).replace(
+        "members = [\"alice\", \"bob\"]",
+        "members = [\"alice\", \"bob\", \"zed\"]",
+    ));
+    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        TaskErrorKind::RateLimited,
+        "the same limiter: still empty"
+    );
+    reload(tgi_model_extra(
+        "rate_limit = { per_second = 2, burst = 1 }",
+    )(CONFIG));
+    c.execute(&alice, &text("tgi", "x"))
+        .await
+        .expect("a new rate starts afresh");
+}
+
+#[test]
+fn prepare_builds_the_call_with_the_model_defaults_and_the_task_overrides() {
+    use super::prepare::{prepare, Call};
+    let (c, _p) = connector();
+    let snap = c.state.load();
+    let alice = c.principal(&user("alice"), None).unwrap();
+    let (decided, prepared) = prepare(&snap, &alice, &text("tgi", "hi"));
+    assert!(decided.is_some_and(|(allowed, _)| allowed));
+    let p = prepared.unwrap();
+    assert_eq!(
+        (p.integration, p.model, p.endpoint.name.as_str()),
+        ("hf", "tgi", "tgi")
+    );
+    let Call::Generate(r) = &p.call else {
+        panic!("a text task on tgi calls generate")
+    };
+    assert_eq!(r.prompt, "hi");
+    assert_eq!(
+        (
+            r.params.max_tokens,
+            r.params.temperature,
+            r.params.stop.clone()
+        ),
+        (Some(3), Some(0.7), vec!["<stop>".to_string()])
+    );
+    let task = Task::TextComplete(TextCompleteInput {
+        llm_provider: "hf".into(),
+        model: "tgi".into(),
+        prompt: Some("hi".into()),
+        max_tokens: Some(9),
+        stop_words: vec!["END".into()],
+        ..Default::default()
+    });
+    let (_, prepared) = prepare(&snap, &alice, &task);
+    let Call::Generate(r) = &prepared.unwrap().call else {
+        panic!("generate")
+    };
+    assert_eq!(
+        (r.params.max_tokens, r.params.stop.clone()),
+        (Some(9), vec!["END".to_string()])
+    );
+    let bob = c.principal(&user("bob"), None).unwrap();
+    let (_, prepared) = prepare(&snap, &bob, &chat("hi"));
+    let Call::Chat(r) = &prepared.unwrap().call else {
+        panic!("a chat task on a chat model calls chat")
+    };
+    assert_eq!(r.messages.len(), 1);
+    let (decided, prepared) = prepare(&snap, &bob, &text("nope", "hi"));
+    assert!(
+        decided.is_none(),
+        "unknown names are refused before any decision"
+    );
+    assert_eq!(
+        prepared.err().map(|e| e.kind()),
+        Some(TaskErrorKind::NotFound)
+    );
+}
