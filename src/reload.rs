@@ -20,16 +20,13 @@ use crate::connector::Connector;
 pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What identifies a file's content cheaply: length and modification time,
-/// following links.
+/// following links, and the `..data` link of its directory (where
+/// Kubernetes swaps a Secret's content).
 type Seen = (PathBuf, Option<(u64, Option<SystemTime>)>, Option<PathBuf>);
 
-/// The config files, the key files, and the `..data` link of each key
-/// file's directory (where Kubernetes swaps a Secret's content).
-fn fingerprint(config: &Path, keys: &[PathBuf]) -> Vec<Seen> {
-    let files = crate::config::config_files(config).unwrap_or_default();
+fn seen(files: &[PathBuf]) -> Vec<Seen> {
     files
         .iter()
-        .chain(keys)
         .map(|f| {
             let meta = std::fs::metadata(f)
                 .ok()
@@ -40,6 +37,22 @@ fn fingerprint(config: &Path, keys: &[PathBuf]) -> Vec<Seen> {
             (f.clone(), meta, data_link)
         })
         .collect()
+}
+
+/// The config files and the key files the loaded config reads.
+#[derive(Clone, PartialEq)]
+struct Fingerprint {
+    config: Vec<Seen>,
+    keys: Vec<Seen>,
+}
+
+impl Fingerprint {
+    fn take(config: &Path, connector: &Connector) -> Self {
+        Fingerprint {
+            config: seen(&crate::config::config_files(config).unwrap_or_default()),
+            keys: seen(&connector.key_files()),
+        }
+    }
 }
 
 fn reload(connector: &Connector, config: &Path, why: &str) {
@@ -56,6 +69,12 @@ fn reload(connector: &Connector, config: &Path, why: &str) {
 
 /// Reload on SIGHUP and when the config or key files change (checked every
 /// `every`).
+///
+/// A change is loaded once it has settled: the files look the same on two
+/// checks in a row. An editor or `cp` that truncates a file and then writes
+/// it would otherwise be caught half way, and an empty file is a valid
+/// config with nothing in it. A SIGHUP reloads at once: the admin says the
+/// files are ready.
 pub(crate) fn spawn_reloader(connector: Arc<Connector>, config: PathBuf, every: Duration) {
     tokio::spawn(async move {
         #[cfg(unix)]
@@ -66,7 +85,8 @@ pub(crate) fn spawn_reloader(connector: Arc<Connector>, config: PathBuf, every: 
                 None
             }
         };
-        let mut last = fingerprint(&config, &connector.key_files());
+        let mut last = Fingerprint::take(&config, &connector);
+        let mut pending: Option<Fingerprint> = None;
         loop {
             #[cfg(unix)]
             let signalled = match hup.as_mut() {
@@ -84,18 +104,28 @@ pub(crate) fn spawn_reloader(connector: Arc<Connector>, config: PathBuf, every: 
                 tokio::time::sleep(every).await;
                 false
             };
-            let now = fingerprint(&config, &connector.key_files());
+            // Taken before reading: an edit made while loading is seen on
+            // the next check.
+            let now = Fingerprint::take(&config, &connector);
             if signalled {
                 reload(&connector, &config, "SIGHUP");
-            } else if now != last {
-                reload(&connector, &config, "files changed");
-            } else {
+            } else if now == last {
+                pending = None;
                 continue;
+            } else if pending.as_ref() != Some(&now) {
+                pending = Some(now);
+                continue;
+            } else {
+                reload(&connector, &config, "files changed");
             }
             // What was just loaded (or refused) is the new baseline: a
             // SIGHUP and the edit behind it reload once, and the key files
             // of the new config are watched from now on.
-            last = fingerprint(&config, &connector.key_files());
+            pending = None;
+            last = Fingerprint {
+                config: now.config,
+                keys: seen(&connector.key_files()),
+            };
         }
     });
 }

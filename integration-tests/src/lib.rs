@@ -40,6 +40,26 @@ fn build(release: bool) -> Result<PathBuf, String> {
         .join("..")
         .join("Cargo.toml");
     let mut cmd = Command::new(cargo);
+    // What cargo sets for the test that runs this: a build script that
+    // watches one of them (ring watches `CARGO_MANIFEST_DIR`) would
+    // otherwise see it change and rebuild half the dependency tree, twice.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&key.as_ref())
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
     cmd.arg("build");
     if release {
         cmd.arg("--release");
@@ -52,6 +72,12 @@ fn build(release: bool) -> Result<PathBuf, String> {
             "hfconnect",
             "--bin",
             "hfconnect",
+            // The features this crate's own dependency on hfconnect has:
+            // the binary then shares the library the tests just built (no
+            // second build). The feature adds a test provider and widens
+            // nothing the binary runs.
+            "--features",
+            "test-support",
             "--manifest-path",
         ])
         .arg(&manifest)

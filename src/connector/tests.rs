@@ -147,7 +147,7 @@ fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// What the audit events written while `f` runs say (one line each).
+/// What the audit events written on this thread say (one line each).
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -161,21 +161,57 @@ impl std::io::Write for Captured {
     }
 }
 
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Where the global subscriber writes: this thread's capture, or nowhere.
+struct ThisThread;
+
+impl std::io::Write for ThisThread {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+            Some(c) => c.write(buf),
+            None => Ok(buf.len()),
+        })
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Ends a capture.
+struct Capturing;
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
 impl Captured {
     /// Capture this thread's events from now until the guard drops.
-    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+    ///
+    /// One global subscriber, installed once, listens to every callsite, so
+    /// no thread caches "nobody listens" (which a per-thread default
+    /// subscriber cannot rule out while other tests run); what it writes
+    /// goes to the capture of the thread the event happened on (a
+    /// `#[tokio::test]` runs its tasks on its own thread).
+    fn start() -> (Captured, Capturing) {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::INFO)
+                .without_time()
+                .with_ansi(false)
+                .with_writer(|| ThisThread)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in unit tests");
+        });
         let c = Captured::default();
-        let w = c.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .without_time()
-            .with_ansi(false)
-            .with_writer(move || w.clone())
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        // Other tests' threads may have cached "nobody listens" for a callsite.
-        tracing::callsite::rebuild_interest_cache();
-        (c, guard)
+        CAPTURE.with(|slot| *slot.borrow_mut() = Some(c.clone()));
+        (c, Capturing)
     }
 
     fn audit_lines(&self) -> Vec<String> {

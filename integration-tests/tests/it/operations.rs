@@ -581,6 +581,8 @@ async fn a_refused_reload_is_visible_and_sighup_with_an_edit_reloads_once() {
             path.to_str().unwrap(),
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--watch-interval",
+            "0.2",
         ])
         .env("HF_TOKEN", TOKEN)
         .env("RUST_LOG", "info")

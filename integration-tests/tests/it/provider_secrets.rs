@@ -9,7 +9,7 @@ use hfconnect::provider::{Api, LlmProvider};
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::json;
 
-use crate::provider::{collect, failure_cases, model, provider, text, Case, TOKEN};
+use crate::provider::{collect, failure_cases, model, provider, quick_provider, text, Case, TOKEN};
 use hfconnect::provider::ErrorKind;
 
 #[derive(Clone, Default)]
@@ -87,13 +87,14 @@ async fn the_key_never_appears_in_errors_debug_or_logs() {
         retryable: false,
         message: "",
     });
-    for Case { name, faults, .. } in cases {
-        for route in [Route::Generate, Route::GenerateStream] {
+    // Each case has a fake of its own, so they run at once.
+    let runs = cases.iter().flat_map(|Case { name, faults, .. }| {
+        [Route::Generate, Route::GenerateStream].map(|route| async move {
             let fake = FakeHf::start(TOKEN).await.unwrap();
-            for (f, n) in &faults {
+            for (f, n) in faults {
                 fake.push_n(route, f.clone(), *n);
             }
-            let p = provider(&fake);
+            let p = quick_provider(&fake);
             let m = model(&fake, Api::Tgi);
             let err = if route == Route::Generate {
                 p.generate(&m, &text("hi")).await.err()
@@ -101,9 +102,10 @@ async fn the_key_never_appears_in_errors_debug_or_logs() {
                 collect(p.generate_stream(&m, text("hi"))).await.1.err()
             };
             let e = err.unwrap_or_else(|| panic!("{name} on {route:?} should fail"));
-            seen.push(format!("{name}: {e} | {e:?}"));
-        }
-    }
+            format!("{name}: {e} | {e:?}")
+        })
+    });
+    seen.extend(futures_util::future::join_all(runs).await);
     // A wrong key: the rejected key must not show either.
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let wrong = "hf_WRONGkeyMARKER42";

@@ -593,8 +593,50 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
         }
     }
     assert!(seen, "the change was picked up within 8 s");
-    std::fs::write(&path, "[[integrations]]\nname = 3\n").unwrap();
+    let ready = || async {
+        reqwest::get(format!("{}/readyz", s.url))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let until = |done: &'static dyn Fn(&Value) -> bool| {
+        let ready = &ready;
+        async move {
+            for _ in 0..100 {
+                let r = ready().await;
+                if done(&r) {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("/readyz never showed what was waited for");
+        }
+    };
+    let before = ready().await;
+    assert_eq!(before["config"]["reloads"], 1, "{before}");
+    assert_ne!(before["integrations"], 0, "{before}");
+    // Written as some editors do: truncated, then (less than one check
+    // later, so no two checks see the empty file) filled. The empty file in
+    // between, a valid config with nothing in it, is never loaded. Each
+    // round has a check inside the window nine times in ten.
+    for round in 0..2 {
+        std::fs::File::create(&path).unwrap();
+        tokio::time::sleep(WATCH * 9 / 10).await;
+        std::fs::write(&path, format!("{changed}# edit {round}\n")).unwrap();
+        let after = until(if round == 0 {
+            &|r| r["config"]["reloads"] != 1
+        } else {
+            &|r| r["config"]["reloads"] != 2
+        })
+        .await;
+        assert_eq!(after["integrations"], before["integrations"], "{after}");
+    }
     tokio::time::sleep(WATCH * 3).await;
+    assert_eq!(ready().await["config"]["reloads"], 3);
+    std::fs::write(&path, "[[integrations]]\nname = 3\n").unwrap();
+    until(&|r| r["config"]["refused_reloads"] == 1).await;
     assert_eq!(
         post(&s, "text-complete", Some(APP_KEY), &[], text("tgi"))
             .await
