@@ -1,0 +1,465 @@
+//! Integrations and their models: URLs, keys, call settings, limits and
+//! quotas, model defaults.
+
+use super::*;
+
+pub(super) fn integration(
+    v: &mut V<'_>,
+    ri: Spanned<RawIntegration>,
+    hub_default: &Result<Url, String>,
+) -> Option<Integration> {
+    let loc = ri.loc;
+    let r = ri.value;
+    let mut ok = true;
+    if let Some(ns) = &r.namespace {
+        let bad = ns.value.is_empty()
+            || !ns
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if bad {
+            v.error(
+                &ns.loc,
+                format!(
+                    "namespace `{}` is not a Hub user or organization name",
+                    ns.value
+                ),
+            )
+            .help = Some("Hub names hold letters, digits, `-`, `_` and `.`".into());
+            ok = false;
+        }
+    }
+    let hub_url = match &r.hub_url {
+        Some(h) => match parse_http_url(h.value.trim_end_matches('/')) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                v.error(&h.loc, format!("`hub_url` is {e}"));
+                None
+            }
+        },
+        None => match hub_default {
+            Ok(u) => Some(u.clone()),
+            Err(e) => {
+                v.error(&loc, e.clone()).help =
+                    Some("fix `HF_ENDPOINT` or set `hub_url` on the integration".into());
+                None
+            }
+        },
+    };
+
+    let management_url = match &r.management_url {
+        Some(m) => match parse_http_url(m.value.trim_end_matches('/')) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                v.error(&m.loc, format!("`management_url` is {e}"));
+                None
+            }
+        },
+        None => Url::parse(DEFAULT_MANAGEMENT_URL).ok(),
+    };
+    let calls = calls(v, &r, &mut ok);
+    let limits = limits(v, &r.rate_limit, &r.max_concurrency, &mut ok);
+    let queue_timeout = seconds(v, &r.queue_timeout, "queue_timeout", true, &mut ok)
+        .unwrap_or(Duration::from_secs(30));
+
+    let base = v.dir_of(&r.api_key.loc).to_path_buf();
+    let key_loc = r.api_key.loc.clone();
+    let resolved = secret::resolve(r.api_key.value, &base, v.env);
+    if let Some(reason) = resolved.key.unavailable_reason() {
+        let reason = reason.to_string();
+        v.warn(
+            &key_loc,
+            format!(
+                "the key of integration `{}` is not available: {reason}",
+                r.name.value
+            ),
+        )
+        .help = Some("tasks on this integration will fail until the key can be read".into());
+    }
+    for w in resolved.warnings {
+        v.warn(&key_loc, w);
+    }
+
+    let mut models = Vec::new();
+    let mut seen = HashMap::new();
+    let models_path = format!("{}.models", loc.path);
+    let had_broken_models = v
+        .broken
+        .iter()
+        .any(|(f, list, _)| *f == loc.file && *list == models_path);
+    if r.models.0.is_empty() && !had_broken_models {
+        v.warn(
+            &loc,
+            format!("integration `{}` has no models", r.name.value),
+        )
+        .help = Some("add models under `[[integrations.models]]`".into());
+    }
+    for rm in r.models.0 {
+        let name_ok = v.name_ok("model", &rm.value.name, true)
+            && v.unique("model", &mut seen, &rm.value.name);
+        match model(v, rm) {
+            Some(m) if name_ok => models.push(m),
+            _ => ok = false,
+        }
+    }
+    let (hub_url, management_url) = (hub_url?, management_url?);
+    if !ok {
+        return None;
+    }
+    let model_index = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.clone(), i))
+        .collect();
+    let name: Arc<str> = r.name.value.into();
+    for m in &mut models {
+        m.target = Target::Model(name.clone(), m.name.clone());
+    }
+    Some(Integration {
+        name,
+        description: r.description,
+        namespace: r.namespace.map(|n| n.value),
+        active: r.active.unwrap_or(true),
+        api_key: resolved.key,
+        hub_url,
+        management_url,
+        calls,
+        limits,
+        queue_timeout,
+        models,
+        model_index,
+        origin: v.origin(&loc),
+    })
+}
+
+/// `rate_limit = { per_second, burst }` (burst defaults to `per_second`) and `max_concurrency`.
+fn limits(
+    v: &mut V<'_>,
+    rate: &Option<RawRate>,
+    conc: &Option<Spanned<u32>>,
+    ok: &mut bool,
+) -> Limits {
+    let rate = rate.as_ref().and_then(|r| {
+        let per_second = at_least_one(v, &r.per_second, "rate_limit.per_second", ok)?;
+        let burst = match &r.burst {
+            Some(b) => at_least_one(v, b, "rate_limit.burst", ok)?,
+            None => per_second,
+        };
+        Some((per_second, burst))
+    });
+    let max_concurrency = conc
+        .as_ref()
+        .and_then(|c| at_least_one(v, c, "max_concurrency", ok));
+    Limits {
+        rate,
+        max_concurrency,
+    }
+}
+
+pub(super) fn quota(
+    v: &mut V<'_>,
+    rq: Spanned<RawQuota>,
+    groups: &HashSet<&str>,
+    apps: &HashSet<&str>,
+    index: &crate::FxHashMap<Arc<str>, usize>,
+) -> Option<Quota> {
+    let r = rq.value;
+    let mut ok = true;
+    let subject = match r.subject.value.parse::<Subject>() {
+        Ok(Subject::Group(g)) if !groups.contains(&*g) => {
+            v.error(&r.subject.loc, format!("quota names unknown group `{g}`"));
+            None
+        }
+        Ok(Subject::App(a)) if !apps.contains(&*a) => {
+            v.error(
+                &r.subject.loc,
+                format!("quota names unknown application `{a}`"),
+            );
+            None
+        }
+        Ok(s) => Some(s),
+        Err(e) => {
+            v.error(&r.subject.loc, e.to_string());
+            None
+        }
+    };
+    if !index.contains_key(r.integration.value.as_str())
+        && !v.broken_integrations.contains(&r.integration.value)
+    {
+        let help = suggest(
+            &r.integration.value,
+            index.keys().map(|k| &**k),
+            "integrations are declared under `[[integrations]]`",
+        );
+        v.error(
+            &r.integration.loc,
+            format!("quota names unknown integration `{}`", r.integration.value),
+        )
+        .help = Some(help);
+        ok = false;
+    }
+    let per_minute = at_least_one(v, &r.requests_per_minute, "requests_per_minute", &mut ok);
+    let (subject, per_minute) = (subject?, per_minute?);
+    if !ok {
+        return None;
+    }
+    Some(Quota {
+        subject,
+        integration: r.integration.value.as_str().into(),
+        per_minute,
+        origin: v.origin(&rq.loc),
+    })
+}
+
+/// Timeouts, retries and cold-start waits of an integration, defaults filled in.
+fn calls(v: &mut V<'_>, r: &RawIntegration, ok: &mut bool) -> CallSettings {
+    let mut s = CallSettings::default();
+    if let Some(t) = &r.timeouts {
+        s.connect_timeout =
+            seconds(v, &t.connect, "timeouts.connect", false, ok).unwrap_or(s.connect_timeout);
+        s.request_timeout =
+            seconds(v, &t.request, "timeouts.request", false, ok).unwrap_or(s.request_timeout);
+        s.first_token_timeout = seconds(v, &t.first_token, "timeouts.first_token", false, ok)
+            .unwrap_or(s.first_token_timeout);
+    }
+    if let Some(rt) = &r.retry {
+        let d = RetryPolicy::default();
+        let max_attempts = match &rt.max_attempts {
+            Some(m) if (1..=20).contains(&m.value) => m.value,
+            Some(m) => {
+                v.error(
+                    &m.loc,
+                    format!(
+                        "`retry.max_attempts` must be from 1 (no retry) to 20, not {}",
+                        m.value
+                    ),
+                );
+                *ok = false;
+                d.max_attempts
+            }
+            None => d.max_attempts,
+        };
+        s.retry = RetryPolicy {
+            max_attempts,
+            initial_backoff: seconds(v, &rt.initial_backoff, "retry.initial_backoff", false, ok)
+                .unwrap_or(d.initial_backoff),
+            max_backoff: seconds(v, &rt.max_backoff, "retry.max_backoff", false, ok)
+                .unwrap_or(d.max_backoff),
+            budget: seconds(v, &rt.budget, "retry.budget", false, ok).unwrap_or(d.budget),
+        };
+    }
+    if let Some(m) = &r.max_response_bytes {
+        if (1024..=MAX_RESPONSE_BYTES_CAP).contains(&m.value) {
+            s.max_response_bytes = usize::try_from(m.value).unwrap_or(s.max_response_bytes);
+        } else {
+            v.error(
+                &m.loc,
+                format!(
+                    "`max_response_bytes` must be from 1024 to {MAX_RESPONSE_BYTES_CAP}, not {}",
+                    m.value
+                ),
+            );
+            *ok = false;
+        }
+    }
+    if let Some(c) = &r.cold_start {
+        let d = ColdStartPolicy::default();
+        s.cold_start = ColdStartPolicy {
+            wait: seconds(v, &c.wait, "cold_start.wait", true, ok).unwrap_or(d.wait),
+            resume_paused: c.resume_paused.unwrap_or(d.resume_paused),
+        };
+    }
+    s
+}
+
+fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
+    let loc = rm.loc;
+    let r = rm.value;
+    let mut ok = true;
+    let api = r.api.value;
+
+    let endpoint = match (&r.endpoint, api) {
+        (Some(e), _) => match parse_http_url(&e.value) {
+            Ok(u) => {
+                if u.scheme() == "http" && !is_local(&u) {
+                    v.warn(
+                        &e.loc,
+                        "the endpoint uses plain `http`: the API key would travel unencrypted",
+                    );
+                }
+                Some(u)
+            }
+            Err(msg) => {
+                v.error(&e.loc, format!("`endpoint` is {msg}"));
+                None
+            }
+        },
+        (None, Api::Router) => Url::parse(DEFAULT_ROUTER_URL).ok(),
+        (None, _) => {
+            v.error(
+                &loc.child_of("endpoint"),
+                format!(
+                    "missing required key `endpoint` (model `{}` has api `{api}`)",
+                    r.name.value
+                ),
+            )
+            .help = Some("only `router` models may leave `endpoint` out".into());
+            None
+        }
+    };
+
+    let mut tasks: Vec<TaskKind> = Vec::new();
+    if r.tasks.value.is_empty() {
+        v.error(
+            &r.tasks.loc,
+            format!("model `{}` lists no tasks", r.name.value),
+        )
+        .help = Some("list at least one of `text-generation`, `chat`, `summarization`".into());
+        ok = false;
+    }
+    for t in &r.tasks.value {
+        if tasks.contains(&t.value) {
+            v.warn(&t.loc, format!("task `{}` is listed twice", t.value));
+        } else {
+            tasks.push(t.value);
+        }
+        if api == Api::Pipeline && t.value == TaskKind::Chat {
+            v.error(
+                &t.loc,
+                format!(
+                    "model `{}` has api `pipeline`, which cannot serve `chat`",
+                    r.name.value
+                ),
+            )
+            .help = Some(
+                "pipeline endpoints take `inputs` only; use api `chat` or `tgi` for chat models"
+                    .into(),
+            );
+            ok = false;
+        }
+    }
+
+    if let Some(u) = &r.upstream_model {
+        if u.value.trim().is_empty() {
+            v.error(&u.loc, "`upstream_model` is empty");
+            ok = false;
+        }
+    }
+
+    let defaults = match &r.defaults {
+        None => ModelDefaults::default(),
+        Some(d) => {
+            let d = &d.value;
+            let mut out = ModelDefaults {
+                seed: d.seed,
+                ..ModelDefaults::default()
+            };
+            if let Some(m) = &d.max_tokens {
+                match NonZeroU32::new(m.value) {
+                    Some(n) => out.max_tokens = Some(n),
+                    None => {
+                        v.error(&m.loc, "`max_tokens` must be at least 1");
+                        ok = false;
+                    }
+                }
+            }
+            if let Some(t) = &d.temperature {
+                if t.value.is_finite() && t.value > 0.0 {
+                    out.temperature = Some(t.value);
+                } else {
+                    v.error(
+                        &t.loc,
+                        format!("`temperature` must be greater than 0, not {}", t.value),
+                    )
+                    .help = Some(
+                        "Hugging Face servers reject 0; leave it out for greedy decoding".into(),
+                    );
+                    ok = false;
+                }
+            }
+            if let Some(p) = &d.top_p {
+                if p.value > 0.0 && p.value <= 1.0 {
+                    out.top_p = Some(p.value);
+                } else {
+                    v.error(
+                        &p.loc,
+                        format!(
+                            "`top_p` must be greater than 0 and at most 1, not {}",
+                            p.value
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            if let Some(s) = &d.stop {
+                for (i, st) in s.value.iter().enumerate() {
+                    if st.value.is_empty() {
+                        v.error(&st.loc, format!("stop sequence {i} is empty"));
+                        ok = false;
+                    }
+                }
+                if s.value.len() > 4 {
+                    v.warn(&s.loc, format!("{} stop sequences: text-generation-inference accepts 4 unless its `max_stop_sequences` is raised", s.value.len()));
+                }
+                out.stop = s.value.iter().map(|s| s.value.clone()).collect();
+            }
+            out
+        }
+    };
+
+    let chat_template = match &r.chat_template {
+        None => None,
+        Some(t) => {
+            let path = v.dir_of(&t.loc).join(&t.value);
+            if !path.is_file() {
+                v.error(
+                    &t.loc,
+                    format!("chat template file `{}` does not exist", path.display()),
+                );
+                ok = false;
+                None
+            } else {
+                if api != Api::Tgi {
+                    v.warn(&t.loc, format!("`chat_template` is only used by `tgi` models; api `{api}` renders chats on the server"));
+                }
+                match crate::chat_template::ChatTemplate::load(&path) {
+                    Ok(ct) => Some((path, std::sync::Arc::new(ct))),
+                    Err(e) => {
+                        v.error(&t.loc, e);
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        }
+    };
+
+    let limits = limits(v, &r.rate_limit, &r.max_concurrency, &mut ok);
+    let endpoint = endpoint?;
+    if !ok {
+        return None;
+    }
+    let name: Arc<str> = r.name.value.into();
+    let upstream_model = r.upstream_model.map(|u| u.value);
+    let spec = Arc::new(crate::provider::ModelEndpoint {
+        name: name.to_string(),
+        base_url: endpoint.clone(),
+        api,
+        upstream_model: upstream_model.clone().unwrap_or_else(|| name.to_string()),
+    });
+    Some(Model {
+        limits,
+        target: Target::Model(Arc::from(""), name.clone()),
+        name,
+        description: r.description,
+        endpoint,
+        api,
+        tasks,
+        active: r.active.unwrap_or(true),
+        upstream_model,
+        defaults,
+        chat_template,
+        origin: v.origin(&loc),
+        spec,
+    })
+}

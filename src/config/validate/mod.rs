@@ -1,0 +1,463 @@
+//! Phase two of loading: raw structs from all files into a [`Catalog`] whose
+//! values cannot be invalid. Every check reports where (file, line, column, key
+//! path) and keeps going, so one run shows every problem.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+
+use url::Url;
+
+mod access;
+mod integration;
+mod worker;
+
+use self::access::{application, grant, group, prompt};
+use self::integration::{integration, quota};
+use self::worker::worker;
+
+use super::de::{Loc, Spanned};
+use super::diagnostic::{did_you_mean, Diagnostic, FileId};
+use super::raw::{
+    IdentityMode, RawApplication, RawFile, RawGrant, RawGroup, RawIntegration, RawModel, RawPrompt,
+    RawQuota, RawRate, RawWorker,
+};
+use super::secret::{self, EnvLookup};
+use crate::access::{AccessSet, Grant, GroupInput, Policy, PolicyInput, Subject, Target};
+use crate::catalog::{
+    Application, Catalog, ConductorAuth, Group, Integration, Limits, Model, ModelDefaults,
+    ModelRef, Prompt, Quota, TaskKind, WorkerIdentity, WorkerSettings,
+};
+use crate::origin::Origin;
+use crate::prompt::PromptTemplate;
+use crate::provider::huggingface::{DEFAULT_HUB_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_ROUTER_URL};
+use crate::provider::{Api, CallSettings};
+use crate::retry::{ColdStartPolicy, RetryPolicy};
+use std::time::Duration;
+
+/// The largest `max_response_bytes` accepted (1 GiB).
+const MAX_RESPONSE_BYTES_CAP: u64 = 1 << 30;
+
+/// A parsed file, ready for validation.
+pub(crate) struct ParsedFile {
+    pub id: FileId,
+    pub raw: RawFile,
+    /// (list path, name) of entries dropped because they did not parse.
+    pub broken: Vec<(String, String)>,
+}
+
+struct V<'a> {
+    files: &'a [Arc<Path>],
+    diags: Vec<Diagnostic>,
+    env: &'a EnvLookup,
+    broken: HashSet<(FileId, String, String)>,
+    broken_integrations: HashSet<String>,
+    broken_names: HashMap<&'static str, HashSet<String>>,
+}
+
+impl V<'_> {
+    fn origin(&self, loc: &Loc) -> Origin {
+        let file = self
+            .files
+            .get(loc.file.0 as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Path::new("<unknown>")));
+        Origin::new(file, loc.pos.line, loc.pos.col, loc.path.clone())
+    }
+
+    fn error(&mut self, loc: &Loc, message: impl Into<String>) -> &mut Diagnostic {
+        let d = Diagnostic::error(&self.origin(loc), message);
+        self.diags.push(d);
+        let last = self.diags.len() - 1;
+        &mut self.diags[last]
+    }
+
+    fn warn(&mut self, loc: &Loc, message: impl Into<String>) -> &mut Diagnostic {
+        let d = Diagnostic::warning(&self.origin(loc), message);
+        self.diags.push(d);
+        let last = self.diags.len() - 1;
+        &mut self.diags[last]
+    }
+
+    fn dir_of(&self, loc: &Loc) -> &Path {
+        self.files
+            .get(loc.file.0 as usize)
+            .and_then(|f| f.parent())
+            .unwrap_or(Path::new("."))
+    }
+
+    fn is_broken(&self, list: &'static str, name: &str) -> bool {
+        self.broken_names
+            .get(list)
+            .is_some_and(|s| s.contains(name))
+    }
+
+    /// Check a name; returns false (after reporting) when it is unusable.
+    fn name_ok(&mut self, kind: &str, name: &Spanned<String>, allow_slash: bool) -> bool {
+        let n = &name.value;
+        let bad_char = n.chars().find(|c| {
+            !(c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '_' | '.')
+                || (allow_slash && *c == '/'))
+        });
+        let problem = if n.is_empty() {
+            Some(format!("{kind} name is empty"))
+        } else if n == crate::catalog::UNKNOWN_NAME {
+            Some(format!(
+                "{kind} name `{n}` is reserved: metrics count names the catalog does not know under it"
+            ))
+        } else if n.chars().count() > 128 {
+            Some(format!("{kind} name is longer than 128 characters"))
+        } else if let Some(c) = bad_char {
+            let allowed = if allow_slash {
+                "letters, digits, `-`, `_`, `.` and `/`"
+            } else {
+                "letters, digits, `-`, `_` and `.`"
+            };
+            Some(format!(
+                "{kind} name `{n}` contains `{c}`; names may hold {allowed}"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.error(&name.loc, p);
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn unique(
+        &mut self,
+        kind: &str,
+        seen: &mut HashMap<String, Loc>,
+        name: &Spanned<String>,
+    ) -> bool {
+        if let Some(first) = seen.get(&name.value) {
+            let first = self.origin(first);
+            self.error(
+                &name.loc,
+                format!("{kind} `{}` is defined twice", name.value),
+            )
+            .help = Some(format!("first defined at {first}; names must be unique"));
+            false
+        } else {
+            seen.insert(name.value.clone(), name.loc.clone());
+            true
+        }
+    }
+}
+
+fn parse_http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme must be `http` or `https`, not `{}`",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL carries credentials; put the key in `api_key` instead".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the URL must not carry a query string or fragment".into());
+    }
+    Ok(url)
+}
+
+fn is_local(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_private(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Validate all parsed files into a catalog. Returns the catalog when there is
+/// no error, and every diagnostic (errors and warnings) either way.
+pub(crate) fn validate(
+    files: &[Arc<Path>],
+    parsed: Vec<ParsedFile>,
+    env: &EnvLookup,
+) -> (Option<Catalog>, Vec<Diagnostic>) {
+    let mut v = V {
+        files,
+        diags: Vec::new(),
+        env,
+        broken: HashSet::new(),
+        broken_integrations: HashSet::new(),
+        broken_names: HashMap::new(),
+    };
+    for p in &parsed {
+        for (list, name) in &p.broken {
+            v.broken.insert((p.id, list.clone(), name.clone()));
+            let top: Option<&'static str> = match list.as_str() {
+                "integrations" => Some("integrations"),
+                "prompts" => Some("prompts"),
+                "groups" => Some("groups"),
+                "applications" => Some("applications"),
+                _ => None,
+            };
+            if let Some(top) = top {
+                v.broken_names.entry(top).or_default().insert(name.clone());
+                if top == "integrations" {
+                    v.broken_integrations.insert(name.clone());
+                }
+            }
+        }
+    }
+
+    let mut raw_integrations = Vec::new();
+    let mut raw_prompts = Vec::new();
+    let mut raw_groups = Vec::new();
+    let mut raw_apps = Vec::new();
+    let mut raw_grants = Vec::new();
+    let mut raw_quotas = Vec::new();
+    let mut audit: Option<Spanned<super::raw::RawAudit>> = None;
+    let mut raw_worker: Option<Spanned<RawWorker>> = None;
+    for p in parsed {
+        if let Some(w) = p.raw.worker {
+            match &raw_worker {
+                Some(first) => {
+                    let first = v.origin(&first.loc);
+                    v.error(&w.loc, "`[worker]` is defined twice").help =
+                        Some(format!("first defined at {first}; keep one"));
+                }
+                None => raw_worker = Some(w),
+            }
+        }
+        raw_quotas.extend(p.raw.quotas.0);
+        if let Some(a) = p.raw.audit {
+            match &audit {
+                Some(first) => {
+                    let first = v.origin(&first.loc);
+                    v.error(&a.loc, "`[audit]` is defined twice").help =
+                        Some(format!("first defined at {first}; keep one"));
+                }
+                None => audit = Some(a),
+            }
+        }
+        raw_integrations.extend(p.raw.integrations.0);
+        raw_prompts.extend(p.raw.prompts.0);
+        raw_groups.extend(p.raw.groups.0);
+        raw_apps.extend(p.raw.applications.0);
+        raw_grants.extend(p.raw.grants.0);
+    }
+
+    let hub_default = hub_default(&mut v);
+
+    let mut seen = HashMap::new();
+    let mut integrations = Vec::new();
+    for ri in raw_integrations {
+        let ok_name = v.name_ok("integration", &ri.value.name, false);
+        let unique = ok_name && v.unique("integration", &mut seen, &ri.value.name);
+        let name = ri.value.name.value.clone();
+        match integration(&mut v, ri, &hub_default) {
+            Some(i) if unique => integrations.push(i),
+            Some(_) => {}
+            // Invalid: references to it would only repeat the problem.
+            None => {
+                v.broken_integrations.insert(name);
+            }
+        }
+    }
+
+    let mut seen = HashMap::new();
+    let mut groups = Vec::new();
+    for rg in raw_groups {
+        let ok = v.name_ok("group", &rg.value.name, false)
+            && v.unique("group", &mut seen, &rg.value.name);
+        let g = group(&mut v, rg);
+        if ok {
+            groups.push(g);
+        }
+    }
+    let group_names: HashSet<&str> = groups.iter().map(|g| &*g.name).collect();
+
+    let mut seen = HashMap::new();
+    let mut applications = Vec::new();
+    for ra in raw_apps {
+        let ok = v.name_ok("application", &ra.value.name, false)
+            && v.unique("application", &mut seen, &ra.value.name);
+        let a = application(&mut v, ra, &group_names);
+        if ok {
+            applications.push(a);
+        }
+    }
+
+    let index: crate::FxHashMap<Arc<str>, usize> = integrations
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.name.clone(), i))
+        .collect();
+    let lookup_model = |i: &str, m: &str| -> Option<&Model> {
+        index
+            .get(i)
+            .and_then(|&k| integrations.get(k))
+            .and_then(|x| x.model(m))
+    };
+
+    let mut seen = HashMap::new();
+    let mut prompts = Vec::new();
+    for rp in raw_prompts {
+        let ok = v.name_ok("prompt", &rp.value.name, false)
+            && v.unique("prompt", &mut seen, &rp.value.name);
+        let name = rp.value.name.value.clone();
+        match prompt(&mut v, rp, &lookup_model, &index) {
+            Some(p) if ok => prompts.push(p),
+            Some(_) => {}
+            None => {
+                v.broken_names.entry("prompts").or_default().insert(name);
+            }
+        }
+    }
+    let prompt_names: HashSet<&str> = prompts.iter().map(|p| &*p.name).collect();
+    let app_names: HashSet<&str> = applications.iter().map(|a| &*a.name).collect();
+    let worker = raw_worker.and_then(|w| worker(&mut v, w, &app_names));
+
+    let mut grants = Vec::new();
+    for rg in raw_grants {
+        if let Some(g) = grant(
+            &mut v,
+            rg,
+            &group_names,
+            &app_names,
+            &prompt_names,
+            &lookup_model,
+            &index,
+        ) {
+            grants.push(g);
+        }
+    }
+
+    let mut quotas = Vec::new();
+    for rq in raw_quotas {
+        if let Some(q) = quota(&mut v, rq, &group_names, &app_names, &index) {
+            quotas.push(q);
+        }
+    }
+
+    let diags = std::mem::take(&mut v.diags);
+    if diags.iter().any(Diagnostic::is_error) {
+        return (None, diags);
+    }
+
+    let policy = Policy::new(PolicyInput {
+        grants,
+        groups: groups
+            .iter()
+            .map(|g| GroupInput {
+                name: g.name.clone(),
+                members: g.members.clone(),
+                roles: g.roles.clone(),
+            })
+            .collect(),
+        applications: applications
+            .iter()
+            .map(|a| (a.name.clone(), a.groups.clone()))
+            .collect(),
+        integrations: integrations
+            .iter()
+            .map(|i| (i.name.clone(), i.active))
+            .collect(),
+        models: integrations
+            .iter()
+            .flat_map(|i| {
+                i.models
+                    .iter()
+                    .map(move |m| (i.name.clone(), m.name.clone(), m.active))
+            })
+            .collect(),
+        prompts: prompts.iter().map(|p| p.name.clone()).collect(),
+    });
+    let prompt_index = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.clone(), i))
+        .collect();
+    let catalog = Catalog {
+        integrations,
+        integration_index: index,
+        prompts,
+        prompt_index,
+        groups,
+        applications,
+        quotas,
+        audit_include_text: audit.and_then(|a| a.value.include_text).unwrap_or(false),
+        policy,
+        worker,
+    };
+    (Some(catalog), diags)
+}
+
+fn hub_default(v: &mut V<'_>) -> Result<Url, String> {
+    match (v.env)("HF_ENDPOINT").filter(|s| !s.trim().is_empty()) {
+        None => Url::parse(DEFAULT_HUB_URL).map_err(|e| e.to_string()),
+        Some(s) => parse_http_url(s.trim().trim_end_matches('/'))
+            .map_err(|e| format!("`HF_ENDPOINT` is {e}")),
+    }
+}
+
+/// A duration in seconds: finite, above zero (or zero where `zero_ok`), at most a day.
+fn seconds(
+    v: &mut V<'_>,
+    s: &Option<Spanned<f64>>,
+    name: &str,
+    zero_ok: bool,
+    ok: &mut bool,
+) -> Option<Duration> {
+    let s = s.as_ref()?;
+    let fine = s.value.is_finite()
+        && s.value <= 86_400.0
+        && (s.value > 0.0 || (zero_ok && s.value == 0.0));
+    if fine {
+        Some(Duration::from_secs_f64(s.value))
+    } else {
+        let bound = if zero_ok { "0 or more" } else { "more than 0" };
+        v.error(
+            &s.loc,
+            format!(
+                "`{name}` must be a number of seconds, {bound} and at most 86400, not {}",
+                s.value
+            ),
+        );
+        *ok = false;
+        None
+    }
+}
+
+fn at_least_one(v: &mut V<'_>, n: &Spanned<u32>, name: &str, ok: &mut bool) -> Option<NonZeroU32> {
+    let out = NonZeroU32::new(n.value);
+    if out.is_none() {
+        v.error(&n.loc, format!("`{name}` must be at least 1"));
+        *ok = false;
+    }
+    out
+}
+
+impl Loc {
+    fn child_of(&self, key: &str) -> Loc {
+        Loc {
+            path: super::diagnostic::join_path(&self.path, key),
+            ..self.clone()
+        }
+    }
+}
+
+fn suggest<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    fallback: &str,
+) -> String {
+    match did_you_mean(input, candidates) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => fallback.to_string(),
+    }
+}
