@@ -1,5 +1,6 @@
 //! The one place secrets leave their `SecretString`: the bearer header of a
-//! Hugging Face request, the body of an Orkes token request, scrubbing a key
+//! Hugging Face request, the body of an Orkes token request, the Redis URL
+//! handed to its driver, scrubbing a key
 //! that a server echoed back, and the checks config loading makes on a value
 //! (trimming it, looking at its prefix). Everything else holds secrets only as
 //! `SecretString`, whose Debug output is redacted.
@@ -30,6 +31,22 @@ pub(crate) fn orkes_token_body(key_id: &str, secret: &SecretString) -> Vec<u8> {
     serde_json::json!({ "keyId": key_id, "keySecret": secret.expose_secret() })
         .to_string()
         .into_bytes()
+}
+
+/// A Redis client for the URL in `url` (it may hold a password); the
+/// error names what is wrong without the URL.
+pub(crate) fn redis_client(url: &SecretString) -> Result<redis::Client, String> {
+    let u = url.expose_secret();
+    let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|s| u.starts_with(s));
+    if !scheme_ok {
+        return Err("is not a `redis://`, `rediss://` or `unix://` URL".into());
+    }
+    redis::Client::open(u).map_err(|e| {
+        // The driver's message may quote the URL: only its kind leaves.
+        format!("is not a Redis URL the driver accepts ({:?})", e.kind())
+    })
 }
 
 /// The value without surrounding whitespace; `None` when nothing is left.

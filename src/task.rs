@@ -209,6 +209,9 @@ pub enum TaskErrorKind {
     InvalidOutput,
     /// The caller or the endpoint is over its rate or concurrency limit.
     RateLimited,
+    /// hfconnect cannot admit tasks now: its shared limits cannot be checked
+    /// (Redis unreachable with `admission.on_unavailable = "deny"`). Retryable.
+    Overloaded,
     /// The provider failed.
     Provider(ErrorKind),
 }
@@ -223,6 +226,7 @@ impl TaskErrorKind {
             TaskErrorKind::InvalidInput => "invalid_input",
             TaskErrorKind::InvalidOutput => "invalid_output",
             TaskErrorKind::RateLimited => "rate_limited",
+            TaskErrorKind::Overloaded => "overloaded",
             TaskErrorKind::Provider(k) => k.as_str(),
         }
     }
@@ -254,6 +258,13 @@ impl TaskError {
         }
     }
 
+    pub(crate) fn overloaded(message: impl Into<String>, retry_after: Duration) -> TaskError {
+        TaskError {
+            retry_after: Some(retry_after),
+            ..TaskError::new(TaskErrorKind::Overloaded, message)
+        }
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> TaskErrorKind {
         self.kind
@@ -267,7 +278,7 @@ impl TaskError {
     /// Whether the same task may succeed later.
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            TaskErrorKind::RateLimited => true,
+            TaskErrorKind::RateLimited | TaskErrorKind::Overloaded => true,
             TaskErrorKind::Provider(_) => self
                 .provider
                 .as_ref()

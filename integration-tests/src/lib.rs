@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod fake_conductor;
 pub mod fake_hf;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

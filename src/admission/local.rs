@@ -160,22 +160,15 @@ impl Local {
         }
     }
 
-    /// The quotas a task is charged to: the scoped group's, or every quota
-    /// naming the caller or one of its groups.
+    /// The quotas a task is charged to.
     fn quotas_for<'a>(
         &'a self,
         principal: &'a Principal,
         integration: &'a str,
     ) -> impl Iterator<Item = &'a QuotaRule> + 'a {
-        self.quotas.iter().filter(move |q| {
-            &*q.integration == integration
-                && match (&q.subject, principal.scope()) {
-                    (Subject::Group(g), Some(scope)) => &**g == scope,
-                    (_, Some(_)) => false,
-                    (Subject::Group(g), None) => principal.groups().contains(g),
-                    (s, None) => s == principal.subject(),
-                }
-        })
+        self.quotas
+            .iter()
+            .filter(move |q| super::charged(&q.subject, &q.integration, principal, integration))
     }
 
     /// Wait for a turn on every limit that applies, or fail as rate limited.

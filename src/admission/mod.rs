@@ -5,17 +5,126 @@
 //! task error. Admission knows the catalog and the caller, never tasks or
 //! front doors.
 //!
-//! The backend is in-process ([`local`], governor); its limits hold for one
-//! replica and carry over reloads.
+//! The backend is in-process ([`local`], governor), whose limits hold for one
+//! replica and carry over reloads, or shared on Redis ([`redis`]), whose
+//! limits hold across replicas and restarts; while Redis cannot be reached,
+//! the shared backend falls back to the in-process one or denies, as
+//! `admission.on_unavailable` says.
 
 mod local;
+mod redis;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-pub(crate) use local::Local as Admission;
+use self::local::Local;
+use self::redis::{Lease, Shared};
+use crate::access::{Principal, Subject};
+use crate::catalog::{AdmissionBackend, Catalog, OnUnavailable};
+use crate::metrics::AdmissionMetrics;
+
+/// The admission of one catalog snapshot: in-process, or shared with an
+/// in-process fallback.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    local: Local,
+    shared: Option<Arc<Shared>>,
+    metrics: AdmissionMetrics,
+}
+
+impl Admission {
+    /// The admission of `catalog`; with `old`, the admission of the snapshot
+    /// it replaces, whose unchanged in-process limiters and Redis health
+    /// carry over.
+    pub(crate) fn new(
+        catalog: &Catalog,
+        old: Option<&Admission>,
+        metrics: &AdmissionMetrics,
+    ) -> Admission {
+        let shared = match catalog.admission() {
+            AdmissionBackend::Redis(settings) => Some(Arc::new(Shared::new(
+                catalog,
+                settings,
+                old.and_then(|o| o.shared.as_deref()),
+                metrics.clone(),
+            ))),
+            _ => None,
+        };
+        Admission {
+            local: Local::new(catalog, old.map(|o| &o.local)),
+            shared,
+            metrics: metrics.clone(),
+        }
+    }
+
+    /// Wait for a turn on every limit that applies, or fail as rate limited
+    /// (or, with Redis unreachable and `on_unavailable = "deny"`, as
+    /// unavailable).
+    pub(crate) async fn admit(
+        &self,
+        principal: &Principal,
+        integration: &str,
+        model: &str,
+    ) -> Result<Permit, AdmissionError> {
+        let Some(shared) = &self.shared else {
+            return self.local.admit(principal, integration, model).await;
+        };
+        match shared.admit(principal, integration, model).await {
+            Ok(Ok(lease)) => Ok(Permit {
+                _slots: Vec::new(),
+                _lease: lease,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(redis::Unavailable) => match shared.on_unavailable {
+                OnUnavailable::Deny => {
+                    self.metrics.fallbacks.with_label_values(&["deny"]).inc();
+                    Err(AdmissionError {
+                        limited: Limited::Unavailable,
+                        message: "the shared limits cannot be checked (Redis is unreachable) and `admission.on_unavailable` is `deny`; retry shortly".into(),
+                        retry_after: Duration::from_secs(1),
+                    })
+                }
+                _ => {
+                    self.metrics.fallbacks.with_label_values(&["local"]).inc();
+                    self.local.admit(principal, integration, model).await
+                }
+            },
+        }
+    }
+
+    /// The backend, and whether Redis answers (for `/readyz`).
+    pub(crate) async fn status(&self) -> serde_json::Value {
+        match &self.shared {
+            None => serde_json::json!({"backend": "local"}),
+            Some(s) => serde_json::json!({
+                "backend": "redis",
+                "reachable": s.reachable().await,
+                "on_unavailable": s.on_unavailable.as_str(),
+            }),
+        }
+    }
+}
+
+/// Whether a quota of `subject` on `quota_integration` charges a task of
+/// `principal` on `integration`: the scoped group's quota, or every quota
+/// naming the caller or one of its groups.
+fn charged(
+    subject: &Subject,
+    quota_integration: &str,
+    principal: &Principal,
+    integration: &str,
+) -> bool {
+    quota_integration == integration
+        && match (subject, principal.scope()) {
+            (Subject::Group(g), Some(scope)) => &**g == scope,
+            (_, Some(_)) => false,
+            (Subject::Group(g), None) => principal.groups().contains(g),
+            (s, None) => s == principal.subject(),
+        }
+}
 
 /// Which limit refused a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +135,8 @@ pub(crate) enum Limited {
     Concurrency,
     /// The request quota of a group, application or user.
     Quota,
+    /// The shared backend cannot be reached and is set to deny.
+    Unavailable,
 }
 
 /// A task refused by a limit: which, in words, and when to try again.
@@ -48,11 +159,15 @@ impl std::error::Error for AdmissionError {}
 #[derive(Debug)]
 pub(crate) struct Permit {
     _slots: Vec<OwnedSemaphorePermit>,
+    _lease: Option<Lease>,
 }
 
 impl Permit {
     fn new(slots: Vec<OwnedSemaphorePermit>) -> Permit {
-        Permit { _slots: slots }
+        Permit {
+            _slots: slots,
+            _lease: None,
+        }
     }
 }
 

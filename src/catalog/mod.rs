@@ -15,10 +15,12 @@ use crate::access::{Policy, Role, Target};
 use crate::chat_template::ChatTemplate;
 use crate::provider::{Api, CallSettings, ModelEndpoint};
 
+mod admission;
 mod key;
 mod kind;
 mod worker;
 
+pub use admission::{AdmissionBackend, OnUnavailable, RedisSettings};
 pub(crate) use key::{shown_path, shown_var};
 pub use key::{ApiKey, KeySource};
 pub use kind::TaskKind;
@@ -377,6 +379,7 @@ pub struct Catalog {
     pub(crate) audit_include_text: bool,
     pub(crate) policy: Policy,
     pub(crate) worker: Option<WorkerSettings>,
+    pub(crate) admission: AdmissionBackend,
 }
 
 impl Catalog {
@@ -415,6 +418,10 @@ impl Catalog {
     /// An application by name.
     pub fn application(&self, name: &str) -> Option<&Application> {
         self.applications.iter().find(|a| &*a.name == name)
+    }
+    /// Where limits and quotas are kept (`[admission]`).
+    pub fn admission(&self) -> &AdmissionBackend {
+        &self.admission
     }
     /// Whether audit events carry the task's input and output text (`[audit] include_text`).
     pub fn audit_include_text(&self) -> bool {

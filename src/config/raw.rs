@@ -25,6 +25,7 @@ pub(crate) struct RawFile {
     #[serde(default)]
     pub quotas: Items<RawQuota>,
     pub audit: Option<Spanned<RawAudit>>,
+    pub admission: Option<Spanned<RawAdmission>>,
     pub worker: Option<Spanned<RawWorker>>,
 }
 
@@ -52,6 +53,33 @@ pub(crate) struct RawTaskTypes {
     pub text_complete: Option<Spanned<String>>,
     pub chat_complete: Option<Spanned<String>>,
     pub summarize: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmission {
+    pub backend: Option<Spanned<BackendName>>,
+    pub url: Option<Spanned<ApiKeyLocation>>,
+    pub key_prefix: Option<Spanned<String>>,
+    pub on_unavailable: Option<Spanned<OnUnavailableName>>,
+    pub timeout: Option<Spanned<f64>>,
+    pub lease: Option<Spanned<f64>>,
+}
+
+/// `admission.backend` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum BackendName {
+    Local,
+    Redis,
+}
+
+/// `admission.on_unavailable` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum OnUnavailableName {
+    Local,
+    Deny,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,7 @@ mod audit;
 mod ops;
 mod prepare;
 mod run;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -28,21 +29,18 @@ use futures_util::Stream;
 use secrecy::SecretString;
 
 use crate::access::{Principal, PrincipalError, Subject};
-use crate::admission::Admission;
-use crate::catalog::KeySource;
-use crate::catalog::{Catalog, Integration, Model};
+use crate::catalog::{Catalog, Integration};
 use crate::config::{ConfigError, LoadOptions};
-use crate::metrics::{Metrics, ModelSeries};
-use crate::provider::huggingface::{HuggingFace, Settings};
+use crate::metrics::Metrics;
+use crate::provider::huggingface::HuggingFace;
 use crate::provider::{LlmProvider, ProviderError};
-use crate::task::{Task, TaskError, TaskErrorKind, TaskEvent};
-use crate::FxHashMap;
+use crate::task::{TaskError, TaskErrorKind, TaskEvent};
 
 pub(crate) use audit::Refusal;
 pub use ops::{EndpointStatus, ModelStatus, TokenReport};
 pub use run::{Executed, TaskDecision};
-
-use audit::{Labels, UNKNOWN};
+use snapshot::hugging_face;
+pub(crate) use snapshot::Snapshot;
 
 /// Why a connector operation (other than a task) failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,144 +63,12 @@ pub enum ConnectorError {
 /// A streamed task: chunks, then the output, or an error.
 pub type TaskStream = Pin<Box<dyn Stream<Item = Result<TaskEvent, TaskError>> + Send>>;
 
-/// The success-path series of each catalog model, resolved once per snapshot:
-/// looking labels up in the registry on every task costs more than the
-/// counting itself.
-type Handles = FxHashMap<Arc<str>, FxHashMap<Arc<str>, Arc<ModelSeries>>>;
-
-fn ok_handles(metrics: &Metrics, catalog: &Catalog) -> Handles {
-    let mut out: Handles = FxHashMap::default();
-    for i in catalog.integrations() {
-        let models = out.entry(i.name_arc().clone()).or_default();
-        for m in i.models() {
-            let series = metrics.series.get(i.name_arc(), m.name_arc());
-            models.insert(m.name_arc().clone(), series);
-        }
-    }
-    out
-}
-
-/// The key an integration's client uses: where it comes from, and the value
-/// or why there is none.
-type Key = (KeySource, Result<SecretString, String>);
-
 /// How a connector gets the provider client of each integration of a
 /// catalog: from the integration (its settings) and its key, or why there is
 /// none. Called when a snapshot is built, never per task.
 pub type ProviderFactory<P> = Arc<
     dyn Fn(&Integration, Result<SecretString, String>) -> Result<P, ProviderError> + Send + Sync,
 >;
-
-/// Everything a task runs against; replaced whole on reload.
-pub(crate) struct Snapshot<P> {
-    catalog: Arc<Catalog>,
-    providers: FxHashMap<String, P>,
-    keys: FxHashMap<String, Key>,
-    admission: Admission,
-    handles: Handles,
-}
-
-impl<P> std::fmt::Debug for Snapshot<P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("integrations", &self.catalog.integrations().len())
-            .field("admission", &self.admission)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<P> Snapshot<P> {
-    fn handles(&self, integration: &str, model: &str) -> Option<&ModelSeries> {
-        self.handles
-            .get(integration)
-            .and_then(|m| m.get(model))
-            .map(|s| &**s)
-    }
-
-    /// A snapshot of `catalog`; `old` is the one it replaces: its unchanged
-    /// limits carry over, and so does a key that can no longer be read from
-    /// the same place (a rotated Secret between its old file going and its
-    /// new one arriving), with a warning.
-    fn new(
-        catalog: Catalog,
-        metrics: &Metrics,
-        build: &ProviderFactory<P>,
-        old: Option<&Snapshot<P>>,
-    ) -> Result<Snapshot<P>, ConnectorError> {
-        let mut providers = FxHashMap::default();
-        let mut keys = FxHashMap::default();
-        for i in catalog.integrations() {
-            let source = i.api_key().source().clone();
-            let fresh = i.api_key().secret().cloned().map_err(str::to_string);
-            let key = match (fresh, old.and_then(|o| o.keys.get(i.name()))) {
-                (Ok(k), _) => Ok(k),
-                (Err(why), Some((was, Ok(k)))) if *was == source => {
-                    tracing::warn!(
-                        integration = %i.name(),
-                        reason = %crate::untrusted::Field::new(&why),
-                        "the key can no longer be read; the key read before keeps serving until a new one can be"
-                    );
-                    Ok(k.clone())
-                }
-                (Err(why), _) => Err(why),
-            };
-            providers.insert(i.name().to_string(), build(i, key.clone())?);
-            keys.insert(i.name().to_string(), (source, key));
-        }
-        let admission = Admission::new(&catalog, old.map(|o| &o.admission));
-        let handles = ok_handles(metrics, &catalog);
-        Ok(Snapshot {
-            catalog: Arc::new(catalog),
-            providers,
-            keys,
-            admission,
-            handles,
-        })
-    }
-
-    /// The metric labels of `task`: the catalog's names, or [`UNKNOWN`].
-    fn labels(&self, task: &Task) -> Labels<'_> {
-        self.labels_of(task.integration(), task.model())
-    }
-
-    /// The metric labels of an integration and model named by a caller.
-    fn labels_of(&self, integration: &str, model: &str) -> Labels<'_> {
-        let i = self.catalog.integration(integration);
-        Labels {
-            integration: i.map_or(UNKNOWN, Integration::name),
-            model: i.and_then(|i| i.model(model)).map_or(UNKNOWN, Model::name),
-        }
-    }
-
-    fn integration(&self, name: &str) -> Result<(&Integration, &P), ConnectorError> {
-        let found = self
-            .catalog
-            .integration(name)
-            .and_then(|i| self.providers.get(name).map(|p| (i, p)));
-        found.ok_or_else(|| {
-            ConnectorError::NotFound(prepare::unknown_integration(&self.catalog, name))
-        })
-    }
-}
-
-/// The Hugging Face client of an integration.
-fn hugging_face(
-    i: &Integration,
-    key: Result<SecretString, String>,
-) -> Result<HuggingFace, ProviderError> {
-    HuggingFace::new(hf_settings(i), key)
-}
-
-/// The Hugging Face client settings of an integration.
-fn hf_settings(i: &Integration) -> Settings {
-    Settings {
-        integration: i.name().to_string(),
-        namespace: i.namespace().map(str::to_string),
-        hub_url: i.hub_url().clone(),
-        management_url: i.management_url().clone(),
-        calls: i.calls().clone(),
-    }
-}
 
 /// What the loaded config is and how reloads went.
 #[derive(Debug, Clone, Default)]
@@ -369,6 +235,13 @@ impl<P: LlmProvider> Connector<P> {
 
     /// The files key values are read from, for the watcher that reloads
     /// when a key rotates (a rewritten token file, a new Secret mount).
+    /// Where limits are kept, and for Redis whether it answers: `{"backend":
+    /// "local"}` or `{"backend": "redis", "reachable", "on_unavailable"}`.
+    pub async fn admission_status(&self) -> serde_json::Value {
+        let snap = self.state.load_full();
+        snap.admission.status().await
+    }
+
     pub(crate) fn key_files(&self) -> Vec<PathBuf> {
         let snap = self.state.load();
         let mut files: Vec<PathBuf> = snap

@@ -17,7 +17,7 @@ use super::audit::{record_refusal, Audit, Decided, Outcome, Refusal, TaskId};
 use super::prepare::{prepare, to_output, Call};
 use super::{Connector, Snapshot, TaskStream};
 use crate::access::Principal;
-use crate::admission::AdmissionError;
+use crate::admission::{AdmissionError, Limited};
 use crate::metrics::{InFlight, Metrics};
 use crate::provider::{CompletionStream, LlmProvider, StreamEvent};
 use crate::task::{Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
@@ -131,9 +131,13 @@ impl<P> Drop for TaskRun<'_, P> {
     }
 }
 
-/// A task that admission refused: rate limited, with the wait it named.
+/// A task that admission refused: rate limited, with the wait it named, or
+/// overloaded when the shared limits cannot be checked.
 fn refused(e: AdmissionError) -> TaskError {
-    TaskError::rate_limited(e.message, e.retry_after)
+    match e.limited {
+        Limited::Unavailable => TaskError::overloaded(e.message, e.retry_after),
+        _ => TaskError::rate_limited(e.message, e.retry_after),
+    }
 }
 
 /// What the stream of a task yields inside: whether it started, then events.

@@ -10,8 +10,8 @@ use striped::{GaugeCollector, Names, SeriesCollector, StripedGauge};
 pub(crate) use striped::{ModelSeries, SeriesSet};
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Counts a task in `hfconnect_tasks_in_flight` while it lives.
@@ -37,6 +37,63 @@ pub(crate) struct ConnectionMetrics {
     pub refused: IntCounter,
 }
 
+/// The shared admission backend's series.
+#[derive(Debug, Clone)]
+pub(crate) struct AdmissionMetrics {
+    /// Redis calls' latency.
+    pub redis_seconds: Histogram,
+    /// Redis calls that failed (error or timeout).
+    pub redis_errors: IntCounter,
+    /// Times Redis went from reachable to unreachable.
+    pub redis_outages: IntCounter,
+    /// 0 from a failed Redis call until one succeeds.
+    pub redis_up: IntGauge,
+    /// Admissions decided without Redis, by `on_unavailable` mode.
+    pub fallbacks: IntCounterVec,
+}
+
+impl AdmissionMetrics {
+    fn new(registry: &Registry) -> Result<AdmissionMetrics, prometheus::Error> {
+        let m = AdmissionMetrics {
+            redis_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hfconnect_admission_redis_seconds",
+                    "Latency of the shared admission backend's Redis calls",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ]),
+            )?,
+            redis_errors: IntCounter::new(
+                "hfconnect_admission_redis_errors_total",
+                "Redis calls of the shared admission backend that failed or timed out",
+            )?,
+            redis_outages: IntCounter::new(
+                "hfconnect_admission_redis_outages_total",
+                "Times Redis became unreachable for the shared admission backend",
+            )?,
+            redis_up: IntGauge::new(
+                "hfconnect_admission_redis_up",
+                "1 unless the last Redis call of the shared admission backend failed",
+            )?,
+            fallbacks: IntCounterVec::new(
+                Opts::new(
+                    "hfconnect_admission_fallbacks_total",
+                    "Admissions decided without Redis, by `on_unavailable` (local, deny)",
+                ),
+                &["mode"],
+            )?,
+        };
+        m.redis_up.set(1);
+        registry.register(Box::new(m.redis_seconds.clone()))?;
+        registry.register(Box::new(m.redis_errors.clone()))?;
+        registry.register(Box::new(m.redis_outages.clone()))?;
+        registry.register(Box::new(m.redis_up.clone()))?;
+        registry.register(Box::new(m.fallbacks.clone()))?;
+        Ok(m)
+    }
+}
+
 /// The connector's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -52,6 +109,7 @@ pub struct Metrics {
     pub(crate) config_reloads: IntCounterVec,
     pub(crate) config_info: IntGaugeVec,
     pub(crate) config_loaded: Gauge,
+    pub(crate) admission: AdmissionMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -164,7 +222,9 @@ impl Metrics {
             set: series.clone(),
             names: NAMES,
         }))?;
+        let admission = AdmissionMetrics::new(&registry)?;
         Ok(Metrics {
+            admission,
             registry,
             tasks,
             latency,

@@ -49,6 +49,7 @@ pub(crate) fn status_of(kind: TaskErrorKind) -> StatusCode {
         TaskErrorKind::Denied => StatusCode::FORBIDDEN,
         TaskErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
         TaskErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        TaskErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         TaskErrorKind::Provider(k) => match k {
             ProviderErrorKind::RateLimited | ProviderErrorKind::Overloaded => {
                 StatusCode::TOO_MANY_REQUESTS

@@ -98,6 +98,7 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
         "integrations": config["integrations"],
         "models": config["models"],
         "config": config,
+        "admission": state.connector.admission_status().await,
     }))
 }
 

@@ -309,9 +309,16 @@ impl FakeHf {
                     }
                     let now = s.in_flight.fetch_add(1, SeqCst) + 1;
                     s.max_in_flight.fetch_max(now, SeqCst);
-                    let r = handle(s.clone(), method, uri, headers, body).await;
-                    s.in_flight.fetch_sub(1, SeqCst);
-                    r
+                    // Counted down when the request ends or its client goes
+                    // away (the handler is dropped then).
+                    struct Leaving(Arc<State>);
+                    impl Drop for Leaving {
+                        fn drop(&mut self) {
+                            self.0.in_flight.fetch_sub(1, SeqCst);
+                        }
+                    }
+                    let _leaving = Leaving(s.clone());
+                    handle(s.clone(), method, uri, headers, body).await
                 }
             },
         );
@@ -386,6 +393,20 @@ impl FakeHf {
         self.state
             .max_in_flight
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.state
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Start counting [`FakeHf::max_in_flight`] afresh.
+    pub fn reset_max_in_flight(&self) {
+        self.state
+            .max_in_flight
+            .store(self.in_flight(), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stop (or resume) recording requests: benchmarks send millions.

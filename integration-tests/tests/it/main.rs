@@ -20,6 +20,7 @@ mod run_cli;
 mod secrets;
 mod security;
 mod serve;
+mod shared_limits;
 mod support;
 mod tasks;
 mod worker;

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use url::Url;
 
 mod access;
+mod admission;
 mod integration;
 mod worker;
 
 use self::access::{application, grant, group, prompt};
+use self::admission::admission;
 use self::integration::{integration, quota};
 use self::worker::worker;
 
@@ -222,6 +224,7 @@ pub(crate) fn validate(
     let mut raw_quotas = Vec::new();
     let mut audit: Option<Spanned<super::raw::RawAudit>> = None;
     let mut raw_worker: Option<Spanned<RawWorker>> = None;
+    let mut raw_admission: Option<Spanned<super::raw::RawAdmission>> = None;
     for p in parsed {
         if let Some(w) = p.raw.worker {
             match &raw_worker {
@@ -234,6 +237,16 @@ pub(crate) fn validate(
             }
         }
         raw_quotas.extend(p.raw.quotas.0);
+        if let Some(a) = p.raw.admission {
+            match &raw_admission {
+                Some(first) => {
+                    let first = v.origin(&first.loc);
+                    v.error(&a.loc, "`[admission]` is defined twice").help =
+                        Some(format!("first defined at {first}; keep one"));
+                }
+                None => raw_admission = Some(a),
+            }
+        }
         if let Some(a) = p.raw.audit {
             match &audit {
                 Some(first) => {
@@ -321,6 +334,7 @@ pub(crate) fn validate(
     let prompt_names: HashSet<&str> = prompts.iter().map(|p| &*p.name).collect();
     let app_names: HashSet<&str> = applications.iter().map(|a| &*a.name).collect();
     let worker = raw_worker.and_then(|w| worker(&mut v, w, &app_names));
+    let admission = admission(&mut v, raw_admission);
 
     let mut grants = Vec::new();
     for rg in raw_grants {
@@ -393,6 +407,7 @@ pub(crate) fn validate(
         audit_include_text: audit.and_then(|a| a.value.include_text).unwrap_or(false),
         policy,
         worker,
+        admission,
     };
     (Some(catalog), diags)
 }
