@@ -32,6 +32,10 @@ pub enum PathKind {
     Direct,
     /// `Connector::execute` in this process.
     Library,
+    /// The library with a quota and a rate limit, admitted in-process.
+    LibraryLimits,
+    /// The same limits shared on Redis (loopback).
+    LibraryRedis,
     /// HTTP to `hfconnect serve`.
     Serve,
     /// HTTP to a second `hfconnect serve` logging at `warn`: no audit lines,
@@ -45,6 +49,8 @@ impl PathKind {
         match self {
             PathKind::Direct => "direct",
             PathKind::Library => "library",
+            PathKind::LibraryLimits => "library+limits",
+            PathKind::LibraryRedis => "library+redis",
             PathKind::Serve => "serve",
             PathKind::ServeQuiet => "serve, RUST_LOG=warn",
         }
@@ -86,6 +92,17 @@ target = "integration:hf"
 access = ["EXECUTE"]
 "#
     )
+}
+
+/// [`config`] with a quota on the application's group and a rate limit on
+/// the integration, both too high to refuse anything (so every task pays
+/// for checking them), and `admission` (an `[admission]` section, or none).
+pub fn config_with_limits(upstream: &str, admission: &str) -> String {
+    config(upstream).replace(
+        "tasks = [\"text-generation\"]\n",
+        "tasks = [\"text-generation\"]\nrate_limit = { per_second = 1000000, burst = 1000000 }\n",
+    ) + "\n[[quotas]]\nsubject = \"group:bench\"\nintegration = \"hf\"\nrequests_per_minute = 100000000\n\n"
+        + admission
 }
 
 /// A running `hfconnect serve`; stopped (SIGTERM) when dropped.
@@ -180,6 +197,8 @@ pub struct Targets {
     direct_url: String,
     client: reqwest::Client,
     connector: Arc<Connector>,
+    limited: Option<Arc<Connector>>,
+    shared: Option<Arc<Connector>>,
     principal: Principal,
     task: Task,
     serve_url: Option<String>,
@@ -196,12 +215,33 @@ impl Targets {
         config_path: &Path,
         serve: Option<&ServeProcess>,
         quiet: Option<&ServeProcess>,
+        redis_url: Option<&str>,
     ) -> Result<Targets, String> {
         let key = token.to_string();
-        let env: hfconnect::config::EnvLookup =
-            Arc::new(move |k| (k == "HF_TOKEN").then(|| key.clone()));
-        let connector = Connector::from_path(config_path, &LoadOptions::new().env(env))
+        let redis = redis_url.map(str::to_string);
+        let env: hfconnect::config::EnvLookup = Arc::new(move |k| match k {
+            "HF_TOKEN" => Some(key.clone()),
+            "HFCONNECT_REDIS_URL" => redis.clone(),
+            _ => None,
+        });
+        let connector = Connector::from_path(config_path, &LoadOptions::new().env(env.clone()))
             .map_err(|e| e.to_string())?;
+        let with = |name: &str, admission: &str| -> Result<Option<Arc<Connector>>, String> {
+            let path = config_path.with_file_name(name);
+            std::fs::write(&path, config_with_limits(upstream, admission))
+                .map_err(|e| e.to_string())?;
+            Connector::from_path(&path, &LoadOptions::new().env(env.clone()))
+                .map(|c| Some(Arc::new(c)))
+                .map_err(|e| e.to_string())
+        };
+        let limited = with("limits.toml", "")?;
+        let shared = match redis_url {
+            Some(_) => with(
+                "redis.toml",
+                "[admission]\nbackend = \"redis\"\nurl = { env = \"HFCONNECT_REDIS_URL\" }\non_unavailable = \"deny\"\n",
+            )?,
+            None => None,
+        };
         let principal = connector
             .principal(&Subject::App("bench-app".into()), None)
             .map_err(|e| e.to_string())?;
@@ -221,6 +261,8 @@ impl Targets {
             direct_url: format!("{}/generate", upstream.trim_end_matches('/')),
             client,
             connector: Arc::new(connector),
+            limited,
+            shared,
             principal,
             task,
             serve_url: serve.map(|s| format!("{}/v1/tasks/text-complete", s.url)),
@@ -259,6 +301,18 @@ impl Targets {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            PathKind::LibraryLimits | PathKind::LibraryRedis => {
+                let c = if path == PathKind::LibraryLimits {
+                    self.limited.as_ref()
+                } else {
+                    self.shared.as_ref()
+                };
+                c.ok_or("no Redis for this path")?
+                    .execute(&self.principal, &self.task)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
             PathKind::Serve | PathKind::ServeQuiet => {
                 let url = if path == PathKind::Serve {
                     self.serve_url.as_deref()

@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     audit_rounds: usize,
     /// Run only this path (for profiling one path at a time).
-    #[arg(long, value_parser = ["direct", "library", "serve"])]
+    #[arg(long, value_parser = ["direct", "library", "library+limits", "library+redis", "serve"])]
     only: Option<String>,
     /// Skip the micro figures.
     #[arg(long)]
@@ -214,12 +214,20 @@ async fn measure(
     } else {
         None
     };
+    // A real redis-server on loopback for the shared-limits path.
+    let redis = if paths.contains(&PathKind::LibraryRedis) {
+        Some(hfconnect_integration_tests::redis::RedisServer::start()?)
+    } else {
+        None
+    };
+    let redis_url = redis.as_ref().map(|r| r.url());
     let targets = Arc::new(Targets::new(
         &upstream,
         &token,
         &config,
         serve.as_ref(),
         quiet.as_ref(),
+        redis_url.as_deref(),
     )?);
     if let Some(f) = &fake {
         targets.verify(f).await?;
@@ -330,10 +338,23 @@ async fn load_table(args: &Args) -> Result<(), String> {
     };
     // The shared layout: every path on every core; serve joins it only when
     // it cannot have a core of its own.
-    let mut shared: Vec<PathKind> = [PathKind::Direct, PathKind::Library]
-        .into_iter()
-        .filter(|p| wants(*p))
-        .collect();
+    let mut shared: Vec<PathKind> = [
+        PathKind::Direct,
+        PathKind::Library,
+        PathKind::LibraryLimits,
+        PathKind::LibraryRedis,
+    ]
+    .into_iter()
+    .filter(|p| wants(*p))
+    .collect();
+    let has_redis = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_redis && shared.contains(&PathKind::LibraryRedis) {
+        shared.retain(|p| *p != PathKind::LibraryRedis);
+        println!("- no `redis-server` on PATH: the `library+redis` path is skipped\n");
+    }
     if with_serve && split.is_none() {
         shared.extend([PathKind::Serve, PathKind::ServeQuiet]);
     }
@@ -440,6 +461,11 @@ fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<S
         let (d50, d99, _) = quantiles(d);
         (d50, d99, d.throughput())
     });
+    // The in-process limits' p50, which the shared (Redis) path is judged against.
+    let local_p50 = cells
+        .iter()
+        .find(|(p, _)| *p == PathKind::LibraryLimits)
+        .map(|(_, c)| quantiles(&mut c.clone()).0);
     for (p, cell) in cells {
         let mut cell = cell.clone();
         let (p50, p99, p999) = quantiles(&mut cell);
@@ -482,6 +508,15 @@ fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<S
                 p99.saturating_sub(d99) <= Duration::from_micros(50),
                 &format!("{} µs", us_diff(p99, d99)),
             )),
+            (PathKind::LibraryRedis, 16) => {
+                if let Some(l50) = local_p50 {
+                    findings.push(target_line(
+                        "library+redis added p50 over library+limits ≤ 0.15 ms at c=16",
+                        p50.saturating_sub(l50) <= Duration::from_micros(150),
+                        &format!("{} µs", us_diff(p50, l50)),
+                    ));
+                }
+            }
             (PathKind::Serve, 16) => findings.push(target_line(
                 &format!("serve added p99 ≤ 0.3 ms at c=16{mark}"),
                 p99.saturating_sub(d99) <= Duration::from_micros(300),

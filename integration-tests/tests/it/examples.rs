@@ -206,3 +206,222 @@ fn a_directory_of_mixed_formats_merges() {
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.all());
 }
+
+/// Every document of every manifest in `config-examples/kubernetes/`.
+fn manifests() -> Vec<(String, yaml_rust2::Yaml)> {
+    let dir = repo_root().join("config-examples/kubernetes");
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        for d in docs {
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            for key in ["apiVersion", "kind", "metadata"] {
+                assert!(!d[key].is_badvalue(), "{name}: a document without `{key}`");
+            }
+            out.push((name, d));
+        }
+    }
+    out
+}
+
+/// The manifests fit together (no cluster or schema download needed): each
+/// Deployment's selector matches its pods, probes and scrape annotations
+/// name the port the process listens on, every mounted ConfigMap and Secret
+/// exists, the config's key and Redis URL files are mounted, the Redis URL
+/// names the Redis Service, and the Services select pods that exist.
+#[test]
+fn kubernetes_manifests_fit_together() {
+    use yaml_rust2::Yaml;
+    let docs = manifests();
+    let of_kind = |kind: &str| -> Vec<&(String, Yaml)> {
+        docs.iter()
+            .filter(|(_, d)| d["kind"].as_str() == Some(kind))
+            .collect()
+    };
+    let named = |kind: &str, name: &str| {
+        of_kind(kind)
+            .into_iter()
+            .find(|(_, d)| d["metadata"]["name"].as_str() == Some(name))
+            .map(|(_, d)| d.clone())
+    };
+    let config = configmap_config();
+    let deployments = of_kind("Deployment");
+    let mut roles = Vec::new();
+    for (file, d) in &deployments {
+        let spec = &d["spec"];
+        let pod = &spec["template"];
+        let labels = pod["metadata"]["labels"].as_hash().unwrap();
+        for (k, v) in spec["selector"]["matchLabels"].as_hash().unwrap() {
+            assert_eq!(labels.get(k), Some(v), "{file}: selector and pod labels");
+        }
+        let c = &pod["spec"]["containers"][0];
+        let ports: Vec<(&str, i64)> = c["ports"]
+            .as_vec()
+            .map(|v| {
+                v.iter()
+                    .map(|p| {
+                        (
+                            p["name"].as_str().unwrap(),
+                            p["containerPort"].as_i64().unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let port_of = |p: &Yaml| match p {
+            Yaml::String(n) => ports.iter().find(|(name, _)| name == n).map(|(_, n)| *n),
+            Yaml::Integer(n) => Some(*n),
+            _ => None,
+        };
+        for probe in ["readinessProbe", "livenessProbe"] {
+            let p = &c[probe];
+            assert!(!p.is_badvalue(), "{file}: no {probe}");
+            let port = if p["httpGet"].is_badvalue() {
+                &p["tcpSocket"]["port"]
+            } else {
+                &p["httpGet"]["port"]
+            };
+            assert!(
+                port_of(port).is_some(),
+                "{file}: {probe} names no declared port"
+            );
+        }
+        assert!(
+            !c["resources"]["requests"]["memory"].is_badvalue(),
+            "{file}: no resource requests"
+        );
+        let args: Vec<&str> = c["args"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let mounts: Vec<(&str, &str)> = c["volumeMounts"]
+            .as_vec()
+            .map(|v| {
+                v.iter()
+                    .map(|m| {
+                        (
+                            m["name"].as_str().unwrap(),
+                            m["mountPath"].as_str().unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let volumes = pod["spec"]["volumes"].as_vec().cloned().unwrap_or_default();
+        for (name, _) in &mounts {
+            let v = volumes
+                .iter()
+                .find(|v| v["name"].as_str() == Some(name))
+                .unwrap_or_else(|| panic!("{file}: mount `{name}` has no volume"));
+            if let Some(cm) = v["configMap"]["name"].as_str() {
+                assert!(
+                    named("ConfigMap", cm).is_some(),
+                    "{file}: no ConfigMap `{cm}`"
+                );
+            }
+            if let Some(s) = v["secret"]["secretName"].as_str() {
+                // secret.yaml's token is created from a file; the others are here.
+                assert!(named("Secret", s).is_some(), "{file}: no Secret `{s}`");
+                if let Some(items) = v["secret"]["items"].as_vec() {
+                    let secret = named("Secret", s).unwrap();
+                    for i in items {
+                        let key = i["key"].as_str().unwrap();
+                        assert!(
+                            !secret["stringData"][key].is_badvalue(),
+                            "{file}: Secret `{s}` has no `{key}`"
+                        );
+                    }
+                }
+            }
+        }
+        let Some(role @ ("serve" | "worker")) = args.first().copied() else {
+            continue;
+        };
+        roles.push(role);
+        // The config directory is the ConfigMap's mount, and every file the
+        // config reads is under a mount.
+        let at = args.iter().position(|a| *a == "--config").unwrap() + 1;
+        assert!(
+            mounts.iter().any(|(_, p)| *p == args[at]),
+            "{file}: --config is not a mount"
+        );
+        for path in ["/etc/secret-volume/huggingfacetoken", "/etc/redis/url"] {
+            assert!(config.contains(path), "the config no longer reads {path}");
+            assert!(
+                mounts
+                    .iter()
+                    .any(|(_, m)| path.starts_with(&format!("{m}/"))),
+                "{file}: {path} is not mounted"
+            );
+        }
+        let listen = if role == "serve" {
+            "--listen"
+        } else {
+            "--metrics-listen"
+        };
+        let addr = args[args.iter().position(|a| *a == listen).unwrap() + 1];
+        let port: i64 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(
+            ports.iter().any(|(_, p)| *p == port),
+            "{file}: {listen} {addr} is not a declared port"
+        );
+        let ann = &pod["metadata"]["annotations"];
+        assert_eq!(ann["prometheus.io/scrape"].as_str(), Some("true"), "{file}");
+        assert_eq!(
+            ann["prometheus.io/port"].as_str(),
+            Some(port.to_string().as_str()),
+            "{file}"
+        );
+        if role == "serve" {
+            assert!(
+                spec["replicas"].as_i64().unwrap() >= 2,
+                "{file}: serve runs 2 replicas"
+            );
+            assert_eq!(
+                c["readinessProbe"]["httpGet"]["path"].as_str(),
+                Some("/readyz")
+            );
+            assert_eq!(
+                c["livenessProbe"]["httpGet"]["path"].as_str(),
+                Some("/healthz")
+            );
+        }
+    }
+    roles.sort();
+    assert_eq!(roles, ["serve", "worker"]);
+    // Services select pods of a Deployment and target a declared port.
+    for (file, s) in of_kind("Service") {
+        let sel = s["spec"]["selector"].as_hash().unwrap();
+        assert!(
+            deployments.iter().any(|(_, d)| {
+                let labels = d["spec"]["template"]["metadata"]["labels"]
+                    .as_hash()
+                    .unwrap();
+                sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+            }),
+            "{file}: Service `{}` selects no pods",
+            s["metadata"]["name"].as_str().unwrap()
+        );
+    }
+    // The Redis URL names the Redis Service and its port, with its password.
+    let redis = named("Secret", "hfconnect-redis").unwrap();
+    let url = redis["stringData"]["url"].as_str().unwrap();
+    let password = redis["stringData"]["password"].as_str().unwrap();
+    let svc = named("Service", "hfconnect-redis").unwrap();
+    let port = svc["spec"]["ports"][0]["port"].as_i64().unwrap();
+    assert!(
+        url.starts_with(&format!("redis://:{password}@hfconnect-redis:{port}/")),
+        "{url}"
+    );
+    assert!(config.contains("backend = \"redis\""));
+}
