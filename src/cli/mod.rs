@@ -164,6 +164,11 @@ pub(crate) struct Io<'a> {
 pub(crate) type Exit = i32;
 
 impl ConfigArg {
+    /// The argument as a command with its own flags read it.
+    pub(crate) fn from_path(config: Option<PathBuf>) -> ConfigArg {
+        ConfigArg { config }
+    }
+
     /// The config path, or a message and the exit code.
     pub(crate) fn path(&self, io: &mut Io<'_>) -> Result<&std::path::Path, Exit> {
         self.config.as_deref().ok_or_else(|| {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use super::{task_failed, CallerArgs, Exit, Io, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
+use super::{task_failed, Exit, Io, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 use crate::access::Subject;
 use crate::task::{
     ChatCompleteInput, InputMessage, SummarizeInput, Task, TaskEvent, TaskOutput, TextCompleteInput,
@@ -16,9 +16,24 @@ use crate::task::{
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     #[command(flatten)]
-    caller: CallerArgs,
+    caller: RunCaller,
     #[command(subcommand)]
     task: RunTask,
+}
+
+/// `--config`, `--as` and `--group`, before or after the task's name (global
+/// to its subcommands, so they cannot be `required` to clap: checked here).
+#[derive(Debug, Args)]
+struct RunCaller {
+    /// Config file or directory (`.toml`, `.yaml`, `.yml`, `.json`).
+    #[arg(long, short = 'c', env = crate::config::CONFIG_ENV, value_name = "PATH", global = true)]
+    config: Option<std::path::PathBuf>,
+    /// Who acts: `user:ID` or `app:NAME` (required).
+    #[arg(long = "as", value_name = "SUBJECT", global = true)]
+    subject: Option<String>,
+    /// Act as this one group of the subject's: only its grants (and the subject's own) count.
+    #[arg(long, value_name = "GROUP", global = true)]
+    group: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -165,11 +180,19 @@ fn print_output(o: &TaskOutput, json: bool, streamed: bool, io: &mut Io<'_>) {
 }
 
 pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
-    let connector = match args.caller.config.connector(io) {
+    let Some(subject) = args.caller.subject.as_deref() else {
+        let _ = writeln!(
+            io.err,
+            "error: `hfconnect run` needs `--as SUBJECT` (`user:ID` or `app:NAME`), before or after the task's name"
+        );
+        return EXIT_BAD_INPUT;
+    };
+    let config = super::ConfigArg::from_path(args.caller.config.clone());
+    let connector = match config.connector(io) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let subject: Subject = match args.caller.subject.parse() {
+    let subject: Subject = match subject.parse() {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(io.err, "error: {e}");

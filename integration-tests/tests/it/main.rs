@@ -23,4 +23,5 @@ mod serve;
 mod shared_limits;
 mod support;
 mod tasks;
+mod toolchain;
 mod worker;

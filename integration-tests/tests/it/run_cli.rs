@@ -54,6 +54,57 @@ async fn run_prints_results_and_exits_with_the_right_code() {
     .await;
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(out.stdout, "Hello from the \n");
+    // `--config`, `--as` and `--group` may also follow the task's name.
+    let after = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            Run::new([
+                "run",
+                "text-complete",
+                "--integration",
+                "hf",
+                "--model",
+                "tgi",
+                "--prompt",
+                "Say hi",
+                "--as",
+                "user:alice",
+                "--config",
+                path.to_str().unwrap(),
+            ])
+            .unwrap()
+            .env("HF_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (after.code, after.stdout.as_str()),
+        (0, "Hello from the \n"),
+        "{}",
+        after.all()
+    );
+    let no_subject = hfconnect(
+        &path,
+        &[
+            "text-complete",
+            "--integration",
+            "hf",
+            "--model",
+            "tgi",
+            "--prompt",
+            "x",
+        ],
+    )
+    .await;
+    assert_eq!(no_subject.code, 2, "{}", no_subject.all());
+    assert!(
+        no_subject.stderr.contains("needs `--as SUBJECT`"),
+        "{}",
+        no_subject.all()
+    );
     assert!(
         out.stderr
             .contains("finish: LENGTH, 5 tokens (2 prompt, 3 completion)"),
