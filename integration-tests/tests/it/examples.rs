@@ -425,3 +425,117 @@ fn kubernetes_manifests_fit_together() {
     );
     assert!(config.contains("backend = \"redis\""));
 }
+
+/// One `curl` line of the README, as far as the test needs it.
+struct Curl {
+    path: String,
+    body: serde_json::Value,
+}
+
+/// The `curl` commands (joined across `\` continuations) of the README's
+/// code block under `heading`, and the `KEY=` it sets.
+fn readme_curls(heading: &str) -> (String, Vec<Curl>) {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find(heading).expect("the README has the section")..];
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let joined = block.replace("\\\n", " ");
+    let key = joined
+        .lines()
+        .find_map(|l| l.strip_prefix("KEY="))
+        .expect("the block sets KEY")
+        .trim()
+        .to_string();
+    let curls = joined
+        .lines()
+        .filter(|l| l.trim_start().starts_with("curl "))
+        .map(|l| {
+            assert!(l.contains("\"Authorization: Bearer $KEY\""), "{l}");
+            let url = l
+                .split_whitespace()
+                .find(|w| w.starts_with("localhost:8080/"))
+                .unwrap_or_else(|| panic!("no localhost:8080 URL in {l}"));
+            let body = l
+                .split("-d '")
+                .nth(1)
+                .and_then(|b| b.split('\'').next())
+                .unwrap();
+            Curl {
+                path: url["localhost:8080".len()..].to_string(),
+                body: serde_json::from_str(body).unwrap_or_else(|e| panic!("{l}: {e}")),
+            }
+        })
+        .collect();
+    (key, curls)
+}
+
+/// The README's offline path, line by line: the fake on the port the local
+/// config names (8089), `serve` on `config-examples/local.toml`, and each of
+/// its `curl` commands (sent to the port this test chose).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_first_governed_answer_works() {
+    let _fake = hfconnect_integration_tests::fake_hf::FakeHf::start_on("hf_fake_token", 8089)
+        .await
+        .expect("port 8089, which config-examples/local.toml names, is free");
+    let (key, curls) = readme_curls("## A first governed answer, offline");
+    assert_eq!(curls.len(), 5);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
+    let _serve = tokio::process::Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(repo_root().join("config-examples/local.toml"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("HF_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "serve did not start");
+    let client = reqwest::Client::new();
+    for c in curls {
+        let r = client
+            .post(format!("{base}{}", c.path))
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/x-www-form-urlencoded") // what `curl -d` sends
+            .body(c.body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        if c.body["model"] == "restricted" {
+            assert_eq!(status, 403, "{text}");
+            assert!(text.contains("grant"), "{text}");
+        } else if c.body["stream"] == true {
+            assert_eq!(status, 200, "{text}");
+            assert!(
+                text.contains("event: chunk") && text.contains("event: output"),
+                "{text}"
+            );
+        } else {
+            assert_eq!(status, 200, "{} {}: {text}", c.path, c.body);
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert!(v["result"].is_string(), "{v}");
+            if c.body["model"] != "bart" {
+                assert!(v["finishReason"].is_string(), "{v}");
+            }
+        }
+    }
+}
