@@ -52,7 +52,7 @@ fn bad(io: &mut Io<'_>, message: impl std::fmt::Display) -> Exit {
 /// The Connector over the config and the caller it resolves, or the exit code.
 fn caller(args: &CallerArgs, io: &mut Io<'_>) -> Result<(Connector, Principal), Exit> {
     let connector = args.config.connector(io)?;
-    let subject: Subject = args.subject.parse().map_err(|e| bad(io, e))?;
+    let subject: Subject = super::acting_subject(&args.subject).map_err(|e| bad(io, e))?;
     let principal = connector
         .resolve(&subject, args.group.as_deref())
         .map_err(|e| bad(io, e))?;

@@ -54,7 +54,11 @@ pub const EXIT_DENIED: i32 = 3;
 #[command(
     name = "hfconnect",
     version,
-    about = "Governed Hugging Face LLM tasks for workflow engines"
+    about = "Governed Hugging Face LLM tasks for workflow engines",
+    after_help = "Exit codes, for every command: 0 ok or allowed; 1 hfconnect itself failed; \
+2 bad input (invalid config, unknown names, bad arguments); 3 denied or inactive; \
+4 the token is missing or refused; 5 Hugging Face unreachable or failing, or rate limited.\n\
+Config: --config PATH (-c), else HFCONNECT_CONFIG."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -152,6 +156,20 @@ pub(crate) struct CallerArgs {
     /// Act as this one group of the subject's: only its grants (and the subject's own) count.
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
+}
+
+/// The subject `--as` names: `user:ID` or `app:NAME` (groups cannot act);
+/// a bare id gets the `user:` form suggested.
+pub(crate) fn acting_subject(s: &str) -> Result<crate::access::Subject, String> {
+    if !s.contains(':') {
+        return Err(format!(
+            "`{}` is not a subject; write `user:ID` or `app:NAME` (did you mean `user:{}`?)",
+            crate::untrusted::Untrusted(s),
+            crate::untrusted::Untrusted(s)
+        ));
+    }
+    s.parse()
+        .map_err(|e: crate::access::ParseRefError| e.to_string())
 }
 
 /// Output streams of a command.

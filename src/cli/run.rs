@@ -192,7 +192,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let subject: Subject = match subject.parse() {
+    let subject: Subject = match super::acting_subject(subject) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(io.err, "error: {e}");

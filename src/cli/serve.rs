@@ -13,8 +13,8 @@ use crate::server::{serve, shutdown_signal, ServeOptions};
 pub(crate) struct ServeArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on: `IP:PORT` or `HOST:PORT` (such as `localhost:8080`).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = super::service::listen_addr)]
     listen: SocketAddr,
     /// Seconds in-flight requests may run after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 30)]

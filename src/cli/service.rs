@@ -58,3 +58,31 @@ pub(crate) fn watch_interval(s: &str) -> Result<Duration, String> {
     }
     Ok(Duration::from_secs_f64(secs))
 }
+
+/// `--listen` and `--metrics-listen`: `IP:PORT` or `HOST:PORT` (a host name
+/// is resolved once, here; the first address it has is used).
+pub(crate) fn listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not `IP:PORT` or `HOST:PORT` that resolves ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_addr;
+
+    #[test]
+    fn listen_addresses_take_ips_and_host_names() {
+        assert_eq!(listen_addr("127.0.0.1:8080").unwrap().port(), 8080);
+        let local = listen_addr("localhost:8099").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 8099, "{local}");
+        assert!(listen_addr("8080").unwrap_err().contains("`8080`"));
+    }
+}

@@ -10,7 +10,10 @@ use crate::task::InputMessage;
 pub(crate) struct RenderArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// The model, `integration:model`.
+    /// The integration (`llmProvider`).
+    #[arg(long)]
+    integration: Option<String>,
+    /// The model (`integration:model` without `--integration`, as before).
     #[arg(long)]
     model: String,
     /// A message, `role:text` (repeatable, in order).
@@ -19,9 +22,16 @@ pub(crate) struct RenderArgs {
 }
 
 pub(crate) fn render(args: &RenderArgs, io: &mut Io<'_>) -> Exit {
-    let Some((integration, model)) = args.model.split_once(':') else {
-        let _ = writeln!(io.err, "error: `{}` is not `integration:model`", args.model);
-        return EXIT_BAD_INPUT;
+    let (integration, model) = match (&args.integration, args.model.split_once(':')) {
+        (Some(i), _) => (i.as_str(), args.model.as_str()),
+        (None, Some(both)) => both,
+        (None, None) => {
+            let _ = writeln!(
+                io.err,
+                "error: `hfconnect template render` needs `--integration I --model M`"
+            );
+            return EXIT_BAD_INPUT;
+        }
     };
     let connector = match args.config.connector(io) {
         Ok(c) => c,

@@ -20,7 +20,7 @@ pub(crate) struct WorkerArgs {
     log_format: LogFormat,
     /// Serve Prometheus metrics (`/metrics`, with `/healthz` and `/readyz`)
     /// on this address: the task metrics and the worker's polls and reports.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = super::service::listen_addr)]
     metrics_listen: Option<std::net::SocketAddr>,
     /// Seconds between checks of the config and key files for changes (a
     /// change reloads, as SIGHUP does).

@@ -116,7 +116,9 @@ pub(crate) fn did_you_mean<'a>(
         .into_iter()
         .map(|c| (strsim::jaro_winkler(&input_l, &c.to_ascii_lowercase()), c))
         .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        // On a tie the first name in order wins: candidates often come from
+        // a hash set, and the same typo must get the same suggestion.
+        .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .map(|(_, c)| c)
 }
 
@@ -127,5 +129,16 @@ pub(crate) fn one_of(candidates: &[&str]) -> String {
         0 => String::new(),
         1 => quoted[0].clone(),
         n => format!("{} or {}", quoted[..n - 1].join(", "), quoted[n - 1]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tie_gets_the_same_suggestion_whatever_the_order() {
+        assert_eq!(did_you_mean("team", ["team-b", "team-a"]), Some("team-a"));
+        assert_eq!(did_you_mean("team", ["team-a", "team-b"]), Some("team-a"));
     }
 }

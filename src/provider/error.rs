@@ -209,7 +209,7 @@ impl fmt::Display for ProviderError {
             ErrorKind::KeyUnavailable => write!(f, "integration `{i}` has no usable API key")?,
             ErrorKind::Unauthorized => write!(
                 f,
-                "the token for integration `{i}` was rejected{status}: check that it has not expired or been revoked; `hfconnect token check --integration {i}`"
+                "the token for integration `{i}` was rejected{status}: check that it has not expired or been revoked; `hfconnect token check --config CONFIG --integration {i}`"
             )?,
             ErrorKind::Forbidden => write!(
                 f,

@@ -402,8 +402,8 @@ fn bad_input_exits_2_with_a_clear_message() {
             "`group:support` cannot act",
         ),
         (
-            &["--as", "alice", "--integration", "hf-prod"],
-            "`alice` is not a subject",
+            &["--as", "alice@acme.com", "--integration", "hf-prod"],
+            "`alice@acme.com` is not a subject; write `user:ID` or `app:NAME` (did you mean `user:alice@acme.com`?)",
         ),
         (
             &["--as", "user:alice@acme.com", "--integration", "hf-prd"],

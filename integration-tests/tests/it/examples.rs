@@ -539,3 +539,28 @@ async fn the_readme_first_governed_answer_works() {
         }
     }
 }
+
+/// The local config's chat template renders, as its comment says.
+#[test]
+fn the_local_chat_template_renders() {
+    let cfg = example("local.toml");
+    let out = run(&[
+        "template",
+        "render",
+        "--config",
+        &cfg,
+        "--integration",
+        "local",
+        "--model",
+        "tgi",
+        "--message",
+        "system:Be brief",
+        "--message",
+        "user:Hi",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        out.stdout,
+        "<<SYS>>\nBe brief\n<</SYS>>\n\n[INST] Hi [/INST]"
+    );
+}

@@ -592,7 +592,7 @@ async fn every_error_kind_through_real_http() {
         (e.kind(), e.status(), e.is_terminal()),
         (ErrorKind::Unauthorized, Some(401), true)
     );
-    assert!(e.to_string().contains("the token for integration `hf-test` was rejected (401): check that it has not expired or been revoked; `hfconnect token check --integration hf-test`"), "{e}");
+    assert!(e.to_string().contains("the token for integration `hf-test` was rejected (401): check that it has not expired or been revoked; `hfconnect token check --config CONFIG --integration hf-test`"), "{e}");
     assert_eq!(fake.requests().len(), 1, "401 is not retried");
 
     // 422 from TGI's own validation (empty inputs): not retried, message kept.
