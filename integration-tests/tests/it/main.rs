@@ -11,6 +11,7 @@ mod access_cli;
 mod chat_templates;
 mod config_errors;
 mod examples;
+mod http_docs;
 mod hub_cli;
 mod layering;
 mod operations;
