@@ -482,32 +482,8 @@ async fn the_readme_first_governed_answer_works() {
         .expect("port 8089, which config-examples/local.toml names, is free");
     let (key, curls) = readme_curls("## A first governed answer, offline");
     assert_eq!(curls.len(), 5);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
-    let _serve = tokio::process::Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(repo_root().join("config-examples/local.toml"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env_remove("HF_TOKEN")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(up, "serve did not start");
+    let (_serve, base) =
+        crate::support::serve_process(&repo_root().join("config-examples/local.toml"), &[]).await;
     let client = reqwest::Client::new();
     for c in curls {
         let r = client

@@ -432,32 +432,14 @@ async fn replica(
     redis: &RedisServer,
 ) -> (tokio::process::Child, String) {
     let path = dir.write(name, config);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
-    let child = tokio::process::Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("HF_TOKEN", TOKEN)
-        .env("HFCONNECT_REDIS_URL", redis.url())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            return (child, base);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{name} did not start");
+    crate::support::serve_process(
+        &path,
+        &[
+            ("HF_TOKEN", TOKEN.to_string()),
+            ("HFCONNECT_REDIS_URL", redis.url()),
+        ],
+    )
+    .await
 }
 
 async fn post(base: &str, integration: &str, model: &str) -> (u16, Value) {

@@ -39,3 +39,42 @@ pub fn run(args: &[&str]) -> Output {
 pub fn check(path: &Path) -> Output {
     run(&["config", "check", "--config", path.to_str().unwrap()])
 }
+
+/// `hfconnect serve --config CONFIG` on a free loopback port with `env`
+/// (and no `HF_TOKEN` unless given), output discarded, killed when the
+/// child is dropped; returned once `/healthz` answers, with its base URL.
+pub async fn serve_process(
+    config: &Path,
+    env: &[(&str, String)],
+) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("HF_TOKEN")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            return (child, base);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "`hfconnect serve --config {}` did not start",
+        config.display()
+    );
+}
