@@ -591,15 +591,7 @@ async fn a_refused_reload_is_visible_and_sighup_with_an_edit_reloads_once() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..50 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up);
+    crate::support::wait_up(&base).await;
     let ready = || async {
         reqwest::get(format!("{base}/readyz"))
             .await

@@ -407,15 +407,7 @@ async fn the_binary_finishes_in_flight_requests_on_sigterm_and_reloads_on_sighup
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..50 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "serve did not come up");
+    crate::support::wait_up(&base).await;
     let pid = child.id().unwrap().to_string();
 
     // SIGHUP with a config that removes batch's group grant: batch is denied afterwards.

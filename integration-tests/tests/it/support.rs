@@ -67,14 +67,17 @@ pub async fn serve_process(
     }
     let child = cmd.spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    wait_up(&base).await;
+    (child, base)
+}
+
+/// Wait (up to 5 s) until a service at `base` answers `/healthz`.
+pub async fn wait_up(base: &str) {
     for _ in 0..100 {
         if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            return (child, base);
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!(
-        "`hfconnect serve --config {}` did not start",
-        config.display()
-    );
+    panic!("nothing answered at {base}/healthz within 5 s");
 }
