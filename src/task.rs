@@ -40,6 +40,9 @@ pub struct TextCompleteInput {
     /// Stop sequences.
     #[serde(default)]
     pub stop_words: Vec<String>,
+    /// Sampling seed (the model's `defaults.seed` when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// One message of a chat task (`{role, message}`).
@@ -80,6 +83,9 @@ pub struct ChatCompleteInput {
     /// Parse the answer as JSON; malformed JSON fails the task.
     #[serde(default)]
     pub json_output: bool,
+    /// Sampling seed (the model's `defaults.seed` when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// Summarization input.
@@ -98,6 +104,35 @@ pub struct SummarizeInput {
     pub min_length: Option<u32>,
 }
 
+/// `LLM_GENERATE_EMBEDDINGS` input: one `text`, or a list `texts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmbedInput {
+    /// The integration.
+    pub llm_provider: String,
+    /// The model under it.
+    pub model: String,
+    /// One text: `result` is its vector.
+    pub text: Option<String>,
+    /// Several texts: `result` is their vectors, in order.
+    pub texts: Option<Vec<String>>,
+    /// The size of the vectors wanted (at most the model's).
+    pub dimensions: Option<u32>,
+    /// Scale vectors to unit length (the model's default, else the server's).
+    pub normalize: Option<bool>,
+    /// Cut texts longer than the model takes instead of failing.
+    pub truncate: Option<bool>,
+    /// Which end `truncate` cuts: `right` (keep the start) or `left`.
+    pub truncation_direction: Option<crate::provider::TruncationDirection>,
+}
+
+impl EmbedInput {
+    /// How many texts the task embeds.
+    pub fn count(&self) -> usize {
+        usize::from(self.text.is_some()) + self.texts.as_ref().map_or(0, Vec::len)
+    }
+}
+
 /// A task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
@@ -107,6 +142,8 @@ pub enum Task {
     ChatComplete(ChatCompleteInput),
     /// Summarization.
     Summarize(SummarizeInput),
+    /// Embeddings.
+    Embed(EmbedInput),
 }
 
 impl Task {
@@ -116,6 +153,7 @@ impl Task {
             TaskKind::TextGeneration => Task::TextComplete(serde_json::from_value(input)?),
             TaskKind::Chat => Task::ChatComplete(serde_json::from_value(input)?),
             TaskKind::Summarization => Task::Summarize(serde_json::from_value(input)?),
+            TaskKind::Embeddings => Task::Embed(serde_json::from_value(input)?),
         })
     }
 
@@ -125,6 +163,7 @@ impl Task {
             Task::TextComplete(_) => TaskKind::TextGeneration,
             Task::ChatComplete(_) => TaskKind::Chat,
             Task::Summarize(_) => TaskKind::Summarization,
+            Task::Embed(_) => TaskKind::Embeddings,
         }
     }
 
@@ -134,6 +173,7 @@ impl Task {
             Task::TextComplete(t) => &t.llm_provider,
             Task::ChatComplete(t) => &t.llm_provider,
             Task::Summarize(t) => &t.llm_provider,
+            Task::Embed(t) => &t.llm_provider,
         }
     }
 
@@ -143,6 +183,7 @@ impl Task {
             Task::TextComplete(t) => &t.model,
             Task::ChatComplete(t) => &t.model,
             Task::Summarize(t) => &t.model,
+            Task::Embed(t) => &t.model,
         }
     }
 
@@ -151,7 +192,16 @@ impl Task {
         match self {
             Task::TextComplete(t) => t.prompt_name.as_deref(),
             Task::ChatComplete(t) => t.instructions.as_deref(),
-            Task::Summarize(_) => None,
+            Task::Summarize(_) | Task::Embed(_) => None,
+        }
+    }
+
+    /// What admission charges the task: the number of texts of an
+    /// embeddings task, 1 for every other task.
+    pub fn cost(&self) -> u32 {
+        match self {
+            Task::Embed(t) => u32::try_from(t.count()).unwrap_or(u32::MAX).max(1),
+            _ => 1,
         }
     }
 }
@@ -167,6 +217,9 @@ pub struct TaskOutput {
     pub finish_reason: Option<String>,
     /// Prompt plus completion tokens, when both are known.
     pub token_used: Option<u32>,
+    /// The size of the vectors (embeddings tasks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
     /// Prompt tokens, when known.
     pub prompt_tokens: Option<u32>,
     /// Completion tokens, when known.

@@ -177,6 +177,7 @@ impl Local {
         principal: &Principal,
         integration: &str,
         model: &str,
+        cost: NonZeroU32,
     ) -> Result<Permit, AdmissionError> {
         let Some((igate, queue_timeout, models)) = self.integrations.get(integration) else {
             return Ok(Permit::new(Vec::new()));
@@ -201,10 +202,15 @@ impl Local {
                     "the quota of `{}` on integration `{integration}` ({} tasks per minute)",
                     q.subject, q.per_minute
                 );
+                if cost > q.per_minute {
+                    return Err(super::too_large(&what, cost, q.per_minute.get()));
+                }
                 self.turn(
-                    || {
-                        l.check_key(&q.key)
-                            .map_err(|nu| nu.wait_time_from(self.clock.now()))
+                    || match l.check_key_n(&q.key, cost) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(nu)) => Err(nu.wait_time_from(self.clock.now())),
+                        // Checked above: the quota's burst is its rate.
+                        Err(_) => Err(Duration::MAX),
                     },
                     deadline,
                     &what,
@@ -222,9 +228,20 @@ impl Local {
             ),
         ];
         for (gate, what) in &gates {
-            if let Some((r, _)) = gate.and_then(|g| g.rate.as_ref()) {
+            if let Some((r, (_, burst))) = gate.and_then(|g| g.rate.as_ref()) {
+                if cost > *burst {
+                    return Err(super::too_large(
+                        &format!("the rate limit of {what}"),
+                        cost,
+                        burst.get(),
+                    ));
+                }
                 self.turn(
-                    || r.check().map_err(|nu| nu.wait_time_from(self.clock.now())),
+                    || match r.check_n(cost) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(nu)) => Err(nu.wait_time_from(self.clock.now())),
+                        Err(_) => Err(Duration::MAX),
+                    },
                     deadline,
                     what,
                     Limited::Rate,

@@ -15,6 +15,7 @@ mod local;
 mod redis;
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,17 +63,20 @@ impl Admission {
 
     /// Wait for a turn on every limit that applies, or fail as rate limited
     /// (or, with Redis unreachable and `on_unavailable = "deny"`, as
-    /// unavailable).
+    /// unavailable). Rates and quotas are charged `cost` (an embeddings
+    /// batch's number of texts); a task holds one concurrency slot whatever
+    /// its cost.
     pub(crate) async fn admit(
         &self,
         principal: &Principal,
         integration: &str,
         model: &str,
+        cost: NonZeroU32,
     ) -> Result<Permit, AdmissionError> {
         let Some(shared) = &self.shared else {
-            return self.local.admit(principal, integration, model).await;
+            return self.local.admit(principal, integration, model, cost).await;
         };
-        match shared.admit(principal, integration, model).await {
+        match shared.admit(principal, integration, model, cost).await {
             Ok(Ok(lease)) => Ok(Permit {
                 _slots: Vec::new(),
                 _lease: lease,
@@ -89,7 +93,7 @@ impl Admission {
                 }
                 _ => {
                     self.metrics.fallbacks.with_label_values(&["local"]).inc();
-                    self.local.admit(principal, integration, model).await
+                    self.local.admit(principal, integration, model, cost).await
                 }
             },
         }
@@ -137,6 +141,8 @@ pub(crate) enum Limited {
     Quota,
     /// The shared backend cannot be reached and is set to deny.
     Unavailable,
+    /// The task costs more than a limit's whole burst: no wait admits it.
+    TooLarge,
 }
 
 /// A task refused by a limit: which, in words, and when to try again.
@@ -168,6 +174,17 @@ impl Permit {
             _slots: slots,
             _lease: None,
         }
+    }
+}
+
+/// The refusal of a task costing more than a limit ever admits at once.
+fn too_large(what: &str, cost: NonZeroU32, capacity: u32) -> AdmissionError {
+    AdmissionError {
+        limited: Limited::TooLarge,
+        message: format!(
+            "a task of {cost} texts is more than {what} admits at once ({capacity}); split it into smaller tasks or raise the limit"
+        ),
+        retry_after: Duration::ZERO,
     }
 }
 

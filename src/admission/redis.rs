@@ -161,10 +161,23 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// A rate in GCRA's terms: `n` per `period` with `burst`.
-fn gcra(period: Duration, n: NonZeroU32, burst: NonZeroU32) -> (u64, u64) {
+/// A rate in GCRA's terms — `n` per `period` with `burst` — for a task
+/// costing `cost` cells: the script charges `interval` and admits while the
+/// theoretical arrival time is within `tolerance`, so a cost of `c` is an
+/// interval `c` times as long and a tolerance `c - 1` intervals shorter.
+/// `None` when the cost is above the burst (no wait admits it).
+fn gcra(
+    period: Duration,
+    n: NonZeroU32,
+    burst: NonZeroU32,
+    cost: NonZeroU32,
+) -> Option<(u64, u64)> {
+    if cost > burst {
+        return None;
+    }
     let interval = (period.as_micros() as u64 / u64::from(n.get())).max(1);
-    (interval, interval * u64::from(burst.get() - 1))
+    let c = u64::from(cost.get());
+    Some((interval * c, interval * u64::from(burst.get() - cost.get())))
 }
 
 impl Shared {
@@ -315,13 +328,17 @@ impl Shared {
     }
 
     /// The limits that apply to a task, as keys and figures.
+    #[allow(clippy::type_complexity)]
     fn specs(
         &self,
         principal: &Principal,
         integration: &str,
         model: &str,
-    ) -> Option<(Vec<RateSpec>, Vec<SlotSpec>, Duration)> {
-        let (ilimits, queue_timeout, models) = self.integrations.get(integration)?;
+        cost: NonZeroU32,
+    ) -> Result<Option<(Vec<RateSpec>, Vec<SlotSpec>, Duration)>, AdmissionError> {
+        let Some((ilimits, queue_timeout, models)) = self.integrations.get(integration) else {
+            return Ok(None);
+        };
         let mlimits = models.get(model);
         let mut rates = Vec::new();
         for q in self
@@ -329,15 +346,20 @@ impl Shared {
             .iter()
             .filter(|q| charged(&q.subject, &q.integration, principal, integration))
         {
-            let (interval, tolerance) = gcra(Duration::from_secs(60), q.per_minute, q.per_minute);
+            let what = format!(
+                "the quota of `{}` on integration `{integration}` ({} tasks per minute)",
+                q.subject, q.per_minute
+            );
+            let Some((interval, tolerance)) =
+                gcra(Duration::from_secs(60), q.per_minute, q.per_minute, cost)
+            else {
+                return Err(super::too_large(&what, cost, q.per_minute.get()));
+            };
             rates.push(RateSpec {
                 key: format!("{}:quota:{}@{}", self.prefix, q.subject, q.integration),
                 interval,
                 tolerance,
-                what: format!(
-                    "the quota of `{}` on integration `{integration}` ({} tasks per minute)",
-                    q.subject, q.per_minute
-                ),
+                what,
                 limited: Limited::Quota,
             });
         }
@@ -357,7 +379,15 @@ impl Shared {
         for (limits, name, what) in gates {
             let Some(limits) = limits else { continue };
             if let Some((per_second, burst)) = limits.rate {
-                let (interval, tolerance) = gcra(Duration::from_secs(1), per_second, burst);
+                let Some((interval, tolerance)) =
+                    gcra(Duration::from_secs(1), per_second, burst, cost)
+                else {
+                    return Err(super::too_large(
+                        &format!("the rate limit of {what}"),
+                        cost,
+                        burst.get(),
+                    ));
+                };
                 rates.push(RateSpec {
                     key: format!("{}:rate:{name}", self.prefix),
                     interval,
@@ -374,7 +404,7 @@ impl Shared {
                 });
             }
         }
-        (!rates.is_empty() || !slots.is_empty()).then_some((rates, slots, *queue_timeout))
+        Ok((!rates.is_empty() || !slots.is_empty()).then_some((rates, slots, *queue_timeout)))
     }
 
     /// Wait for a turn on every limit that applies, or fail as rate limited;
@@ -384,10 +414,13 @@ impl Shared {
         principal: &Principal,
         integration: &str,
         model: &str,
+        cost: NonZeroU32,
     ) -> Result<Result<Option<Lease>, AdmissionError>, Unavailable> {
-        let Some((rates, slots, queue_timeout)) = self.specs(principal, integration, model) else {
+        let (rates, slots, queue_timeout) = match self.specs(principal, integration, model, cost) {
+            Ok(Some(specs)) => specs,
             // Nothing limits this task: no round trip.
-            return Ok(Ok(None));
+            Ok(None) => return Ok(Ok(None)),
+            Err(e) => return Ok(Err(e)),
         };
         let Some(conn) = self.conn().await else {
             return Err(Unavailable);

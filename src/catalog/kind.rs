@@ -17,6 +17,8 @@ pub enum TaskKind {
     Chat,
     /// Summarization.
     Summarization,
+    /// Embeddings (`LLM_GENERATE_EMBEDDINGS`).
+    Embeddings,
 }
 
 /// A kind's names: in config files, in the HTTP route, as a Conductor task type.
@@ -27,7 +29,7 @@ struct Names {
 }
 
 /// Indexed by [`TaskKind::index`].
-const NAMES: [Names; 3] = [
+const NAMES: [Names; 4] = [
     Names {
         config: "text-generation",
         route: "text-complete",
@@ -43,14 +45,20 @@ const NAMES: [Names; 3] = [
         route: "summarize",
         conductor: "LLM_SUMMARIZE",
     },
+    Names {
+        config: "embeddings",
+        route: "embed",
+        conductor: "LLM_GENERATE_EMBEDDINGS",
+    },
 ];
 
 impl TaskKind {
     /// Every kind.
-    pub const ALL: [TaskKind; 3] = [
+    pub const ALL: [TaskKind; 4] = [
         TaskKind::TextGeneration,
         TaskKind::Chat,
         TaskKind::Summarization,
+        TaskKind::Embeddings,
     ];
 
     /// Its position in [`TaskKind::ALL`] (a slot in per-kind tables).
@@ -59,6 +67,7 @@ impl TaskKind {
             TaskKind::TextGeneration => 0,
             TaskKind::Chat => 1,
             TaskKind::Summarization => 2,
+            TaskKind::Embeddings => 3,
         }
     }
 

@@ -46,6 +46,10 @@ pub struct ModelDefaults {
     pub stop: Vec<String>,
     /// Sampling seed.
     pub seed: Option<u64>,
+    /// Scale embeddings to unit length.
+    pub normalize: Option<bool>,
+    /// Cut texts longer than the model takes instead of failing (embeddings).
+    pub truncate: Option<bool>,
 }
 
 /// Admission limits of an integration or model.
@@ -81,6 +85,7 @@ pub struct Model {
     pub(crate) active: bool,
     pub(crate) upstream_model: Option<String>,
     pub(crate) defaults: ModelDefaults,
+    pub(crate) dimensions: Option<NonZeroU32>,
     pub(crate) chat_template: Option<(PathBuf, Arc<ChatTemplate>)>,
     pub(crate) limits: Limits,
     pub(crate) origin: Origin,
@@ -130,6 +135,10 @@ impl Model {
     /// Parameter defaults.
     pub fn defaults(&self) -> &ModelDefaults {
         &self.defaults
+    }
+    /// The size of the embeddings the model returns, when declared.
+    pub fn dimensions(&self) -> Option<NonZeroU32> {
+        self.dimensions
     }
     /// The chat template file, if one is configured.
     pub fn chat_template_path(&self) -> Option<&std::path::Path> {

@@ -84,7 +84,7 @@ enum Command {
     /// Chat templates.
     #[command(subcommand)]
     Template(TemplateCommand),
-    /// Serve tasks over HTTP (the main job): `POST /v1/tasks/{text-complete,chat-complete,summarize}`.
+    /// Serve tasks over HTTP (the main job): `POST /v1/tasks/{text-complete,chat-complete,summarize,embed}`.
     Serve(serve::ServeArgs),
     /// Run as a Conductor worker: poll LLM tasks, run them, report results (needs a `[worker]` section).
     Worker(worker::WorkerArgs),

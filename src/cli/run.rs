@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use super::{task_failed, Exit, Io, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 use crate::access::Subject;
 use crate::task::{
-    ChatCompleteInput, InputMessage, SummarizeInput, Task, TaskEvent, TaskOutput, TextCompleteInput,
+    ChatCompleteInput, EmbedInput, InputMessage, SummarizeInput, Task, TaskEvent, TaskOutput,
+    TextCompleteInput,
 };
 
 #[derive(Debug, Args)]
@@ -136,6 +137,31 @@ enum RunTask {
         #[command(flatten)]
         output: Output,
     },
+    /// `LLM_GENERATE_EMBEDDINGS`: one vector per `--text`, or per line of `--file`,
+    /// printed one JSON array per line in input order.
+    Embed {
+        #[command(flatten)]
+        target: Target,
+        /// A text (repeatable, in order).
+        #[arg(
+            long = "text",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        texts: Vec<String>,
+        /// A file of texts, one per line (empty lines are skipped).
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// The size of the vectors wanted (at most the model's).
+        #[arg(long)]
+        dimensions: Option<u32>,
+        /// Cut texts longer than the model takes instead of failing.
+        #[arg(long)]
+        truncate: bool,
+        /// Print the task output as JSON (Orkes names) instead of one array per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -148,6 +174,40 @@ fn vars(v: &[(String, String)]) -> HashMap<String, Value> {
     v.iter()
         .map(|(k, val)| (k.clone(), Value::String(val.clone())))
         .collect()
+}
+
+const EMBED_JSON: Output = Output {
+    stream: false,
+    json: true,
+};
+const EMBED_PLAIN: Output = Output {
+    stream: false,
+    json: false,
+};
+
+/// Vectors one JSON array per line, in input order (or the Orkes output with
+/// `--json`); the count and size on stderr.
+fn print_vectors(o: &TaskOutput, json: bool, io: &mut Io<'_>) {
+    if json {
+        let _ = writeln!(io.out, "{:#}", json!(o));
+        return;
+    }
+    let vectors: Vec<&Value> = match &o.result {
+        Value::Array(items) if items.first().is_some_and(Value::is_array) => items.iter().collect(),
+        v => vec![v],
+    };
+    for v in &vectors {
+        let _ = writeln!(io.out, "{v}");
+    }
+    let tokens = o
+        .prompt_tokens
+        .map_or_else(|| "token counts unknown".into(), |t| format!("{t} tokens"));
+    let _ = writeln!(
+        io.err,
+        "{} vectors of {} dimensions, {tokens}",
+        vectors.len(),
+        o.dimensions.unwrap_or_default()
+    );
 }
 
 fn print_output(o: &TaskOutput, json: bool, streamed: bool, io: &mut Io<'_>) {
@@ -222,6 +282,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                 top_p: sampling.top_p,
                 max_tokens: sampling.max_tokens,
                 stop_words: sampling.stop.clone(),
+                seed: None,
             }),
             output,
         ),
@@ -245,6 +306,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                 max_tokens: sampling.max_tokens,
                 stop_words: sampling.stop.clone(),
                 json_output: *json_output,
+                seed: None,
             }),
             output,
         ),
@@ -278,11 +340,57 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                 output,
             )
         }
+        RunTask::Embed {
+            target,
+            texts,
+            file,
+            dimensions,
+            truncate,
+            json,
+        } => {
+            let texts = match file {
+                None => texts.clone(),
+                Some(f) => match std::fs::read_to_string(f) {
+                    Ok(t) => t
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    Err(e) => {
+                        let _ = writeln!(io.err, "error: cannot read `{}`: {e}", f.display());
+                        return EXIT_BAD_INPUT;
+                    }
+                },
+            };
+            let single = file.is_none() && texts.len() == 1;
+            let mut texts = texts;
+            (
+                Task::Embed(EmbedInput {
+                    llm_provider: target.integration.clone(),
+                    model: target.model.clone(),
+                    text: if single { texts.pop() } else { None },
+                    texts: (!single).then_some(texts),
+                    dimensions: *dimensions,
+                    truncate: truncate.then_some(true),
+                    ..EmbedInput::default()
+                }),
+                if *json { &EMBED_JSON } else { &EMBED_PLAIN },
+            )
+        }
     };
     let rt = match super::runtime(false, io) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    if let Task::Embed(_) = &task {
+        return match rt.block_on(connector.execute(&principal, &task)) {
+            Ok(o) => {
+                print_vectors(&o, output.json, io);
+                EXIT_OK
+            }
+            Err(e) => task_failed(&e, io),
+        };
+    }
     if !output.stream {
         return match rt.block_on(connector.execute(&principal, &task)) {
             Ok(o) => {

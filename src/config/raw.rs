@@ -53,6 +53,7 @@ pub(crate) struct RawTaskTypes {
     pub text_complete: Option<Spanned<String>>,
     pub chat_complete: Option<Spanned<String>>,
     pub summarize: Option<Spanned<String>>,
+    pub generate_embeddings: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +162,7 @@ pub(crate) struct RawModel {
     pub upstream_model: Option<Spanned<String>>,
     pub defaults: Option<Spanned<RawDefaults>>,
     pub chat_template: Option<Spanned<String>>,
+    pub dimensions: Option<Spanned<u32>>,
     pub rate_limit: Option<RawRate>,
     pub max_concurrency: Option<Spanned<u32>>,
 }
@@ -173,6 +175,8 @@ pub(crate) struct RawDefaults {
     pub top_p: Option<Spanned<f64>>,
     pub stop: Option<Spanned<Vec<Spanned<String>>>>,
     pub seed: Option<u64>,
+    pub normalize: Option<bool>,
+    pub truncate: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

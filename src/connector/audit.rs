@@ -164,8 +164,10 @@ impl Audit<'_> {
             Some((false, r)) => ("denied", r),
             None => ("not_reached", &none),
         };
-        // Never the key; the input and output only when `[audit] include_text = true`.
-        let (input, output) = if self.include_text {
+        // Never the key; the input and output only when `[audit] include_text = true`,
+        // and never an embeddings task's texts or vectors (what a retrieval
+        // workflow embeds is its documents, and vectors can be inverted to them).
+        let (input, output) = if self.include_text && !matches!(self.task, Task::Embed(_)) {
             let input = match self.task {
                 Task::TextComplete(t) => t.prompt.clone().unwrap_or_default(),
                 Task::ChatComplete(t) => t
@@ -175,6 +177,7 @@ impl Audit<'_> {
                     .collect::<Vec<_>>()
                     .join("\n"),
                 Task::Summarize(t) => t.text.clone(),
+                Task::Embed(_) => String::new(),
             };
             let output = match outcome {
                 Ok(o) => match &o.result {

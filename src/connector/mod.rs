@@ -242,6 +242,14 @@ impl<P: LlmProvider> Connector<P> {
         snap.admission.status().await
     }
 
+    /// When the config in force was loaded.
+    pub(crate) fn loaded_at(&self) -> Option<SystemTime> {
+        self.config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .loaded_at
+    }
+
     pub(crate) fn key_files(&self) -> Vec<PathBuf> {
         let snap = self.state.load();
         let mut files: Vec<PathBuf> = snap

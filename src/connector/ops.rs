@@ -95,6 +95,34 @@ impl<P: LlmProvider> Connector<P> {
         serde_json::json!({"integrations": integrations, "prompts": prompts})
     }
 
+    /// The active models `principal` may `EXECUTE`, as (integration, model,
+    /// when the config in force was loaded in Unix seconds).
+    pub(crate) fn executable_models(&self, principal: &Principal) -> Vec<(String, String, u64)> {
+        let snap = self.state.load();
+        let policy = snap.catalog.policy();
+        let created = self
+            .loaded_at()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        snap.catalog
+            .integrations()
+            .iter()
+            .filter(|i| i.is_active())
+            .flat_map(|i| i.models().iter().map(move |m| (i, m)))
+            .filter(|(i, m)| {
+                m.is_active()
+                    && policy
+                        .decide(
+                            principal,
+                            Access::Execute,
+                            &Target::model(i.name(), m.name()),
+                        )
+                        .allowed
+            })
+            .map(|(i, m)| (i.name().to_string(), m.name().to_string(), created))
+            .collect()
+    }
+
     /// Ask the policy in force: may `principal` do `access` on `target`?
     pub fn decide(
         &self,

@@ -16,8 +16,8 @@ use crate::access::{Access, Principal, Target};
 use crate::catalog::{Catalog, Integration, Model};
 use crate::config::diagnostic_suggest;
 use crate::provider::{
-    Api, ChatMessage, ChatRequest, ChatRole, Completion, GenerationParams, ModelEndpoint,
-    SummarizeRequest, TextRequest,
+    Api, ChatMessage, ChatRequest, ChatRole, Completion, EmbedRequest, Embeddings,
+    GenerationParams, ModelEndpoint, SummarizeRequest, TextRequest,
 };
 use crate::task::{finish_reason_name, Task, TaskError, TaskErrorKind, TaskOutput};
 use crate::untrusted::Untrusted;
@@ -31,13 +31,31 @@ pub(crate) struct Prepared<'s, P> {
     pub endpoint: &'s ModelEndpoint,
     pub call: Call,
     pub json_output: bool,
+    /// What admission charges: the number of texts of an embeddings task, else 1.
+    pub cost: std::num::NonZeroU32,
 }
 
 pub(crate) enum Call {
     Generate(TextRequest),
     Chat(ChatRequest),
     Summarize(SummarizeRequest),
+    Embed(EmbedCall),
 }
+
+/// An embeddings call and what its answer must be.
+pub(crate) struct EmbedCall {
+    pub request: EmbedRequest,
+    /// The size every vector must have: the task's `dimensions`, else the model's.
+    pub dimensions: Option<u32>,
+    /// One `text` (the result is a vector) rather than `texts` (a list of them).
+    pub single: bool,
+}
+
+/// The most texts one embeddings task may carry.
+pub(crate) const MAX_EMBED_TEXTS: usize = 2048;
+
+/// Requests of a split batch in flight at once when no `max_concurrency` says.
+const DEFAULT_EMBED_PARALLEL: usize = 4;
 
 pub(crate) fn unknown_integration(catalog: &Catalog, name: &str) -> String {
     let names = catalog.integrations().iter().map(Integration::name);
@@ -80,6 +98,7 @@ fn params(
     top_p: Option<f64>,
     max_tokens: Option<u32>,
     stop: &[String],
+    seed: Option<u64>,
 ) -> Result<GenerationParams, TaskError> {
     let d = model.defaults();
     let p = GenerationParams {
@@ -91,7 +110,7 @@ fn params(
         } else {
             stop.to_vec()
         },
-        seed: d.seed,
+        seed: seed.or(d.seed),
     };
     if p.max_tokens == Some(0) {
         return Err(invalid("`maxTokens` must be at least 1"));
@@ -126,8 +145,109 @@ pub(crate) fn to_output(c: Completion, json_output: bool) -> Result<TaskOutput, 
         result,
         finish_reason: c.finish_reason.as_ref().map(finish_reason_name),
         token_used: c.usage.total(),
+        dimensions: None,
         prompt_tokens: c.usage.prompt_tokens,
         completion_tokens: c.usage.completion_tokens,
+    })
+}
+
+/// An embeddings task's output: one vector for `text`, a list for `texts`,
+/// after checking that every vector has the size the task or model promised.
+pub(crate) fn embed_output(
+    e: Embeddings,
+    call: &EmbedCall,
+    model: &str,
+) -> Result<TaskOutput, TaskError> {
+    let size = e.dimensions();
+    if let Some(want) = call.dimensions {
+        let len = |v: &Value| v.as_array().map_or(0, Vec::len);
+        if let Some(v) = e.vectors.iter().find(|v| len(v) != want as usize) {
+            return Err(TaskError::new(
+                TaskErrorKind::InvalidOutput,
+                format!(
+                    "model `{model}` returned vectors of {} dimensions where {want} were expected",
+                    len(v)
+                ),
+            ));
+        }
+    }
+    let result = if call.single {
+        e.vectors.into_iter().next().unwrap_or(Value::Null)
+    } else {
+        Value::Array(e.vectors)
+    };
+    Ok(TaskOutput {
+        result,
+        finish_reason: None,
+        token_used: e.usage.prompt_tokens,
+        dimensions: u32::try_from(size).ok(),
+        prompt_tokens: e.usage.prompt_tokens,
+        completion_tokens: None,
+    })
+}
+
+/// An embeddings task checked against its model.
+fn embed_call(
+    integration: &Integration,
+    model: &Model,
+    t: &crate::task::EmbedInput,
+) -> Result<EmbedCall, TaskError> {
+    let (inputs, single) = match (&t.text, &t.texts) {
+        (Some(_), Some(_)) => return Err(invalid("give `text` or `texts`, not both")),
+        (Some(text), None) => (vec![text.clone()], true),
+        (None, Some(texts)) => (texts.clone(), false),
+        (None, None) => return Err(invalid("give `text` or `texts`")),
+    };
+    if inputs.is_empty() {
+        return Err(invalid("`texts` is empty"));
+    }
+    if inputs.len() > MAX_EMBED_TEXTS {
+        return Err(invalid(format!(
+            "`texts` has {} texts; one task embeds at most {MAX_EMBED_TEXTS}",
+            inputs.len()
+        )));
+    }
+    if let Some(i) = inputs.iter().position(|s| s.trim().is_empty()) {
+        return Err(invalid(if single {
+            "`text` is empty".to_string()
+        } else {
+            format!("`texts[{i}]` is empty")
+        }));
+    }
+    if t.dimensions == Some(0) {
+        return Err(invalid("`dimensions` must be at least 1"));
+    }
+    let declared = model.dimensions().map(std::num::NonZeroU32::get);
+    if let (Some(want), Some(has)) = (t.dimensions, declared) {
+        if want > has {
+            return Err(invalid(format!(
+                "`dimensions` ({want}) is above the {has} of model `{}` of integration `{}`",
+                model.name(),
+                integration.name()
+            )));
+        }
+    }
+    let d = model.defaults();
+    let parallel = [
+        integration.limits().max_concurrency,
+        model.limits().max_concurrency,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|n| n.get() as usize)
+    .min()
+    .unwrap_or(DEFAULT_EMBED_PARALLEL);
+    Ok(EmbedCall {
+        request: EmbedRequest {
+            inputs,
+            normalize: t.normalize.or(d.normalize),
+            truncate: t.truncate.or(d.truncate),
+            truncation_direction: t.truncation_direction,
+            dimensions: t.dimensions,
+            max_parallel: parallel,
+        },
+        dimensions: t.dimensions.or(declared),
+        single,
     })
 }
 
@@ -258,7 +378,14 @@ fn rules<'s, P>(
             if text.trim().is_empty() {
                 return Err(invalid("the prompt is empty"));
             }
-            let params = params(model, t.temperature, t.top_p, t.max_tokens, &t.stop_words)?;
+            let params = params(
+                model,
+                t.temperature,
+                t.top_p,
+                t.max_tokens,
+                &t.stop_words,
+                t.seed,
+            )?;
             (
                 Call::Generate(TextRequest {
                     prompt: text,
@@ -282,7 +409,14 @@ fn rules<'s, P>(
                 role: m.role,
                 content: m.message.clone(),
             }));
-            let params = params(model, t.temperature, t.top_p, t.max_tokens, &t.stop_words)?;
+            let params = params(
+                model,
+                t.temperature,
+                t.top_p,
+                t.max_tokens,
+                &t.stop_words,
+                t.seed,
+            )?;
             match (model.api(), model.chat_template()) {
                 // A raw TGI endpoint with a configured template: render here, call `/generate`.
                 (Api::Tgi, Some(template)) => {
@@ -317,6 +451,7 @@ fn rules<'s, P>(
                 false,
             )
         }
+        Task::Embed(t) => (Call::Embed(embed_call(integration, model, t)?), false),
     };
     let provider = snap
         .providers
@@ -329,5 +464,6 @@ fn rules<'s, P>(
         endpoint: model.spec(),
         call,
         json_output,
+        cost: std::num::NonZeroU32::new(task.cost()).unwrap_or(std::num::NonZeroU32::MIN),
     })
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use futures_util::{Stream, StreamExt};
 
 use super::audit::{record_refusal, Audit, Decided, Outcome, Refusal, TaskId};
-use super::prepare::{prepare, to_output, Call};
+use super::prepare::{embed_output, prepare, to_output, Call};
 use super::{Connector, Snapshot, TaskStream};
 use crate::access::Principal;
 use crate::admission::{AdmissionError, Limited};
@@ -136,6 +136,8 @@ impl<P> Drop for TaskRun<'_, P> {
 fn refused(e: AdmissionError) -> TaskError {
     match e.limited {
         Limited::Unavailable => TaskError::overloaded(e.message, e.retry_after),
+        // No wait admits it: the task must change.
+        Limited::TooLarge => TaskError::new(TaskErrorKind::InvalidInput, e.message),
         _ => TaskError::rate_limited(e.message, e.retry_after),
     }
 }
@@ -174,7 +176,7 @@ impl<P: LlmProvider> Connector<P> {
             Err(e) => Err(e),
             Ok(p) => match snap
                 .admission
-                .admit(principal, p.integration, p.model)
+                .admit(principal, p.integration, p.model, p.cost)
                 .await
                 .map_err(refused)
             {
@@ -185,6 +187,19 @@ impl<P: LlmProvider> Connector<P> {
                         Call::Generate(r) => p.provider.generate(p.endpoint, r).await,
                         Call::Chat(r) => p.provider.chat(p.endpoint, r).await,
                         Call::Summarize(r) => p.provider.summarize(p.endpoint, r).await,
+                        Call::Embed(e) => {
+                            let done = p.provider.embed(p.endpoint, &e.request).await;
+                            let took = match &done {
+                                Ok(v) => v.timings.total,
+                                Err(_) => upstream.elapsed(),
+                            };
+                            run.upstream(took.as_secs_f64());
+                            let result = done
+                                .map_err(TaskError::from)
+                                .and_then(|v| embed_output(v, e, p.model));
+                            run.finish(&result);
+                            return Executed { decision, result };
+                        }
                     };
                     // The provider timed a success already: one clock read fewer.
                     let took = match &done {
@@ -254,7 +269,7 @@ impl<P: LlmProvider> Connector<P> {
                     return;
                 }
             };
-            let _permit = match snap.admission.admit(&principal, p.integration, p.model).await.map_err(refused) {
+            let _permit = match snap.admission.admit(&principal, p.integration, p.model, p.cost).await.map_err(refused) {
                 Ok(permit) => permit,
                 Err(e) => {
                     run.finish(&Err(e.clone()));
@@ -274,6 +289,19 @@ impl<P: LlmProvider> Connector<P> {
                         Err(e) => vec![Err(e)],
                     };
                     Box::pin(futures_util::stream::iter(items))
+                }
+                // Vectors have no text to stream: the output is the only item.
+                Call::Embed(e) => {
+                    let done = p.provider.embed(p.endpoint, &e.request).await;
+                    let took = match &done {
+                        Ok(v) => v.timings.total,
+                        Err(_) => upstream.elapsed(),
+                    };
+                    run.upstream(took.as_secs_f64());
+                    let result = done.map_err(TaskError::from).and_then(|v| embed_output(v, &e, p.model));
+                    run.finish(&result);
+                    yield Step::Event(result.map(TaskEvent::Done));
+                    return;
                 }
             };
             while let Some(item) = inner.next().await {

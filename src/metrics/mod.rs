@@ -31,6 +31,45 @@ impl Drop for InFlight<'_> {
 }
 
 /// The HTTP service's connections: open now, and refused over the cap.
+/// `hfconnect_door_requests_total{door, status}`: requests answered by each
+/// door of `serve` (`task`: the task routes, `openai`: the OpenAI-compatible
+/// routes), by HTTP status. The 200 series of each door are kept as handles,
+/// so that a success does not hash its labels.
+#[derive(Clone)]
+pub(crate) struct DoorMetrics {
+    requests: IntCounterVec,
+    ok: [IntCounter; 2],
+}
+
+impl DoorMetrics {
+    fn new() -> Result<DoorMetrics, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "hfconnect_door_requests_total",
+                "Requests answered by each door of serve (task, openai), by HTTP status",
+            ),
+            &["door", "status"],
+        )?;
+        let ok = [
+            requests.with_label_values(&["task", "200"]),
+            requests.with_label_values(&["openai", "200"]),
+        ];
+        Ok(DoorMetrics { requests, ok })
+    }
+
+    /// One answer of `door` (`task` or `openai`) with `status`.
+    pub(crate) fn count(&self, door: &'static str, status: u16) {
+        match (door, status) {
+            ("task", 200) => self.ok[0].inc(),
+            ("openai", 200) => self.ok[1].inc(),
+            _ => self
+                .requests
+                .with_label_values(&[door, &status.to_string()])
+                .inc(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct ConnectionMetrics {
     pub open: IntGauge,
@@ -110,6 +149,7 @@ pub struct Metrics {
     pub(crate) config_info: IntGaugeVec,
     pub(crate) config_loaded: Gauge,
     pub(crate) admission: AdmissionMetrics,
+    pub(crate) doors: DoorMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -212,6 +252,8 @@ impl Metrics {
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        let doors = DoorMetrics::new()?;
+        registry.register(Box::new(doors.requests.clone()))?;
         registry.register(Box::new(GaugeCollector::new(
             in_flight.clone(),
             "hfconnect_tasks_in_flight",
@@ -232,6 +274,7 @@ impl Metrics {
             tokens,
             denials,
             rate_limited,
+            doors,
             in_flight,
             series,
             connections,

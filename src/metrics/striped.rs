@@ -27,9 +27,9 @@ use crate::stripe::{stripe, STRIPES};
 use crate::FxHashMap;
 
 /// The task kinds, in the order of a series' arrays.
-const KINDS: [TaskKind; 3] = TaskKind::ALL;
+const KINDS: [TaskKind; TaskKind::ALL.len()] = TaskKind::ALL;
 
-/// `k`'s place in a series' arrays (always below 3).
+/// `k`'s place in a series' arrays (always below `KINDS.len()`).
 fn slot(k: TaskKind) -> usize {
     k.index()
 }

@@ -34,6 +34,8 @@ pub enum Api {
     Pipeline,
     /// The serverless router (`router.huggingface.co/hf-inference/models/{repo}`).
     Router,
+    /// text-embeddings-inference: `/embed`, `/info`.
+    Tei,
 }
 
 impl Api {
@@ -44,6 +46,7 @@ impl Api {
             Api::Chat => "chat",
             Api::Pipeline => "pipeline",
             Api::Router => "router",
+            Api::Tei => "tei",
         }
     }
 }
@@ -169,6 +172,74 @@ pub struct SummarizeRequest {
     pub min_length: Option<u32>,
 }
 
+/// Which end of an input longer than the model takes is cut
+/// (text-embeddings-inference's `truncation_direction`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TruncationDirection {
+    /// Keep the start of the text.
+    #[default]
+    Right,
+    /// Keep the end of the text.
+    Left,
+}
+
+/// An embeddings request: one vector per input, in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedRequest {
+    /// The texts.
+    pub inputs: Vec<String>,
+    /// Scale each vector to unit length (`None`: the server's default).
+    pub normalize: Option<bool>,
+    /// Cut inputs longer than the model takes instead of failing.
+    pub truncate: Option<bool>,
+    /// Which end `truncate` cuts.
+    pub truncation_direction: Option<TruncationDirection>,
+    /// The size of the vectors wanted (a prefix of the model's, for models
+    /// trained for it), where the server takes it; cut here otherwise.
+    pub dimensions: Option<u32>,
+    /// How many requests of a split batch may be in flight at once (at least 1).
+    pub max_parallel: usize,
+}
+
+/// Vectors, one per input, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// The vectors, each a JSON array of numbers as the server wrote them
+    /// (or, where hfconnect computed them — pooling, a cut to `dimensions`,
+    /// base64 decoded — in their shortest form). [`Embeddings::floats`]
+    /// reads one as numbers.
+    pub vectors: Vec<serde_json::Value>,
+    /// Token counts (prompt tokens only), when the server reported them.
+    pub usage: Usage,
+    /// The upstream request id (`x-request-id`) of the last request.
+    pub request_id: Option<String>,
+    /// Timings.
+    pub timings: Timings,
+    /// How many HTTP attempts it took, all requests of a split batch together.
+    pub attempts: u32,
+}
+
+impl Embeddings {
+    /// Vector `i` as numbers.
+    pub fn floats(&self, i: usize) -> Option<Vec<f64>> {
+        self.vectors
+            .get(i)?
+            .as_array()?
+            .iter()
+            .map(serde_json::Value::as_f64)
+            .collect()
+    }
+
+    /// The size of the vectors.
+    pub fn dimensions(&self) -> usize {
+        self.vectors
+            .first()
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len)
+    }
+}
+
 /// Why generation stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -268,6 +339,8 @@ pub struct EndpointInfo {
     pub max_total_tokens: Option<u32>,
     /// Server version.
     pub version: Option<String>,
+    /// The most inputs one request may carry (`max_client_batch_size`).
+    pub max_batch_size: Option<u32>,
     /// What the probe could not learn, in words.
     pub note: Option<String>,
 }
@@ -304,6 +377,13 @@ pub trait LlmProvider: Send + Sync + 'static {
         model: &ModelEndpoint,
         request: &SummarizeRequest,
     ) -> impl Future<Output = Result<Completion, ProviderError>> + Send;
+
+    /// Embed texts: one vector per input, in input order.
+    fn embed(
+        &self,
+        model: &ModelEndpoint,
+        request: &EmbedRequest,
+    ) -> impl Future<Output = Result<Embeddings, ProviderError>> + Send;
 
     /// Check health and read what the server says about itself.
     fn probe(

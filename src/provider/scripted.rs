@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{
-    ChatRequest, Completion, CompletionStream, EndpointInfo, ErrorKind, FinishReason, LlmProvider,
-    ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest, TextRequest, Timings, Usage,
+    ChatRequest, Completion, CompletionStream, EmbedRequest, Embeddings, EndpointInfo, ErrorKind,
+    FinishReason, LlmProvider, ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest,
+    TextRequest, Timings, Usage,
 };
 
 /// What one call answers.
@@ -117,9 +118,10 @@ pub struct Asked {
     pub integration: String,
     /// The model's name.
     pub model: String,
-    /// `generate`, `generate_stream`, `chat`, `chat_stream`, `summarize` or `probe`.
+    /// `generate`, `generate_stream`, `chat`, `chat_stream`, `summarize`, `embed` or `probe`.
     pub call: &'static str,
-    /// The prompt, the messages as `role: text` lines, or the text to summarize.
+    /// The prompt, the messages as `role: text` lines, the text to summarize,
+    /// or the texts to embed, one per line.
     pub input: String,
 }
 
@@ -260,6 +262,19 @@ impl Scripted {
     }
 }
 
+/// The vector the scripted provider gives `text`: its length in characters,
+/// then its bytes' sum, then zeros, `size` numbers in all.
+pub fn scripted_vector(text: &str, size: usize) -> Vec<f64> {
+    let mut v = vec![0.0; size];
+    if let Some(x) = v.first_mut() {
+        *x = text.chars().count() as f64;
+    }
+    if let Some(x) = v.get_mut(1) {
+        *x = text.bytes().map(f64::from).sum();
+    }
+    v
+}
+
 fn messages_text(r: &ChatRequest) -> String {
     r.messages
         .iter()
@@ -299,6 +314,33 @@ impl LlmProvider for Scripted {
         request: &SummarizeRequest,
     ) -> Result<Completion, ProviderError> {
         self.answer(model, "summarize", request.text.clone()).await
+    }
+
+    /// Every input's vector is [`scripted_vector`] of its text; the reply's
+    /// text is not used, its delay, errors and prompt tokens are.
+    async fn embed(
+        &self,
+        model: &ModelEndpoint,
+        request: &EmbedRequest,
+    ) -> Result<Embeddings, ProviderError> {
+        let c = self
+            .answer(model, "embed", request.inputs.join("\n"))
+            .await?;
+        let size = request.dimensions.unwrap_or(4) as usize;
+        Ok(Embeddings {
+            vectors: request
+                .inputs
+                .iter()
+                .map(|t| serde_json::json!(scripted_vector(t, size)))
+                .collect(),
+            usage: Usage {
+                prompt_tokens: c.usage.prompt_tokens,
+                completion_tokens: Some(0),
+            },
+            request_id: None,
+            timings: c.timings,
+            attempts: 1,
+        })
     }
 
     async fn probe(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {

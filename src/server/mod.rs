@@ -6,11 +6,13 @@
 //! - `tasks`: the task and catalog routes;
 //! - `limits`: connections, idle time, request bodies;
 //! - `error`: the `{error, kind, retryable}` answer;
+//! - `openai`: the OpenAI-compatible door (`/v1/chat/completions`, …);
 //! - `openapi`: the description of the routes.
 
 mod auth;
 mod error;
 mod limits;
+mod openai;
 mod openapi;
 mod tasks;
 
@@ -109,6 +111,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tasks/text-complete"),
     ("post", "/v1/tasks/chat-complete"),
     ("post", "/v1/tasks/summarize"),
+    ("post", "/v1/tasks/embed"),
+    ("post", "/v1/chat/completions"),
+    ("post", "/v1/completions"),
+    ("post", "/v1/embeddings"),
+    ("get", "/v1/models"),
+    ("get", "/v1/models/{id}"),
     ("get", "/v1/catalog"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -120,6 +128,11 @@ fn app(connector: Arc<Connector>, body_timeout: Duration, body_limit: usize) -> 
     Router::new()
         .route("/v1/tasks/{kind}", post(tasks::run_task))
         .route("/v1/catalog", get(tasks::catalog))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models/{*id}", get(openai::get_model))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi()) }))

@@ -60,6 +60,13 @@ fn parse_task(kind: TaskKind, body: &[u8]) -> Result<(Task, bool), ApiError> {
             ))
         }
     };
+    if stream && kind == TaskKind::Embeddings {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            "embeddings do not stream; leave `stream` out",
+        ));
+    }
     let task = Task::from_json(kind, v).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -99,7 +106,7 @@ pub(crate) async fn run_task(
         caller: "no key".into(),
         ..Seen::default()
     };
-    match task_route(&state, &route, &headers, body, &mut seen).await {
+    let r = match task_route(&state, &route, &headers, body, &mut seen).await {
         Ok(r) => r,
         Err(NotAnswered::Recorded(e)) => e.into_response(),
         Err(NotAnswered::Refused(e)) => {
@@ -115,7 +122,13 @@ pub(crate) async fn run_task(
             });
             e.into_response()
         }
-    }
+    };
+    state
+        .connector
+        .metrics()
+        .doors
+        .count("task", r.status().as_u16());
+    r
 }
 
 async fn task_route(

@@ -2,7 +2,9 @@
 //! that compare them: `direct` (reqwest posting the body hfconnect would
 //! send: the limit), `library` (`Connector::execute`: catalog, RBAC,
 //! admission, provider, output shaping, audit and metrics), and `serve`
-//! (HTTP to a running `hfconnect serve` process).
+//! (HTTP to a running `hfconnect serve` process); and the same comparison
+//! for embeddings on the fake text-embeddings-inference (one text, and a
+//! batch of [`EMBED_BATCH`] texts of about [`EMBED_WORDS`] words).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use hfconnect::access::{Principal, Subject};
 use hfconnect::config::LoadOptions;
-use hfconnect::task::Task;
-use hfconnect::task::TextCompleteInput;
+use hfconnect::task::{EmbedInput, Task, TextCompleteInput};
 use hfconnect::Connector;
 use serde_json::{json, Value};
 
@@ -24,6 +25,12 @@ pub const TOKEN: &str = "hf_bench_token_0000000000000000";
 /// The application key `serve` accepts.
 pub const APP_KEY: &str = "hfc_bench_key_0000000000000000000000000000000000000000000000000000";
 const PROMPT: &str = "Summarize the ticket: the printer on floor 3 prints every page twice.";
+/// The texts of the batch embeddings paths.
+pub const EMBED_BATCH: usize = 64;
+/// Words (the fake's tokens) per embedded text.
+pub const EMBED_WORDS: usize = 200;
+/// The size of the fake embedding model's vectors in the benchmark.
+pub const EMBED_DIM: usize = 384;
 
 /// A path a request can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +48,17 @@ pub enum PathKind {
     /// HTTP to a second `hfconnect serve` logging at `warn`: no audit lines,
     /// so that the audit line's own cost can be told apart.
     ServeQuiet,
+    /// HTTP to the same `hfconnect serve`, by its OpenAI-compatible door
+    /// (`POST /v1/completions`: the same task).
+    ServeOpenAi,
+    /// reqwest straight to TEI's `/embed`, one text.
+    DirectEmbed,
+    /// An embeddings task of one text through `Connector::execute`.
+    LibraryEmbed,
+    /// reqwest straight to TEI's `/embed`, [`EMBED_BATCH`] texts.
+    DirectEmbedBatch,
+    /// An embeddings task of [`EMBED_BATCH`] texts through `Connector::execute`.
+    LibraryEmbedBatch,
 }
 
 impl PathKind {
@@ -53,12 +71,29 @@ impl PathKind {
             PathKind::LibraryRedis => "library+redis",
             PathKind::Serve => "serve",
             PathKind::ServeQuiet => "serve, RUST_LOG=warn",
+            PathKind::ServeOpenAi => "serve (openai door)",
+            PathKind::DirectEmbed => "direct, 1 text",
+            PathKind::LibraryEmbed => "library, 1 text",
+            PathKind::DirectEmbedBatch => "direct, 64 texts",
+            PathKind::LibraryEmbedBatch => "library, 64 texts",
+        }
+    }
+
+    /// The direct path an embeddings path is compared with.
+    pub fn embed_base(self) -> Option<PathKind> {
+        match self {
+            PathKind::LibraryEmbed => Some(PathKind::DirectEmbed),
+            PathKind::LibraryEmbedBatch => Some(PathKind::DirectEmbedBatch),
+            _ => None,
         }
     }
 
     /// Whether the path is a `serve` process.
     pub fn is_serve(self) -> bool {
-        matches!(self, PathKind::Serve | PathKind::ServeQuiet)
+        matches!(
+            self,
+            PathKind::Serve | PathKind::ServeQuiet | PathKind::ServeOpenAi
+        )
     }
 }
 
@@ -77,6 +112,12 @@ name = "tgi"
 endpoint = "{upstream}/"
 api = "tgi"
 tasks = ["text-generation"]
+
+[[integrations.models]]
+name = "tei"
+endpoint = "{upstream}/tei"
+api = "tei"
+tasks = ["embeddings"]
 
 [[groups]]
 name = "bench"
@@ -191,6 +232,18 @@ fn direct_body() -> Value {
     json!({"inputs": PROMPT, "parameters": {"details": true}})
 }
 
+/// The texts of the embeddings paths: `n` of [`EMBED_WORDS`] words each, all different.
+fn embed_texts(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            (0..EMBED_WORDS)
+                .map(|w| format!("w{}", (i * 31 + w * 7) % 997))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
 /// Everything the three paths need.
 pub struct Targets {
     token: String,
@@ -204,6 +257,11 @@ pub struct Targets {
     serve_url: Option<String>,
     quiet_url: Option<String>,
     serve_body: bytes::Bytes,
+    openai_url: Option<String>,
+    openai_body: bytes::Bytes,
+    embed_url: String,
+    embed_one: (Task, Value),
+    embed_batch: (Task, Value),
 }
 
 impl Targets {
@@ -256,7 +314,30 @@ impl Targets {
             .pool_max_idle_per_host(256)
             .build()
             .map_err(|e| e.to_string())?;
+        let embed = |texts: Vec<String>| {
+            let body = json!({"inputs": texts});
+            let task = Task::Embed(EmbedInput {
+                llm_provider: "hf".into(),
+                model: "tei".into(),
+                texts: Some(texts),
+                ..Default::default()
+            });
+            (task, body)
+        };
+        let one_text = embed_texts(1).pop().unwrap_or_default();
+        let embed_one = (
+            Task::Embed(EmbedInput {
+                llm_provider: "hf".into(),
+                model: "tei".into(),
+                text: Some(one_text.clone()),
+                ..Default::default()
+            }),
+            json!({"inputs": [one_text]}),
+        );
         Ok(Targets {
+            embed_url: format!("{}/tei/embed", upstream.trim_end_matches('/')),
+            embed_one,
+            embed_batch: embed(embed_texts(EMBED_BATCH)),
             token: token.to_string(),
             direct_url: format!("{}/generate", upstream.trim_end_matches('/')),
             client,
@@ -268,6 +349,10 @@ impl Targets {
             serve_url: serve.map(|s| format!("{}/v1/tasks/text-complete", s.url)),
             quiet_url: quiet.map(|s| format!("{}/v1/tasks/text-complete", s.url)),
             serve_body: serve_body.into(),
+            openai_url: serve.map(|s| format!("{}/v1/completions", s.url)),
+            openai_body: json!({"model": "hf/tgi", "prompt": PROMPT})
+                .to_string()
+                .into(),
         })
     }
 
@@ -313,6 +398,30 @@ impl Targets {
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
+            PathKind::DirectEmbed => self.direct_embed(&self.embed_one.0, 1).await,
+            PathKind::DirectEmbedBatch => self.direct_embed(&self.embed_batch.0, EMBED_BATCH).await,
+            PathKind::LibraryEmbed => self.library_embed(&self.embed_one.0).await,
+            PathKind::LibraryEmbedBatch => self.library_embed(&self.embed_batch.0).await,
+            PathKind::ServeOpenAi => {
+                let url = self.openai_url.as_deref().ok_or("serve: not running")?;
+                let resp = self
+                    .client
+                    .post(url)
+                    .bearer_auth(APP_KEY)
+                    .header("content-type", "application/json")
+                    .body(self.openai_body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !resp.status().is_success() {
+                    return Err(format!("serve (openai door): HTTP {}", resp.status()));
+                }
+                let body = resp.bytes().await.map_err(|e| e.to_string())?;
+                let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                v.pointer("/choices/0/text")
+                    .map(|_| ())
+                    .ok_or_else(|| "serve (openai door): no choices[0].text".to_string())
+            }
             PathKind::Serve | PathKind::ServeQuiet => {
                 let url = if path == PathKind::Serve {
                     self.serve_url.as_deref()
@@ -338,6 +447,82 @@ impl Targets {
                     .map(|_| ())
                     .ok_or_else(|| "serve: no result".to_string())
             }
+        }
+    }
+
+    /// One embeddings request straight to TEI: the body, the answer parsed
+    /// into vectors as a client would, each checked for its size.
+    async fn direct_embed(&self, task: &Task, n: usize) -> Result<(), String> {
+        // Like any client, write the body of each request from its texts.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            inputs: &'a [String],
+        }
+        let one;
+        let inputs: &[String] = match task {
+            Task::Embed(EmbedInput { texts: Some(t), .. }) => t,
+            Task::Embed(EmbedInput { text: Some(t), .. }) => {
+                one = [t.clone()];
+                &one
+            }
+            _ => return Err("not an embeddings task".into()),
+        };
+        let resp = self
+            .client
+            .post(&self.embed_url)
+            .bearer_auth(&self.token)
+            .json(&Body { inputs })
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("direct embed: HTTP {}", resp.status()));
+        }
+        // Parsed as JSON, as the generation direct path parses its answer:
+        // the vectors a workflow engine gets are JSON values.
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        let v: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if v.len() == n
+            && v.iter()
+                .all(|x| x.as_array().is_some_and(|a| a.len() == EMBED_DIM))
+        {
+            Ok(())
+        } else {
+            Err(format!("direct embed: {} vectors for {n} texts", v.len()))
+        }
+    }
+
+    async fn library_embed(&self, task: &Task) -> Result<(), String> {
+        self.connector
+            .execute(&self.principal, task)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|o| match o.dimensions {
+                Some(d) if d as usize == EMBED_DIM => Ok(()),
+                other => Err(format!("library embed: {other:?} dimensions")),
+            })
+    }
+
+    /// Check that the library sends the bodies the direct embeddings paths send.
+    pub async fn verify_embed(&self, fake: &FakeHf) -> Result<(), String> {
+        fake.set_recording(true);
+        fake.clear_requests();
+        self.one(PathKind::LibraryEmbed).await?;
+        self.one(PathKind::LibraryEmbedBatch).await?;
+        let sent = fake.requests_to("/tei/embed");
+        fake.set_recording(false);
+        let bodies: Vec<Value> = sent
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect();
+        let want = vec![self.embed_one.1.clone(), self.embed_batch.1.clone()];
+        if bodies == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "the library sent {} embed requests, not the direct paths' bodies (one of each)",
+                bodies.len()
+            ))
         }
     }
 

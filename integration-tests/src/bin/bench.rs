@@ -66,11 +66,17 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     audit_rounds: usize,
     /// Run only this path (for profiling one path at a time).
-    #[arg(long, value_parser = ["direct", "library", "library+limits", "library+redis", "serve"])]
+    #[arg(long, value_parser = ["direct", "library", "library+limits", "library+redis", "serve", "embed"])]
     only: Option<String>,
     /// Skip the micro figures.
     #[arg(long)]
     no_micro: bool,
+    /// Skip the embeddings table.
+    #[arg(long)]
+    no_embed: bool,
+    /// Requests per embeddings path and concurrency level.
+    #[arg(long, default_value_t = 6_000)]
+    embed_requests: usize,
     /// Only the micro figures.
     #[arg(long)]
     micro_only: bool,
@@ -100,6 +106,7 @@ async fn main() {
         args.max_seconds = args.max_seconds.min(20);
         args.audit_requests = args.audit_requests.min(300);
         args.audit_rounds = args.audit_rounds.min(2);
+        args.embed_requests = args.embed_requests.min(60);
     }
     JUDGE.store(
         !args.smoke && !cfg!(debug_assertions),
@@ -128,9 +135,17 @@ async fn main() {
     println!();
     let mut failed = false;
     if !args.micro_only {
-        if let Err(e) = load_table(&args).await {
-            eprintln!("error: {e}");
-            failed = true;
+        if args.only.as_deref() != Some("embed") {
+            if let Err(e) = load_table(&args).await {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+        if !args.no_embed && matches!(args.only.as_deref(), None | Some("embed")) {
+            if let Err(e) = embed_table(&args).await {
+                eprintln!("error: {e}");
+                failed = true;
+            }
         }
     }
     if !args.no_micro {
@@ -169,7 +184,13 @@ async fn upstream(args: &Args) -> Result<(Option<FakeHf>, String, String), Strin
                 .await
                 .map_err(|e| e.to_string())?;
             fake.set_recording(false);
-            fake.behave(|b| b.delay = Duration::from_millis(args.upstream_delay_ms));
+            fake.behave(|b| {
+                b.delay = Duration::from_millis(args.upstream_delay_ms);
+                // A TEI that takes the whole batch in one request, as the direct path sends it.
+                b.embed_dim = load::EMBED_DIM;
+                b.tei_max_batch = load::EMBED_BATCH;
+                b.tei_max_input = 4 * load::EMBED_WORDS;
+            });
             let url = fake.url();
             Ok((Some(fake), url, load::TOKEN.to_string()))
         }
@@ -230,10 +251,15 @@ async fn measure(
         redis_url.as_deref(),
     )?);
     if let Some(f) = &fake {
-        targets.verify(f).await?;
+        if paths.contains(&PathKind::Direct) {
+            targets.verify(f).await?;
+        }
+        if paths.contains(&PathKind::DirectEmbed) {
+            targets.verify_embed(f).await?;
+        }
     }
     let pid_of = |p: PathKind| match p {
-        PathKind::Serve => serve.as_ref().map(load::ServeProcess::pid),
+        PathKind::Serve | PathKind::ServeOpenAi => serve.as_ref().map(load::ServeProcess::pid),
         PathKind::ServeQuiet => quiet.as_ref().map(load::ServeProcess::pid),
         _ => None,
     };
@@ -356,7 +382,7 @@ async fn load_table(args: &Args) -> Result<(), String> {
         println!("- no `redis-server` on PATH: the `library+redis` path is skipped\n");
     }
     if with_serve && split.is_none() {
-        shared.extend([PathKind::Serve, PathKind::ServeQuiet]);
+        shared.extend([PathKind::Serve, PathKind::ServeOpenAi, PathKind::ServeQuiet]);
     }
     let measured_shared = if shared.is_empty() {
         Measured::default()
@@ -365,8 +391,17 @@ async fn load_table(args: &Args) -> Result<(), String> {
     };
     let measured_pinned = match &split {
         Some(split) => {
-            let mut paths = vec![PathKind::Direct, PathKind::Serve, PathKind::ServeQuiet];
-            paths.retain(|p| wants(*p) || (*p == PathKind::ServeQuiet && wants(PathKind::Serve)));
+            let mut paths = vec![
+                PathKind::Direct,
+                PathKind::Serve,
+                PathKind::ServeOpenAi,
+                PathKind::ServeQuiet,
+            ];
+            paths.retain(|p| {
+                wants(*p)
+                    || (matches!(p, PathKind::ServeQuiet | PathKind::ServeOpenAi)
+                        && wants(PathKind::Serve))
+            });
             Some(measure_pinned(args, paths, split.clone()).await?)
         }
         None => None,
@@ -496,6 +531,22 @@ fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<S
                 cell.first_error.clone().unwrap_or_default()
             ));
         }
+        if *p == PathKind::ServeOpenAi && c == 16 {
+            // serve is CPU-bound on its core: its CPU per request is what each door costs.
+            let per = |c: &Cell| c.serve_cpu.as_secs_f64() / c.samples.0.len().max(1) as f64;
+            if let Some((_, task)) = cells.iter().find(|(p, _)| *p == PathKind::Serve) {
+                findings.push(target_line(
+                        &format!("serve (openai door) costs serve ≤ 1.10× the task route's CPU per request at c=16{mark}"),
+                        per(&cell) <= 1.10 * per(task),
+                        &format!(
+                            "{:.1} µs against {:.1} µs, {:.3}×",
+                            per(&cell) * 1e6,
+                            per(task) * 1e6,
+                            per(&cell) / per(task).max(f64::MIN_POSITIVE)
+                        ),
+                    ));
+            }
+        }
         let Some((_, d99, dtp)) = base else { continue };
         match (p, c) {
             (PathKind::Library, 64) => findings.push(target_line(
@@ -525,6 +576,81 @@ fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<S
             _ => {}
         }
     }
+}
+
+/// Embeddings: one text and a batch of 64, each against its direct call, at
+/// each concurrency, in interleaved rounds on all cores.
+async fn embed_table(args: &Args) -> Result<(), String> {
+    let mut a = args.clone();
+    a.requests = args.embed_requests;
+    a.warmup = (args.embed_requests / 20).max(1);
+    let paths = [
+        PathKind::DirectEmbed,
+        PathKind::LibraryEmbed,
+        PathKind::DirectEmbedBatch,
+        PathKind::LibraryEmbedBatch,
+    ];
+    let m = measure(&a, &paths, None).await?;
+    println!(
+        "## Embeddings against a direct call
+"
+    );
+    println!(
+        "Upstream: the in-process fake text-embeddings-inference (`/embed`, {} dimensions, batch limit {}); texts of {} words. `direct` posts the body hfconnect sends and parses the answer as JSON values, as the generation direct path does (a client parsing into `Vec<Vec<f32>>` does less: see BENCHMARKS.md); `library` runs an embeddings task (RBAC, admission charging the batch, the provider's checks of the answer, the output as JSON values, audit and metrics). Latencies in µs.\n",
+        load::EMBED_DIM,
+        load::EMBED_BATCH,
+        load::EMBED_WORDS
+    );
+    println!("| path | concurrency | requests | throughput/s | p50 | p99 | added p50 | added p99 | ratio to direct | cpu/task µs |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut findings = Vec::new();
+    for (c, cells) in &m.cells {
+        for (p, cell) in cells {
+            let mut cell = cell.clone();
+            let (p50, p99, _) = quantiles(&mut cell);
+            let n = cell.samples.0.len();
+            let base = p
+                .embed_base()
+                .and_then(|b| cells.iter().find(|(q, _)| *q == b).map(|(_, d)| d.clone()));
+            let (a50, a99, ratio) = match base {
+                Some(mut d) => {
+                    let (d50, d99, _) = quantiles(&mut d);
+                    let ratio = cell.throughput() / d.throughput().max(f64::MIN_POSITIVE);
+                    if *c == 64 {
+                        findings.push(target_line(
+                            &format!("{} throughput ≥ 0.95× direct at c=64", p.name()),
+                            ratio >= 0.95,
+                            &format!("{ratio:.3}×"),
+                        ));
+                    }
+                    (us_diff(p50, d50), us_diff(p99, d99), format!("{ratio:.3}"))
+                }
+                None => ("—".into(), "—".into(), "1.000".into()),
+            };
+            println!(
+                "| {} | {c} | {n} | {:.0} | {} | {} | {a50} | {a99} | {ratio} | {:.0} |",
+                p.name(),
+                cell.throughput(),
+                us(p50),
+                us(p99),
+                cell.cpu.as_secs_f64() * 1e6 / n.max(1) as f64
+            );
+            if cell.errors > 0 {
+                findings.push(format!(
+                    "{} at c={c}: {} errors, first: {}",
+                    p.name(),
+                    cell.errors,
+                    cell.first_error.clone().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    println!();
+    for f in &findings {
+        println!("- {f}");
+    }
+    println!();
+    Ok(())
 }
 
 /// The audit line's cost: serve at `info` against serve at `warn`. serve is

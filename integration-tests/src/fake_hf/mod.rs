@@ -1,13 +1,15 @@
 //! A fake Hugging Face server for tests and benchmarks: TGI (`/generate`,
 //! `/generate_stream`, `/info`, `/health`), the OpenAI-style chat route, an
 //! inference-toolkit pipeline (`POST /`), the router
-//! (`/hf-inference/models/{repo}`), `whoami-v2` and the endpoint management API
+//! (`/hf-inference/models/{repo}`), text-embeddings-inference and the
+//! `feature-extraction` pipeline ([`tei`]), `whoami-v2` and the endpoint management API
 //! (`/v2/endpoint/...`). It speaks the protocols as the reference describes them,
 //! awkward parts included (`data:` without a space, errors inside a 200 stream,
 //! plain-text and empty error bodies), records every request, and takes scripted
 //! faults per route.
 
 pub mod admin;
+pub mod tei;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -38,6 +40,14 @@ pub enum Route {
     /// `GET /api/whoami-v2`
     #[serde(rename = "whoami")]
     WhoAmI,
+    /// `POST /tei/embed` (text-embeddings-inference)
+    Embed,
+    /// `POST …/v1/embeddings` (TEI's OpenAI-style route, also on the router)
+    Embeddings,
+    /// `GET /tei/info`
+    TeiInfo,
+    /// `POST /fe` or the router's `…/pipeline/feature-extraction`
+    FeatureExtraction,
     /// `GET /v2/endpoint/{namespace}[/{name}]`
     Endpoints,
     /// `POST /v2/endpoint/{namespace}/{name}/resume`
@@ -234,6 +244,15 @@ pub struct Behaviour {
     pub echo: bool,
     /// Wait this long before answering every request (a model's latency).
     pub delay: Duration,
+    /// The size of the fake embedding model's vectors.
+    pub embed_dim: usize,
+    /// TEI's `max_client_batch_size`.
+    pub tei_max_batch: usize,
+    /// TEI's `max_input_length` (in words, the fake's tokens).
+    pub tei_max_input: usize,
+    /// The feature-extraction pipeline answers one vector per token
+    /// (a plain transformers model) instead of a pooled one.
+    pub fe_per_token: bool,
 }
 
 impl Default for Behaviour {
@@ -250,6 +269,10 @@ impl Default for Behaviour {
             token_role: "read".into(),
             echo: false,
             delay: Duration::ZERO,
+            embed_dim: 8,
+            tei_max_batch: 4,
+            tei_max_input: 512,
+            fe_per_token: false,
         }
     }
 }
@@ -464,7 +487,8 @@ fn route_of(method: &Method, path: &str) -> Option<Route> {
     if method == Method::GET {
         return match p {
             "/info" => Some(Route::Info),
-            "/health" | "" => Some(Route::Health),
+            "/tei/info" => Some(Route::TeiInfo),
+            "/health" | "" | "/tei/health" | "/fe" => Some(Route::Health),
             "/api/whoami-v2" => Some(Route::WhoAmI),
             _ if p.starts_with("/v2/endpoint/") => Some(Route::Endpoints),
             _ => None,
@@ -477,6 +501,10 @@ fn route_of(method: &Method, path: &str) -> Option<Route> {
         "/generate" => Some(Route::Generate),
         "/generate_stream" => Some(Route::GenerateStream),
         "" | "/predict" => Some(Route::Pipeline),
+        "/tei/embed" => Some(Route::Embed),
+        "/fe" => Some(Route::FeatureExtraction),
+        _ if p.ends_with("/v1/embeddings") => Some(Route::Embeddings),
+        _ if p.ends_with("/pipeline/feature-extraction") => Some(Route::FeatureExtraction),
         _ if p.ends_with("/chat/completions") => Some(Route::Chat),
         _ if p.starts_with("/v2/endpoint/") && p.ends_with("/resume") => Some(Route::Resume),
         _ if p.starts_with("/hf-inference/models/") => Some(Route::Pipeline),
@@ -586,6 +614,10 @@ async fn handle(
         Route::GenerateStream => generate_stream(&headers, &body, &behaviour, stream_faults),
         Route::Chat => chat(&headers, &body, &behaviour, stream_faults),
         Route::Pipeline => pipeline(&headers, &body, &behaviour),
+        Route::Embed => tei::embed(&headers, &body, &behaviour),
+        Route::Embeddings => tei::openai_embeddings(&headers, &body, &behaviour),
+        Route::TeiInfo => tei::info(&behaviour),
+        Route::FeatureExtraction => tei::feature_extraction(&headers, &body, &behaviour),
     };
     if truncated {
         return truncate(response).await;

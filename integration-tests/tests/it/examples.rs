@@ -36,7 +36,7 @@ fn the_example_worker_sections_mean_what_they_say() {
     let quick = load("quickstart.toml");
     let w = quick.worker().unwrap();
     assert_eq!(w.identity, WorkerIdentity::Fixed("billing-service".into()));
-    assert_eq!(w.task_types.len(), 3);
+    assert_eq!(w.task_types.len(), hfconnect::catalog::TaskKind::ALL.len());
     assert!(w.auth.is_none());
     let multi = load("multi-team.yaml");
     let w = multi.worker().unwrap();
@@ -514,6 +514,69 @@ async fn the_readme_first_governed_answer_works() {
             }
         }
     }
+
+    // The OpenAI section: its curl lines, and the Python's key, model and call.
+    let (key, curls) = readme_curls("## Any OpenAI client, governed");
+    assert_eq!(curls.len(), 2);
+    for c in curls {
+        let r = client
+            .post(format!("{base}{}", c.path))
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(c.body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{} {}: {v}", c.path, c.body);
+        assert!(
+            v["choices"][0]["message"]["content"].is_string()
+                || v["data"][1]["embedding"].is_array(),
+            "{v}"
+        );
+    }
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let python = readme
+        .split("```python\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let quoted = |after: &str| {
+        python
+            .split(after)
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_string()
+    };
+    let (py_key, py_model) = (quoted("api_key=\""), quoted("model=\""));
+    assert_eq!(quoted("base_url=\""), "http://localhost:8080/v1");
+    let models: serde_json::Value = client
+        .get(format!("{base}/v1/models"))
+        .bearer_auth(&py_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == py_model.as_str()),
+        "{models}"
+    );
+    let r = client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(&py_key)
+        .json(&serde_json::json!({"model": py_model, "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// The local config's chat template renders, as its comment says.

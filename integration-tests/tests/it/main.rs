@@ -10,10 +10,12 @@
 mod access_cli;
 mod chat_templates;
 mod config_errors;
+mod embeddings;
 mod examples;
 mod http_docs;
 mod hub_cli;
 mod layering;
+mod openai_door;
 mod operations;
 mod provider;
 mod provider_secrets;

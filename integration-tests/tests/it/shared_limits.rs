@@ -40,6 +40,12 @@ endpoint = "{fake}/"
 api = "tgi"
 tasks = ["text-generation"]
 
+[[integrations.models]]
+name = "tei"
+endpoint = "{fake}/tei"
+api = "tei"
+tasks = ["embeddings"]
+
 [[integrations]]
 name = "hf2"
 api_key = {{ env = "HF_TOKEN" }}
@@ -178,6 +184,40 @@ async fn two_connectors_share_one_quota_and_a_third_started_later_sees_it_used()
     let status = restarted.admission_status().await;
     assert_eq!(status["backend"], "redis", "{status}");
     assert_eq!(status["reachable"], true, "{status}");
+}
+
+#[tokio::test]
+async fn an_embeddings_batch_is_charged_its_number_of_texts_on_redis() {
+    let redis = RedisServer::start().unwrap();
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &config(&fake.url(), 10, &redis_section("deny")));
+    let options = LoadOptions::new().env(env_with(redis.url()));
+    let a = Connector::from_path(&path, &options).unwrap();
+    let b = Connector::from_path(&path, &options).unwrap();
+    let app = a
+        .principal(&"app:batch".parse::<Subject>().unwrap(), None)
+        .unwrap();
+    let embed = |n: usize| {
+        Task::Embed(
+            serde_json::from_value(json!({"llmProvider": "hf", "model": "tei",
+                "texts": (0..n).map(|i| format!("text {i}")).collect::<Vec<_>>()}))
+            .unwrap(),
+        )
+    };
+    // More texts than the quota ever admits at once: the task must change.
+    let e = a.execute(&app, &embed(11)).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("task of 11 texts"), "{e}");
+    // 7 on one replica and 3 on another use the quota of 10 up.
+    a.execute(&app, &embed(7)).await.unwrap();
+    let e = b.execute(&app, &embed(4)).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::RateLimited, "{e}");
+    b.execute(&app, &embed(3)).await.unwrap();
+    assert_eq!(
+        run_one(&a, "hf", "tgi").await,
+        Err(TaskErrorKind::RateLimited)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

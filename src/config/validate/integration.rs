@@ -272,6 +272,23 @@ fn calls(v: &mut V<'_>, r: &RawIntegration, ok: &mut bool) -> CallSettings {
     s
 }
 
+/// Why an api cannot serve a task kind, as help; `None` when it can.
+fn unserved(api: Api, kind: TaskKind) -> Option<&'static str> {
+    match (api, kind) {
+        (Api::Pipeline, TaskKind::Chat) => {
+            Some("pipeline endpoints take `inputs` only; use api `chat` or `tgi` for chat models")
+        }
+        (Api::Tei, TaskKind::Embeddings) => None,
+        (Api::Tei, _) => Some(
+            "text-embeddings-inference only embeds; use api `tgi`, `chat` or `pipeline` to generate",
+        ),
+        (Api::Tgi, TaskKind::Embeddings) => Some(
+            "text-generation-inference does not embed; use api `tei` (text-embeddings-inference), `chat` (an OpenAI-style `/v1/embeddings`), `pipeline` or `router` (`feature-extraction`)",
+        ),
+        _ => None,
+    }
+}
+
 fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
     let loc = rm.loc;
     let r = rm.value;
@@ -314,7 +331,9 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
             &r.tasks.loc,
             format!("model `{}` lists no tasks", r.name.value),
         )
-        .help = Some("list at least one of `text-generation`, `chat`, `summarization`".into());
+        .help = Some(
+            "list at least one of `text-generation`, `chat`, `summarization`, `embeddings`".into(),
+        );
         ok = false;
     }
     for t in &r.tasks.value {
@@ -323,18 +342,15 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
         } else {
             tasks.push(t.value);
         }
-        if api == Api::Pipeline && t.value == TaskKind::Chat {
+        if let Some(help) = unserved(api, t.value) {
             v.error(
                 &t.loc,
                 format!(
-                    "model `{}` has api `pipeline`, which cannot serve `chat`",
-                    r.name.value
+                    "model `{}` has api `{api}`, which cannot serve `{}`",
+                    r.name.value, t.value
                 ),
             )
-            .help = Some(
-                "pipeline endpoints take `inputs` only; use api `chat` or `tgi` for chat models"
-                    .into(),
-            );
+            .help = Some(help.into());
             ok = false;
         }
     }
@@ -352,6 +368,8 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
             let d = &d.value;
             let mut out = ModelDefaults {
                 seed: d.seed,
+                normalize: d.normalize,
+                truncate: d.truncate,
                 ..ModelDefaults::default()
             };
             if let Some(m) = &d.max_tokens {
@@ -434,6 +452,26 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
         }
     };
 
+    let dimensions = match &r.dimensions {
+        None => None,
+        Some(d) => match NonZeroU32::new(d.value) {
+            Some(n) => {
+                if !tasks.contains(&TaskKind::Embeddings) {
+                    v.warn(
+                        &d.loc,
+                        "`dimensions` is only used by models that serve `embeddings`",
+                    );
+                }
+                Some(n)
+            }
+            None => {
+                v.error(&d.loc, "`dimensions` must be at least 1");
+                ok = false;
+                None
+            }
+        },
+    };
+
     let limits = limits(v, &r.rate_limit, &r.max_concurrency, &mut ok);
     let endpoint = endpoint?;
     if !ok {
@@ -458,6 +496,7 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
         active: r.active.unwrap_or(true),
         upstream_model,
         defaults,
+        dimensions,
         chat_template,
         origin: v.origin(&loc),
         spec,

@@ -82,6 +82,7 @@ pub(super) fn worker(
                 (&t.value.text_complete, TaskKind::TextGeneration),
                 (&t.value.chat_complete, TaskKind::Chat),
                 (&t.value.summarize, TaskKind::Summarization),
+                (&t.value.generate_embeddings, TaskKind::Embeddings),
             ] {
                 let Some(name) = name else { continue };
                 let n = name.value.trim();
@@ -109,7 +110,7 @@ pub(super) fn worker(
                     "`worker.task_types` lists no task type; the worker would poll nothing",
                 )
                 .help = Some(
-                    "name at least one of `text_complete`, `chat_complete`, `summarize`".into(),
+                    "name at least one of `text_complete`, `chat_complete`, `summarize`, `generate_embeddings`".into(),
                 );
                 ok = false;
             }

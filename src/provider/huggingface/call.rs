@@ -485,6 +485,16 @@ impl Inner {
                 .ctx(Some(model))
                 .error(ErrorKind::InvalidRequest)
                 .with_detail("a `pipeline` endpoint cannot chat: use a `chat` or `tgi` model")),
+            Api::Tei => Err(self.only_embeds(model)),
         }
+    }
+
+    /// A `tei` endpoint asked to generate.
+    pub(super) fn only_embeds(&self, model: &ModelEndpoint) -> ProviderError {
+        self.ctx(Some(model))
+            .error(ErrorKind::InvalidRequest)
+            .with_detail(
+                "a `tei` endpoint only embeds: use a `tgi`, `chat` or `pipeline` model to generate",
+            )
     }
 }

@@ -96,12 +96,14 @@ fn message_of(v: &Value) -> Option<String> {
         .or_else(|| v.get("detail").and_then(Value::as_str).map(str::to_string))
 }
 
+/// TGI's `error_type`s (snake_case) and Text Embeddings Inference's
+/// (`Overloaded`, `Backend`, …: its enum's variant names), matched without case.
 fn kind_of_error_type(t: &str) -> Option<ErrorKind> {
-    match t {
-        "validation" | "template_error" => Some(ErrorKind::InvalidRequest),
+    match t.to_ascii_lowercase().as_str() {
+        "validation" | "template_error" | "tokenizer" | "empty" => Some(ErrorKind::InvalidRequest),
         "overloaded" => Some(ErrorKind::Overloaded),
-        "generation" | "incomplete_generation" => Some(ErrorKind::Upstream),
-        "healthcheck" => Some(ErrorKind::EndpointUnavailable),
+        "generation" | "incomplete_generation" | "backend" => Some(ErrorKind::Upstream),
+        "healthcheck" | "unhealthy" => Some(ErrorKind::EndpointUnavailable),
         _ => None,
     }
 }
@@ -174,12 +176,19 @@ pub(crate) fn classify(
         403 => ErrorKind::Forbidden,
         404 | 410 => ErrorKind::NotFound,
         408 | 504 => ErrorKind::Timeout,
-        429 if error_type.as_deref() == Some("overloaded") => ErrorKind::Overloaded,
+        429 if error_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("overloaded")) =>
+        {
+            ErrorKind::Overloaded
+        }
         429 => ErrorKind::RateLimited,
         503 if estimated.is_some() || is_loading(&msg) => ErrorKind::ModelLoading,
         503 => ErrorKind::EndpointUnavailable,
         502 => ErrorKind::Upstream,
         400 | 413 | 415 | 422 => ErrorKind::InvalidRequest,
+        // TGI's `generation` and TEI's `Backend` failures: the model failed on this input.
+        424 => ErrorKind::Upstream,
         _ => match error_type.as_deref().and_then(kind_of_error_type) {
             Some(k) => k,
             None if status >= 500 => ErrorKind::Upstream,

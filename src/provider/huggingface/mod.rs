@@ -9,6 +9,7 @@
 mod auth;
 mod call;
 mod classify;
+mod embed;
 mod hub;
 #[cfg(feature = "test-support")]
 pub mod sse;
@@ -35,8 +36,8 @@ use self::stream::{stream, StreamKind};
 use self::wire::Parsed;
 use super::{
     Api, CallSettings, ChatMessage, ChatRequest, ChatRole, Completion, CompletionStream,
-    EndpointInfo, ErrorKind, GenerationParams, LlmProvider, ModelEndpoint, ProviderError,
-    StreamEvent, SummarizeRequest, TextRequest, Timings, Usage,
+    EmbedRequest, Embeddings, EndpointInfo, ErrorKind, GenerationParams, LlmProvider,
+    ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest, TextRequest, Timings, Usage,
 };
 use crate::stripe::{stripe, STRIPES};
 use crate::untrusted::bounded;
@@ -102,6 +103,8 @@ struct Inner {
     /// stripe (the key's value is reference-counted, and one shared count cost
     /// every call a contended update); why not, without a key.
     model_headers: Result<Box<[HeaderMap; STRIPES]>, String>,
+    /// Each embeddings endpoint's `max_client_batch_size`, by base URL, once read.
+    batch_sizes: std::sync::Mutex<crate::FxHashMap<String, usize>>,
 }
 
 /// Where a call stands in its retries.
@@ -231,6 +234,7 @@ impl HuggingFace {
                 client,
                 credential,
                 model_headers,
+                batch_sizes: std::sync::Mutex::default(),
             }),
         })
     }
@@ -421,8 +425,9 @@ impl LlmProvider for HuggingFace {
                     StreamKind::Chat,
                 )
             }
-            // Pipelines do not stream: the whole answer arrives as one chunk.
-            Api::Pipeline | Api::Router => {
+            // Pipelines do not stream: the whole answer arrives as one chunk
+            // (and a `tei` endpoint's refusal as the only item).
+            Api::Pipeline | Api::Router | Api::Tei => {
                 let this = self.clone();
                 let model = model.clone();
                 Box::pin(async_stream::stream! {
@@ -461,6 +466,15 @@ impl LlmProvider for HuggingFace {
         self.scrubbed(s)
     }
 
+    async fn embed(
+        &self,
+        model: &ModelEndpoint,
+        request: &EmbedRequest,
+    ) -> Result<Embeddings, ProviderError> {
+        let r = self.embed_unscrubbed(model, request).await;
+        self.out(r)
+    }
+
     async fn probe(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {
         let r = self.probe_unscrubbed(model).await;
         self.out(r)
@@ -475,6 +489,7 @@ impl HuggingFace {
     ) -> Result<Completion, ProviderError> {
         let inner = &self.inner;
         match model.api {
+            Api::Tei => Err(inner.only_embeds(model)),
             Api::Tgi => {
                 inner
                     .complete_tgi(
@@ -524,6 +539,7 @@ impl HuggingFace {
     ) -> Result<Completion, ProviderError> {
         let inner = &self.inner;
         match model.api {
+            Api::Tei => Err(inner.only_embeds(model)),
             Api::Pipeline => {
                 inner
                     .pipeline(
@@ -575,7 +591,7 @@ impl HuggingFace {
             healthy: true,
             ..EndpointInfo::default()
         };
-        if matches!(model.api, Api::Tgi | Api::Chat) {
+        if matches!(model.api, Api::Tgi | Api::Chat | Api::Tei) {
             match inner
                 .get_json(Some(model), join(&model.base_url, "info"))
                 .await
@@ -590,6 +606,7 @@ impl HuggingFace {
                     info.max_input_tokens = n("max_input_tokens").or_else(|| n("max_input_length"));
                     info.max_total_tokens = n("max_total_tokens");
                     info.version = v.get("version").and_then(Value::as_str).map(bounded);
+                    info.max_batch_size = n("max_client_batch_size");
                 }
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     info.note = Some("the server has no `/info` route".into())

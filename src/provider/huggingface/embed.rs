@@ -1,0 +1,687 @@
+//! Embeddings on Hugging Face servers: text-embeddings-inference's `/embed`
+//! (`api = "tei"`), the OpenAI-style `/v1/embeddings` (`api = "chat"`: TEI's
+//! own, the router's, any OpenAI-compatible server), and the
+//! `feature-extraction` pipeline (`pipeline`, `router`).
+//!
+//! A list of inputs is split into requests no larger than the server takes
+//! (`max_client_batch_size` of `/info`, read once per endpoint and kept),
+//! sent at most `max_parallel` at a time, each with the retries and cold-start
+//! waits of any call, and put back together in input order. Answers are
+//! checked before they are believed: one vector per input, all of one size,
+//! every number finite.
+
+use base64::Engine;
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::provider::{EmbedRequest, Embeddings, TruncationDirection};
+
+/// The batch size used where the server does not say (pipelines, the
+/// router, an OpenAI-style server without `/info`): TEI's own default.
+pub(crate) const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// The largest vector believed (the widest embedding models are 4096 wide).
+const MAX_DIMENSIONS: usize = 65_536;
+
+const X_COMPUTE_TOKENS: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("x-compute-tokens");
+
+/// What one request of a batch brought back.
+struct Part {
+    vectors: Vec<Value>,
+    prompt_tokens: Option<u32>,
+    request_id: Option<String>,
+    timings: Timings,
+    attempts: u32,
+}
+
+fn embeddings_url(base: &Url) -> Url {
+    if base.path().trim_end_matches('/').ends_with("/v1") {
+        join(base, "embeddings")
+    } else {
+        join(base, "v1/embeddings")
+    }
+}
+
+/// Where `/info` is: beside `/v1`, not under it.
+fn info_url(base: &Url) -> Url {
+    let path = base.path().trim_end_matches('/');
+    match path.strip_suffix("/v1") {
+        Some(parent) => {
+            let mut u = base.clone();
+            u.set_path(parent);
+            join(&u, "info")
+        }
+        None => join(base, "info"),
+    }
+}
+
+fn feature_extraction_url(model: &ModelEndpoint) -> Url {
+    join(
+        &model.base_url,
+        &format!(
+            "hf-inference/models/{}/pipeline/feature-extraction",
+            model.upstream_model
+        ),
+    )
+}
+
+fn direction(d: TruncationDirection) -> &'static str {
+    match d {
+        TruncationDirection::Left => "Left",
+        TruncationDirection::Right => "Right",
+    }
+}
+
+/// TEI's `/embed` body: always the list form, answered by a list of vectors.
+/// Written from borrowed texts, without building a JSON tree.
+#[derive(Serialize)]
+struct TeiBody<'a> {
+    inputs: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    normalize: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncate: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncation_direction: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<u32>,
+}
+
+/// The OpenAI-style body. Vectors are asked for in base64: a quarter of the
+/// bytes of decimal text, and the exact `f32`s the server computed.
+#[derive(Serialize)]
+struct OpenAiBody<'a> {
+    model: &'a str,
+    input: &'a [String],
+    encoding_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<u32>,
+}
+
+/// The `feature-extraction` pipeline's parameters, sent only when one is
+/// asked for (a pipeline that does not know one is retried without them).
+#[derive(Serialize)]
+struct PipelineParams {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    normalize: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncate: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncation_direction: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct PipelineBody<'a> {
+    inputs: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<PipelineParams>,
+}
+
+fn pipeline_body<'a>(inputs: &'a [String], req: &EmbedRequest) -> PipelineBody<'a> {
+    let params = PipelineParams {
+        normalize: req.normalize,
+        truncate: req.truncate,
+        truncation_direction: req.truncation_direction.map(direction),
+    };
+    let any = params.normalize.is_some()
+        || params.truncate.is_some()
+        || params.truncation_direction.is_some();
+    PipelineBody {
+        inputs,
+        parameters: any.then_some(params),
+    }
+}
+
+/// TEI's answer: a list of vectors, kept as the JSON numbers the server
+/// wrote (they become the task's output as they are: turning them into
+/// floats and back cost more than the rest of the task path together).
+pub(crate) fn parse_tei(raw: &[u8]) -> Option<Vec<Value>> {
+    serde_json::from_slice(raw).ok()
+}
+
+#[derive(Deserialize)]
+struct OpenAiItem {
+    index: usize,
+    embedding: Value,
+}
+
+#[derive(Deserialize)]
+struct OpenAiUsage {
+    prompt_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiAnswer {
+    data: Vec<OpenAiItem>,
+    usage: Option<OpenAiUsage>,
+}
+
+/// Numbers as a JSON array.
+fn to_value(v: Vec<f64>) -> Value {
+    Value::Array(
+        v.into_iter()
+            .map(|x| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number))
+            .collect(),
+    )
+}
+
+/// A JSON array of numbers as floats.
+fn floats(v: &Value) -> Option<Vec<f64>> {
+    v.as_array()?.iter().map(Value::as_f64).collect()
+}
+
+/// Little-endian `f32`s, base64-encoded (OpenAI's `encoding_format: base64`),
+/// each widened through its shortest decimal form, so that `0.1f32` is
+/// `0.1` as a JSON answer with floats would have written it.
+pub(crate) fn decode_base64(s: &str) -> Option<Vec<f64>> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    let mut buf = ryu::Buffer::new();
+    bytes
+        .chunks_exact(4)
+        .map(|c| {
+            let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            if x.is_finite() {
+                buf.format_finite(x).parse::<f64>().ok()
+            } else {
+                Some(f64::NAN)
+            }
+        })
+        .collect()
+}
+
+/// The OpenAI-style answer: `data[]` in any order, each placed by its
+/// `index`, every index once; base64 embeddings decoded.
+pub(crate) fn parse_openai(raw: &[u8], n: usize) -> Result<(Vec<Value>, Option<u32>), String> {
+    let a: OpenAiAnswer = serde_json::from_slice(raw)
+        .map_err(|_| "the answer has no `data` list of embeddings".to_string())?;
+    if a.data.len() != n {
+        return Err(format!(
+            "the answer has {} embeddings for {n} inputs",
+            a.data.len()
+        ));
+    }
+    let mut out: Vec<Option<Value>> = vec![None; n];
+    for item in a.data {
+        let v =
+            match item.embedding {
+                Value::String(s) => to_value(decode_base64(&s).ok_or_else(|| {
+                    "an embedding is not valid base64 of 32-bit floats".to_string()
+                })?),
+                other => other,
+            };
+        match out.get_mut(item.index) {
+            Some(slot @ None) => *slot = Some(v),
+            _ => return Err(format!("embedding index {} is out of place", item.index)),
+        }
+    }
+    let vectors = out.into_iter().flatten().collect();
+    Ok((vectors, a.usage.and_then(|u| u.prompt_tokens)))
+}
+
+/// The leaf vectors under `v` (a vector, or nested lists of them).
+fn leaves<'a>(v: &'a Value, out: &mut Vec<&'a [Value]>, depth: usize) -> Result<(), String> {
+    let Some(items) = v.as_array() else {
+        return Err("the answer holds something other than lists of numbers".into());
+    };
+    if depth > 4 {
+        return Err("the answer is nested deeper than the pipeline's shapes".into());
+    }
+    match items.first() {
+        Some(Value::Number(_)) => out.push(items),
+        Some(_) => {
+            for i in items {
+                leaves(i, out, depth + 1)?;
+            }
+        }
+        None => return Err("the answer holds an empty list".into()),
+    }
+    Ok(())
+}
+
+/// One input's answer reduced to one vector: a pooled vector as it is, a
+/// vector per token (`[tokens][dim]`, or `[1][tokens][dim]`) averaged —
+/// mean pooling, what sentence-transformers models use unless they say
+/// otherwise.
+pub(crate) fn pool(v: &Value) -> Result<Vec<f64>, String> {
+    let mut rows = Vec::new();
+    leaves(v, &mut rows, 0)?;
+    let dim = rows.first().map_or(0, |r| r.len());
+    let mut sum = vec![0f64; dim];
+    for r in &rows {
+        if r.len() != dim {
+            return Err("the answer's token vectors differ in size".into());
+        }
+        for (s, x) in sum.iter_mut().zip(r.iter()) {
+            *s += x
+                .as_f64()
+                .ok_or("the answer holds something other than numbers")?;
+        }
+    }
+    if rows.len() == 1 {
+        return Ok(sum);
+    }
+    let n = rows.len() as f64;
+    Ok(sum.into_iter().map(|s| s / n).collect())
+}
+
+/// The `feature-extraction` pipeline's answer for `n` inputs: one entry per
+/// input; a single input may come back as its bare vector.
+pub(crate) fn parse_feature_extraction(v: &Value, n: usize) -> Result<Vec<Value>, String> {
+    let items = v
+        .as_array()
+        .ok_or("the answer is not a list of embeddings")?;
+    if n == 1 && items.first().is_some_and(Value::is_number) {
+        return Ok(vec![to_value(pool(v)?)]);
+    }
+    if items.len() != n {
+        return Err(format!(
+            "the answer has {} embeddings for {n} inputs",
+            items.len()
+        ));
+    }
+    items.iter().map(|i| pool(i).map(to_value)).collect()
+}
+
+fn normalized(mut v: Vec<f64>) -> Vec<f64> {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        for x in &mut v {
+            *x /= norm;
+        }
+    }
+    v
+}
+
+fn is_unit(v: &[f64]) -> bool {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    (norm - 1.0).abs() < 1e-3
+}
+
+/// What the request asked of the vectors that the server may not have done:
+/// `dimensions` (a prefix, unit length again if it was) and `normalize`.
+/// Vectors that need neither are left as the server wrote them.
+fn finish_vectors(vectors: Vec<Value>, req: &EmbedRequest, api: Api) -> Vec<Value> {
+    let normalize_here = api != Api::Tei && req.normalize == Some(true);
+    let cut = req.dimensions.map(|d| d as usize);
+    vectors
+        .into_iter()
+        .map(|v| {
+            let len = v.as_array().map_or(0, Vec::len);
+            let too_long = cut.is_some_and(|d| len > d);
+            if !too_long && !normalize_here {
+                return v;
+            }
+            let Some(mut f) = floats(&v) else { return v };
+            let mut renormalize = false;
+            if let Some(d) = cut.filter(|_| too_long) {
+                renormalize = is_unit(&f);
+                f.truncate(d);
+            }
+            if renormalize || normalize_here {
+                f = normalized(f);
+            }
+            to_value(f)
+        })
+        .collect()
+}
+
+/// Every vector a non-empty array of numbers, all of one size.
+fn check(vectors: &[Value]) -> Result<(), String> {
+    let mut dim = None;
+    for v in vectors {
+        let Some(items) = v.as_array() else {
+            return Err("the answer has an embedding that is not a list of numbers".into());
+        };
+        if !items.iter().all(Value::is_number) {
+            return Err("the answer has an embedding with something other than numbers".into());
+        }
+        match dim {
+            None => dim = Some(items.len()),
+            Some(d) if d != items.len() => {
+                return Err("the answer's embeddings differ in size".into())
+            }
+            _ => {}
+        }
+    }
+    match dim {
+        Some(0) => Err("the answer has an empty embedding".into()),
+        Some(d) if d > MAX_DIMENSIONS => Err(format!(
+            "the answer's embeddings have {d} dimensions, more than {MAX_DIMENSIONS}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Inner {
+    /// How many inputs one request to `model` may carry: `/info`'s
+    /// `max_client_batch_size` on TEI and OpenAI-style servers (kept once
+    /// read, or once the server said it has no `/info`), else the default.
+    pub(super) async fn batch_size(&self, model: &ModelEndpoint) -> usize {
+        if !matches!(model.api, Api::Tei | Api::Chat) {
+            return DEFAULT_BATCH_SIZE;
+        }
+        let key = model.base_url.as_str();
+        if let Some(n) = self
+            .batch_sizes
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).copied())
+        {
+            return n;
+        }
+        let (size, keep) = match self.get_json(Some(model), info_url(&model.base_url)).await {
+            Ok((_, v)) => (
+                v.get("max_client_batch_size")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .unwrap_or(DEFAULT_BATCH_SIZE),
+                true,
+            ),
+            Err(e) if e.kind == ErrorKind::NotFound => (DEFAULT_BATCH_SIZE, true),
+            // Loading, unreachable…: the embed call meets it and waits or fails.
+            Err(_) => (DEFAULT_BATCH_SIZE, false),
+        };
+        if keep {
+            if let Ok(mut m) = self.batch_sizes.lock() {
+                m.insert(key.to_string(), size);
+            }
+        }
+        size
+    }
+
+    /// One request of a batch.
+    async fn embed_part(
+        &self,
+        model: &ModelEndpoint,
+        inputs: &[String],
+        req: &EmbedRequest,
+    ) -> Result<Part, ProviderError> {
+        let json = |v: Result<Vec<u8>, serde_json::Error>| {
+            v.map(bytes::Bytes::from).map_err(|e| {
+                self.ctx(Some(model))
+                    .error(ErrorKind::InvalidRequest)
+                    .with_detail(format!("the request cannot be written as JSON: {e}"))
+            })
+        };
+        let pipeline = matches!(model.api, Api::Pipeline | Api::Router);
+        let (url, bytes) = match model.api {
+            Api::Tei => (
+                join(&model.base_url, "embed"),
+                json(serde_json::to_vec(&TeiBody {
+                    inputs,
+                    normalize: req.normalize,
+                    truncate: req.truncate,
+                    truncation_direction: req.truncation_direction.map(direction),
+                    dimensions: req.dimensions,
+                }))?,
+            ),
+            Api::Chat => (
+                embeddings_url(&model.base_url),
+                json(serde_json::to_vec(&OpenAiBody {
+                    model: &model.upstream_model,
+                    input: inputs,
+                    encoding_format: "base64",
+                    dimensions: req.dimensions,
+                }))?,
+            ),
+            Api::Pipeline => (
+                join(&model.base_url, ""),
+                json(serde_json::to_vec(&pipeline_body(inputs, req)))?,
+            ),
+            Api::Router => (
+                feature_extraction_url(model),
+                json(serde_json::to_vec(&pipeline_body(inputs, req)))?,
+            ),
+            Api::Tgi => {
+                return Err(self
+                    .ctx(Some(model))
+                    .error(ErrorKind::InvalidRequest)
+                    .with_detail("a `tgi` endpoint cannot embed: use a `tei` model"))
+            }
+        };
+        let with_params = pipeline && pipeline_body(inputs, req).parameters.is_some();
+        let (headers, raw, attempts, start) = match self.post_json(model, url.clone(), bytes).await
+        {
+            Err(e)
+                if with_params
+                    && e.status == Some(400)
+                    && e.upstream_message().is_some_and(wire::is_unused_kwargs) =>
+            {
+                tracing::info!(integration = %self.settings.integration, model = %model.name, "pipeline refused parameters; retrying without them");
+                let bare = json(serde_json::to_vec(&PipelineBody {
+                    inputs,
+                    parameters: None,
+                }))?;
+                self.post_json(model, url, bare).await?
+            }
+            other => other?,
+        };
+        let bad = |what: String| self.invalid(Some(model), &headers, &what);
+        let (vectors, prompt_tokens) = match model.api {
+            Api::Tei => match parse_tei(&raw) {
+                Some(v) => (v, wire::header_u32(&headers, &X_COMPUTE_TOKENS)),
+                None => {
+                    self.json_of(Some(model), &headers, &raw)?;
+                    return Err(bad("the answer is not a list of embeddings".into()));
+                }
+            },
+            Api::Chat => parse_openai(&raw, inputs.len()).map_err(bad)?,
+            _ => {
+                let v = self.json_of(Some(model), &headers, &raw)?;
+                (
+                    parse_feature_extraction(&v, inputs.len()).map_err(bad)?,
+                    None,
+                )
+            }
+        };
+        if vectors.len() != inputs.len() {
+            return Err(bad(format!(
+                "the answer has {} embeddings for {} inputs",
+                vectors.len(),
+                inputs.len()
+            )));
+        }
+        check(&vectors).map_err(bad)?;
+        Ok(Part {
+            vectors,
+            prompt_tokens,
+            request_id: wire::request_id(&headers),
+            timings: Timings {
+                total: start.elapsed(),
+                ..wire::server_timings(&headers)
+            },
+            attempts,
+        })
+    }
+}
+
+impl HuggingFace {
+    pub(super) async fn embed_unscrubbed(
+        &self,
+        model: &ModelEndpoint,
+        req: &EmbedRequest,
+    ) -> Result<Embeddings, ProviderError> {
+        let inner = &self.inner;
+        if req.inputs.is_empty() {
+            return Err(inner
+                .ctx(Some(model))
+                .error(ErrorKind::InvalidRequest)
+                .with_detail("there is nothing to embed"));
+        }
+        if model.api == Api::Tgi {
+            return Err(inner
+                .ctx(Some(model))
+                .error(ErrorKind::InvalidRequest)
+                .with_detail("a `tgi` endpoint cannot embed: use a `tei` model"));
+        }
+        let start = Instant::now();
+        let size = inner.batch_size(model).await;
+        let n = req.inputs.len();
+        let inputs = &req.inputs;
+        if n <= size {
+            // One request: no stream of parts to drive.
+            let p = inner.embed_part(model, inputs, req).await?;
+            return finish(inner, model, req, vec![p], start);
+        }
+        // Owned bounds rather than `chunks`: a future borrowing the closure's
+        // argument is not `Send` for every lifetime.
+        let parts: Vec<Part> = futures_util::stream::iter((0..n).step_by(size.max(1)))
+            .map(move |at| {
+                let chunk = inputs.get(at..(at + size).min(n)).unwrap_or(&[]);
+                inner.embed_part(model, chunk, req)
+            })
+            .buffered(req.max_parallel.max(1))
+            .try_collect()
+            .await?;
+        finish(inner, model, req, parts, start)
+    }
+}
+
+/// The parts of a request put back together, in order.
+fn finish(
+    inner: &Inner,
+    model: &ModelEndpoint,
+    req: &EmbedRequest,
+    parts: Vec<Part>,
+    start: Instant,
+) -> Result<Embeddings, ProviderError> {
+    // Each part was checked; what joins them or changes them is checked again.
+    let recheck = parts.len() > 1
+        || req.dimensions.is_some()
+        || (model.api != Api::Tei && req.normalize == Some(true));
+    let mut vectors = Vec::with_capacity(req.inputs.len());
+    let mut tokens = Some(0u32);
+    let mut attempts = 0;
+    let mut request_id = None;
+    let mut server = Timings::default();
+    for p in parts {
+        if vectors.is_empty() {
+            vectors = p.vectors;
+        } else {
+            vectors.extend(p.vectors);
+        }
+        tokens = tokens
+            .zip(p.prompt_tokens)
+            .map(|(a, b)| a.saturating_add(b));
+        attempts += p.attempts;
+        request_id = p.request_id.or(request_id);
+        server.queue = p.timings.queue.or(server.queue);
+        server.inference = p.timings.inference.or(server.inference);
+    }
+    let vectors = finish_vectors(vectors, req, model.api);
+    let checked = if recheck { check(&vectors) } else { Ok(()) };
+    if let Err(why) = checked {
+        return Err(inner
+            .ctx(Some(model))
+            .error(ErrorKind::InvalidResponse)
+            .with_detail(why));
+    }
+    Ok(Embeddings {
+        vectors,
+        usage: Usage {
+            prompt_tokens: tokens,
+            completion_tokens: tokens.map(|_| 0),
+        },
+        request_id,
+        timings: Timings {
+            total: start.elapsed(),
+            ..server
+        },
+        attempts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn urls() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(
+            embeddings_url(&u("http://t/")).as_str(),
+            "http://t/v1/embeddings"
+        );
+        assert_eq!(
+            embeddings_url(&u("https://router.huggingface.co/v1")).as_str(),
+            "https://router.huggingface.co/v1/embeddings"
+        );
+        assert_eq!(info_url(&u("http://t/v1/")).as_str(), "http://t/info");
+        assert_eq!(info_url(&u("http://t/tei")).as_str(), "http://t/tei/info");
+    }
+
+    #[test]
+    fn pooling_takes_every_shape_to_one_vector() {
+        assert_eq!(pool(&json!([1.0, 2.0])).unwrap(), vec![1.0, 2.0]);
+        assert_eq!(
+            pool(&json!([[1.0, 2.0], [3.0, 6.0]])).unwrap(),
+            vec![2.0, 4.0]
+        );
+        assert_eq!(
+            pool(&json!([[[1.0, 2.0], [3.0, 6.0]]])).unwrap(),
+            vec![2.0, 4.0]
+        );
+        assert!(pool(&json!([[1.0], [1.0, 2.0]])).is_err());
+        assert!(pool(&json!([])).is_err());
+        assert!(pool(&json!(["a"])).is_err());
+        assert_eq!(
+            parse_feature_extraction(&json!([0.5, 0.5]), 1).unwrap(),
+            vec![json!([0.5, 0.5])]
+        );
+        assert!(parse_feature_extraction(&json!([[0.5], [0.5]]), 3).is_err());
+    }
+
+    #[test]
+    fn openai_answers_are_placed_by_index_and_decoded() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(
+            [1.5f32, -2.0, 0.1]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        let raw = json!({"object": "list", "data": [
+            {"object": "embedding", "index": 1, "embedding": b64},
+            {"object": "embedding", "index": 0, "embedding": [0.25, 0.5, 1.0]},
+        ], "model": "m", "usage": {"prompt_tokens": 7, "total_tokens": 7}})
+        .to_string();
+        let (v, t) = parse_openai(raw.as_bytes(), 2).unwrap();
+        assert_eq!(v, vec![json!([0.25, 0.5, 1.0]), json!([1.5, -2.0, 0.1])]);
+        assert_eq!(serde_json::to_string(&v[1]).unwrap(), "[1.5,-2.0,0.1]");
+        assert_eq!(t, Some(7));
+        let twice = json!({"data": [
+            {"index": 0, "embedding": [1.0]}, {"index": 0, "embedding": [1.0]}
+        ]})
+        .to_string();
+        assert!(parse_openai(twice.as_bytes(), 2).is_err());
+        assert!(decode_base64("AAA=").is_none());
+    }
+
+    #[test]
+    fn dimensions_cut_and_renormalize_unit_vectors() {
+        let req = EmbedRequest {
+            inputs: vec!["a".into()],
+            normalize: None,
+            truncate: None,
+            truncation_direction: None,
+            dimensions: Some(2),
+            max_parallel: 1,
+        };
+        let out = finish_vectors(vec![json!([0.6, 0.0, 0.8])], &req, Api::Pipeline);
+        assert_eq!(out, vec![json!([1.0, 0.0])]);
+        let out = finish_vectors(vec![json!([3.0, 4.0, 5.0])], &req, Api::Pipeline);
+        assert_eq!(out, vec![json!([3.0, 4.0])], "not unit before: left as cut");
+        let out = finish_vectors(vec![json!([3.0, 4.0])], &req, Api::Tei);
+        assert_eq!(out, vec![json!([3.0, 4.0])], "nothing to do: untouched");
+        assert!(check(&[json!(["x"])]).is_err());
+        assert!(check(&[json!([])]).is_err());
+        assert!(check(&[json!([1.0]), json!([1.0, 2.0])]).is_err());
+        assert!(check(&[json!([1.0]), json!([2])]).is_ok());
+    }
+}

@@ -1,0 +1,570 @@
+//! The OpenAI-compatible door: `POST /v1/chat/completions`,
+//! `/v1/completions`, `/v1/embeddings`, `GET /v1/models[/{id}]`. Requests in
+//! OpenAI's shapes become the same tasks the task routes run — same key,
+//! grants, group scope, limits, audit and metrics — and answers, streams and
+//! errors go back in OpenAI's shapes, so that any OpenAI client becomes a
+//! governed Hugging Face client by changing its base URL and key.
+//!
+//! Model ids are `INTEGRATION/MODEL`: the first segment is the integration,
+//! the rest the model's name (which may hold `/` itself). Saved prompts are
+//! not reachable here: OpenAI's requests have no field for one.
+//!
+//! What OpenAI's API defines and hfconnect does not do (tools, logprobs,
+//! `n` > 1, images…) is refused with a 400 naming the field, never dropped.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+
+mod request;
+
+use request::{chat_task, completion_task, embed_task, fields, split_id, streaming, string};
+
+use super::auth::caller;
+use super::error::{status_of, ApiError};
+use super::limits::read_body;
+use super::AppState;
+use crate::access::{Principal, Subject};
+use crate::catalog::TaskKind;
+use crate::connector::Refusal;
+use crate::task::{TaskError, TaskErrorKind, TaskEvent, TaskOutput};
+use crate::untrusted::Untrusted;
+
+/// An error in OpenAI's shape: `{"error": {message, type, param, code}}`.
+pub(crate) struct OpenAiError {
+    status: StatusCode,
+    message: String,
+    kind: &'static str,
+    pub(super) param: Option<String>,
+    /// OpenAI's `code` (`null` when it has none for the case).
+    code: Option<&'static str>,
+    /// hfconnect's kind of the refusal: the `outcome` of its count and audit event.
+    outcome: &'static str,
+    retry_after: Option<u64>,
+}
+
+impl OpenAiError {
+    pub(super) fn new(
+        status: StatusCode,
+        outcome: &'static str,
+        message: impl Into<String>,
+    ) -> OpenAiError {
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            400 | 413 | 422 => "invalid_request_error",
+            _ => "api_error",
+        };
+        let code = match outcome {
+            "unauthorized" => Some("invalid_api_key"),
+            "not_found" => Some("model_not_found"),
+            "denied" => Some("permission_denied"),
+            "rate_limited" => Some("rate_limit_exceeded"),
+            "invalid_input" | "invalid_json" => None,
+            other => Some(other),
+        };
+        OpenAiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code,
+            outcome,
+            retry_after: None,
+        }
+    }
+
+    pub(super) fn invalid(param: &str, message: impl Into<String>) -> OpenAiError {
+        OpenAiError {
+            param: Some(param.to_string()),
+            ..OpenAiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+        }
+    }
+
+    fn body(&self) -> Value {
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+    }
+}
+
+impl From<ApiError> for OpenAiError {
+    fn from(e: ApiError) -> OpenAiError {
+        // The task routes answer bad input with 422; OpenAI clients expect 400.
+        let status = match e.status {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        OpenAiError {
+            retry_after: e.failure.retry_after_secs(),
+            ..OpenAiError::new(status, e.failure.kind, e.failure.message)
+        }
+    }
+}
+
+impl From<&TaskError> for OpenAiError {
+    fn from(e: &TaskError) -> OpenAiError {
+        let status = match e.kind() {
+            TaskErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            TaskErrorKind::Inactive => StatusCode::FORBIDDEN,
+            k => status_of(k),
+        };
+        OpenAiError {
+            retry_after: crate::task::Failure::from(e).retry_after_secs(),
+            param: matches!(e.kind(), TaskErrorKind::NotFound | TaskErrorKind::Denied)
+                .then(|| "model".to_string()),
+            ..OpenAiError::new(status, e.kind().as_str(), e.to_string())
+        }
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(self.body())).into_response();
+        if let Some(v) = self
+            .retry_after
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            r.headers_mut().insert("retry-after", v);
+        }
+        r
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 12];
+    let _ = getrandom::fill(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{prefix}-{hex}")
+}
+
+/// OpenAI's `finish_reason`: `stop` or `length`.
+fn finish(o: &TaskOutput) -> Value {
+    match o.finish_reason.as_deref() {
+        Some("LENGTH") => json!("length"),
+        Some(_) => json!("stop"),
+        None => Value::Null,
+    }
+}
+
+fn usage(o: &TaskOutput) -> Value {
+    match (o.prompt_tokens, o.completion_tokens) {
+        (Some(p), Some(c)) => {
+            json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
+        }
+        _ => Value::Null,
+    }
+}
+
+/// The answer's text (a `jsonOutput` value written back as JSON).
+fn text_of(o: &TaskOutput) -> String {
+    match &o.result {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Which OpenAI route a request came by.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Route {
+    fn kind(self) -> TaskKind {
+        match self {
+            Route::Chat => TaskKind::Chat,
+            Route::Completions => TaskKind::TextGeneration,
+            Route::Embeddings => TaskKind::Embeddings,
+        }
+    }
+    fn known(self) -> &'static [&'static str] {
+        match self {
+            Route::Chat => &[
+                "model",
+                "messages",
+                "max_tokens",
+                "max_completion_tokens",
+                "temperature",
+                "top_p",
+                "stop",
+                "seed",
+                "n",
+                "response_format",
+                "stream",
+                "stream_options",
+                "user",
+            ],
+            Route::Completions => &[
+                "model",
+                "prompt",
+                "max_tokens",
+                "temperature",
+                "top_p",
+                "stop",
+                "seed",
+                "n",
+                "stream",
+                "stream_options",
+                "user",
+            ],
+            Route::Embeddings => &["model", "input", "encoding_format", "dimensions", "user"],
+        }
+    }
+}
+
+/// The caller, acting for the body's `user` when the application may act
+/// for users (exactly as `X-Hfconnect-User`) and no header named one.
+fn acting(
+    state: &AppState,
+    principal: Principal,
+    o: &Map<String, Value>,
+) -> Result<Principal, OpenAiError> {
+    let Some(user) = string(o, "user")? else {
+        return Ok(principal);
+    };
+    let Subject::App(app) = principal.subject() else {
+        return Ok(principal);
+    };
+    if user.trim().is_empty() || !state.connector.may_act_for_users(app) {
+        return Ok(principal);
+    }
+    let id = user
+        .strip_prefix("user:")
+        .unwrap_or(&user)
+        .trim()
+        .to_string();
+    state
+        .connector
+        .principal(&Subject::User(id.into()), principal.scope())
+        .map_err(|e| OpenAiError::from(ApiError::from(e)))
+}
+
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    door(state, Route::Chat, headers, body).await
+}
+
+pub(crate) async fn completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    door(state, Route::Completions, headers, body).await
+}
+
+pub(crate) async fn embeddings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    door(state, Route::Embeddings, headers, body).await
+}
+
+/// One request on the door: refused before it is a task (recorded here,
+/// as the task routes record theirs), or a task run by the Connector.
+async fn door(state: AppState, route: Route, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let mut caller_text = String::from("no key");
+    let mut names: (Option<String>, Option<String>) = (None, None);
+    let answered = serve(&state, route, &headers, body, &mut caller_text, &mut names).await;
+    let r = match answered {
+        Ok(r) => r,
+        Err((e, recorded)) => {
+            if !recorded {
+                state.connector.record_refusal(&Refusal {
+                    caller: &caller_text,
+                    kind: Some(route.kind()),
+                    integration: names.0.as_deref(),
+                    model: names.1.as_deref(),
+                    outcome: e.outcome,
+                    denied: matches!(e.status.as_u16(), 401 | 403),
+                    message: &e.message,
+                    started,
+                });
+            }
+            e.into_response()
+        }
+    };
+    state
+        .connector
+        .metrics()
+        .doors
+        .count("openai", r.status().as_u16());
+    r
+}
+
+type Answered = Result<Response, (OpenAiError, bool)>;
+
+async fn serve(
+    state: &AppState,
+    route: Route,
+    headers: &HeaderMap,
+    body: Body,
+    caller_text: &mut String,
+    names: &mut (Option<String>, Option<String>),
+) -> Answered {
+    let refused = |e: OpenAiError| (e, false);
+    let principal = caller(&state.connector, headers).map_err(|(e, presented)| {
+        *caller_text = presented.to_string();
+        refused(e.into())
+    })?;
+    *caller_text = principal.subject().to_string();
+    let body = read_body(headers, body, state.body_limit, state.body_timeout)
+        .await
+        .map_err(|e| refused(e.into()))?;
+    let o = fields(&body, route.known()).map_err(refused)?;
+    if let Some((i, m)) = string(&o, "model")
+        .ok()
+        .flatten()
+        .and_then(|id| split_id(&id))
+    {
+        *names = (Some(i), Some(m));
+    }
+    let principal = acting(state, principal, &o).map_err(refused)?;
+    *caller_text = principal.subject().to_string();
+    let id = string(&o, "model").ok().flatten().unwrap_or_default();
+    match route {
+        Route::Embeddings => {
+            let (task, base64) = embed_task(&o).map_err(refused)?;
+            let out = state
+                .connector
+                .execute(&principal, &task)
+                .await
+                .map_err(|e| (OpenAiError::from(&e), true))?;
+            Ok(Json(embeddings_answer(out, &id, base64)).into_response())
+        }
+        Route::Chat | Route::Completions => {
+            let task = if route == Route::Chat {
+                chat_task(&o)
+            } else {
+                completion_task(&o)
+            }
+            .map_err(refused)?;
+            let (stream, include_usage) = streaming(&o).map_err(refused)?;
+            if !stream {
+                let out = state
+                    .connector
+                    .execute(&principal, &task)
+                    .await
+                    .map_err(|e| (OpenAiError::from(&e), true))?;
+                return Ok(Json(answer(route, &out, &id)).into_response());
+            }
+            let events = state
+                .connector
+                .start_stream(&principal, &task)
+                .await
+                .map_err(|e| (OpenAiError::from(&e), true))?;
+            Ok(stream_answer(route, events, id, include_usage))
+        }
+    }
+}
+
+fn answer(route: Route, out: &TaskOutput, model: &str) -> Value {
+    let created = now();
+    if route == Route::Chat {
+        json!({
+            "id": new_id("chatcmpl"), "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text_of(out)},
+                         "logprobs": null, "finish_reason": finish(out)}],
+            "usage": usage(out),
+        })
+    } else {
+        json!({
+            "id": new_id("cmpl"), "object": "text_completion", "created": created, "model": model,
+            "choices": [{"index": 0, "text": text_of(out), "logprobs": null, "finish_reason": finish(out)}],
+            "usage": usage(out),
+        })
+    }
+}
+
+fn embeddings_answer(out: TaskOutput, model: &str, base64: bool) -> Value {
+    let vectors: Vec<Value> = match out.result {
+        Value::Array(items) if items.first().is_some_and(Value::is_array) => items,
+        v => vec![v],
+    };
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .flat_map(|x| (x.as_f64().unwrap_or(0.0) as f32).to_le_bytes())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                v
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    let tokens = out.prompt_tokens.unwrap_or(0);
+    json!({"object": "list", "data": data, "model": model,
+           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+}
+
+/// A streamed chat or completion as OpenAI's chunks, ending with `[DONE]`;
+/// a failure after the start is an `{"error"}` chunk and no `[DONE]`.
+fn stream_answer(
+    route: Route,
+    events: crate::connector::TaskStream,
+    model: String,
+    include_usage: bool,
+) -> Response {
+    let id = new_id(if route == Route::Chat {
+        "chatcmpl"
+    } else {
+        "cmpl"
+    });
+    let created = now();
+    let object = if route == Route::Chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let chunk = move |text: Option<&str>, finish_reason: Value, first: bool| {
+        let choice = if route == Route::Chat {
+            let delta = match (text, first) {
+                (Some(t), true) => json!({"role": "assistant", "content": t}),
+                (Some(t), false) => json!({"content": t}),
+                (None, _) => json!({}),
+            };
+            json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason})
+        } else {
+            json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish_reason})
+        };
+        let mut c = json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice]});
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    };
+    let s = async_stream::stream! {
+        let mut events = events;
+        let mut first = true;
+        while let Some(ev) = events.next().await {
+            match ev {
+                Ok(TaskEvent::Chunk(t)) => {
+                    yield Event::default().json_data(chunk(Some(&t), Value::Null, first));
+                    first = false;
+                }
+                Ok(TaskEvent::Done(o)) => {
+                    if first {
+                        yield Event::default().json_data(chunk(Some(""), Value::Null, true));
+                    }
+                    yield Event::default().json_data(chunk(None, finish(&o), false));
+                    if include_usage {
+                        let mut last = chunk(None, Value::Null, false);
+                        last["choices"] = json!([]);
+                        last["usage"] = usage(&o);
+                        yield Event::default().json_data(last);
+                    }
+                    yield Ok(Event::default().data("[DONE]"));
+                    return;
+                }
+                Err(e) => {
+                    yield Event::default().json_data(OpenAiError::from(&e).body());
+                    return;
+                }
+            }
+        }
+    };
+    let s = s.map(|e| {
+        Ok::<Event, std::convert::Infallible>(e.unwrap_or_else(|_| {
+            Event::default().data("{\"error\":{\"message\":\"unserializable chunk\"}}")
+        }))
+    });
+    Sse::new(s).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// `GET /v1/models`: the models the caller may `EXECUTE`.
+pub(crate) async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let r = match caller(&state.connector, &headers) {
+        Err((e, _)) => OpenAiError::from(e).into_response(),
+        Ok(p) => {
+            let data: Vec<Value> = state
+                .connector
+                .executable_models(&p)
+                .into_iter()
+                .map(|(i, m, created)| model_json(&i, &m, created))
+                .collect();
+            Json(json!({"object": "list", "data": data})).into_response()
+        }
+    };
+    state
+        .connector
+        .metrics()
+        .doors
+        .count("openai", r.status().as_u16());
+    r
+}
+
+/// `GET /v1/models/{id}`: one of them; an unknown model and one the caller
+/// may not use are the same 404.
+pub(crate) async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r = match caller(&state.connector, &headers) {
+        Err((e, _)) => OpenAiError::from(e).into_response(),
+        Ok(p) => {
+            let found = split_id(&id).and_then(|(i, m)| {
+                state
+                    .connector
+                    .executable_models(&p)
+                    .into_iter()
+                    .find(|(ii, mm, _)| *ii == i && *mm == m)
+            });
+            match found {
+                Some((i, m, created)) => Json(model_json(&i, &m, created)).into_response(),
+                None => OpenAiError {
+                    param: Some("model".into()),
+                    ..OpenAiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!(
+                            "the model `{}` does not exist or you do not have access to it",
+                            Untrusted(&id)
+                        ),
+                    )
+                }
+                .into_response(),
+            }
+        }
+    };
+    state
+        .connector
+        .metrics()
+        .doors
+        .count("openai", r.status().as_u16());
+    r
+}
+
+fn model_json(integration: &str, model: &str, created: u64) -> Value {
+    json!({"id": format!("{integration}/{model}"), "object": "model", "created": created, "owned_by": integration})
+}
