@@ -206,6 +206,40 @@ impl Task {
     }
 }
 
+/// The door a task came by: `serve`'s OpenAI-compatible routes, or any
+/// other (the task routes, the worker, the CLI, the library). The `door`
+/// label of `hfconnect_tasks_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Door {
+    /// The task routes and every other front door.
+    #[default]
+    Task,
+    /// `serve`'s OpenAI-compatible routes.
+    OpenAi,
+}
+
+impl Door {
+    /// Every door, in the order of [`Door::index`].
+    pub(crate) const ALL: [Door; 2] = [Door::Task, Door::OpenAi];
+
+    /// `task` or `openai`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Task => "task",
+            Door::OpenAi => "openai",
+        }
+    }
+
+    /// Its place in [`Door::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Door::Task => 0,
+            Door::OpenAi => 1,
+        }
+    }
+}
+
 /// What a task produced (Orkes names).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::access::{Principal, Reason, Subject};
 use crate::catalog::TaskKind;
 use crate::metrics::{Metrics, ModelSeries};
-use crate::task::{Task, TaskError, TaskErrorKind, TaskOutput};
+use crate::task::{Door, Task, TaskError, TaskErrorKind, TaskOutput};
 use crate::untrusted::{Field, Quoted};
 
 /// The label value of integrations and models the catalog does not know.
@@ -96,6 +96,7 @@ pub(crate) struct Audit<'a> {
     pub task: &'a Task,
     pub labels: Labels<'a>,
     pub started: Instant,
+    pub door: Door,
 }
 
 impl Audit<'_> {
@@ -123,17 +124,35 @@ impl Audit<'_> {
         // the vector, whose `outcome` label keeps them apart from successes.
         match (outcome, handles) {
             (Ok(o), Some(h)) => {
-                h.task_ok(kind, seconds, o.prompt_tokens, o.completion_tokens);
+                h.task_ok(
+                    kind,
+                    self.door,
+                    seconds,
+                    o.prompt_tokens,
+                    o.completion_tokens,
+                );
             }
             (Err(_), Some(h)) => {
                 h.task_failed(kind, seconds);
                 m.tasks
-                    .with_label_values(&[kind.as_str(), outcome_kind, integration, model])
+                    .with_label_values(&[
+                        kind.as_str(),
+                        outcome_kind,
+                        integration,
+                        model,
+                        self.door.as_str(),
+                    ])
                     .inc();
             }
             (_, None) => {
                 m.tasks
-                    .with_label_values(&[kind.as_str(), outcome_kind, integration, model])
+                    .with_label_values(&[
+                        kind.as_str(),
+                        outcome_kind,
+                        integration,
+                        model,
+                        self.door.as_str(),
+                    ])
                     .inc();
                 m.latency
                     .with_label_values(&[kind.as_str(), integration, model])
@@ -231,13 +250,21 @@ pub(crate) struct Refusal<'a> {
     /// The message answered.
     pub message: &'a str,
     pub started: Instant,
+    /// The door it came by.
+    pub door: Door,
 }
 
 pub(crate) fn record_refusal(metrics: &Metrics, r: &Refusal<'_>, labels: Labels<'_>) {
     let kind = r.kind.map_or(UNKNOWN, TaskKind::as_str);
     metrics
         .tasks
-        .with_label_values(&[kind, r.outcome, labels.integration, labels.model])
+        .with_label_values(&[
+            kind,
+            r.outcome,
+            labels.integration,
+            labels.model,
+            r.door.as_str(),
+        ])
         .inc();
     if r.denied {
         metrics

@@ -20,7 +20,7 @@ use crate::access::Principal;
 use crate::admission::{AdmissionError, Limited};
 use crate::metrics::{InFlight, Metrics};
 use crate::provider::{CompletionStream, LlmProvider, StreamEvent};
-use crate::task::{Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
+use crate::task::{Door, Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
 
 /// What access decided about a task, in words (for engines that log it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,7 @@ struct TaskRun<'a, P> {
     started: Instant,
     decided: Decided,
     done: bool,
+    door: Door,
     _in_flight: InFlight<'a>,
 }
 
@@ -62,8 +63,10 @@ impl<'a, P> TaskRun<'a, P> {
         metrics: &'a Metrics,
         principal: &'a Principal,
         task: &'a Task,
+        door: Door,
     ) -> TaskRun<'a, P> {
         TaskRun {
+            door,
             snap,
             metrics,
             principal,
@@ -89,6 +92,7 @@ impl<'a, P> TaskRun<'a, P> {
             task: self.task,
             labels: self.snap.labels(self.task),
             started: self.started,
+            door: self.door,
         };
         let handles = self
             .snap
@@ -156,19 +160,30 @@ impl<P: LlmProvider> Connector<P> {
         principal: &Principal,
         task: &Task,
     ) -> Result<TaskOutput, TaskError> {
-        self.run(principal, task, false).await.result
+        self.run(principal, task, false, Door::Task).await.result
+    }
+
+    /// [`Connector::execute`] for a task that came by `door` (its metrics'
+    /// `door` label).
+    pub async fn execute_via(
+        &self,
+        door: Door,
+        principal: &Principal,
+        task: &Task,
+    ) -> Result<TaskOutput, TaskError> {
+        self.run(principal, task, false, door).await.result
     }
 
     /// Run a task, and say what access decided on the way (the Conductor
     /// worker writes it into the task's log): the decision travels with the
     /// result, so nobody decides twice.
     pub async fn execute_explained(&self, principal: &Principal, task: &Task) -> Executed {
-        self.run(principal, task, true).await
+        self.run(principal, task, true, Door::Task).await
     }
 
-    async fn run(&self, principal: &Principal, task: &Task, explain: bool) -> Executed {
+    async fn run(&self, principal: &Principal, task: &Task, explain: bool, door: Door) -> Executed {
         let snap = self.state.load_full();
-        let mut run = TaskRun::begin(&snap, &self.metrics, principal, task);
+        let mut run = TaskRun::begin(&snap, &self.metrics, principal, task, door);
         let (decided, prepared) = prepare(&snap, principal, task);
         run.decided = decided;
         let decision = if explain { run.decision() } else { None };
@@ -225,7 +240,17 @@ impl<P: LlmProvider> Connector<P> {
         principal: &Principal,
         task: &Task,
     ) -> Result<TaskStream, TaskError> {
-        let mut steps = Box::pin(self.steps(principal.clone(), task.clone()));
+        self.start_stream_via(Door::Task, principal, task).await
+    }
+
+    /// [`Connector::start_stream`] for a task that came by `door`.
+    pub async fn start_stream_via(
+        &self,
+        door: Door,
+        principal: &Principal,
+        task: &Task,
+    ) -> Result<TaskStream, TaskError> {
+        let mut steps = Box::pin(self.steps(principal.clone(), task.clone(), door));
         match steps.next().await {
             Some(Step::Started) => Ok(Box::pin(steps.filter_map(|s| {
                 std::future::ready(match s {
@@ -245,20 +270,28 @@ impl<P: LlmProvider> Connector<P> {
     /// the stream's only item. (The HTTP service uses
     /// [`Connector::start_stream`], which answers refusals with a status.)
     pub fn execute_stream(&self, principal: &Principal, task: &Task) -> TaskStream {
-        Box::pin(self.steps(principal.clone(), task.clone()).filter_map(|s| {
-            std::future::ready(match s {
-                Step::Started => None,
-                Step::Refused(e) => Some(Err(e)),
-                Step::Event(e) => Some(e),
-            })
-        }))
+        Box::pin(
+            self.steps(principal.clone(), task.clone(), Door::Task)
+                .filter_map(|s| {
+                    std::future::ready(match s {
+                        Step::Started => None,
+                        Step::Refused(e) => Some(Err(e)),
+                        Step::Event(e) => Some(e),
+                    })
+                }),
+        )
     }
 
-    fn steps(&self, principal: Principal, task: Task) -> impl Stream<Item = Step> + Send + 'static {
+    fn steps(
+        &self,
+        principal: Principal,
+        task: Task,
+        door: Door,
+    ) -> impl Stream<Item = Step> + Send + 'static {
         let snap = self.state.load_full();
         let metrics = self.metrics.clone();
         async_stream::stream! {
-            let mut run = TaskRun::begin(&snap, &metrics, &principal, &task);
+            let mut run = TaskRun::begin(&snap, &metrics, &principal, &task, door);
             let (decided, prepared) = prepare(&snap, &principal, &task);
             run.decided = decided;
             let p = match prepared {

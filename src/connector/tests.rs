@@ -265,7 +265,7 @@ async fn a_task_runs_with_model_defaults_and_leaves_one_event_and_its_counts() {
         events[0]
     );
     let m = c.metrics_text();
-    assert_eq!(metric(&m, "hfconnect_tasks_total{integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"ok\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"ok\"}"), 1.0, "{m}");
     assert_eq!(metric(&m, "hfconnect_tasks_in_flight"), 0.0);
 }
 
@@ -435,7 +435,7 @@ async fn provider_failures_keep_their_kind_retryability_and_wait() {
     assert_eq!(e.kind(), TaskErrorKind::Provider(ErrorKind::Unauthorized));
     assert!(e.is_terminal());
     let m = c.metrics_text();
-    assert_eq!(metric(&m, "hfconnect_tasks_total{integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"rate_limited\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"rate_limited\"}"), 1.0, "{m}");
 }
 
 #[tokio::test]
@@ -506,7 +506,7 @@ async fn a_plain_task_is_in_flight_while_it_runs_and_a_dropped_one_is_audited_as
     );
     assert!(lines[0].contains("cancelled"), "{}", lines[0]);
     let m = c.metrics_text();
-    assert_eq!(metric(&m, "hfconnect_tasks_total{integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"cancelled\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"cancelled\"}"), 1.0, "{m}");
 }
 
 #[tokio::test]

@@ -161,7 +161,7 @@ impl std::fmt::Debug for Metrics {
 const NAMES: Names = Names {
     tasks: (
         "hfconnect_tasks_total",
-        "Tasks by kind, outcome, integration and model",
+        "Tasks by kind, outcome, integration, model and door (task, openai)",
     ),
     latency: ("hfconnect_task_duration_seconds", "Whole task latency"),
     upstream: (
@@ -184,7 +184,7 @@ impl Metrics {
         let registry = Registry::new();
         let tasks = IntCounterVec::new(
             Opts::new(NAMES.tasks.0, NAMES.tasks.1),
-            &["kind", "outcome", "integration", "model"],
+            &["kind", "outcome", "integration", "model", "door"],
         )?;
         let latency = HistogramVec::new(
             HistogramOpts::new(NAMES.latency.0, NAMES.latency.1).buckets(BUCKETS.to_vec()),

@@ -24,6 +24,7 @@ use prometheus::proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFam
 use super::BUCKETS;
 use crate::catalog::TaskKind;
 use crate::stripe::{stripe, STRIPES};
+use crate::task::Door;
 use crate::FxHashMap;
 
 /// The task kinds, in the order of a series' arrays.
@@ -63,7 +64,8 @@ impl Hist {
 #[derive(Default)]
 #[repr(align(128))]
 struct Block {
-    tasks: [AtomicU64; KINDS.len()],
+    /// By kind, then door.
+    tasks: [AtomicU64; KINDS.len() * Door::ALL.len()],
     latency: [Hist; KINDS.len()],
     upstream: Hist,
     prompt_tokens: AtomicU64,
@@ -92,12 +94,13 @@ impl ModelSeries {
     pub(crate) fn task_ok(
         &self,
         kind: TaskKind,
+        door: Door,
         seconds: f64,
         prompt_tokens: Option<u32>,
         completion_tokens: Option<u32>,
     ) {
         let b = self.block();
-        b.tasks[slot(kind)].fetch_add(1, Relaxed);
+        b.tasks[slot(kind) * Door::ALL.len() + door.index()].fetch_add(1, Relaxed);
         b.latency[slot(kind)].observe(seconds);
         if let Some(n) = prompt_tokens {
             b.prompt_tokens.fetch_add(u64::from(n), Relaxed);
@@ -313,13 +316,17 @@ impl Collector for SeriesCollector {
             let (i, m) = (&*s.integration, &*s.model);
             for kind in KINDS {
                 let k = slot(kind);
-                let pairs = [
-                    ("kind", kind.as_str()),
-                    ("outcome", "ok"),
-                    ("integration", i),
-                    ("model", m),
-                ];
-                tasks.push(counter_metric(&pairs, s.counter(|b| &b.tasks[k])));
+                for door in Door::ALL {
+                    let pairs = [
+                        ("door", door.as_str()),
+                        ("integration", i),
+                        ("kind", kind.as_str()),
+                        ("model", m),
+                        ("outcome", "ok"),
+                    ];
+                    let d = k * Door::ALL.len() + door.index();
+                    tasks.push(counter_metric(&pairs, s.counter(|b| &b.tasks[d])));
+                }
                 latency.push(histogram_metric(
                     &[("kind", kind.as_str()), ("integration", i), ("model", m)],
                     s.histogram(|b| &b.latency[k]),
@@ -365,7 +372,7 @@ mod tests {
                 let s = s.clone();
                 scope.spawn(move || {
                     for v in chunk {
-                        s.task_ok(TaskKind::TextGeneration, *v, Some(2), Some(5));
+                        s.task_ok(TaskKind::TextGeneration, Door::Task, *v, Some(2), Some(5));
                         s.upstream(*v / 2.0);
                     }
                 });

@@ -119,6 +119,7 @@ pub(crate) async fn run_task(
                 denied: matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
                 message: &e.failure.message,
                 started,
+                door: crate::task::Door::Task,
             });
             e.into_response()
         }

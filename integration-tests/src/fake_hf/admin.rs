@@ -135,6 +135,10 @@ struct BehaviourPatch {
     token_role: Option<String>,
     echo: Option<bool>,
     delay_ms: Option<u64>,
+    embed_dim: Option<usize>,
+    tei_max_batch: Option<usize>,
+    tei_max_input: Option<usize>,
+    fe_per_token: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -214,7 +218,11 @@ pub(super) fn handle(s: &Arc<State>, method: &Method, path: &str, body: &[u8]) -
                     pipeline_task,
                     legacy_info,
                     token_role,
-                    echo
+                    echo,
+                    embed_dim,
+                    tei_max_batch,
+                    tei_max_input,
+                    fe_per_token
                 );
                 if let Some(ms) = p.delay_ms {
                     b.delay = Duration::from_millis(ms);

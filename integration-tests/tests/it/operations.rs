@@ -707,7 +707,7 @@ async fn the_worker_counts_polls_reports_and_tasks() {
     );
     assert_eq!(metric(&m, "hfconnect_tasks_in_flight"), 0.0);
     assert_eq!(
-        metric(&m, "hfconnect_tasks_total{integration=\"hf\",kind=\"text-generation\",model=\"_unknown\",outcome=\"not_found\"}"),
+        metric(&m, "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"_unknown\",outcome=\"not_found\"}"),
         1.0,
         "{m}"
     );

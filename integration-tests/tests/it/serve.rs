@@ -658,7 +658,7 @@ async fn metrics_change_with_tasks() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
     };
-    let ok = "hfconnect_tasks_total{integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"ok\"}";
+    let ok = "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"ok\"}";
     let before = scrape().await;
     assert_eq!(value(&before, ok), 0.0);
     for _ in 0..3 {

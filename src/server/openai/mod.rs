@@ -35,7 +35,7 @@ use super::AppState;
 use crate::access::{Principal, Subject};
 use crate::catalog::TaskKind;
 use crate::connector::Refusal;
-use crate::task::{TaskError, TaskErrorKind, TaskEvent, TaskOutput};
+use crate::task::{Door, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
 use crate::untrusted::Untrusted;
 
 /// An error in OpenAI's shape: `{"error": {message, type, param, code}}`.
@@ -300,6 +300,7 @@ async fn door(state: AppState, route: Route, headers: HeaderMap, body: Body) -> 
                     denied: matches!(e.status.as_u16(), 401 | 403),
                     message: &e.message,
                     started,
+                    door: Door::OpenAi,
                 });
             }
             e.into_response()
@@ -332,7 +333,17 @@ async fn serve(
     let body = read_body(headers, body, state.body_limit, state.body_timeout)
         .await
         .map_err(|e| refused(e.into()))?;
-    let o = fields(&body, route.known()).map_err(refused)?;
+    let o = fields(&body, route.known()).map_err(|e| {
+        // The names the body gave, for the count, as the task routes do.
+        if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(&body) {
+            if let Some(id) = o.get("model").and_then(Value::as_str) {
+                if let Some((i, m)) = split_id(id) {
+                    *names = (Some(i), Some(m));
+                }
+            }
+        }
+        refused(e)
+    })?;
     if let Some((i, m)) = string(&o, "model")
         .ok()
         .flatten()
@@ -348,7 +359,7 @@ async fn serve(
             let (task, base64) = embed_task(&o).map_err(refused)?;
             let out = state
                 .connector
-                .execute(&principal, &task)
+                .execute_via(Door::OpenAi, &principal, &task)
                 .await
                 .map_err(|e| (OpenAiError::from(&e), true))?;
             Ok(Json(embeddings_answer(out, &id, base64)).into_response())
@@ -364,14 +375,14 @@ async fn serve(
             if !stream {
                 let out = state
                     .connector
-                    .execute(&principal, &task)
+                    .execute_via(Door::OpenAi, &principal, &task)
                     .await
                     .map_err(|e| (OpenAiError::from(&e), true))?;
                 return Ok(Json(answer(route, &out, &id)).into_response());
             }
             let events = state
                 .connector
-                .start_stream(&principal, &task)
+                .start_stream_via(Door::OpenAi, &principal, &task)
                 .await
                 .map_err(|e| (OpenAiError::from(&e), true))?;
             Ok(stream_answer(route, events, id, include_usage))
