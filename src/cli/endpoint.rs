@@ -82,6 +82,15 @@ pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
                     if let Some(n) = info.max_total_tokens {
                         facts.push(format!("max total tokens {n}"));
                     }
+                    if let Some(t) = &info.model_type {
+                        facts.push(format!("model type {t}"));
+                    }
+                    if let Some(n) = info.max_batch_size {
+                        facts.push(format!("max batch size {n}"));
+                    }
+                    if let Some(n) = info.max_batch_tokens {
+                        facts.push(format!("max batch tokens {n}"));
+                    }
                     if let Some(v) = &info.version {
                         facts.push(format!("version {v}"));
                     }

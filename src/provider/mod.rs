@@ -341,6 +341,11 @@ pub struct EndpointInfo {
     pub version: Option<String>,
     /// The most inputs one request may carry (`max_client_batch_size`).
     pub max_batch_size: Option<u32>,
+    /// The most tokens the server batches at once (TEI's `max_batch_tokens`).
+    pub max_batch_tokens: Option<u32>,
+    /// What the model is (TEI's `model_type`: `embedding (mean pooling)`,
+    /// `reranker`, `classifier`).
+    pub model_type: Option<String>,
     /// What the probe could not learn, in words.
     pub note: Option<String>,
 }

@@ -648,3 +648,36 @@ fn run_embed_prints_one_array_per_line() {
     close(&v["result"], &fake_embedding("solo", 8, true));
     assert_eq!(v["dimensions"], 8);
 }
+
+#[tokio::test]
+async fn a_tei_probe_reads_its_info() {
+    use hfconnect::provider::{Api, LlmProvider, ModelEndpoint};
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let p = crate::provider::provider(&fake);
+    let tei = ModelEndpoint {
+        name: "tei".into(),
+        base_url: format!("{}/tei", fake.url()).parse().unwrap(),
+        api: Api::Tei,
+        upstream_model: "fake/embedder".into(),
+    };
+    let info = p.probe(&tei).await.unwrap();
+    assert!(info.healthy);
+    assert_eq!(info.model_id.as_deref(), Some("fake/embedder"));
+    assert_eq!(info.max_input_tokens, Some(512));
+    assert_eq!(info.max_batch_size, Some(4));
+    assert_eq!(info.max_batch_tokens, Some(16384));
+    assert_eq!(info.model_type.as_deref(), Some("embedding (mean pooling)"));
+    // A TEI endpoint only embeds, whatever the caller asks of it.
+    let e = p
+        .generate(
+            &tei,
+            &hfconnect::provider::TextRequest {
+                prompt: "x".into(),
+                params: Default::default(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    assert!(e.to_string().contains("only embeds"), "{e}");
+}

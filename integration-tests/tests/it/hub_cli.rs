@@ -192,7 +192,7 @@ async fn endpoint_status_shows_health_info_and_management_state() {
     assert_eq!(out.code, 0, "{}", out.all());
     for needle in [
         "model `mistral` (api `tgi`",
-        "probe: healthy, serves `fake/model`, max input tokens 4096, max total tokens 8192, version fake-2.4.0",
+        "probe: healthy, serves `fake/model`, max input tokens 4096, max total tokens 8192, max batch size 4, version fake-2.4.0",
         "model `bart` (api `pipeline`",
         "management: endpoint `mistral-ep` is `running`",
     ] {

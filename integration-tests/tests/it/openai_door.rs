@@ -293,6 +293,25 @@ async fn models_are_the_callers_and_refusals_are_the_clients_errors() {
     // it runs as itself.
     c.chat().create(as_bob("hf/tgi")).await.unwrap();
 
+    // `X-Hfconnect-Group` scopes a door's task as it scopes a task route's:
+    // alice (support and research) scoped to research may not run hf/tgi.
+    let scoped = |group: Option<&str>| {
+        let mut r = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", s.url))
+            .bearer_auth(PORTAL_KEY)
+            .header("X-Hfconnect-User", "alice")
+            .json(&json!({"model": "hf/tgi", "messages": [{"role": "user", "content": "Hi"}]}));
+        if let Some(g) = group {
+            r = r.header("X-Hfconnect-Group", g);
+        }
+        r.send()
+    };
+    assert_eq!(scoped(None).await.unwrap().status(), 200);
+    let r = scoped(Some("research")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "permission_error", "{e}");
+
     // Unknown and hidden models are the same 404.
     let (status, e) = api_error(c.models().retrieve("hf/nope").await.unwrap_err());
     assert_eq!((status, e.code.as_deref()), (404, Some("model_not_found")));

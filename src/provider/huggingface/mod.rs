@@ -332,6 +332,25 @@ fn completion(p: Parsed, headers: &HeaderMap, attempts: u32, start: Instant) -> 
     }
 }
 
+/// TEI's `model_type` (`{"embedding": {"pooling": "mean"}}`, `{"reranker":
+/// {…}}`, …) in words, bounded.
+fn model_type(v: &Value) -> String {
+    match v {
+        Value::Object(o) => o
+            .iter()
+            .next()
+            .map(
+                |(k, inner)| match inner.get("pooling").and_then(Value::as_str) {
+                    Some(p) => bounded(&format!("{k} ({p} pooling)")),
+                    None => bounded(k),
+                },
+            )
+            .unwrap_or_default(),
+        Value::String(s) => bounded(s),
+        _ => String::new(),
+    }
+}
+
 fn one_user_message(text: &str) -> Vec<ChatMessage> {
     vec![ChatMessage {
         role: ChatRole::User,
@@ -607,6 +626,8 @@ impl HuggingFace {
                     info.max_total_tokens = n("max_total_tokens");
                     info.version = v.get("version").and_then(Value::as_str).map(bounded);
                     info.max_batch_size = n("max_client_batch_size");
+                    info.max_batch_tokens = n("max_batch_tokens");
+                    info.model_type = v.get("model_type").map(model_type);
                 }
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     info.note = Some("the server has no `/info` route".into())

@@ -145,11 +145,13 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// `prefix-` and 24 random hex digits (ids name answers; they guard nothing).
 fn new_id(prefix: &str) -> String {
-    let mut b = [0u8; 12];
-    let _ = getrandom::fill(&mut b);
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{prefix}-{hex}")
+    format!(
+        "{prefix}-{:016x}{:08x}",
+        fastrand::u64(..),
+        fastrand::u32(..)
+    )
 }
 
 /// OpenAI's `finish_reason`: `stop` or `length`.
@@ -171,10 +173,10 @@ fn usage(o: &TaskOutput) -> Value {
 }
 
 /// The answer's text (a `jsonOutput` value written back as JSON).
-fn text_of(o: &TaskOutput) -> String {
+fn text_of(o: &TaskOutput) -> std::borrow::Cow<'_, str> {
     match &o.result {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => std::borrow::Cow::Borrowed(s),
+        other => std::borrow::Cow::Owned(other.to_string()),
     }
 }
 
@@ -229,21 +231,22 @@ impl Route {
     }
 }
 
-/// The caller, acting for the body's `user` when the application may act
-/// for users (exactly as `X-Hfconnect-User`) and no header named one.
+/// The user the body's `user` names, when the caller is an application
+/// that may act for users (exactly as `X-Hfconnect-User`) and no header
+/// named one; `None` when the caller stays who it is.
 fn acting(
     state: &AppState,
-    principal: Principal,
+    principal: &Principal,
     o: &Map<String, Value>,
-) -> Result<Principal, OpenAiError> {
+) -> Result<Option<Principal>, OpenAiError> {
     let Some(user) = string(o, "user")? else {
-        return Ok(principal);
+        return Ok(None);
     };
     let Subject::App(app) = principal.subject() else {
-        return Ok(principal);
+        return Ok(None);
     };
     if user.trim().is_empty() || !state.connector.may_act_for_users(app) {
-        return Ok(principal);
+        return Ok(None);
     }
     let id = user
         .strip_prefix("user:")
@@ -253,6 +256,7 @@ fn acting(
     state
         .connector
         .principal(&Subject::User(id.into()), principal.scope())
+        .map(Some)
         .map_err(|e| OpenAiError::from(ApiError::from(e)))
 }
 
@@ -284,25 +288,21 @@ pub(crate) async fn embeddings(
 /// as the task routes record theirs), or a task run by the Connector.
 async fn door(state: AppState, route: Route, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let mut caller_text = String::from("no key");
-    let mut names: (Option<String>, Option<String>) = (None, None);
-    let answered = serve(&state, route, &headers, body, &mut caller_text, &mut names).await;
-    let r = match answered {
+    let r = match serve(&state, route, &headers, body).await {
         Ok(r) => r,
-        Err((e, recorded)) => {
-            if !recorded {
-                state.connector.record_refusal(&Refusal {
-                    caller: &caller_text,
-                    kind: Some(route.kind()),
-                    integration: names.0.as_deref(),
-                    model: names.1.as_deref(),
-                    outcome: e.outcome,
-                    denied: matches!(e.status.as_u16(), 401 | 403),
-                    message: &e.message,
-                    started,
-                    door: Door::OpenAi,
-                });
-            }
+        Err(Refused::Recorded(e)) => e.into_response(),
+        Err(Refused::Here { e, caller, names }) => {
+            state.connector.record_refusal(&Refusal {
+                caller: &caller,
+                kind: Some(route.kind()),
+                integration: names.0.as_deref(),
+                model: names.1.as_deref(),
+                outcome: e.outcome,
+                denied: matches!(e.status.as_u16(), 401 | 403),
+                message: &e.message,
+                started,
+                door: Door::OpenAi,
+            });
             e.into_response()
         }
     };
@@ -314,46 +314,61 @@ async fn door(state: AppState, route: Route, headers: HeaderMap, body: Body) -> 
     r
 }
 
-type Answered = Result<Response, (OpenAiError, bool)>;
+/// Why a door request got no answer from a task.
+enum Refused {
+    /// Refused here, before it was a task: who asked and the names the
+    /// body gave, for its audit event and count (formatted only then).
+    Here {
+        e: OpenAiError,
+        caller: String,
+        names: (Option<String>, Option<String>),
+    },
+    /// Refused or failed in the Connector, which recorded it.
+    Recorded(OpenAiError),
+}
+
+/// The integration and model a body's `model` names, if it names them so.
+fn names_of(o: &Map<String, Value>) -> (Option<String>, Option<String>) {
+    match o.get("model").and_then(Value::as_str).and_then(split_id) {
+        Some((i, m)) => (Some(i), Some(m)),
+        None => (None, None),
+    }
+}
 
 async fn serve(
     state: &AppState,
     route: Route,
     headers: &HeaderMap,
     body: Body,
-    caller_text: &mut String,
-    names: &mut (Option<String>, Option<String>),
-) -> Answered {
-    let refused = |e: OpenAiError| (e, false);
-    let principal = caller(&state.connector, headers).map_err(|(e, presented)| {
-        *caller_text = presented.to_string();
-        refused(e.into())
+) -> Result<Response, Refused> {
+    let principal = caller(&state.connector, headers).map_err(|(e, presented)| Refused::Here {
+        e: e.into(),
+        caller: presented.to_string(),
+        names: (None, None),
     })?;
-    *caller_text = principal.subject().to_string();
+    let here = |e: OpenAiError, p: &Principal, names| Refused::Here {
+        e,
+        caller: p.subject().to_string(),
+        names,
+    };
     let body = read_body(headers, body, state.body_limit, state.body_timeout)
         .await
-        .map_err(|e| refused(e.into()))?;
+        .map_err(|e| here(e.into(), &principal, (None, None)))?;
     let o = fields(&body, route.known()).map_err(|e| {
         // The names the body gave, for the count, as the task routes do.
-        if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(&body) {
-            if let Some(id) = o.get("model").and_then(Value::as_str) {
-                if let Some((i, m)) = split_id(id) {
-                    *names = (Some(i), Some(m));
-                }
-            }
-        }
-        refused(e)
+        let names = match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(o)) => names_of(&o),
+            _ => (None, None),
+        };
+        here(e, &principal, names)
     })?;
-    if let Some((i, m)) = string(&o, "model")
-        .ok()
-        .flatten()
-        .and_then(|id| split_id(&id))
-    {
-        *names = (Some(i), Some(m));
-    }
-    let principal = acting(state, principal, &o).map_err(refused)?;
-    *caller_text = principal.subject().to_string();
-    let id = string(&o, "model").ok().flatten().unwrap_or_default();
+    let principal = match acting(state, &principal, &o) {
+        Ok(Some(user)) => user,
+        Ok(None) => principal,
+        Err(e) => return Err(here(e, &principal, names_of(&o))),
+    };
+    let refused = |e: OpenAiError| here(e, &principal, names_of(&o));
+    let id = o.get("model").and_then(Value::as_str).unwrap_or_default();
     match route {
         Route::Embeddings => {
             let (task, base64) = embed_task(&o).map_err(refused)?;
@@ -361,8 +376,8 @@ async fn serve(
                 .connector
                 .execute_via(Door::OpenAi, &principal, &task)
                 .await
-                .map_err(|e| (OpenAiError::from(&e), true))?;
-            Ok(Json(embeddings_answer(out, &id, base64)).into_response())
+                .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
+            Ok(Json(embeddings_answer(out, id, base64)).into_response())
         }
         Route::Chat | Route::Completions => {
             let task = if route == Route::Chat {
@@ -377,35 +392,72 @@ async fn serve(
                     .connector
                     .execute_via(Door::OpenAi, &principal, &task)
                     .await
-                    .map_err(|e| (OpenAiError::from(&e), true))?;
-                return Ok(Json(answer(route, &out, &id)).into_response());
+                    .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
+                return Ok(answer(route, &out, id));
             }
             let events = state
                 .connector
                 .start_stream_via(Door::OpenAi, &principal, &task)
                 .await
-                .map_err(|e| (OpenAiError::from(&e), true))?;
-            Ok(stream_answer(route, events, id, include_usage))
+                .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
+            Ok(stream_answer(route, events, id.to_string(), include_usage))
         }
     }
 }
 
-fn answer(route: Route, out: &TaskOutput, model: &str) -> Value {
-    let created = now();
-    if route == Route::Chat {
-        json!({
-            "id": new_id("chatcmpl"), "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text_of(out)},
-                         "logprobs": null, "finish_reason": finish(out)}],
-            "usage": usage(out),
-        })
-    } else {
-        json!({
-            "id": new_id("cmpl"), "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": 0, "text": text_of(out), "logprobs": null, "finish_reason": finish(out)}],
-            "usage": usage(out),
-        })
-    }
+/// A plain answer, written without building a JSON tree.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: Value,
+}
+
+#[derive(serde::Serialize)]
+struct Choice<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<Message<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    logprobs: Option<()>,
+    finish_reason: Value,
+}
+
+#[derive(serde::Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+fn answer(route: Route, out: &TaskOutput, model: &str) -> Response {
+    let text = text_of(out);
+    let chat = route == Route::Chat;
+    let a = Answer {
+        id: new_id(if chat { "chatcmpl" } else { "cmpl" }),
+        object: if chat {
+            "chat.completion"
+        } else {
+            "text_completion"
+        },
+        created: now(),
+        model,
+        choices: [Choice {
+            index: 0,
+            message: chat.then_some(Message {
+                role: "assistant",
+                content: &text,
+            }),
+            text: (!chat).then_some(&text),
+            logprobs: None,
+            finish_reason: finish(out),
+        }],
+        usage: usage(out),
+    };
+    Json(a).into_response()
 }
 
 fn embeddings_answer(out: TaskOutput, model: &str, base64: bool) -> Value {

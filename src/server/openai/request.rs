@@ -55,9 +55,8 @@ pub(super) fn fields(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, 
         ));
     };
     o.retain(|_, v| !v.is_null());
-    let mut keys: Vec<&String> = o.keys().collect();
-    keys.sort();
-    for k in keys {
+    // A `Map` iterates in key order: the first refused field is always the same.
+    for k in o.keys() {
         if known.contains(&k.as_str()) {
             continue;
         }
@@ -207,27 +206,39 @@ pub(super) fn streaming(o: &Map<String, Value>) -> Result<(bool, bool), OpenAiEr
 
 /// A message's text: a string, or a list of `{"type": "text", "text"}` parts.
 fn content(v: Option<&Value>, i: usize) -> Result<String, OpenAiError> {
-    let param = format!("messages[{i}].content");
+    // Named only when refused: a message that is fine costs no formatting.
+    let param = || format!("messages[{i}].content");
     match v {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(parts)) => {
             let mut text = String::new();
             for p in parts {
-                match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
+                match (
+                    p.get("type").and_then(Value::as_str),
+                    p.get("text").and_then(Value::as_str),
+                ) {
                     (Some("text"), Some(t)) => text.push_str(t),
                     (Some(other), _) => {
                         return Err(OpenAiError::invalid(
-                            &param,
-                            format!("content parts of type `{}` are not supported by hfconnect; only `text`", Untrusted(other)),
+                            &param(),
+                            format!(
+                                "content parts of type `{}` are not supported by hfconnect; only `text`",
+                                Untrusted(other)
+                            ),
                         ))
                     }
-                    _ => return Err(OpenAiError::invalid(&param, "a content part needs `type` and `text`")),
+                    _ => {
+                        return Err(OpenAiError::invalid(
+                            &param(),
+                            "a content part needs `type` and `text`",
+                        ))
+                    }
                 }
             }
             Ok(text)
         }
         _ => Err(OpenAiError::invalid(
-            &param,
+            &param(),
             "`content` must be a string or a list of text parts",
         )),
     }
