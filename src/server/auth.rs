@@ -64,10 +64,16 @@ fn identity_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h 
             "`{shown}` is not UTF-8 text; send the id as UTF-8 bytes"
         ))
     })?;
+    identity_text(text, shown).map(Some)
+}
+
+/// An identity value (a header's, or the OpenAI door's `user`) checked:
+/// trimmed, not empty, at most [`IDENTITY_LIMIT`] bytes, no control characters.
+fn identity_text<'t>(text: &'t str, shown: &str) -> Result<&'t str, ApiError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(bad_request(format!(
-            "`{shown}` is empty; leave the header out to act as the application"
+            "`{shown}` is empty; leave it out to act as the application"
         )));
     }
     if text.len() > IDENTITY_LIMIT {
@@ -81,7 +87,13 @@ fn identity_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h 
             Untrusted(text)
         )));
     }
-    Ok(Some(text))
+    Ok(text)
+}
+
+/// The user the OpenAI door's `user` field names, checked as
+/// `X-Hfconnect-User` is: `ID` or `user:ID`, usable or refused.
+pub(crate) fn user_field(value: &str) -> Result<&str, ApiError> {
+    user_named(identity_text(value, "user")?, "user")
 }
 
 fn display_name(header: &str) -> &'static str {
@@ -94,19 +106,21 @@ fn display_name(header: &str) -> &'static str {
 
 /// The user an `X-Hfconnect-User` value names: `ID` or `user:ID`.
 fn user_of(value: &str) -> Result<&str, ApiError> {
+    user_named(value, "X-Hfconnect-User")
+}
+
+fn user_named<'v>(value: &'v str, shown: &str) -> Result<&'v str, ApiError> {
     if let Some(id) = value.strip_prefix("user:") {
         let id = id.trim();
         if id.is_empty() {
-            return Err(bad_request(
-                "`X-Hfconnect-User` is `user:` without an id".into(),
-            ));
+            return Err(bad_request(format!("`{shown}` is `user:` without an id")));
         }
         return Ok(id);
     }
     for other in ["app:", "group:"] {
         if value.starts_with(other) {
             return Err(bad_request(format!(
-                "`X-Hfconnect-User` names a user (`ID` or `user:ID`), not `{}`",
+                "`{shown}` names a user (`ID` or `user:ID`), not `{}`",
                 Untrusted(value)
             )));
         }

@@ -289,6 +289,20 @@ async fn models_are_the_callers_and_refusals_are_the_clients_errors() {
         "{}",
         e.message
     );
+    // A `user` that is present must be usable, as `X-Hfconnect-User` must.
+    for bad in ["", "bob\nadmin", "app:batch", "user:"] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", s.url))
+            .bearer_auth(PORTAL_KEY)
+            .json(&json!({"model": "hf/org/chat-model", "user": bad,
+                          "messages": [{"role": "user", "content": "Hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad:?}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["param"], "user", "{e}");
+    }
     // An application that may not act for users gets nothing from `user`:
     // it runs as itself.
     c.chat().create(as_bob("hf/tgi")).await.unwrap();

@@ -245,13 +245,16 @@ fn acting(
     let Subject::App(app) = principal.subject() else {
         return Ok(None);
     };
-    if user.trim().is_empty() || !state.connector.may_act_for_users(app) {
+    if !state.connector.may_act_for_users(app) {
         return Ok(None);
     }
-    let id = user
-        .strip_prefix("user:")
-        .unwrap_or(&user)
-        .trim()
+    // Present and meant: usable, or refused (never taken as absent).
+    let id = crate::server::auth::user_field(&user)
+        .map_err(|e| {
+            let mut e = OpenAiError::from(e);
+            e.param = Some("user".into());
+            e
+        })?
         .to_string();
     state
         .connector

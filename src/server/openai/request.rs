@@ -61,6 +61,8 @@ pub(super) fn fields(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, 
             continue;
         }
         let shown = Untrusted(k);
+        // A caller's key is echoed as `param` only escaped and bounded.
+        let k = &crate::untrusted::bounded(k);
         return Err(if UNSUPPORTED.contains(&k.as_str()) {
             OpenAiError::invalid(k, format!("`{shown}` is not supported by hfconnect"))
         } else {
