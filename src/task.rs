@@ -260,6 +260,17 @@ pub struct TaskOutput {
     pub completion_tokens: Option<u32>,
 }
 
+impl TaskOutput {
+    /// An embeddings task's vectors, in input order: its `result` as a list
+    /// (one vector for a task of one `text`).
+    pub(crate) fn into_vectors(self) -> Vec<Value> {
+        match self.result {
+            Value::Array(items) if items.first().is_some_and(Value::is_array) => items,
+            v => vec![v],
+        }
+    }
+}
+
 /// `STOP`, `LENGTH`, `STOP_SEQUENCE` (the open-source server's spelling).
 pub(crate) fn finish_reason_name(r: &FinishReason) -> String {
     match r {

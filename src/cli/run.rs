@@ -63,7 +63,7 @@ struct Sampling {
     stop: Vec<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Copy, Args)]
 struct Output {
     /// Print tokens as they arrive.
     #[arg(long)]
@@ -176,37 +176,25 @@ fn vars(v: &[(String, String)]) -> HashMap<String, Value> {
         .collect()
 }
 
-const EMBED_JSON: Output = Output {
-    stream: false,
-    json: true,
-};
-const EMBED_PLAIN: Output = Output {
-    stream: false,
-    json: false,
-};
-
 /// Vectors one JSON array per line, in input order (or the Orkes output with
 /// `--json`); the count and size on stderr.
-fn print_vectors(o: &TaskOutput, json: bool, io: &mut Io<'_>) {
+fn print_vectors(o: TaskOutput, json: bool, io: &mut Io<'_>) {
     if json {
         let _ = writeln!(io.out, "{:#}", json!(o));
         return;
     }
-    let vectors: Vec<&Value> = match &o.result {
-        Value::Array(items) if items.first().is_some_and(Value::is_array) => items.iter().collect(),
-        v => vec![v],
-    };
-    for v in &vectors {
-        let _ = writeln!(io.out, "{v}");
-    }
     let tokens = o
         .prompt_tokens
         .map_or_else(|| "token counts unknown".into(), |t| format!("{t} tokens"));
+    let dimensions = o.dimensions.unwrap_or_default();
+    let vectors = o.into_vectors();
+    for v in &vectors {
+        let _ = writeln!(io.out, "{v}");
+    }
     let _ = writeln!(
         io.err,
-        "{} vectors of {} dimensions, {tokens}",
+        "{} vectors of {dimensions} dimensions, {tokens}",
         vectors.len(),
-        o.dimensions.unwrap_or_default()
     );
 }
 
@@ -284,7 +272,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                 stop_words: sampling.stop.clone(),
                 seed: None,
             }),
-            output,
+            *output,
         ),
         RunTask::ChatComplete {
             target,
@@ -308,7 +296,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                 json_output: *json_output,
                 seed: None,
             }),
-            output,
+            *output,
         ),
         RunTask::Summarize {
             target,
@@ -337,7 +325,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                     max_length: *max_length,
                     min_length: *min_length,
                 }),
-                output,
+                *output,
             )
         }
         RunTask::Embed {
@@ -374,7 +362,10 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
                     truncate: truncate.then_some(true),
                     ..EmbedInput::default()
                 }),
-                if *json { &EMBED_JSON } else { &EMBED_PLAIN },
+                Output {
+                    stream: false,
+                    json: *json,
+                },
             )
         }
     };
@@ -385,7 +376,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
     if let Task::Embed(_) = &task {
         return match rt.block_on(connector.execute(&principal, &task)) {
             Ok(o) => {
-                print_vectors(&o, output.json, io);
+                print_vectors(o, output.json, io);
                 EXIT_OK
             }
             Err(e) => task_failed(&e, io),

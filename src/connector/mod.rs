@@ -38,6 +38,7 @@ use crate::task::{TaskError, TaskErrorKind, TaskEvent};
 
 pub(crate) use audit::Refusal;
 pub use ops::{EndpointStatus, ModelStatus, TokenReport};
+pub(crate) use prepare::MAX_EMBED_TEXTS;
 pub use run::{Executed, TaskDecision};
 use snapshot::hugging_face;
 pub(crate) use snapshot::Snapshot;

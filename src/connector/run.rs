@@ -14,7 +14,7 @@ use std::time::Instant;
 use futures_util::{Stream, StreamExt};
 
 use super::audit::{record_refusal, Audit, Decided, Outcome, Refusal, TaskId};
-use super::prepare::{embed_output, prepare, to_output, Call};
+use super::prepare::{embed_output, prepare, to_output, Call, EmbedCall, Prepared};
 use super::{Connector, Snapshot, TaskStream};
 use crate::access::Principal;
 use crate::admission::{AdmissionError, Limited};
@@ -146,6 +146,25 @@ fn refused(e: AdmissionError) -> TaskError {
     }
 }
 
+/// An embeddings call: the provider's vectors as the task's output, its
+/// upstream time recorded. Vectors have no text to stream, so plain and
+/// streamed tasks both end here.
+async fn embed<P: LlmProvider>(
+    run: &mut TaskRun<'_, P>,
+    p: &Prepared<'_, P>,
+    e: &EmbedCall,
+) -> Result<TaskOutput, TaskError> {
+    let upstream = Instant::now();
+    let done = p.provider.embed(p.endpoint, &e.request).await;
+    let took = match &done {
+        Ok(v) => v.timings.total,
+        Err(_) => upstream.elapsed(),
+    };
+    run.upstream(took.as_secs_f64());
+    done.map_err(TaskError::from)
+        .and_then(|v| embed_output(v, e, p.model))
+}
+
 /// What the stream of a task yields inside: whether it started, then events.
 enum Step {
     Started,
@@ -203,15 +222,7 @@ impl<P: LlmProvider> Connector<P> {
                         Call::Chat(r) => p.provider.chat(p.endpoint, r).await,
                         Call::Summarize(r) => p.provider.summarize(p.endpoint, r).await,
                         Call::Embed(e) => {
-                            let done = p.provider.embed(p.endpoint, &e.request).await;
-                            let took = match &done {
-                                Ok(v) => v.timings.total,
-                                Err(_) => upstream.elapsed(),
-                            };
-                            run.upstream(took.as_secs_f64());
-                            let result = done
-                                .map_err(TaskError::from)
-                                .and_then(|v| embed_output(v, e, p.model));
+                            let result = embed(&mut run, &p, e).await;
                             run.finish(&result);
                             return Executed { decision, result };
                         }
@@ -324,14 +335,8 @@ impl<P: LlmProvider> Connector<P> {
                     Box::pin(futures_util::stream::iter(items))
                 }
                 // Vectors have no text to stream: the output is the only item.
-                Call::Embed(e) => {
-                    let done = p.provider.embed(p.endpoint, &e.request).await;
-                    let took = match &done {
-                        Ok(v) => v.timings.total,
-                        Err(_) => upstream.elapsed(),
-                    };
-                    run.upstream(took.as_secs_f64());
-                    let result = done.map_err(TaskError::from).and_then(|v| embed_output(v, &e, p.model));
+                Call::Embed(ref e) => {
+                    let result = embed(&mut run, &p, e).await;
                     run.finish(&result);
                     yield Step::Event(result.map(TaskEvent::Done));
                     return;

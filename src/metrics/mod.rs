@@ -1,5 +1,5 @@
 //! Prometheus metrics of the tasks the Connector runs, updated from the same
-//! place as the audit event: tasks by kind, outcome, integration and model;
+//! place as the audit event: tasks by kind, outcome, integration, model and door;
 //! latency (whole task and upstream); tokens; denials; rate-limit refusals;
 //! tasks in flight. Labels never carry callers, prompts or keys. The series
 //! every successful task updates are striped per thread ([`striped`]).
@@ -13,6 +13,8 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::task::Door;
 
 /// Counts a task in `hfconnect_tasks_in_flight` while it lives.
 pub(crate) struct InFlight<'a>(&'a StripedGauge);
@@ -38,7 +40,8 @@ impl Drop for InFlight<'_> {
 #[derive(Clone)]
 pub(crate) struct DoorMetrics {
     requests: IntCounterVec,
-    ok: [IntCounter; 2],
+    /// By [`Door::index`].
+    ok: [IntCounter; Door::ALL.len()],
 }
 
 impl DoorMetrics {
@@ -50,21 +53,17 @@ impl DoorMetrics {
             ),
             &["door", "status"],
         )?;
-        let ok = [
-            requests.with_label_values(&["task", "200"]),
-            requests.with_label_values(&["openai", "200"]),
-        ];
+        let ok = Door::ALL.map(|d| requests.with_label_values(&[d.as_str(), "200"]));
         Ok(DoorMetrics { requests, ok })
     }
 
-    /// One answer of `door` (`task` or `openai`) with `status`.
-    pub(crate) fn count(&self, door: &'static str, status: u16) {
-        match (door, status) {
-            ("task", 200) => self.ok[0].inc(),
-            ("openai", 200) => self.ok[1].inc(),
+    /// One answer of `door` with `status`.
+    pub(crate) fn count(&self, door: Door, status: u16) {
+        match (status, self.ok.get(door.index())) {
+            (200, Some(ok)) => ok.inc(),
             _ => self
                 .requests
-                .with_label_values(&[door, &status.to_string()])
+                .with_label_values(&[door.as_str(), &status.to_string()])
                 .inc(),
         }
     }

@@ -220,15 +220,18 @@ pub struct Embeddings {
     pub attempts: u32,
 }
 
+/// A JSON array of numbers as floats.
+pub(crate) fn json_floats(v: &serde_json::Value) -> Option<Vec<f64>> {
+    v.as_array()?
+        .iter()
+        .map(serde_json::Value::as_f64)
+        .collect()
+}
+
 impl Embeddings {
     /// Vector `i` as numbers.
     pub fn floats(&self, i: usize) -> Option<Vec<f64>> {
-        self.vectors
-            .get(i)?
-            .as_array()?
-            .iter()
-            .map(serde_json::Value::as_f64)
-            .collect()
+        json_floats(self.vectors.get(i)?)
     }
 
     /// The size of the vectors.

@@ -16,6 +16,7 @@ pub fn openapi() -> Value {
     let common = json!({
         "llmProvider": {"type": "string"}, "model": {"type": "string"}, "stream": {"type": "boolean"},
         "temperature": {"type": "number"}, "topP": {"type": "number"}, "maxTokens": {"type": "integer"},
+        "seed": {"type": "integer", "description": "sampling seed; the model's defaults.seed when left out"},
         "stopWords": {"type": "array", "items": {"type": "string"}},
         "promptVariables": {"type": "object"}});
     let with = |extra: Value| {
@@ -37,7 +38,7 @@ pub fn openapi() -> Value {
     let embed = json!({"type": "object", "required": ["llmProvider", "model"], "properties": {
         "llmProvider": {"type": "string"}, "model": {"type": "string"},
         "text": {"type": "string", "description": "one text; `result` is its vector"},
-        "texts": {"type": "array", "items": {"type": "string"}, "maxItems": 2048, "description": "several texts; `result` is their vectors in order; admission charges one per text"},
+        "texts": {"type": "array", "items": {"type": "string"}, "maxItems": crate::connector::MAX_EMBED_TEXTS, "description": "several texts; `result` is their vectors in order; admission charges one per text"},
         "dimensions": {"type": "integer", "minimum": 1}, "normalize": {"type": "boolean"},
         "truncate": {"type": "boolean"}, "truncationDirection": {"enum": ["right", "left"]}}});
     let task = |summary: &str, schema: Value| {

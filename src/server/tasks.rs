@@ -128,7 +128,7 @@ pub(crate) async fn run_task(
         .connector
         .metrics()
         .doors
-        .count("task", r.status().as_u16());
+        .count(crate::task::Door::Task, r.status().as_u16());
     r
 }
 

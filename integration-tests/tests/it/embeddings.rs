@@ -535,12 +535,7 @@ async fn serve_answers_embed_and_refuses_to_stream_it() {
     .await;
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("do not stream"));
-    let metrics = reqwest::get(format!("{}/metrics", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::scrape(&s.url).await;
     assert!(
         metrics
             .lines()

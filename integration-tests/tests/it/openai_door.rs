@@ -451,12 +451,7 @@ async fn what_hfconnect_does_not_do_is_refused_by_name_and_doors_are_counted() {
     .await
     .unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = reqwest::get(format!("{}/metrics", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::scrape(&s.url).await;
     for door in [
         "hfconnect_door_requests_total{door=\"openai\",status=\"200\"} 1",
         "hfconnect_door_requests_total{door=\"openai\",status=\"400\"} 9",

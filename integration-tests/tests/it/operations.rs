@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::provider::{model, settings, text, TOKEN};
 use crate::provider_secrets::global_logs;
 use crate::serve::{hash, post, serve_config, start_with, APP_KEY, PORTAL_KEY, WATCH};
-use crate::support::{Dir, Run};
+use crate::support::{scrape, Dir, Run};
 use crate::tasks::{config, env};
 use hfconnect::server::ServeOptions;
 
@@ -42,15 +42,6 @@ fn metric(text: &str, series: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
-}
-
-async fn scrape(url: &str) -> String {
-    reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -71,6 +71,16 @@ pub async fn serve_process(
     (child, base)
 }
 
+/// The Prometheus text a service at `base` serves at `/metrics`.
+pub async fn scrape(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Wait (up to 5 s) until a service at `base` answers `/healthz`.
 pub async fn wait_up(base: &str) {
     for _ in 0..100 {

@@ -386,10 +386,10 @@ impl Inner {
             ))
     }
 
-    pub(super) fn body_of(
+    pub(super) fn body_of<T: serde::Serialize + ?Sized>(
         &self,
         model: &ModelEndpoint,
-        body: &Value,
+        body: &T,
     ) -> Result<bytes::Bytes, ProviderError> {
         serde_json::to_vec(body)
             .map(bytes::Bytes::from)
@@ -448,27 +448,42 @@ impl Inner {
         )
     }
 
-    /// Pipelines refuse parameters they do not know with a 400; like the
-    /// official client, try once more without them.
-    pub(super) async fn pipeline(
+    /// POST a pipeline's body. Pipelines refuse parameters they do not know
+    /// with a 400; like the official client, try once more without them.
+    pub(super) async fn post_pipeline(
         &self,
         model: &ModelEndpoint,
         url: Url,
         body: &Value,
-    ) -> Result<Completion, ProviderError> {
-        let parse: fn(&Value, &HeaderMap) -> Option<Parsed> = |v, _| wire::parse_pipeline(v);
-        match self.complete(model, url.clone(), body, parse).await {
+    ) -> Result<(HeaderMap, bytes::Bytes, u32, Instant), ProviderError> {
+        match self
+            .post_json(model, url.clone(), self.body_of(model, body)?)
+            .await
+        {
             Err(e)
                 if e.status == Some(400)
                     && body.get("parameters").is_some()
                     && e.upstream_message().is_some_and(wire::is_unused_kwargs) =>
             {
                 tracing::info!(integration = %self.settings.integration, model = %model.name, "pipeline refused parameters; retrying without them");
-                self.complete(model, url, &wire::without_parameters(body), parse)
-                    .await
+                let bare = self.body_of(model, &wire::without_parameters(body))?;
+                self.post_json(model, url, bare).await
             }
             other => other,
         }
+    }
+
+    /// A text pipeline's answer (summarization, text generation).
+    pub(super) async fn pipeline(
+        &self,
+        model: &ModelEndpoint,
+        url: Url,
+        body: &Value,
+    ) -> Result<Completion, ProviderError> {
+        let (headers, raw, attempts, start) = self.post_pipeline(model, url, body).await?;
+        let v = self.json_of(Some(model), &headers, &raw)?;
+        let parsed = wire::parse_pipeline(&v).ok_or_else(|| self.shape_error(model, &headers))?;
+        Ok(completion(parsed, &headers, attempts, start))
     }
 
     pub(super) fn chat_target(&self, model: &ModelEndpoint) -> Result<Url, ProviderError> {
@@ -487,6 +502,13 @@ impl Inner {
                 .with_detail("a `pipeline` endpoint cannot chat: use a `chat` or `tgi` model")),
             Api::Tei => Err(self.only_embeds(model)),
         }
+    }
+
+    /// A `tgi` endpoint asked to embed.
+    pub(super) fn cannot_embed(&self, model: &ModelEndpoint) -> ProviderError {
+        self.ctx(Some(model))
+            .error(ErrorKind::InvalidRequest)
+            .with_detail("a `tgi` endpoint cannot embed: use a `tei` model")
     }
 
     /// A `tei` endpoint asked to generate.

@@ -37,11 +37,7 @@ struct Part {
 }
 
 fn embeddings_url(base: &Url) -> Url {
-    if base.path().trim_end_matches('/').ends_with("/v1") {
-        join(base, "embeddings")
-    } else {
-        join(base, "v1/embeddings")
-    }
+    v1_url(base, "embeddings")
 }
 
 /// Where `/info` is: beside `/v1`, not under it.
@@ -100,38 +96,25 @@ struct OpenAiBody<'a> {
     dimensions: Option<u32>,
 }
 
-/// The `feature-extraction` pipeline's parameters, sent only when one is
+/// The `feature-extraction` pipeline's body; parameters only when one is
 /// asked for (a pipeline that does not know one is retried without them).
-#[derive(Serialize)]
-struct PipelineParams {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    normalize: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    truncate: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    truncation_direction: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct PipelineBody<'a> {
-    inputs: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<PipelineParams>,
-}
-
-fn pipeline_body<'a>(inputs: &'a [String], req: &EmbedRequest) -> PipelineBody<'a> {
-    let params = PipelineParams {
-        normalize: req.normalize,
-        truncate: req.truncate,
-        truncation_direction: req.truncation_direction.map(direction),
-    };
-    let any = params.normalize.is_some()
-        || params.truncate.is_some()
-        || params.truncation_direction.is_some();
-    PipelineBody {
-        inputs,
-        parameters: any.then_some(params),
+fn pipeline_body(inputs: &[String], req: &EmbedRequest) -> Value {
+    let mut params = serde_json::Map::new();
+    if let Some(n) = req.normalize {
+        params.insert("normalize".into(), n.into());
     }
+    if let Some(t) = req.truncate {
+        params.insert("truncate".into(), t.into());
+    }
+    if let Some(d) = req.truncation_direction {
+        params.insert("truncation_direction".into(), direction(d).into());
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("inputs".into(), inputs.into());
+    if !params.is_empty() {
+        body.insert("parameters".into(), Value::Object(params));
+    }
+    Value::Object(body)
 }
 
 /// TEI's answer: a list of vectors, kept as the JSON numbers the server
@@ -165,11 +148,6 @@ fn to_value(v: Vec<f64>) -> Value {
             .map(|x| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number))
             .collect(),
     )
-}
-
-/// A JSON array of numbers as floats.
-fn floats(v: &Value) -> Option<Vec<f64>> {
-    v.as_array()?.iter().map(Value::as_f64).collect()
 }
 
 /// Little-endian `f32`s, base64-encoded (OpenAI's `encoding_format: base64`),
@@ -316,7 +294,9 @@ fn finish_vectors(vectors: Vec<Value>, req: &EmbedRequest, api: Api) -> Vec<Valu
             if !too_long && !normalize_here {
                 return v;
             }
-            let Some(mut f) = floats(&v) else { return v };
+            let Some(mut f) = crate::provider::json_floats(&v) else {
+                return v;
+            };
             let mut renormalize = false;
             if let Some(d) = cut.filter(|_| too_long) {
                 renormalize = is_unit(&f);
@@ -402,66 +382,43 @@ impl Inner {
         inputs: &[String],
         req: &EmbedRequest,
     ) -> Result<Part, ProviderError> {
-        let json = |v: Result<Vec<u8>, serde_json::Error>| {
-            v.map(bytes::Bytes::from).map_err(|e| {
-                self.ctx(Some(model))
-                    .error(ErrorKind::InvalidRequest)
-                    .with_detail(format!("the request cannot be written as JSON: {e}"))
-            })
-        };
-        let pipeline = matches!(model.api, Api::Pipeline | Api::Router);
-        let (url, bytes) = match model.api {
-            Api::Tei => (
-                join(&model.base_url, "embed"),
-                json(serde_json::to_vec(&TeiBody {
+        let sent = match model.api {
+            Api::Tei => {
+                let body = TeiBody {
                     inputs,
                     normalize: req.normalize,
                     truncate: req.truncate,
                     truncation_direction: req.truncation_direction.map(direction),
                     dimensions: req.dimensions,
-                }))?,
-            ),
-            Api::Chat => (
-                embeddings_url(&model.base_url),
-                json(serde_json::to_vec(&OpenAiBody {
+                };
+                let url = join(&model.base_url, "embed");
+                self.post_json(model, url, self.body_of(model, &body)?)
+                    .await
+            }
+            Api::Chat => {
+                let body = OpenAiBody {
                     model: &model.upstream_model,
                     input: inputs,
                     encoding_format: "base64",
                     dimensions: req.dimensions,
-                }))?,
-            ),
-            Api::Pipeline => (
-                join(&model.base_url, ""),
-                json(serde_json::to_vec(&pipeline_body(inputs, req)))?,
-            ),
-            Api::Router => (
-                feature_extraction_url(model),
-                json(serde_json::to_vec(&pipeline_body(inputs, req)))?,
-            ),
-            Api::Tgi => {
-                return Err(self
-                    .ctx(Some(model))
-                    .error(ErrorKind::InvalidRequest)
-                    .with_detail("a `tgi` endpoint cannot embed: use a `tei` model"))
+                };
+                let url = embeddings_url(&model.base_url);
+                self.post_json(model, url, self.body_of(model, &body)?)
+                    .await
             }
-        };
-        let with_params = pipeline && pipeline_body(inputs, req).parameters.is_some();
-        let (headers, raw, attempts, start) = match self.post_json(model, url.clone(), bytes).await
-        {
-            Err(e)
-                if with_params
-                    && e.status == Some(400)
-                    && e.upstream_message().is_some_and(wire::is_unused_kwargs) =>
-            {
-                tracing::info!(integration = %self.settings.integration, model = %model.name, "pipeline refused parameters; retrying without them");
-                let bare = json(serde_json::to_vec(&PipelineBody {
-                    inputs,
-                    parameters: None,
-                }))?;
-                self.post_json(model, url, bare).await?
+            Api::Pipeline => {
+                let url = join(&model.base_url, "");
+                self.post_pipeline(model, url, &pipeline_body(inputs, req))
+                    .await
             }
-            other => other?,
+            Api::Router => {
+                let url = feature_extraction_url(model);
+                self.post_pipeline(model, url, &pipeline_body(inputs, req))
+                    .await
+            }
+            Api::Tgi => Err(self.cannot_embed(model)),
         };
+        let (headers, raw, attempts, start) = sent?;
         let bad = |what: String| self.invalid(Some(model), &headers, &what);
         let (vectors, prompt_tokens) = match model.api {
             Api::Tei => match parse_tei(&raw) {
@@ -515,10 +472,7 @@ impl HuggingFace {
                 .with_detail("there is nothing to embed"));
         }
         if model.api == Api::Tgi {
-            return Err(inner
-                .ctx(Some(model))
-                .error(ErrorKind::InvalidRequest)
-                .with_detail("a `tgi` endpoint cannot embed: use a `tei` model"));
+            return Err(inner.cannot_embed(model));
         }
         let start = Instant::now();
         let size = inner.batch_size(model).await;

@@ -144,12 +144,18 @@ fn join(base: &Url, path: &str) -> Url {
     url
 }
 
-fn chat_url(base: &Url) -> Url {
+/// An OpenAI-style `route` (`chat/completions`, `embeddings`) under `base`,
+/// which may or may not end in `/v1` already.
+fn v1_url(base: &Url, route: &str) -> Url {
     if base.path().trim_end_matches('/').ends_with("/v1") {
-        join(base, "chat/completions")
+        join(base, route)
     } else {
-        join(base, "v1/chat/completions")
+        join(base, &format!("v1/{route}"))
     }
+}
+
+fn chat_url(base: &Url) -> Url {
+    v1_url(base, "chat/completions")
 }
 
 fn router_model_url(model: &ModelEndpoint) -> Url {

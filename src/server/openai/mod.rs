@@ -313,7 +313,7 @@ async fn door(state: AppState, route: Route, headers: HeaderMap, body: Body) -> 
         .connector
         .metrics()
         .doors
-        .count("openai", r.status().as_u16());
+        .count(Door::OpenAi, r.status().as_u16());
     r
 }
 
@@ -464,11 +464,9 @@ fn answer(route: Route, out: &TaskOutput, model: &str) -> Response {
 }
 
 fn embeddings_answer(out: TaskOutput, model: &str, base64: bool) -> Value {
-    let vectors: Vec<Value> = match out.result {
-        Value::Array(items) if items.first().is_some_and(Value::is_array) => items,
-        v => vec![v],
-    };
-    let data: Vec<Value> = vectors
+    let tokens = out.prompt_tokens.unwrap_or(0);
+    let data: Vec<Value> = out
+        .into_vectors()
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
@@ -488,7 +486,6 @@ fn embeddings_answer(out: TaskOutput, model: &str, base64: bool) -> Value {
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    let tokens = out.prompt_tokens.unwrap_or(0);
     json!({"object": "list", "data": data, "model": model,
            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 }
@@ -585,7 +582,7 @@ pub(crate) async fn list_models(State(state): State<AppState>, headers: HeaderMa
         .connector
         .metrics()
         .doors
-        .count("openai", r.status().as_u16());
+        .count(Door::OpenAi, r.status().as_u16());
     r
 }
 
@@ -627,7 +624,7 @@ pub(crate) async fn get_model(
         .connector
         .metrics()
         .doors
-        .count("openai", r.status().as_u16());
+        .count(Door::OpenAi, r.status().as_u16());
     r
 }
 
