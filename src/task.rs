@@ -133,6 +133,34 @@ impl EmbedInput {
     }
 }
 
+/// The most stop sequences a task may carry (`stopWords`, OpenAI's `stop`).
+pub const MAX_STOP_WORDS: usize = 16;
+/// The longest stop sequence, in bytes.
+pub const MAX_STOP_WORD_BYTES: usize = 256;
+
+/// Stop sequences within [`MAX_STOP_WORDS`] and [`MAX_STOP_WORD_BYTES`],
+/// none empty; `field` names them in the refusal.
+pub(crate) fn check_stop_words(words: &[String], field: &str) -> Result<(), String> {
+    if words.len() > MAX_STOP_WORDS {
+        return Err(format!(
+            "`{field}` has {} entries; at most {MAX_STOP_WORDS} are allowed",
+            words.len()
+        ));
+    }
+    for (i, w) in words.iter().enumerate() {
+        if w.is_empty() {
+            return Err(format!("`{field}[{i}]` is empty"));
+        }
+        if w.len() > MAX_STOP_WORD_BYTES {
+            return Err(format!(
+                "`{field}[{i}]` is {} bytes long; at most {MAX_STOP_WORD_BYTES} are allowed",
+                w.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
@@ -258,6 +286,10 @@ pub struct TaskOutput {
     pub prompt_tokens: Option<u32>,
     /// Completion tokens, when known.
     pub completion_tokens: Option<u32>,
+    /// What is left of the tightest rate limit or quota that admitted the
+    /// task (for a door's rate-limit headers; not part of the output).
+    #[serde(skip)]
+    pub headroom: Option<crate::catalog::Headroom>,
 }
 
 impl TaskOutput {

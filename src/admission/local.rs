@@ -13,26 +13,62 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::Clock;
-use governor::middleware::NoOpMiddleware;
+use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota as Rate, RateLimiter};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{AdmissionError, Limited, Permit, TokioClock};
+use super::{AdmissionError, Headroom, Limited, Permit, TokioClock};
 use crate::access::{Principal, Subject};
 use crate::catalog::{Catalog, Limits};
 
-type DirectLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+type DirectLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, StateInformationMiddleware>;
 type KeyedLimiter =
-    RateLimiter<String, DefaultKeyedStateStore<String>, TokioClock, NoOpMiddleware<Duration>>;
+    RateLimiter<String, DefaultKeyedStateStore<String>, TokioClock, StateInformationMiddleware>;
+
+/// The tasks waiting on one limiter, served in arrival order: only the
+/// first waits on the limiter itself, the others on `turn` (tokio's mutex
+/// is fair). So the wait of a task arriving now is known before it waits —
+/// the limiter's own wait plus one interval per task ahead — and a task
+/// whose wait is past the queue timeout is refused at once, never held to
+/// find out.
+#[derive(Default)]
+struct Queue {
+    waiting: std::sync::atomic::AtomicU32,
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// One task counted in a queue's `waiting` until dropped.
+struct InQueue<'q>(&'q Queue);
+
+impl Drop for InQueue<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What is left of a limit after a task was admitted under it.
+fn headroom(s: &StateSnapshot) -> Headroom {
+    let quota = s.quota();
+    let remaining = s.remaining_burst_capacity();
+    let burst = quota.burst_size().get();
+    Headroom {
+        limit: burst,
+        remaining,
+        reset: quota.replenish_interval() * burst.saturating_sub(remaining),
+    }
+}
 
 /// Admissions between two prunings of the quota limiters' idle keys.
 const PRUNE_EVERY: u64 = 1024;
 
+/// A rate limiter and the tasks waiting on it, shared across reloads.
+type QueuedLimiter = Arc<(DirectLimiter, Queue)>;
+
 struct Gate {
-    rate: Option<(Arc<DirectLimiter>, (NonZeroU32, NonZeroU32))>,
+    rate: Option<(QueuedLimiter, (NonZeroU32, NonZeroU32))>,
     slots: Option<(Arc<Semaphore>, u32)>,
 }
 
@@ -48,9 +84,13 @@ impl Gate {
                 {
                     Some((limiter, _)) => (limiter.clone(), rate),
                     None => (
-                        Arc::new(RateLimiter::direct_with_clock(
-                            Rate::per_second(rate.0).allow_burst(rate.1),
-                            clock,
+                        Arc::new((
+                            RateLimiter::direct_with_clock(
+                                Rate::per_second(rate.0).allow_burst(rate.1),
+                                clock,
+                            )
+                            .with_middleware::<StateInformationMiddleware>(),
+                            Queue::default(),
                         )),
                         rate,
                     ),
@@ -78,6 +118,7 @@ struct QuotaRule {
     integration: Arc<str>,
     per_minute: NonZeroU32,
     key: String,
+    queue: Queue,
 }
 
 /// The admission state of one catalog snapshot.
@@ -136,7 +177,7 @@ impl Local {
                 quota_limiters.entry(q.per_minute).or_insert_with(|| {
                     match old.and_then(|o| o.quota_limiters.get(&q.per_minute)) {
                         Some(kept) => kept.clone(),
-                        None => Arc::new(RateLimiter::new(
+                        None => Arc::new(KeyedLimiter::new(
                             Rate::per_minute(q.per_minute),
                             DefaultKeyedStateStore::default(),
                             clock,
@@ -148,6 +189,7 @@ impl Local {
                     integration: q.integration.clone(),
                     per_minute: q.per_minute,
                     key: format!("{}@{}", q.subject, q.integration),
+                    queue: Queue::default(),
                 }
             })
             .collect();
@@ -190,12 +232,19 @@ impl Local {
             // Nothing to wait for: no clock read, no shared counter, no messages.
             return Ok(Permit::new(Vec::new()));
         }
-        let deadline = Instant::now() + *queue_timeout;
+        let started = Instant::now();
+        let deadline = started + *queue_timeout;
         if self.admitted.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             for l in self.quota_limiters.values() {
                 l.retain_recent();
             }
         }
+        let mut tightest: Option<Headroom> = None;
+        let mut keep = |h: Headroom| {
+            if tightest.is_none_or(|t| h.remaining < t.remaining) {
+                tightest = Some(h);
+            }
+        };
         for q in self.quotas_for(principal, integration) {
             if let Some(l) = self.quota_limiters.get(&q.per_minute) {
                 let what = format!(
@@ -205,18 +254,23 @@ impl Local {
                 if cost > q.per_minute {
                     return Err(super::too_large(&what, cost, q.per_minute.get()));
                 }
-                self.turn(
-                    || match l.check_key_n(&q.key, cost) {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(nu)) => Err(nu.wait_time_from(self.clock.now())),
-                        // Checked above: the quota's burst is its rate.
-                        Err(_) => Err(Duration::MAX),
-                    },
-                    deadline,
-                    &what,
-                    Limited::Quota,
-                )
-                .await?;
+                let step = Duration::from_secs(60) / q.per_minute.get() * cost.get();
+                let h = self
+                    .turn(
+                        || match l.check_key_n(&q.key, cost) {
+                            Ok(Ok(s)) => Ok(headroom(&s)),
+                            Ok(Err(nu)) => Err(nu.wait_time_from(self.clock.now())),
+                            // Checked above: the quota's burst is its rate.
+                            Err(_) => Err(Duration::MAX),
+                        },
+                        &q.queue,
+                        step,
+                        deadline,
+                        &what,
+                        Limited::Quota,
+                    )
+                    .await?;
+                keep(h);
             }
         }
         // Past the early return something limits this task: naming the gates up front is cheap.
@@ -228,7 +282,7 @@ impl Local {
             ),
         ];
         for (gate, what) in &gates {
-            if let Some((r, (_, burst))) = gate.and_then(|g| g.rate.as_ref()) {
+            if let Some((r, (per_second, burst))) = gate.and_then(|g| g.rate.as_ref()) {
                 if cost > *burst {
                     return Err(super::too_large(
                         &format!("the rate limit of {what}"),
@@ -236,17 +290,23 @@ impl Local {
                         burst.get(),
                     ));
                 }
-                self.turn(
-                    || match r.check_n(cost) {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(nu)) => Err(nu.wait_time_from(self.clock.now())),
-                        Err(_) => Err(Duration::MAX),
-                    },
-                    deadline,
-                    what,
-                    Limited::Rate,
-                )
-                .await?;
+                let (limiter, queue) = &**r;
+                let step = Duration::from_secs(1) / per_second.get() * cost.get();
+                let h = self
+                    .turn(
+                        || match limiter.check_n(cost) {
+                            Ok(Ok(s)) => Ok(headroom(&s)),
+                            Ok(Err(nu)) => Err(nu.wait_time_from(self.clock.now())),
+                            Err(_) => Err(Duration::MAX),
+                        },
+                        queue,
+                        step,
+                        deadline,
+                        what,
+                        Limited::Rate,
+                    )
+                    .await?;
+                keep(h);
             }
         }
         let mut slots = Vec::new();
@@ -264,29 +324,58 @@ impl Local {
                 }
             }
         }
-        Ok(Permit::new(slots))
+        let mut permit = Permit::new(slots);
+        permit.headroom = tightest;
+        permit.waited = started.elapsed();
+        Ok(permit)
     }
 
+    /// A turn under one limiter: at once when nobody waits and it admits;
+    /// else in line behind the tasks already waiting, each `step` apart.
+    #[allow(clippy::too_many_arguments)]
     async fn turn(
         &self,
-        check: impl Fn() -> Result<(), Duration>,
+        check: impl Fn() -> Result<Headroom, Duration>,
+        queue: &Queue,
+        step: Duration,
         deadline: Instant,
         what: &str,
         limited: Limited,
-    ) -> Result<(), AdmissionError> {
+    ) -> Result<Headroom, AdmissionError> {
+        let over = |wait: Duration| AdmissionError {
+            limited,
+            message: format!(
+                "{what} is over its rate limit; retry in {:.2}s",
+                wait.as_secs_f64()
+            ),
+            retry_after: wait,
+        };
+        let ahead = queue.waiting.load(Ordering::Acquire);
+        let known = if ahead == 0 {
+            match check() {
+                Ok(h) => return Ok(h),
+                Err(wait) => wait,
+            }
+        } else {
+            // Not asking the limiter (that would take a turn from those
+            // ahead): the first of them is at most a step from its turn,
+            // and each after it a step more. Conservative by under a step.
+            step.saturating_mul(ahead.saturating_add(1))
+        };
+        if Instant::now() + known > deadline {
+            return Err(over(known));
+        }
+        queue.waiting.fetch_add(1, Ordering::AcqRel);
+        let _counted = InQueue(queue);
+        let Ok(_turn) = tokio::time::timeout_at(deadline, queue.turn.lock()).await else {
+            return Err(over(step));
+        };
         loop {
             match check() {
-                Ok(()) => return Ok(()),
+                Ok(h) => return Ok(h),
                 Err(wait) => {
                     if Instant::now() + wait > deadline {
-                        return Err(AdmissionError {
-                            limited,
-                            message: format!(
-                                "{what} is over its rate limit; retry in {:.2}s",
-                                wait.as_secs_f64()
-                            ),
-                            retry_after: wait,
-                        });
+                        return Err(over(wait));
                     }
                     tokio::time::sleep(wait).await;
                 }

@@ -24,6 +24,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use self::local::Local;
 use self::redis::{Lease, Shared};
 use crate::access::{Principal, Subject};
+pub(crate) use crate::catalog::Headroom;
 use crate::catalog::{AdmissionBackend, Catalog, OnUnavailable};
 use crate::metrics::AdmissionMetrics;
 
@@ -77,9 +78,11 @@ impl Admission {
             return self.local.admit(principal, integration, model, cost).await;
         };
         match shared.admit(principal, integration, model, cost).await {
-            Ok(Ok(lease)) => Ok(Permit {
+            Ok(Ok((lease, headroom, waited))) => Ok(Permit {
                 _slots: Vec::new(),
                 _lease: lease,
+                headroom,
+                waited,
             }),
             Ok(Err(e)) => Err(e),
             Err(redis::Unavailable) => match shared.on_unavailable {
@@ -107,6 +110,7 @@ impl Admission {
                 "backend": "redis",
                 "reachable": s.reachable().await,
                 "on_unavailable": s.on_unavailable.as_str(),
+                "run_id_known": s.run_id_known(),
             }),
         }
     }
@@ -161,11 +165,16 @@ impl fmt::Display for AdmissionError {
 
 impl std::error::Error for AdmissionError {}
 
-/// The slots a task holds while it runs; dropping it frees them.
+/// The slots a task holds while it runs; dropping it frees them. It says
+/// how long the task waited for them and what is left of its limits.
 #[derive(Debug)]
 pub(crate) struct Permit {
     _slots: Vec<OwnedSemaphorePermit>,
     _lease: Option<Lease>,
+    /// The tightest limit that admitted the task, when one did.
+    pub headroom: Option<Headroom>,
+    /// Time spent waiting for a turn.
+    pub waited: Duration,
 }
 
 impl Permit {
@@ -173,6 +182,8 @@ impl Permit {
         Permit {
             _slots: slots,
             _lease: None,
+            headroom: None,
+            waited: Duration::ZERO,
         }
     }
 }

@@ -21,7 +21,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::time::Instant;
 
-use super::{charged, AdmissionError, Limited};
+use super::{charged, AdmissionError, Headroom, Limited};
 use crate::access::{Principal, Subject};
 use crate::catalog::{Catalog, Limits, OnUnavailable, RedisSettings};
 use crate::metrics::AdmissionMetrics;
@@ -33,8 +33,9 @@ use crate::untrusted::Field;
 /// KEYS: the rate keys, then the slot keys. ARGV: the number of rate keys,
 /// of slot keys, the lease in microseconds, the lease's member; then the
 /// emission interval and tolerance of each rate key; then the size of each
-/// slot set. Answers `{0}` (admitted), `{1, i, wait}` (rate key `i` admits
-/// in `wait` µs) or `{2, i, 0}` (slot set `i` is full).
+/// slot set. Answers `{0, d1, …}` (admitted; `di`: µs until rate key `i`
+/// is whole again), `{1, i, wait}` (rate key `i` admits in `wait` µs) or
+/// `{2, i, 0}` (slot set `i` is full).
 const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -64,16 +65,18 @@ for j = 1, ns do
     return {2, nr + j, 0}
   end
 end
+local out = {0}
 for i = 1, nr do
   local ttl = math.ceil((tats[i] - now) / 1000) + 1000
   redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', ttl)
+  out[i + 1] = tats[i] - now
 end
 local expiry = string.format('%.0f', now + lease)
 for j = 1, ns do
   redis.call('ZADD', KEYS[nr + j], expiry, member)
   redis.call('PEXPIRE', KEYS[nr + j], math.ceil(lease / 1000) + 1000)
 end
-return {0}
+return out
 ";
 
 /// Pushes a lease's expiry forward on every slot set it holds (KEYS); ARGV:
@@ -107,6 +110,61 @@ pub(crate) struct Health {
     down: AtomicBool,
     /// While down: no call before this instant.
     quiet_until: Mutex<Option<Instant>>,
+    /// The server's `run_id` when last asked: a new one is a restart.
+    run_id: Mutex<Option<String>>,
+}
+
+/// How often the server's `run_id` is read (`INFO server`) to notice a restart.
+const RUN_ID_EVERY: Duration = Duration::from_secs(2);
+
+/// The `run_id` of an `INFO server` answer.
+fn run_id_of(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+}
+
+/// Read the server's `run_id` every [`RUN_ID_EVERY`] while `alive` lives:
+/// a Redis that restarted (empty, without persistence) has forgotten every
+/// count, so for the rest of each window the limits admit afresh. That is
+/// counted (`hfconnect_admission_redis_restarts_total`) and logged.
+fn watch_run_id(
+    conn: ConnectionManager,
+    health: Arc<Health>,
+    metrics: AdmissionMetrics,
+    timeout: Duration,
+    alive: std::sync::Weak<()>,
+) {
+    tokio::spawn(async move {
+        loop {
+            if alive.upgrade().is_none() {
+                return;
+            }
+            let mut c = conn.clone();
+            let info = tokio::time::timeout(
+                timeout,
+                redis::cmd("INFO")
+                    .arg("server")
+                    .query_async::<String>(&mut c),
+            )
+            .await;
+            if let Ok(Ok(info)) = info {
+                if let Some(id) = run_id_of(&info) {
+                    let mut seen = health.run_id.lock().unwrap_or_else(PoisonError::into_inner);
+                    if seen.as_deref().is_some_and(|old| old != id) {
+                        metrics.redis_restarts.inc();
+                        tracing::warn!(
+                            run_id = %Field::new(id),
+                            "the Redis server restarted (its run id changed): unless it kept its data (append-only file or snapshot), the shared limits' counts started afresh"
+                        );
+                    }
+                    *seen = Some(id.to_string());
+                }
+            }
+            tokio::time::sleep(RUN_ID_EVERY).await;
+        }
+    });
 }
 
 /// A rate to check: its key, and GCRA's emission interval and tolerance (µs).
@@ -114,8 +172,27 @@ struct RateSpec {
     key: String,
     interval: u64,
     tolerance: u64,
+    /// The interval of one cell (µs) and the burst, for the headroom.
+    unit: u64,
+    burst: u32,
     what: String,
     limited: Limited,
+}
+
+impl RateSpec {
+    /// What is left of this rate once a task was charged, given the µs
+    /// until its theoretical arrival time (when it is whole again).
+    fn headroom(&self, whole_in: u64) -> Headroom {
+        let capacity = self.unit.saturating_mul(u64::from(self.burst));
+        let remaining = capacity.saturating_sub(whole_in) / self.unit.max(1);
+        Headroom {
+            limit: self.burst,
+            remaining: u32::try_from(remaining)
+                .unwrap_or(self.burst)
+                .min(self.burst),
+            reset: Duration::from_micros(whole_in),
+        }
+    }
 }
 
 /// A slot set to take a member of.
@@ -150,6 +227,8 @@ pub(crate) struct Shared {
     leases: Arc<AtomicU64>,
     admit: Script,
     renew: Script,
+    /// Held while this snapshot's admission lives: its run-id watcher stops after.
+    alive: Arc<()>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -241,6 +320,7 @@ impl Shared {
             leases: old.map_or_else(Arc::default, |o| o.leases.clone()),
             admit: Script::new(ADMIT),
             renew: Script::new(RENEW),
+            alive: Arc::new(()),
         }
     }
 
@@ -254,7 +334,15 @@ impl Shared {
             .set_max_delay(self.timeout);
         self.conn
             .get_or_try_init(|| async {
-                ConnectionManager::new_lazy_with_config(client.clone(), config)
+                let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+                watch_run_id(
+                    conn.clone(),
+                    self.health.clone(),
+                    self.metrics.clone(),
+                    self.timeout,
+                    Arc::downgrade(&self.alive),
+                );
+                Ok::<_, redis::RedisError>(conn)
             })
             .await
             .ok()
@@ -280,6 +368,15 @@ impl Shared {
             self.up();
         }
         up
+    }
+
+    /// Whether the server's `run_id` has been read (a restart after that is noticed).
+    pub(crate) fn run_id_known(&self) -> bool {
+        self.health
+            .run_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     fn up(&self) {
@@ -359,6 +456,8 @@ impl Shared {
                 key: format!("{}:quota:{}@{}", self.prefix, q.subject, q.integration),
                 interval,
                 tolerance,
+                unit: interval / u64::from(cost.get()),
+                burst: q.per_minute.get(),
                 what,
                 limited: Limited::Quota,
             });
@@ -392,6 +491,8 @@ impl Shared {
                     key: format!("{}:rate:{name}", self.prefix),
                     interval,
                     tolerance,
+                    unit: interval / u64::from(cost.get()),
+                    burst: burst.get(),
                     what: what.clone(),
                     limited: Limited::Rate,
                 });
@@ -408,20 +509,24 @@ impl Shared {
     }
 
     /// Wait for a turn on every limit that applies, or fail as rate limited;
-    /// `Err(Unavailable)` when Redis cannot be asked.
+    /// `Err(Unavailable)` when Redis cannot be asked. Admitted: the lease
+    /// on its slots, the tightest limit's headroom, and the time waited.
+    #[allow(clippy::type_complexity)]
     pub(crate) async fn admit(
         &self,
         principal: &Principal,
         integration: &str,
         model: &str,
         cost: NonZeroU32,
-    ) -> Result<Result<Option<Lease>, AdmissionError>, Unavailable> {
+    ) -> Result<Result<(Option<Lease>, Option<Headroom>, Duration), AdmissionError>, Unavailable>
+    {
         let (rates, slots, queue_timeout) = match self.specs(principal, integration, model, cost) {
             Ok(Some(specs)) => specs,
             // Nothing limits this task: no round trip.
-            Ok(None) => return Ok(Ok(None)),
+            Ok(None) => return Ok(Ok((None, None, Duration::ZERO))),
             Err(e) => return Ok(Err(e)),
         };
+        let began = Instant::now();
         let Some(conn) = self.conn().await else {
             return Err(Unavailable);
         };
@@ -478,15 +583,20 @@ impl Shared {
             self.up();
             let index = |i: i64| usize::try_from(i).ok().and_then(|i| i.checked_sub(1));
             match answer.as_slice() {
-                [0] => {
-                    if slots.is_empty() {
-                        return Ok(Ok(None));
-                    }
-                    return Ok(Ok(Some(self.lease(
-                        conn.clone(),
-                        slots.into_iter().map(|s| s.key).collect(),
-                        member,
-                    ))));
+                [0, whole_in @ ..] => {
+                    let headroom = rates
+                        .iter()
+                        .zip(whole_in)
+                        .map(|(r, d)| r.headroom(u64::try_from(*d).unwrap_or(0)))
+                        .min_by_key(|h| h.remaining);
+                    let lease = (!slots.is_empty()).then(|| {
+                        self.lease(
+                            conn.clone(),
+                            slots.into_iter().map(|s| s.key).collect(),
+                            member,
+                        )
+                    });
+                    return Ok(Ok((lease, headroom, began.elapsed())));
                 }
                 [1, i, wait] => {
                     let Some(r) = index(*i).and_then(|i| rates.get(i)) else {

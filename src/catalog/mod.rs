@@ -8,6 +8,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use url::Url;
 
@@ -50,6 +51,19 @@ pub struct ModelDefaults {
     pub normalize: Option<bool>,
     /// Cut texts longer than the model takes instead of failing (embeddings).
     pub truncate: Option<bool>,
+}
+
+/// What is left of the tightest rate limit or quota that admitted a task:
+/// its size, what remains of it, and when it is whole again (OpenAI's
+/// `x-ratelimit-*-requests` headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headroom {
+    /// How many tasks the limit admits at once (its burst).
+    pub limit: u32,
+    /// How many more it admits now.
+    pub remaining: u32,
+    /// When it has refilled whole.
+    pub reset: Duration,
 }
 
 /// Admission limits of an integration or model.

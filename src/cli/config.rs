@@ -4,33 +4,52 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK};
+use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK, EXIT_WARNINGS};
 use crate::catalog::Catalog;
 use crate::config::{ConfigError, LoadOptions, LoadedConfig};
 
-pub(crate) fn check(arg: &ConfigArg, json: bool, io: &mut Io<'_>) -> Exit {
+/// `strict`: warnings fail the check too, with their own exit code.
+pub(crate) fn check(arg: &ConfigArg, json: bool, strict: bool, io: &mut Io<'_>) -> Exit {
     let path = match arg.path(io) {
         Ok(p) => p,
         Err(code) => return code,
     };
     let result = crate::config::load(path, &LoadOptions::new());
+    let passed = |loaded: &LoadedConfig| {
+        if strict && !loaded.warnings.is_empty() {
+            EXIT_WARNINGS
+        } else {
+            EXIT_OK
+        }
+    };
     match (result, json) {
         (Ok(loaded), false) => {
             for w in &loaded.warnings {
                 let _ = writeln!(io.err, "{w}");
             }
             write_summary(io.out, path, &loaded);
-            EXIT_OK
+            let code = passed(&loaded);
+            if code != EXIT_OK {
+                let _ = writeln!(
+                    io.err,
+                    "config check failed: --strict and {}",
+                    plural(loaded.warnings.len(), "warning")
+                );
+            }
+            code
         }
         (Ok(loaded), true) => {
+            let code = passed(&loaded);
             let value = json!({
                 "valid": true,
+                "strict": strict,
+                "passed": code == EXIT_OK,
                 "files": loaded.files,
                 "summary": summary_json(&loaded.catalog),
                 "diagnostics": loaded.warnings,
             });
             let _ = writeln!(io.out, "{value:#}");
-            EXIT_OK
+            code
         }
         (Err(e), false) => {
             for d in e.diagnostics() {

@@ -49,6 +49,8 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code: access denied.
 pub const EXIT_DENIED: i32 = 3;
+/// Exit code: `config check --strict` found warnings (the config is valid).
+pub const EXIT_WARNINGS: i32 = 6;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,7 +59,8 @@ pub const EXIT_DENIED: i32 = 3;
     about = "Governed Hugging Face LLM tasks for workflow engines",
     after_help = "Exit codes, for every command: 0 ok or allowed; 1 hfconnect itself failed; \
 2 bad input (invalid config, unknown names, bad arguments); 3 denied or inactive; \
-4 the token is missing or refused; 5 Hugging Face unreachable or failing, or rate limited.\n\
+4 the token is missing or refused; 5 Hugging Face unreachable or failing, or rate limited; \
+6 `config check --strict` found warnings.\n\
 Config: --config PATH (-c), else HFCONNECT_CONFIG."
 )]
 struct Cli {
@@ -119,13 +122,17 @@ enum EndpointCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a config file or directory: exit 0 when valid (warnings allowed), 2 when not.
+    /// Validate a config file or directory: exit 0 when valid (warnings allowed), 2 when not, 6 with `--strict` and warnings.
     Check {
         #[command(flatten)]
         config: ConfigArg,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Fail on warnings too (exit 6): for CI, where an unset key or a
+        /// questionable setting should stop a deploy.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -336,9 +343,11 @@ where
     };
     let mut io = Io { out, err };
     let code = match cli.command {
-        Command::Config(ConfigCommand::Check { config, json }) => {
-            config::check(&config, json, &mut io)
-        }
+        Command::Config(ConfigCommand::Check {
+            config,
+            json,
+            strict,
+        }) => config::check(&config, json, strict, &mut io),
         Command::Access(AccessCommand::Explain(args)) => access::explain(&args, &mut io),
         Command::Access(AccessCommand::List(args)) => access::list(&args, &mut io),
         Command::Token(TokenCommand::Check(args)) => token::check(&args, &mut io),

@@ -37,6 +37,11 @@ pub(crate) struct ServeArgs {
     /// change reloads, as SIGHUP does).
     #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = super::service::watch_interval)]
     watch_interval: std::time::Duration,
+    /// Report ready (`/readyz` 200) even while an active integration has no
+    /// usable API key; by default such a service is not ready (503), so an
+    /// orchestrator holds traffic until the key's Secret is mounted.
+    #[arg(long, env = "HFCONNECT_READY_WITHOUT_KEYS")]
+    ready_without_keys: bool,
 }
 
 pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
@@ -55,6 +60,7 @@ pub(crate) fn run(args: &ServeArgs, io: &mut Io<'_>) -> Exit {
         body_timeout: Duration::from_secs(args.body_timeout.max(1)),
         max_connections: args.max_connections.max(1),
         watch_interval: args.watch_interval,
+        require_keys: !args.ready_without_keys,
         ..ServeOptions::new(path)
     };
     let result = service.rt.block_on(async {

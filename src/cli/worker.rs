@@ -26,6 +26,10 @@ pub(crate) struct WorkerArgs {
     /// change reloads, as SIGHUP does).
     #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = super::service::watch_interval)]
     watch_interval: std::time::Duration,
+    /// Report ready on `--metrics-listen`'s `/readyz` even while an active
+    /// integration has no usable API key (by default: not ready, 503).
+    #[arg(long, env = "HFCONNECT_READY_WITHOUT_KEYS")]
+    ready_without_keys: bool,
 }
 
 pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
@@ -88,11 +92,12 @@ pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
         let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some(l) = listener {
             let c = connector.clone();
+            let require_keys = !args.ready_without_keys;
             tokio::spawn(async move {
                 let until = async {
                     let _ = stopped.await;
                 };
-                if let Err(e) = crate::server::serve_metrics(c, l, until).await {
+                if let Err(e) = crate::server::serve_metrics(c, require_keys, l, until).await {
                     tracing::error!(error = %e, "the metrics listener failed");
                 }
             });

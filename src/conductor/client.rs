@@ -249,6 +249,9 @@ impl ConductorClient {
         auth: Option<(String, SecretString)>,
     ) -> Result<ConductorClient, ConductorError> {
         let http = reqwest::Client::builder()
+            // Redirects are not followed (they would carry task output and
+            // the Orkes token elsewhere): a 3xx is an unexpected status.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()

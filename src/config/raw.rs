@@ -132,6 +132,7 @@ pub(crate) struct RawTimeouts {
     pub connect: Option<Spanned<f64>>,
     pub request: Option<Spanned<f64>>,
     pub first_token: Option<Spanned<f64>>,
+    pub stream: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

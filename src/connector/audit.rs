@@ -97,6 +97,8 @@ pub(crate) struct Audit<'a> {
     pub labels: Labels<'a>,
     pub started: Instant,
     pub door: Door,
+    /// Time spent waiting for admission.
+    pub queued: std::time::Duration,
 }
 
 impl Audit<'_> {
@@ -220,6 +222,7 @@ impl Audit<'_> {
             reason: Quoted(reason),
             outcome: outcome_kind,
             latency_ms: (seconds * 1000.0) as u64,
+            queued_ms: u64::try_from(self.queued.as_millis()).unwrap_or(u64::MAX),
             prompt_tokens,
             completion_tokens,
             input: input.as_deref().map(Field::text),
@@ -284,6 +287,7 @@ pub(crate) fn record_refusal(metrics: &Metrics, r: &Refusal<'_>, labels: Labels<
         reason: Quoted(r.message),
         outcome: r.outcome,
         latency_ms: (seconds * 1000.0) as u64,
+        queued_ms: 0,
         prompt_tokens: None,
         completion_tokens: None,
         input: None,
@@ -306,6 +310,8 @@ pub(crate) struct Event<'a, R: std::fmt::Display> {
     pub reason: Quoted<R>,
     pub outcome: &'static str,
     pub latency_ms: u64,
+    /// Of `latency_ms`, the time waiting for admission.
+    pub queued_ms: u64,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub input: Option<Field<'a>>,
@@ -339,6 +345,7 @@ impl<R: std::fmt::Display> Event<'_, R> {
             reason = %self.reason,
             outcome = self.outcome,
             latency_ms = self.latency_ms,
+            queued_ms = self.queued_ms,
             prompt_tokens = self.prompt_tokens,
             completion_tokens = self.completion_tokens,
             input = self.input.map(tracing::field::display),
@@ -370,6 +377,8 @@ impl<R: std::fmt::Display> Event<'_, R> {
         out.push_str(self.outcome);
         out.push_str("\" latency_ms=");
         push_u64(out, self.latency_ms);
+        out.push_str(" queued_ms=");
+        push_u64(out, self.queued_ms);
         for (name, n) in [
             (" prompt_tokens=", self.prompt_tokens),
             (" completion_tokens=", self.completion_tokens),
@@ -460,6 +469,7 @@ mod tests {
                 reason: Quoted("no grant gives `EXECUTE` on `model:hf:m`"),
                 outcome: "denied",
                 latency_ms: 12_345,
+                queued_ms: 345,
                 prompt_tokens: tokens,
                 completion_tokens: tokens.map(|t| t + 1),
                 input: text.map(Field::text),

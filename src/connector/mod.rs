@@ -61,8 +61,39 @@ pub enum ConnectorError {
     Internal(String),
 }
 
-/// A streamed task: chunks, then the output, or an error.
-pub type TaskStream = Pin<Box<dyn Stream<Item = Result<TaskEvent, TaskError>> + Send>>;
+/// A streamed task: chunks, then the output, or an error; and what is
+/// left of the limits that admitted it.
+pub struct TaskStream {
+    inner: Pin<Box<dyn Stream<Item = Result<TaskEvent, TaskError>> + Send>>,
+    headroom: Option<crate::catalog::Headroom>,
+}
+
+impl TaskStream {
+    /// The tightest rate limit or quota that admitted the task, as it
+    /// stood then (`None` when no limit applied, or the stream was refused).
+    pub fn headroom(&self) -> Option<crate::catalog::Headroom> {
+        self.headroom
+    }
+}
+
+impl std::fmt::Debug for TaskStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskStream")
+            .field("headroom", &self.headroom)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for TaskStream {
+    type Item = Result<TaskEvent, TaskError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
 
 /// How a connector gets the provider client of each integration of a
 /// catalog: from the integration (its settings) and its key, or why there is
@@ -70,6 +101,20 @@ pub type TaskStream = Pin<Box<dyn Stream<Item = Result<TaskEvent, TaskError>> + 
 pub type ProviderFactory<P> = Arc<
     dyn Fn(&Integration, Result<SecretString, String>) -> Result<P, ProviderError> + Send + Sync,
 >;
+
+/// The state of one integration's key ([`Connector::key_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyStatus {
+    /// The integration.
+    pub integration: String,
+    /// Whether it is active (an inactive one runs no task, key or not).
+    pub active: bool,
+    /// Where its key is read from, in words.
+    pub source: String,
+    /// Why there is no usable key; `None` when there is one.
+    pub error: Option<String>,
+}
 
 /// What the loaded config is and how reloads went.
 #[derive(Debug, Clone, Default)]
@@ -232,6 +277,29 @@ impl<P: LlmProvider> Connector<P> {
             "refused_reloads": c.refused,
             "last_refused": c.last_refused.map(|(t, n)| serde_json::json!({"at": at(t), "errors": n})),
         })
+    }
+
+    /// Each integration's key as the snapshot in force holds it: whether
+    /// the integration is active, where its key comes from, and why there
+    /// is none when there is none (for `/readyz`; never the key itself).
+    pub fn key_status(&self) -> Vec<KeyStatus> {
+        let snap = self.state.load();
+        snap.catalog
+            .integrations()
+            .iter()
+            .map(|i| {
+                let (source, error) = match snap.keys.get(i.name()) {
+                    Some((source, key)) => (source.to_string(), key.as_ref().err().cloned()),
+                    None => (i.api_key().source().to_string(), Some("no key".into())),
+                };
+                KeyStatus {
+                    integration: i.name().to_string(),
+                    active: i.is_active(),
+                    source,
+                    error,
+                }
+            })
+            .collect()
     }
 
     /// The files key values are read from, for the watcher that reloads

@@ -112,6 +112,7 @@ fn params(
         },
         seed: seed.or(d.seed),
     };
+    crate::task::check_stop_words(stop, "stopWords").map_err(invalid)?;
     if p.max_tokens == Some(0) {
         return Err(invalid("`maxTokens` must be at least 1"));
     }
@@ -148,6 +149,7 @@ pub(crate) fn to_output(c: Completion, json_output: bool) -> Result<TaskOutput, 
         dimensions: None,
         prompt_tokens: c.usage.prompt_tokens,
         completion_tokens: c.usage.completion_tokens,
+        headroom: None,
     })
 }
 
@@ -183,6 +185,7 @@ pub(crate) fn embed_output(
         dimensions: u32::try_from(size).ok(),
         prompt_tokens: e.usage.prompt_tokens,
         completion_tokens: None,
+        headroom: None,
     })
 }
 

@@ -17,7 +17,7 @@ use super::audit::{record_refusal, Audit, Decided, Outcome, Refusal, TaskId};
 use super::prepare::{embed_output, prepare, to_output, Call, EmbedCall, Prepared};
 use super::{Connector, Snapshot, TaskStream};
 use crate::access::Principal;
-use crate::admission::{AdmissionError, Limited};
+use crate::admission::{AdmissionError, Headroom, Limited, Permit};
 use crate::metrics::{InFlight, Metrics};
 use crate::provider::{CompletionStream, LlmProvider, StreamEvent};
 use crate::task::{Door, Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
@@ -54,6 +54,8 @@ struct TaskRun<'a, P> {
     decided: Decided,
     done: bool,
     door: Door,
+    /// Time spent waiting for admission.
+    queued: std::time::Duration,
     _in_flight: InFlight<'a>,
 }
 
@@ -75,6 +77,7 @@ impl<'a, P> TaskRun<'a, P> {
             started: Instant::now(),
             decided: None,
             done: false,
+            queued: std::time::Duration::ZERO,
             _in_flight: InFlight::new(metrics),
         }
     }
@@ -93,6 +96,7 @@ impl<'a, P> TaskRun<'a, P> {
             labels: self.snap.labels(self.task),
             started: self.started,
             door: self.door,
+            queued: self.queued,
         };
         let handles = self
             .snap
@@ -110,6 +114,17 @@ impl<'a, P> TaskRun<'a, P> {
             allowed: *allowed,
             reason: why.to_string(),
         })
+    }
+
+    /// A task admitted: how long it waited, and the wait's metric.
+    fn admitted(&mut self, permit: &Permit) {
+        self.queued = permit.waited;
+        if !permit.waited.is_zero() {
+            self.metrics
+                .admission
+                .waited
+                .observe(permit.waited.as_secs_f64());
+        }
     }
 
     /// Time spent calling the model, retries included.
@@ -167,7 +182,7 @@ async fn embed<P: LlmProvider>(
 
 /// What the stream of a task yields inside: whether it started, then events.
 enum Step {
-    Started,
+    Started(Option<Headroom>),
     Refused(TaskError),
     Event(Result<TaskEvent, TaskError>),
 }
@@ -215,18 +230,25 @@ impl<P: LlmProvider> Connector<P> {
                 .map_err(refused)
             {
                 Err(e) => Err(e),
-                Ok(_permit) => {
+                Ok(permit) => {
+                    run.admitted(&permit);
+                    let headroom = permit.headroom;
                     let upstream = Instant::now();
                     let done = match &p.call {
                         Call::Generate(r) => p.provider.generate(p.endpoint, r).await,
                         Call::Chat(r) => p.provider.chat(p.endpoint, r).await,
                         Call::Summarize(r) => p.provider.summarize(p.endpoint, r).await,
                         Call::Embed(e) => {
-                            let result = embed(&mut run, &p, e).await;
+                            let result = embed(&mut run, &p, e).await.map(|mut o| {
+                                o.headroom = headroom;
+                                o
+                            });
                             run.finish(&result);
+                            drop(permit);
                             return Executed { decision, result };
                         }
                     };
+                    drop(permit);
                     // The provider timed a success already: one clock read fewer.
                     let took = match &done {
                         Ok(c) => c.timings.total,
@@ -235,6 +257,10 @@ impl<P: LlmProvider> Connector<P> {
                     run.upstream(took.as_secs_f64());
                     done.map_err(TaskError::from)
                         .and_then(|c| to_output(c, p.json_output))
+                        .map(|mut o| {
+                            o.headroom = headroom;
+                            o
+                        })
                 }
             },
         };
@@ -263,12 +289,15 @@ impl<P: LlmProvider> Connector<P> {
     ) -> Result<TaskStream, TaskError> {
         let mut steps = Box::pin(self.steps(principal.clone(), task.clone(), door));
         match steps.next().await {
-            Some(Step::Started) => Ok(Box::pin(steps.filter_map(|s| {
-                std::future::ready(match s {
-                    Step::Event(e) => Some(e),
-                    Step::Started | Step::Refused(_) => None,
-                })
-            }))),
+            Some(Step::Started(headroom)) => Ok(TaskStream {
+                inner: Box::pin(steps.filter_map(|s| {
+                    std::future::ready(match s {
+                        Step::Event(e) => Some(e),
+                        Step::Started(_) | Step::Refused(_) => None,
+                    })
+                })),
+                headroom,
+            }),
             Some(Step::Refused(e)) => Err(e),
             Some(Step::Event(_)) | None => Err(TaskError::new(
                 TaskErrorKind::InvalidOutput,
@@ -281,16 +310,19 @@ impl<P: LlmProvider> Connector<P> {
     /// the stream's only item. (The HTTP service uses
     /// [`Connector::start_stream`], which answers refusals with a status.)
     pub fn execute_stream(&self, principal: &Principal, task: &Task) -> TaskStream {
-        Box::pin(
-            self.steps(principal.clone(), task.clone(), Door::Task)
-                .filter_map(|s| {
-                    std::future::ready(match s {
-                        Step::Started => None,
-                        Step::Refused(e) => Some(Err(e)),
-                        Step::Event(e) => Some(e),
-                    })
-                }),
-        )
+        TaskStream {
+            inner: Box::pin(
+                self.steps(principal.clone(), task.clone(), Door::Task)
+                    .filter_map(|s| {
+                        std::future::ready(match s {
+                            Step::Started(_) => None,
+                            Step::Refused(e) => Some(Err(e)),
+                            Step::Event(e) => Some(e),
+                        })
+                    }),
+            ),
+            headroom: None,
+        }
     }
 
     fn steps(
@@ -313,7 +345,7 @@ impl<P: LlmProvider> Connector<P> {
                     return;
                 }
             };
-            let _permit = match snap.admission.admit(&principal, p.integration, p.model, p.cost).await.map_err(refused) {
+            let permit = match snap.admission.admit(&principal, p.integration, p.model, p.cost).await.map_err(refused) {
                 Ok(permit) => permit,
                 Err(e) => {
                     run.finish(&Err(e.clone()));
@@ -321,7 +353,10 @@ impl<P: LlmProvider> Connector<P> {
                     return;
                 }
             };
-            yield Step::Started;
+            run.admitted(&permit);
+            yield Step::Started(permit.headroom);
+            // Held until the stream ends, whichever way.
+            let _permit = permit;
             let upstream = Instant::now();
             let mut inner: CompletionStream = match p.call {
                 Call::Generate(r) => p.provider.generate_stream(p.endpoint, r),

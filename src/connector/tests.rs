@@ -746,3 +746,59 @@ fn prepare_builds_the_call_with_the_model_defaults_and_the_task_overrides() {
         Some(TaskErrorKind::NotFound)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_known_to_pass_the_queue_timeout_is_refused_at_once_and_waits_are_recorded() {
+    // 5 a minute: one more every 12 s; a queue timeout of 30 s holds two waiters.
+    let (c, _p) = connector_with(|cfg| {
+        format!("{cfg}\n[[quotas]]\nsubject = \"group:support\"\nintegration = \"hf\"\nrequests_per_minute = 5\n")
+            .replacen("queue_timeout = 0", "queue_timeout = 30", 1)
+    });
+    let c = Arc::new(c);
+    let alice = c.principal(&user("alice"), None).unwrap();
+    for i in 0..5 {
+        let out = c.execute(&alice, &text("tgi", "x")).await.unwrap();
+        let h = out.headroom.expect("the quota applied");
+        assert_eq!((h.limit, h.remaining), (5, 4 - i), "{h:?}");
+    }
+    let started = tokio::time::Instant::now();
+    // Calls 6 and 7 queue (12 s and 24 s away); call 8 would wait 36 s.
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let (c, alice) = (c.clone(), alice.clone());
+            tokio::spawn(async move {
+                let out = c.execute(&alice, &text("tgi", "x")).await;
+                (out, tokio::time::Instant::now())
+            })
+        })
+        .collect();
+    // Let both reach the queue (no real time passes under the paused clock).
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::RateLimited, "{e}");
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "refused at once, never held"
+    );
+    let wait = e.retry_after().unwrap();
+    assert!(
+        wait > Duration::from_secs(30) && wait <= Duration::from_secs(36),
+        "the known wait: {wait:?}"
+    );
+    let mut done = Vec::new();
+    for w in waiters {
+        let (out, at) = w.await.unwrap();
+        out.unwrap();
+        done.push(at.duration_since(started));
+    }
+    done.sort();
+    assert_eq!(done, [Duration::from_secs(12), Duration::from_secs(24)]);
+    let m = c.metrics_text();
+    assert!(
+        m.contains("hfconnect_admission_wait_seconds_count 2"),
+        "two tasks waited: {m}"
+    );
+}

@@ -88,6 +88,10 @@ pub(crate) struct AdmissionMetrics {
     pub redis_up: IntGauge,
     /// Admissions decided without Redis, by `on_unavailable` mode.
     pub fallbacks: IntCounterVec,
+    /// Times the Redis server was seen to have restarted (its run id changed).
+    pub redis_restarts: IntCounter,
+    /// How long tasks that had to wait for a turn waited.
+    pub waited: Histogram,
 }
 
 impl AdmissionMetrics {
@@ -121,6 +125,17 @@ impl AdmissionMetrics {
                 ),
                 &["mode"],
             )?,
+            redis_restarts: IntCounter::new(
+                "hfconnect_admission_redis_restarts_total",
+                "Times the Redis server of the shared admission backend restarted (its run id changed); an empty Redis forgets the limits' counts",
+            )?,
+            waited: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hfconnect_admission_wait_seconds",
+                    "Time tasks that had to wait for a turn under a rate limit, quota or concurrency limit waited",
+                )
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            )?,
         };
         m.redis_up.set(1);
         registry.register(Box::new(m.redis_seconds.clone()))?;
@@ -128,6 +143,8 @@ impl AdmissionMetrics {
         registry.register(Box::new(m.redis_outages.clone()))?;
         registry.register(Box::new(m.redis_up.clone()))?;
         registry.register(Box::new(m.fallbacks.clone()))?;
+        registry.register(Box::new(m.redis_restarts.clone()))?;
+        registry.register(Box::new(m.waited.clone()))?;
         Ok(m)
     }
 }

@@ -57,8 +57,11 @@ impl fmt::Display for Api {
     }
 }
 
-/// The largest non-streamed answer (and streamed text) read by default.
+/// The largest answer (a non-streamed body, or a whole stream) read by default.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// The longest a stream may run by default (`timeouts.stream`).
+pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How an integration's calls behave, whatever the provider.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,22 +73,26 @@ pub struct CallSettings {
     pub request_timeout: Duration,
     /// Time from sending a streamed request to its first token.
     pub first_token_timeout: Duration,
+    /// Time from sending a streamed request to its last event: the longest
+    /// a stream may run, however steadily it sends.
+    pub stream_timeout: Duration,
     /// Retries of retryable failures.
     pub retry: RetryPolicy,
     /// Waiting for scaled-to-zero or loading endpoints.
     pub cold_start: ColdStartPolicy,
-    /// The largest answer read (a non-streamed body, a stream's text).
+    /// The largest answer read: a non-streamed body, or all a stream sends.
     pub max_response_bytes: usize,
 }
 
 impl Default for CallSettings {
-    /// 10 s to connect, 120 s per request, 60 s to the first token, the
-    /// default retry and cold-start policies, 16 MiB answers.
+    /// 10 s to connect, 120 s per request, 60 s to the first token, 600 s
+    /// per stream, the default retry and cold-start policies, 16 MiB answers.
     fn default() -> CallSettings {
         CallSettings {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             first_token_timeout: Duration::from_secs(60),
+            stream_timeout: DEFAULT_STREAM_TIMEOUT,
             retry: RetryPolicy::default(),
             cold_start: ColdStartPolicy::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,

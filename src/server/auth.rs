@@ -33,6 +33,8 @@ pub(crate) enum Presented {
     UnknownKey(String),
     /// The application owning the key.
     App(String),
+    /// The user an application acts for.
+    User { user: String, app: String },
 }
 
 impl std::fmt::Display for Presented {
@@ -41,6 +43,7 @@ impl std::fmt::Display for Presented {
             Presented::NoKey => f.write_str("no key"),
             Presented::UnknownKey(h) => write!(f, "key:sha256:{h}"),
             Presented::App(a) => write!(f, "app:{a}"),
+            Presented::User { user, app } => write!(f, "user:{user} via app:{app}"),
         }
     }
 }
@@ -157,13 +160,63 @@ pub(crate) fn bearer_key(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(key)
 }
 
-/// Who is calling: the application owning the bearer key, or the user it
-/// acts for; optionally scoped to one group. On refusal, also who the
-/// caller was as far as it could be told.
-pub(crate) fn caller(
+/// Who a request says it is, before the policy resolves it: the
+/// application owning the bearer key, the user it acts for (when it names
+/// one and may), and the group it asks to be scoped to.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    app: String,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+impl Claimed {
+    /// Who the caller was, for the audit event of a refusal: the user acted
+    /// for, and through which application.
+    pub(crate) fn presented(&self) -> Presented {
+        match &self.user {
+            Some(user) => Presented::User {
+                user: user.clone(),
+                app: self.app.clone(),
+            },
+            None => Presented::App(self.app.clone()),
+        }
+    }
+
+    /// Act for the user a request body names (the OpenAI door's `user`),
+    /// exactly as `X-Hfconnect-User` would: only for an application that
+    /// may act for users and only when no header named one; a value that
+    /// is present and meant but unusable is refused, never taken as absent.
+    pub(crate) fn act_for(&mut self, connector: &Connector, value: &str) -> Result<(), ApiError> {
+        if self.user.is_some() || !connector.may_act_for_users(&self.app) {
+            return Ok(());
+        }
+        self.user = Some(user_field(value)?.to_string());
+        Ok(())
+    }
+
+    /// The principal: the acting subject first, then its group scope, so a
+    /// scope is checked against the user acted for, not the application.
+    pub(crate) fn resolve(
+        &self,
+        connector: &Connector,
+    ) -> Result<Principal, (ApiError, Presented)> {
+        let subject = match &self.user {
+            Some(id) => Subject::User(id.as_str().into()),
+            None => Subject::App(self.app.as_str().into()),
+        };
+        connector
+            .principal(&subject, self.group.as_deref())
+            .map_err(|e| (ApiError::from(e), self.presented()))
+    }
+}
+
+/// Who the request says it is: the key checked, the identity headers read
+/// (used or refused, never ignored), delegation allowed or refused.
+pub(crate) fn claimed(
     connector: &Connector,
     headers: &HeaderMap,
-) -> Result<Principal, (ApiError, Presented)> {
+) -> Result<Claimed, (ApiError, Presented)> {
     let key = bearer_key(headers).map_err(|e| (e, Presented::NoKey))?;
     let Some(app) = connector.authenticate(key) else {
         let hint = key_hint(key);
@@ -179,9 +232,9 @@ pub(crate) fn caller(
     let presented = || Presented::App(app.clone());
     let user = identity_header(headers, USER_HEADER).map_err(|e| (e, presented()))?;
     let group = identity_header(headers, GROUP_HEADER).map_err(|e| (e, presented()))?;
-    let group = group.map(|g| g.strip_prefix("group:").map_or(g, str::trim));
-    let subject = match user {
-        None => Subject::App(app.as_str().into()),
+    let group = group.map(|g| g.strip_prefix("group:").map_or(g, str::trim).to_string());
+    let user = match user {
+        None => None,
         Some(value) => {
             let id = user_of(value).map_err(|e| (e, presented()))?;
             if !connector.may_act_for_users(&app) {
@@ -194,12 +247,20 @@ pub(crate) fn caller(
                     presented(),
                 ));
             }
-            Subject::User(id.into())
+            Some(id.to_string())
         }
     };
-    connector
-        .principal(&subject, group)
-        .map_err(|e| (ApiError::from(e), presented()))
+    Ok(Claimed { app, user, group })
+}
+
+/// Who is calling: the application owning the bearer key, or the user it
+/// acts for; optionally scoped to one group. On refusal, also who the
+/// caller was as far as it could be told.
+pub(crate) fn caller(
+    connector: &Connector,
+    headers: &HeaderMap,
+) -> Result<Principal, (ApiError, Presented)> {
+    claimed(connector, headers)?.resolve(connector)
 }
 
 /// The first 8 hex digits of a presented key's SHA-256: enough to tell keys

@@ -153,7 +153,7 @@ where
 
 /// What a client over `--max-connections` gets before the connection closes.
 pub(crate) const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 97\r\n\r\n\
+content-type: application/json\r\nretry-after: 1\r\nx-should-retry: true\r\nconnection: close\r\ncontent-length: 97\r\n\r\n\
 {\"error\":\"the service has its maximum of open connections\",\"kind\":\"overloaded\",\"retryable\":true}\n";
 
 /// The request body, whole: at most `limit` bytes (413), arrived within

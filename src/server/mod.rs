@@ -56,6 +56,10 @@ pub struct ServeOptions {
     pub body_limit: usize,
     /// How often the config and key files are checked for changes.
     pub watch_interval: Duration,
+    /// Whether `/readyz` requires every active integration to have a
+    /// usable key (the default: Kubernetes holds traffic until the Secret
+    /// is mounted); `false` reports missing keys but stays ready.
+    pub require_keys: bool,
 }
 
 impl ServeOptions {
@@ -71,6 +75,7 @@ impl ServeOptions {
             max_connections: 1024,
             body_limit: limits::BODY_LIMIT,
             watch_interval: crate::reload::WATCH_INTERVAL,
+            require_keys: true,
         }
     }
 }
@@ -80,6 +85,7 @@ pub(crate) struct AppState {
     connector: Arc<Connector>,
     body_timeout: Duration,
     body_limit: usize,
+    require_keys: bool,
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
@@ -91,17 +97,58 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
     r
 }
 
-/// Ready once a config is loaded; a refused reload keeps it ready (the
-/// previous config serves) and shows here.
-async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
+/// Ready once a config is loaded and every active integration has a usable
+/// key (unless `require_keys` is off: then missing keys show but do not
+/// hold traffic); a refused reload keeps it ready (the previous config
+/// serves) and shows here. Not ready is a 503 with the reasons.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     let config = state.connector.config_status();
-    Json(json!({
-        "ready": true,
+    let keys = state.connector.key_status();
+    let missing: Vec<String> = keys
+        .iter()
+        .filter(|k| k.active)
+        .filter_map(|k| {
+            k.error.as_ref().map(|why| {
+                format!(
+                    "integration `{}` has no usable API key ({}): {}",
+                    k.integration,
+                    k.source,
+                    crate::untrusted::bounded(why)
+                )
+            })
+        })
+        .collect();
+    let ready = missing.is_empty() || !state.require_keys;
+    let keys: serde_json::Map<String, Value> = keys
+        .iter()
+        .map(|k| {
+            (
+                k.integration.clone(),
+                json!({
+                    "active": k.active,
+                    "available": k.error.is_none(),
+                    "source": k.source,
+                    "error": k.error.as_deref().map(crate::untrusted::bounded),
+                }),
+            )
+        })
+        .collect();
+    let body = Json(json!({
+        "ready": ready,
+        "reasons": missing,
+        "require_keys": state.require_keys,
         "integrations": config["integrations"],
         "models": config["models"],
+        "keys": keys,
         "config": config,
         "admission": state.connector.admission_status().await,
-    }))
+    }));
+    let status = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
 }
 
 /// Every route the service answers, as `(method, path)`; `/openapi.json`
@@ -124,7 +171,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
 ];
 
-fn app(connector: Arc<Connector>, body_timeout: Duration, body_limit: usize) -> Router {
+fn app(
+    connector: Arc<Connector>,
+    body_timeout: Duration,
+    body_limit: usize,
+    require_keys: bool,
+) -> Router {
     Router::new()
         .route("/v1/tasks/{kind}", post(tasks::run_task))
         .route("/v1/catalog", get(tasks::catalog))
@@ -141,6 +193,7 @@ fn app(connector: Arc<Connector>, body_timeout: Duration, body_limit: usize) -> 
             connector,
             body_timeout,
             body_limit,
+            require_keys,
         })
 }
 
@@ -148,6 +201,7 @@ fn app(connector: Arc<Connector>, body_timeout: Duration, body_limit: usize) -> 
 /// this service (`hfconnect worker --metrics-listen`), until `shutdown`.
 pub(crate) async fn serve_metrics(
     connector: Arc<Connector>,
+    require_keys: bool,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -159,6 +213,7 @@ pub(crate) async fn serve_metrics(
             connector,
             body_timeout: Duration::from_secs(30),
             body_limit: limits::BODY_LIMIT,
+            require_keys,
         });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -182,17 +237,29 @@ pub async fn serve(
         options.watch_interval,
     );
     let connections = connector.connection_metrics();
-    let app = app(connector, options.body_timeout, options.body_limit);
+    let app = app(
+        connector,
+        options.body_timeout,
+        options.body_limit,
+        options.require_keys,
+    );
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout)
         .max_buf_size(64 * 1024);
+    // HTTP/2 abuse: at most 256 streams at once per connection, heads of at
+    // most 64 KiB, and a client that resets streams faster than they are
+    // served (the "rapid reset" flood) or keeps making its own streams fail
+    // is sent GOAWAY and dropped.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        .max_header_list_size(64 * 1024)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(256);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);

@@ -181,6 +181,8 @@ struct Shared {
     inner: Mutex<Inner>,
     notify: tokio::sync::Notify,
     down: std::sync::atomic::AtomicBool,
+    /// Connections dropped while down.
+    refused: std::sync::atomic::AtomicU64,
     conns: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -685,6 +687,7 @@ impl FakeConductor {
             inner: Mutex::new(Inner::default()),
             notify: tokio::sync::Notify::new(),
             down: std::sync::atomic::AtomicBool::new(false),
+            refused: std::sync::atomic::AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -704,6 +707,7 @@ impl FakeConductor {
                     continue;
                 };
                 if s.down.load(std::sync::atomic::Ordering::SeqCst) {
+                    s.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     drop(stream);
                     continue;
                 }
@@ -803,6 +807,13 @@ impl FakeConductor {
         for _ in 0..n {
             self.push(route, fault.clone());
         }
+    }
+
+    /// Connections dropped because the server was down.
+    pub fn refused_while_down(&self) -> u64 {
+        self.shared
+            .refused
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Go down (drop every connection, refuse new ones) or come back.

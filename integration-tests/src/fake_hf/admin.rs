@@ -67,6 +67,27 @@ pub enum FaultSpec {
     Gated { repo: String },
     /// A 200 answer of this many bytes.
     Oversized { bytes: usize },
+    /// A stream that never ends: tokens of `token_bytes` every `ms`.
+    Endless {
+        #[serde(default = "thousand")]
+        token_bytes: usize,
+        #[serde(default)]
+        ms: u64,
+    },
+    /// A redirect to `location`.
+    Redirect {
+        #[serde(default = "temporary")]
+        status: u16,
+        location: String,
+    },
+}
+
+fn thousand() -> usize {
+    1000
+}
+
+fn temporary() -> u16 {
+    307
 }
 
 fn twenty() -> f64 {
@@ -104,6 +125,11 @@ impl From<FaultSpec> for Fault {
             FaultSpec::Unauthorized => Fault::unauthorized(),
             FaultSpec::Gated { repo } => Fault::gated(&repo),
             FaultSpec::Oversized { bytes } => Fault::Oversized(bytes),
+            FaultSpec::Endless { token_bytes, ms } => Fault::Endless {
+                token_bytes,
+                every: Duration::from_millis(ms),
+            },
+            FaultSpec::Redirect { status, location } => Fault::redirect(status, &location),
         }
     }
 }
@@ -139,6 +165,7 @@ struct BehaviourPatch {
     tei_max_batch: Option<usize>,
     tei_max_input: Option<usize>,
     fe_per_token: Option<bool>,
+    echo_stop: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +174,12 @@ struct NewEndpoint {
     name: String,
     state: String,
     url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    token: String,
 }
 
 fn ok(v: Value) -> Response {
@@ -222,7 +255,8 @@ pub(super) fn handle(s: &Arc<State>, method: &Method, path: &str, body: &[u8]) -
                     embed_dim,
                     tei_max_batch,
                     tei_max_input,
-                    fe_per_token
+                    fe_per_token,
+                    echo_stop
                 );
                 if let Some(ms) = p.delay_ms {
                     b.delay = Duration::from_millis(ms);
@@ -250,8 +284,17 @@ pub(super) fn handle(s: &Arc<State>, method: &Method, path: &str, body: &[u8]) -
                 "in_flight": s.in_flight.load(SeqCst),
                 "max_in_flight": s.max_in_flight.load(SeqCst),
                 "requests": lock(&s.requests).len(),
+                "open_streams": s.open_streams.load(SeqCst),
+                "streamed_bytes": s.streamed_bytes.load(SeqCst),
             }))
         }
+        ("POST", "tokens") => match parse::<NewToken>(body) {
+            Ok(t) => {
+                lock(&s.more_tokens).push(t.token);
+                ok(json!({"accepted": lock(&s.more_tokens).len() + 1}))
+            }
+            Err(m) => bad(m),
+        },
         ("GET", "help" | "") => respond(200, Body::Text(HELP.into()), &[]),
         _ => respond(
             404,

@@ -91,6 +91,11 @@ pub enum Fault {
     /// A 200 answer of this many bytes (a huge `generated_text`, or token
     /// events adding up to it on a stream route), sent without being built whole.
     Oversized(usize),
+    /// A hostile stream (TGI's or the chat route's events): token events of
+    /// `token_bytes` characters, one every `every`, for ever — until the
+    /// client hangs up. With a large token it is an endless flood; with a
+    /// small one and a pause, a slow drip under any byte cap.
+    Endless { token_bytes: usize, every: Duration },
 }
 
 impl Fault {
@@ -170,6 +175,10 @@ impl Fault {
             "x-error-message",
             "Invalid credentials in Authorization header",
         )
+    }
+    /// A redirect (`301`, `302`, `307`, `308`) to `location`.
+    pub fn redirect(status: u16, location: &str) -> Fault {
+        Fault::empty(status).header("location", location)
     }
     /// 403 for a gated model.
     pub fn gated(repo: &str) -> Fault {
@@ -253,6 +262,9 @@ pub struct Behaviour {
     /// The feature-extraction pipeline answers one vector per token
     /// (a plain transformers model) instead of a pooled one.
     pub fe_per_token: bool,
+    /// `/generate` answers with the `stop` list it was sent (a hostile
+    /// server echoing what it received), whatever the prompt.
+    pub echo_stop: bool,
 }
 
 impl Default for Behaviour {
@@ -273,6 +285,7 @@ impl Default for Behaviour {
             tei_max_batch: 4,
             tei_max_input: 512,
             fe_per_token: false,
+            echo_stop: false,
         }
     }
 }
@@ -280,6 +293,11 @@ impl Default for Behaviour {
 #[derive(Default)]
 struct State {
     token: String,
+    /// Tokens accepted besides `token` (a rotation: old and new both valid).
+    more_tokens: Mutex<Vec<String>>,
+    /// Hostile streams whose body is still being sent, and their bytes.
+    open_streams: std::sync::atomic::AtomicUsize,
+    streamed_bytes: std::sync::atomic::AtomicU64,
     faults: Mutex<HashMap<Route, VecDeque<Fault>>>,
     requests: Mutex<Vec<Recorded>>,
     endpoints: Mutex<Vec<FakeEndpoint>>,
@@ -439,6 +457,25 @@ impl FakeHf {
             .store(!on, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Accept `token` too (both the old and the new key of a rotation).
+    pub fn accept_token(&self, token: &str) {
+        lock(&self.state.more_tokens).push(token.to_string());
+    }
+
+    /// Hostile streams ([`Fault::Endless`]) whose client is still reading.
+    pub fn open_streams(&self) -> usize {
+        self.state
+            .open_streams
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Bytes the hostile streams sent.
+    pub fn streamed_bytes(&self) -> u64 {
+        self.state
+            .streamed_bytes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Drop every queued fault.
     pub fn clear_faults(&self) {
         lock(&self.state.faults).clear();
@@ -546,9 +583,12 @@ async fn handle(
     let Some(route) = route_of(&method, &path) else {
         return respond(404, Body::Text("Not Found".into()), &[]);
     };
-    let expected = format!("Bearer {}", state.token);
-    let auth_ok =
-        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let auth_ok = presented
+        .is_some_and(|t| t == state.token || lock(&state.more_tokens).iter().any(|m| m == t));
     if !auth_ok {
         // TGI with an API key answers 401 with an empty body; the Hub says why.
         return match route {
@@ -601,6 +641,9 @@ async fn handle(
             return oversized(route, n, streaming);
         }
         Some(Fault::SlowBody(d)) => slow_body = Some(d),
+        Some(Fault::Endless { token_bytes, every }) => {
+            return endless(&state, route == Route::Chat, token_bytes, every);
+        }
         Some(f) => stream_faults.push(f),
     }
     let behaviour = lock(&state.behaviour).clone();
@@ -681,6 +724,47 @@ fn oversized(route: Route, n: usize, streaming: bool) -> Response {
     let mut r = Response::new(AxumBody::from_stream(s));
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static(content_type));
+    r
+}
+
+/// A stream that never ends: token events of `token_bytes` characters every
+/// `every`, counted in the server's stats while the client reads them.
+fn endless(state: &Arc<State>, chat: bool, token_bytes: usize, every: Duration) -> Response {
+    use std::sync::atomic::Ordering::SeqCst;
+    struct Open(Arc<State>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.open_streams.fetch_sub(1, SeqCst);
+        }
+    }
+    state.open_streams.fetch_add(1, SeqCst);
+    let open = Open(state.clone());
+    let piece = "x".repeat(token_bytes);
+    let s = async_stream::stream! {
+        let _open = open;
+        let mut i: u64 = 0;
+        loop {
+            i += 1;
+            let ev = if chat {
+                json!({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]})
+            } else {
+                json!({"index": i, "token": {"id": 1, "text": piece, "logprob": 0.0, "special": false}, "generated_text": null, "details": null})
+            };
+            let line = format!("data:{ev}\n\n");
+            _open.0.streamed_bytes.fetch_add(line.len() as u64, SeqCst);
+            yield Ok::<Bytes, std::io::Error>(Bytes::from(line));
+            if every.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(every).await;
+            }
+        }
+    };
+    let mut r = Response::new(AxumBody::from_stream(s));
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
     r
 }
 
@@ -929,11 +1013,17 @@ fn generate(headers: &HeaderMap, body: &[u8], b: &Behaviour) -> Response {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let (toks, finish) = tokens(
-        reply_of(b, &inputs),
-        params.get("max_new_tokens").and_then(Value::as_u64),
-        &stop_of(&params),
-    );
+    let stops = stop_of(&params);
+    // A hostile server repeats the stop list it was sent in its answer.
+    let echoed = b.echo_stop.then(|| stops.join(" "));
+    let (toks, finish) = match &echoed {
+        Some(text) => tokens(text, None, &[]),
+        None => tokens(
+            reply_of(b, &inputs),
+            params.get("max_new_tokens").and_then(Value::as_u64),
+            &stops,
+        ),
+    };
     let mut v = json!({"generated_text": toks.concat()});
     if params.get("details").and_then(Value::as_bool) == Some(true) {
         v["details"] = json!({"finish_reason": finish, "generated_tokens": toks.len(), "seed": null, "prefill": [], "tokens": []});

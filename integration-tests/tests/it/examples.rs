@@ -472,18 +472,34 @@ fn readme_curls(heading: &str) -> (String, Vec<Curl>) {
     (key, curls)
 }
 
-/// The README's offline path, line by line: the fake on the port the local
-/// config names (8089), `serve` on `config-examples/local.toml`, and each of
-/// its `curl` commands (sent to the port this test chose).
+/// The README's offline path, line by line: the fake, `serve` on
+/// `config-examples/local.toml`, and each of its `curl` commands. The fake
+/// and `serve` take free ports (the config's 8089 is rewritten to the
+/// fake's), so the test runs beside a walkthrough that holds 8089 and 8080.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_first_governed_answer_works() {
-    let _fake = hfconnect_integration_tests::fake_hf::FakeHf::start_on("hf_fake_token", 8089)
+    let fake = hfconnect_integration_tests::fake_hf::FakeHf::start("hf_fake_token")
         .await
-        .expect("port 8089, which config-examples/local.toml names, is free");
+        .unwrap();
     let (key, curls) = readme_curls("## A first governed answer, offline");
     assert_eq!(curls.len(), 5);
-    let (_serve, base) =
-        crate::support::serve_process(&repo_root().join("config-examples/local.toml"), &[]).await;
+    let dir = crate::support::Dir::new();
+    let local = std::fs::read_to_string(repo_root().join("config-examples/local.toml")).unwrap();
+    assert!(
+        local.contains("http://127.0.0.1:8089"),
+        "the local example names the fake's port"
+    );
+    let config = dir.write(
+        "local.toml",
+        &local.replace("http://127.0.0.1:8089", &fake.url()),
+    );
+    // The files it names, beside it as in config-examples/.
+    for t in std::fs::read_dir(repo_root().join("config-examples/templates")).unwrap() {
+        let t = t.unwrap().path();
+        let name = format!("templates/{}", t.file_name().unwrap().to_string_lossy());
+        dir.write(&name, &std::fs::read_to_string(&t).unwrap());
+    }
+    let (_serve, base) = crate::support::serve_process(&config, &[]).await;
     let client = reqwest::Client::new();
     for c in curls {
         let r = client

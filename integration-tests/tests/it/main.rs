@@ -12,6 +12,7 @@ mod chat_templates;
 mod config_errors;
 mod embeddings;
 mod examples;
+mod hardening;
 mod http_docs;
 mod hub_cli;
 mod layering;

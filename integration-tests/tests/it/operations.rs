@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::provider::{model, settings, text, TOKEN};
 use crate::provider_secrets::global_logs;
-use crate::serve::{hash, post, serve_config, start_with, APP_KEY, PORTAL_KEY, WATCH};
+use crate::serve::{hash, post, serve_config, start_with, APP_KEY, PORTAL_KEY};
 use crate::support::{scrape, Dir, Run};
 use crate::tasks::{config, env};
 use hfconnect::server::ServeOptions;
@@ -187,7 +187,11 @@ async fn limits_and_quotas_survive_reloads_unless_their_rate_changes() {
         let (c, a) = (c.clone(), alice.clone());
         tokio::spawn(async move { c.execute(&a, &task("tgi")).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    crate::support::wait_for("the slow task upstream", Duration::from_secs(10), || {
+        let n = fake.in_flight();
+        async move { n >= 1 }
+    })
+    .await;
     c.reload_from(&path, &LoadOptions::new().env(env()))
         .unwrap();
     let e = c.execute(&alice, &task("tgi")).await.unwrap_err();
@@ -223,8 +227,11 @@ async fn quotas_of_applications_and_users_are_charged_refused_and_refilled() {
         assert!(e.to_string().contains(text), "{e}");
         assert!(e.retry_after().is_some_and(|w| w <= Duration::from_secs(1)));
         // 120 a minute: one more every half second.
-        tokio::time::sleep(e.retry_after().unwrap() + Duration::from_millis(50)).await;
-        c.execute(&p, &task("tgi")).await.unwrap();
+        crate::support::wait_for("the quota's refill", Duration::from_secs(3), || {
+            let (c, p) = (&c, &p);
+            async move { c.execute(p, &task("tgi")).await.is_ok() }
+        })
+        .await;
     }
     // A group-scoped task is charged to its group, not to the user's own quota.
     let scoped = c
@@ -283,8 +290,23 @@ async fn rotated_keys_are_read_without_a_sighup_and_a_vanished_key_keeps_serving
     }
     assert!(ok, "the rotated key was not picked up");
     // The file goes away: the key read before keeps serving.
+    let reloads = || async {
+        let r: Value = reqwest::get(format!("{}/readyz", s.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["config"]["reloads"].as_u64().unwrap_or(0)
+    };
+    let before = reloads().await;
     std::fs::remove_file(mount.join("token")).unwrap();
-    tokio::time::sleep(WATCH * 3).await;
+    crate::support::wait_for(
+        "the reload after the file went",
+        Duration::from_secs(10),
+        || async { reloads().await > before },
+    )
+    .await;
     let (status, _, body) = call().await;
     assert_eq!(status, 200, "{body}");
     let ready: Value = reqwest::get(format!("{}/readyz", s.url))
@@ -464,12 +486,10 @@ async fn tasks_in_flight_are_counted_streamed_or_not() {
                 .await
                 .unwrap()
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(
-            metric(&scrape(&s.url).await, "hfconnect_tasks_in_flight"),
-            1.0,
-            "stream: {stream}"
-        );
+        crate::support::wait_for("the task in flight", Duration::from_secs(10), || async {
+            metric(&scrape(&s.url).await, "hfconnect_tasks_in_flight") == 1.0
+        })
+        .await;
         running.await.unwrap();
         assert_eq!(
             metric(&scrape(&s.url).await, "hfconnect_tasks_in_flight"),

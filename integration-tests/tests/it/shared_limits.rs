@@ -561,3 +561,56 @@ async fn two_serve_replicas_share_quota_and_slots_and_a_killed_ones_slots_come_b
         t.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_restarted_empty_is_noticed_counted_and_logged() {
+    let logs = crate::provider_secrets::global_logs();
+    let mut redis = RedisServer::start().unwrap();
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &config(&fake.url(), 3, &redis_section("local")));
+    let c = Connector::from_path(&path, &LoadOptions::new().env(env_with(redis.url()))).unwrap();
+    for _ in 0..3 {
+        run_one(&c, "hf", "tgi").await.unwrap();
+    }
+    assert_eq!(
+        run_one(&c, "hf", "tgi").await,
+        Err(TaskErrorKind::RateLimited)
+    );
+    crate::support::wait_for("the server's run id", Duration::from_secs(10), || async {
+        c.admission_status().await["run_id_known"] == true
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &c.metrics_text(),
+            "hfconnect_admission_redis_restarts_total"
+        ),
+        0.0
+    );
+    // Restarted without persistence: empty, with a new run id.
+    redis.restart().unwrap();
+    crate::support::wait_for(
+        "the restart to be counted",
+        Duration::from_secs(15),
+        || async {
+            metric(
+                &c.metrics_text(),
+                "hfconnect_admission_redis_restarts_total",
+            ) == 1.0
+        },
+    )
+    .await;
+    assert!(
+        logs.text()
+            .contains("the Redis server restarted (its run id changed)"),
+        "the restart is logged"
+    );
+    // What docs/config.md warns of: the empty Redis forgot the quota's count.
+    crate::support::wait_for(
+        "a task admitted afresh",
+        Duration::from_secs(10),
+        || async { run_one(&c, "hf", "tgi").await.is_ok() },
+    )
+    .await;
+}

@@ -91,3 +91,22 @@ pub async fn wait_up(base: &str) {
     }
     panic!("nothing answered at {base}/healthz within 5 s");
 }
+
+/// Wait (up to `within`) until `done` says so, checking every 20 ms; panics
+/// naming `what` otherwise. Tests wait for conditions, never for a fixed time.
+pub async fn wait_for<F, Fut>(what: &str, within: std::time::Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = std::time::Instant::now() + within;
+    loop {
+        if done().await {
+            return;
+        }
+        if std::time::Instant::now() >= end {
+            panic!("waited {within:?} for {what}; it never happened");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -383,8 +383,13 @@ async fn orkes_tokens_are_fetched_refreshed_and_renewed_after_a_401() {
 
     // Revoked on the server side while the worker runs: one 401, a new token,
     // and work goes on.
+    let tokens_before = c.auth_counts().0;
     let (tx, handle) = spawn_worker(&s, s.settings.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::support::wait_for("the new worker's token", Duration::from_secs(10), || {
+        let n = c.auth_counts().0;
+        async move { n > tokens_before }
+    })
+    .await;
     let before = c.auth_counts();
     c.revoke_tokens();
     let second = c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "two")));
@@ -427,7 +432,12 @@ async fn conductor_down_or_failing_is_waited_out_without_a_busy_loop() {
         })
         .collect();
     let (tx, handle) = spawn_worker(&s, s.settings.clone());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The pollers fail against the down server and back off a few times.
+    crate::support::wait_for("failed polls", Duration::from_secs(10), || {
+        let n = c.refused_while_down();
+        async move { n >= 6 }
+    })
+    .await;
     c.push_n(CRoute::Poll, CFault::Status(503, "no".into()), 3);
     c.push_n(CRoute::Update, CFault::Status(502, "bad gateway".into()), 4);
     c.set_down(false);
@@ -634,7 +644,6 @@ async fn shutdown_mid_run_finishes_and_reports_what_it_started() {
         })
         .collect();
     let (stop, handle) = spawn_worker(&s, s.settings.clone());
-    tokio::time::sleep(Duration::from_millis(1000)).await;
     let end = std::time::Instant::now() + Duration::from_secs(5);
     while c.in_progress() == 0 && std::time::Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -221,6 +221,8 @@ fn calls(v: &mut V<'_>, r: &RawIntegration, ok: &mut bool) -> CallSettings {
             seconds(v, &t.request, "timeouts.request", false, ok).unwrap_or(s.request_timeout);
         s.first_token_timeout = seconds(v, &t.first_token, "timeouts.first_token", false, ok)
             .unwrap_or(s.first_token_timeout);
+        s.stream_timeout =
+            seconds(v, &t.stream, "timeouts.stream", false, ok).unwrap_or(s.stream_timeout);
     }
     if let Some(rt) = &r.retry {
         let d = RetryPolicy::default();
@@ -414,9 +416,29 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
                     if st.value.is_empty() {
                         v.error(&st.loc, format!("stop sequence {i} is empty"));
                         ok = false;
+                    } else if st.value.len() > crate::task::MAX_STOP_WORD_BYTES {
+                        v.error(
+                            &st.loc,
+                            format!(
+                                "stop sequence {i} is {} bytes long; at most {} are allowed",
+                                st.value.len(),
+                                crate::task::MAX_STOP_WORD_BYTES
+                            ),
+                        );
+                        ok = false;
                     }
                 }
-                if s.value.len() > 4 {
+                if s.value.len() > crate::task::MAX_STOP_WORDS {
+                    v.error(
+                        &s.loc,
+                        format!(
+                            "{} stop sequences; at most {} are allowed",
+                            s.value.len(),
+                            crate::task::MAX_STOP_WORDS
+                        ),
+                    );
+                    ok = false;
+                } else if s.value.len() > 4 {
                     v.warn(&s.loc, format!("{} stop sequences: text-generation-inference accepts 4 unless its `max_stop_sequences` is raised", s.value.len()));
                 }
                 out.stop = s.value.iter().map(|s| s.value.clone()).collect();

@@ -146,6 +146,9 @@ pub(crate) fn classify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ProviderError {
+    if (300..400).contains(&status) {
+        return redirected(ctx, status, headers);
+    }
     let text = String::from_utf8_lossy(body);
     let json: Option<Value> = serde_json::from_slice(body).ok().filter(Value::is_object);
     let error_type = json
@@ -210,6 +213,26 @@ pub(crate) fn classify(
     if kind == ErrorKind::NotFound && status == 410 {
         e.text.detail = Some("the server says this route is gone (the old serverless API answers 410): use the router or an Inference Endpoint".into());
     }
+    e
+}
+
+/// A redirect, which no client of hfconnect follows (it would re-send the
+/// prompt to another host). The caller learns the status and whose
+/// endpoint it was; the `Location` goes to the operators' log only.
+fn redirected(ctx: &CallContext<'_>, status: u16, headers: &HeaderMap) -> ProviderError {
+    tracing::warn!(
+        integration = ctx.integration,
+        model = ctx.model.unwrap_or(""),
+        status,
+        location = %crate::untrusted::Field::new(header(headers, "location").unwrap_or("")),
+        "an upstream answered with a redirect, which hfconnect does not follow"
+    );
+    let mut e = ctx.error(ErrorKind::InvalidResponse);
+    e.status = Some(status);
+    e.text.request_id = header(headers, "x-request-id").map(crate::untrusted::bounded);
+    e.text.detail = Some(format!(
+        "the endpoint answered {status}, a redirect, which hfconnect never follows: set the `endpoint` to the URL that serves the model"
+    ));
     e
 }
 

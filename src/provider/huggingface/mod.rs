@@ -216,6 +216,9 @@ impl HuggingFace {
         key: Result<SecretString, String>,
     ) -> Result<HuggingFace, ProviderError> {
         let client = reqwest::Client::builder()
+            // A redirect would re-send the prompt to wherever the endpoint
+            // points: never followed, a 3xx is an error (`classify`).
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.calls.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)

@@ -19,25 +19,12 @@ enum Step {
 }
 
 /// Accumulated state of a chat stream (finish reason and usage come in pieces).
+#[derive(Default)]
 struct ChatAcc {
     text: String,
     finish: Option<crate::provider::FinishReason>,
     usage: Option<Usage>,
     done: bool,
-    /// The longest text kept (`max_response_bytes`).
-    limit: usize,
-}
-
-impl ChatAcc {
-    fn new(limit: usize) -> ChatAcc {
-        ChatAcc {
-            text: String::new(),
-            finish: None,
-            usage: None,
-            done: false,
-            limit,
-        }
-    }
 }
 
 fn interpret(
@@ -118,14 +105,6 @@ fn interpret(
                 .and_then(Value::as_str)
             {
                 Some(t) if !t.is_empty() => {
-                    if acc.text.len() + t.len() > acc.limit {
-                        let mut e = ctx.error(ErrorKind::InvalidResponse).with_detail(format!(
-                            "the streamed text is longer than {} bytes, the `max_response_bytes` of integration `{}`",
-                            acc.limit, ctx.integration
-                        ));
-                        e.text.request_id = req_id.map(str::to_string);
-                        return Step::Error(e);
-                    }
                     acc.text.push_str(t);
                     Step::Token(t.to_string())
                 }
@@ -136,7 +115,11 @@ fn interpret(
 }
 
 /// A streamed call: retried like any call until the first token is delivered,
-/// never after.
+/// never after. Bounded whole: at most `max_response_bytes` read in all
+/// (an endless stream of tokens never trips the silence timeout), and at
+/// most `stream_timeout` from the request to the last event (a slow drip
+/// under the byte cap would hold its concurrency slot for ever). Either
+/// bound ends the stream with an error and drops the upstream connection.
 pub(super) fn stream(
     inner: Arc<Inner>,
     model: ModelEndpoint,
@@ -155,7 +138,10 @@ pub(super) fn stream(
                 Err(e) => { yield Err(e); return; }
             };
             let sent = Instant::now();
-            let first_token_deadline = tokio::time::Instant::now() + inner.settings.calls.first_token_timeout;
+            let calls = &inner.settings.calls;
+            let opened_at = tokio::time::Instant::now();
+            let stream_deadline = opened_at + calls.stream_timeout;
+            let first_token_deadline = (opened_at + calls.first_token_timeout).min(stream_deadline);
             let opened = match tokio::time::timeout_at(first_token_deadline, inner.send(b, Some(&model))).await {
                 Ok(r) => r,
                 Err(_) => Err(inner.ctx(Some(&model)).error(ErrorKind::Timeout).with_detail("no answer before the first-token timeout")),
@@ -169,27 +155,54 @@ pub(super) fn stream(
             let ctx = inner.ctx(Some(&model));
             let mut body_stream = resp.bytes_stream();
             let mut parser = SseParser::default();
-            let mut acc = ChatAcc::new(inner.settings.calls.max_response_bytes);
+            let mut acc = ChatAcc::default();
+            let mut received: usize = 0;
             let mut delivered = false;
             let mut first_token: Option<Duration> = None;
             let mut ended = false;
             loop {
-                let next = if delivered {
-                    tokio::time::timeout(inner.settings.calls.request_timeout, body_stream.next()).await
+                let until = if delivered {
+                    (tokio::time::Instant::now() + calls.request_timeout).min(stream_deadline)
                 } else {
-                    tokio::time::timeout_at(first_token_deadline, body_stream.next()).await
+                    first_token_deadline
                 };
+                let next = tokio::time::timeout_at(until, body_stream.next()).await;
                 let events: Vec<String> = match next {
                     Err(_) => {
-                        let what = if delivered { "the stream went silent for longer than the request timeout" } else { "no token before the first-token timeout" };
-                        let e = ctx.error(ErrorKind::Timeout).with_detail(what);
+                        let what = if tokio::time::Instant::now() >= stream_deadline {
+                            format!(
+                                "the stream ran longer than {:.0}s, the `timeouts.stream` of integration `{}`",
+                                calls.stream_timeout.as_secs_f64(),
+                                ctx.integration
+                            )
+                        } else if delivered {
+                            "the stream went silent for longer than the request timeout".to_string()
+                        } else {
+                            "no token before the first-token timeout".to_string()
+                        };
+                        let mut e = ctx.error(ErrorKind::Timeout).with_detail(what);
+                        e.text.request_id = req_id.clone();
                         if delivered { yield Err(e); return; }
                         break 'attempt e;
                     }
-                    Ok(Some(Ok(bytes))) => match parser.push(&bytes) {
-                        Ok(ev) => ev,
-                        Err(err) => { yield Err(ctx.error(ErrorKind::InvalidResponse).with_detail(err.to_string())); return; }
-                    },
+                    Ok(Some(Ok(bytes))) => {
+                        received = received.saturating_add(bytes.len());
+                        if received > calls.max_response_bytes {
+                            let mut e = ctx.error(ErrorKind::InvalidResponse).with_detail(format!(
+                                "the stream is longer than {} bytes, the `max_response_bytes` of integration `{}`",
+                                calls.max_response_bytes, ctx.integration
+                            ));
+                            e.text.request_id = req_id.clone();
+                            e.attempts = st.count;
+                            // Returning drops the body: the upstream connection closes.
+                            yield Err(e);
+                            return;
+                        }
+                        match parser.push(&bytes) {
+                            Ok(ev) => ev,
+                            Err(err) => { yield Err(ctx.error(ErrorKind::InvalidResponse).with_detail(err.to_string())); return; }
+                        }
+                    }
                     Ok(Some(Err(err))) => {
                         let e = inner.transport(Some(&model), &err).with_detail("the stream broke");
                         if delivered { yield Err(e); return; }

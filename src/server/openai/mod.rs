@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -28,11 +28,11 @@ mod request;
 
 use request::{chat_task, completion_task, embed_task, fields, split_id, streaming, string};
 
-use super::auth::caller;
+use super::auth::{caller, claimed, Claimed};
 use super::error::{status_of, ApiError};
 use super::limits::read_body;
 use super::AppState;
-use crate::access::{Principal, Subject};
+use crate::access::Principal;
 use crate::catalog::TaskKind;
 use crate::connector::Refusal;
 use crate::task::{Door, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
@@ -48,6 +48,8 @@ pub(crate) struct OpenAiError {
     code: Option<&'static str>,
     /// hfconnect's kind of the refusal: the `outcome` of its count and audit event.
     outcome: &'static str,
+    /// Whether the same request may succeed later (`x-should-retry`).
+    retryable: bool,
     retry_after: Option<u64>,
 }
 
@@ -80,6 +82,7 @@ impl OpenAiError {
             param: None,
             code,
             outcome,
+            retryable: matches!(status.as_u16(), 408 | 429 | 503),
             retry_after: None,
         }
     }
@@ -105,6 +108,7 @@ impl From<ApiError> for OpenAiError {
         };
         OpenAiError {
             retry_after: e.failure.retry_after_secs(),
+            retryable: e.failure.retryable,
             ..OpenAiError::new(status, e.failure.kind, e.failure.message)
         }
     }
@@ -112,13 +116,16 @@ impl From<ApiError> for OpenAiError {
 
 impl From<&TaskError> for OpenAiError {
     fn from(e: &TaskError) -> OpenAiError {
-        let status = match e.kind() {
-            TaskErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            TaskErrorKind::Inactive => StatusCode::FORBIDDEN,
-            k => status_of(k),
+        let status = match (e.kind(), status_of(e)) {
+            (TaskErrorKind::InvalidInput, _) => StatusCode::BAD_REQUEST,
+            (TaskErrorKind::Inactive, _) => StatusCode::FORBIDDEN,
+            // OpenAI's clients read a 400 as "your request is wrong".
+            (_, StatusCode::UNPROCESSABLE_ENTITY) => StatusCode::BAD_REQUEST,
+            (_, s) => s,
         };
         OpenAiError {
             retry_after: crate::task::Failure::from(e).retry_after_secs(),
+            retryable: e.is_retryable(),
             param: matches!(e.kind(), TaskErrorKind::NotFound | TaskErrorKind::Denied)
                 .then(|| "model".to_string()),
             ..OpenAiError::new(status, e.kind().as_str(), e.to_string())
@@ -129,11 +136,21 @@ impl From<&TaskError> for OpenAiError {
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(self.body())).into_response();
-        if let Some(v) = self
-            .retry_after
-            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
-        {
-            r.headers_mut().insert("retry-after", v);
+        super::error::retry_headers(r.headers_mut(), self.retryable, self.retry_after);
+        if self.outcome == "rate_limited" {
+            let h = r.headers_mut();
+            h.insert(
+                "x-ratelimit-remaining-requests",
+                axum::http::HeaderValue::from_static("0"),
+            );
+            if let Some(v) = self.retry_after.and_then(|s| {
+                axum::http::HeaderValue::from_str(&openai_duration(std::time::Duration::from_secs(
+                    s,
+                )))
+                .ok()
+            }) {
+                h.insert("x-ratelimit-reset-requests", v);
+            }
         }
         r
     }
@@ -231,38 +248,6 @@ impl Route {
     }
 }
 
-/// The user the body's `user` names, when the caller is an application
-/// that may act for users (exactly as `X-Hfconnect-User`) and no header
-/// named one; `None` when the caller stays who it is.
-fn acting(
-    state: &AppState,
-    principal: &Principal,
-    o: &Map<String, Value>,
-) -> Result<Option<Principal>, OpenAiError> {
-    let Some(user) = string(o, "user")? else {
-        return Ok(None);
-    };
-    let Subject::App(app) = principal.subject() else {
-        return Ok(None);
-    };
-    if !state.connector.may_act_for_users(app) {
-        return Ok(None);
-    }
-    // Present and meant: usable, or refused (never taken as absent).
-    let id = crate::server::auth::user_field(&user)
-        .map_err(|e| {
-            let mut e = OpenAiError::from(e);
-            e.param = Some("user".into());
-            e
-        })?
-        .to_string();
-    state
-        .connector
-        .principal(&Subject::User(id.into()), principal.scope())
-        .map(Some)
-        .map_err(|e| OpenAiError::from(ApiError::from(e)))
-}
-
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -344,31 +329,48 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, Refused> {
-    let principal = caller(&state.connector, headers).map_err(|(e, presented)| Refused::Here {
-        e: e.into(),
-        caller: presented.to_string(),
-        names: (None, None),
-    })?;
-    let here = |e: OpenAiError, p: &Principal, names| Refused::Here {
+    let mut claimed =
+        claimed(&state.connector, headers).map_err(|(e, presented)| Refused::Here {
+            e: e.into(),
+            caller: presented.to_string(),
+            names: (None, None),
+        })?;
+    let here = |e: OpenAiError, who: &Claimed, names| Refused::Here {
         e,
-        caller: p.subject().to_string(),
+        caller: who.presented().to_string(),
         names,
     };
     let body = read_body(headers, body, state.body_limit, state.body_timeout)
         .await
-        .map_err(|e| here(e.into(), &principal, (None, None)))?;
+        .map_err(|e| here(e.into(), &claimed, (None, None)))?;
     let o = fields(&body, route.known()).map_err(|e| {
         // The names the body gave, for the count, as the task routes do.
         let names = match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(o)) => names_of(&o),
             _ => (None, None),
         };
-        here(e, &principal, names)
+        here(e, &claimed, names)
     })?;
-    let principal = match acting(state, &principal, &o) {
-        Ok(Some(user)) => user,
-        Ok(None) => principal,
-        Err(e) => return Err(here(e, &principal, names_of(&o))),
+    // The body's `user` is `X-Hfconnect-User`'s twin: the acting user is
+    // settled first, then the group scope is checked against that user.
+    if let Some(user) = string(&o, "user").map_err(|e| here(e, &claimed, names_of(&o)))? {
+        if let Err(e) = claimed.act_for(&state.connector, &user) {
+            let mut e = OpenAiError::from(e);
+            e.param = Some("user".into());
+            return Err(here(e, &claimed, names_of(&o)));
+        }
+    }
+    let principal = claimed
+        .resolve(&state.connector)
+        .map_err(|(e, presented)| Refused::Here {
+            e: e.into(),
+            caller: presented.to_string(),
+            names: names_of(&o),
+        })?;
+    let here = |e: OpenAiError, p: &Principal, names| Refused::Here {
+        e,
+        caller: p.subject().to_string(),
+        names,
     };
     let refused = |e: OpenAiError| here(e, &principal, names_of(&o));
     let id = o.get("model").and_then(Value::as_str).unwrap_or_default();
@@ -380,7 +382,10 @@ async fn serve(
                 .execute_via(Door::OpenAi, &principal, &task)
                 .await
                 .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
-            Ok(Json(embeddings_answer(out, id, base64)).into_response())
+            let headroom = out.headroom;
+            let mut r = Json(embeddings_answer(out, id, base64)).into_response();
+            ratelimit_headers(r.headers_mut(), headroom);
+            Ok(r)
         }
         Route::Chat | Route::Completions => {
             let task = if route == Route::Chat {
@@ -396,15 +401,49 @@ async fn serve(
                     .execute_via(Door::OpenAi, &principal, &task)
                     .await
                     .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
-                return Ok(answer(route, &out, id));
+                let mut r = answer(route, &out, id);
+                ratelimit_headers(r.headers_mut(), out.headroom);
+                return Ok(r);
             }
             let events = state
                 .connector
                 .start_stream_via(Door::OpenAi, &principal, &task)
                 .await
                 .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
-            Ok(stream_answer(route, events, id.to_string(), include_usage))
+            let headroom = events.headroom();
+            let mut r = stream_answer(route, events, id.to_string(), include_usage);
+            ratelimit_headers(r.headers_mut(), headroom);
+            Ok(r)
         }
+    }
+}
+
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-requests` for the
+/// tightest rate limit or quota that admitted the task, when one did.
+fn ratelimit_headers(headers: &mut HeaderMap, headroom: Option<crate::Headroom>) {
+    let Some(h) = headroom else { return };
+    for (name, value) in [
+        ("x-ratelimit-limit-requests", h.limit.to_string()),
+        ("x-ratelimit-remaining-requests", h.remaining.to_string()),
+        ("x-ratelimit-reset-requests", openai_duration(h.reset)),
+    ] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+}
+
+/// A duration as OpenAI writes it in its rate-limit headers: `20ms`, `1s`, `6m0s`.
+fn openai_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m{}s", secs / 60, secs % 60)
     }
 }
 

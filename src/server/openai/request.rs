@@ -137,23 +137,27 @@ pub(super) fn split_id(id: &str) -> Option<(String, String)> {
     (!i.is_empty() && !m.is_empty()).then(|| (i.to_string(), m.to_string()))
 }
 
-/// `stop`: a string or a list of strings.
+/// `stop`: a string or a list of strings, within the bounds every task has.
 fn stop(o: &Map<String, Value>) -> Result<Vec<String>, OpenAiError> {
-    match o.get("stop") {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s.clone()]),
+    let words = match o.get("stop") {
+        None => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) => items
             .iter()
             .map(|i| i.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| {
                 OpenAiError::invalid("stop", "`stop` must be a string or a list of strings")
-            }),
-        Some(_) => Err(OpenAiError::invalid(
-            "stop",
-            "`stop` must be a string or a list of strings",
-        )),
-    }
+            })?,
+        Some(_) => {
+            return Err(OpenAiError::invalid(
+                "stop",
+                "`stop` must be a string or a list of strings",
+            ))
+        }
+    };
+    crate::task::check_stop_words(&words, "stop").map_err(|m| OpenAiError::invalid("stop", m))?;
+    Ok(words)
 }
 
 /// `temperature`, `top_p` and `seed`, as tasks take them.
@@ -214,12 +218,26 @@ fn content(v: Option<&Value>, i: usize) -> Result<String, OpenAiError> {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(parts)) => {
             let mut text = String::new();
-            for p in parts {
+            for (j, p) in parts.iter().enumerate() {
                 match (
                     p.get("type").and_then(Value::as_str),
                     p.get("text").and_then(Value::as_str),
                 ) {
-                    (Some("text"), Some(t)) => text.push_str(t),
+                    (Some("text"), Some(t)) => {
+                        // Every key OpenAI does not define for a text part is refused
+                        // by name, as on a message (`cache_control` and the like).
+                        if let Some(k) = p
+                            .as_object()
+                            .and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "type" | "text")))
+                        {
+                            let k = Untrusted(k);
+                            return Err(OpenAiError::invalid(
+                                &format!("messages[{i}].content[{j}].{k}"),
+                                format!("`messages[{i}].content[{j}].{k}` is not supported by hfconnect"),
+                            ));
+                        }
+                        text.push_str(t)
+                    }
                     (Some(other), _) => {
                         return Err(OpenAiError::invalid(
                             &param(),
