@@ -688,20 +688,8 @@ async fn a_token_rotated_under_load_fails_no_task() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     fake.accept_token(NEW_TOKEN);
     let dir = Dir::new();
-    // A Kubernetes Secret mount: `token` → `..data/token`, `..data` → a dated directory.
-    let mount = dir.path().join("secret");
-    std::fs::create_dir_all(mount.join("..2026_12_01")).unwrap();
-    std::fs::write(mount.join("..2026_12_01/token"), TOKEN).unwrap();
-    std::os::unix::fs::symlink("..2026_12_01", mount.join("..data")).unwrap();
-    std::os::unix::fs::symlink("..data/token", mount.join("token")).unwrap();
-    let cfg = serve_config(&fake.url()).replacen(
-        "api_key = { env = \"HF_TOKEN\" }",
-        &format!(
-            "api_key = {{ file = \"{}\" }}",
-            mount.join("token").display()
-        ),
-        1,
-    );
+    let mut mount = crate::support::SecretMount::new(dir.path(), TOKEN);
+    let cfg = mount.in_config(&serve_config(&fake.url()));
     let path = dir.write("c.toml", &cfg);
     let (child, base) = crate::support::serve_process(&path, &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -746,13 +734,7 @@ async fn a_token_rotated_under_load_fails_no_task() {
         at_least(20),
     )
     .await;
-    // The kubelet's swap: a new dated directory, a new link renamed over
-    // `..data`, the old directory removed.
-    std::fs::create_dir_all(mount.join("..2026_12_02")).unwrap();
-    std::fs::write(mount.join("..2026_12_02/token"), NEW_TOKEN).unwrap();
-    std::os::unix::fs::symlink("..2026_12_02", mount.join("..data_tmp")).unwrap();
-    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
-    std::fs::remove_dir_all(mount.join("..2026_12_01")).unwrap();
+    mount.rotate(NEW_TOKEN);
     let bearer = format!("Bearer {NEW_TOKEN}");
     wait_for("the new token upstream", Duration::from_secs(20), || {
         let seen = fake.requests().iter().any(|r| {

@@ -245,20 +245,8 @@ async fn rotated_keys_are_read_without_a_sighup_and_a_vanished_key_keeps_serving
     const OLD: &str = "hf_oldTOKENvalue0000000000";
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let dir = Dir::new();
-    // A Kubernetes Secret mount: `token -> ..data/token`, `..data -> ..v1`.
-    let mount = dir.path().join("secret");
-    std::fs::create_dir_all(mount.join("..v1")).unwrap();
-    std::fs::write(mount.join("..v1/token"), OLD).unwrap();
-    std::os::unix::fs::symlink("..v1", mount.join("..data")).unwrap();
-    std::os::unix::fs::symlink("..data/token", mount.join("token")).unwrap();
-    let cfg = serve_config(&fake.url()).replacen(
-        "api_key = { env = \"HF_TOKEN\" }",
-        &format!(
-            "api_key = {{ file = \"{}\" }}",
-            mount.join("token").display()
-        ),
-        1,
-    );
+    let mut mount = crate::support::SecretMount::new(dir.path(), OLD);
+    let cfg = mount.in_config(&serve_config(&fake.url()));
     let s = start_with(cfg, |_| {}).await;
     let call = || {
         post(
@@ -276,10 +264,7 @@ async fn rotated_keys_are_read_without_a_sighup_and_a_vanished_key_keeps_serving
         "{body}"
     );
     // The kubelet swaps the link to a new directory holding the new token.
-    std::fs::create_dir_all(mount.join("..v2")).unwrap();
-    std::fs::write(mount.join("..v2/token"), TOKEN).unwrap();
-    std::os::unix::fs::symlink("..v2", mount.join("..data.tmp")).unwrap();
-    std::fs::rename(mount.join("..data.tmp"), mount.join("..data")).unwrap();
+    mount.rotate(TOKEN);
     let mut ok = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -300,7 +285,7 @@ async fn rotated_keys_are_read_without_a_sighup_and_a_vanished_key_keeps_serving
         r["config"]["reloads"].as_u64().unwrap_or(0)
     };
     let before = reloads().await;
-    std::fs::remove_file(mount.join("token")).unwrap();
+    std::fs::remove_file(mount.token_path()).unwrap();
     crate::support::wait_for(
         "the reload after the file went",
         Duration::from_secs(10),

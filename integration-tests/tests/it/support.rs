@@ -110,3 +110,51 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A Kubernetes Secret volume holding one `token`, as the kubelet lays it
+/// out: `token` → `..data/token`, `..data` → a versioned directory.
+pub struct SecretMount {
+    pub dir: PathBuf,
+    version: u32,
+}
+
+impl SecretMount {
+    /// A mount under `parent` holding `token`.
+    pub fn new(parent: &Path, token: &str) -> SecretMount {
+        let dir = parent.join("secret");
+        std::fs::create_dir_all(dir.join("..v1")).unwrap();
+        std::fs::write(dir.join("..v1/token"), token).unwrap();
+        std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/token", dir.join("token")).unwrap();
+        SecretMount { dir, version: 1 }
+    }
+
+    /// The path the config reads the token from.
+    pub fn token_path(&self) -> PathBuf {
+        self.dir.join("token")
+    }
+
+    /// `config` with its first `api_key = { env = "HF_TOKEN" }` reading this mount.
+    pub fn in_config(&self, config: &str) -> String {
+        config.replacen(
+            "api_key = { env = \"HF_TOKEN\" }",
+            &format!("api_key = {{ file = \"{}\" }}", self.token_path().display()),
+            1,
+        )
+    }
+
+    /// The kubelet's swap: the new token in a new directory, a new link
+    /// renamed over `..data` (atomic), the old directory removed.
+    pub fn rotate(&mut self, token: &str) {
+        let (old, new) = (
+            format!("..v{}", self.version),
+            format!("..v{}", self.version + 1),
+        );
+        std::fs::create_dir_all(self.dir.join(&new)).unwrap();
+        std::fs::write(self.dir.join(&new).join("token"), token).unwrap();
+        std::os::unix::fs::symlink(&new, self.dir.join("..data_tmp")).unwrap();
+        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
+        std::fs::remove_dir_all(self.dir.join(old)).unwrap();
+        self.version += 1;
+    }
+}
