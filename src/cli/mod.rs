@@ -52,10 +52,20 @@ pub const EXIT_DENIED: i32 = 3;
 /// Exit code: `config check --strict` found warnings (the config is valid).
 pub const EXIT_WARNINGS: i32 = 6;
 
+/// `hfconnect --version`: the version, the git revision and the features.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("HFCONNECT_REVISION"),
+    "; features: ",
+    env!("HFCONNECT_FEATURES"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hfconnect",
-    version,
+    version = VERSION,
     about = "Governed Hugging Face LLM tasks for workflow engines",
     after_help = "Exit codes, for every command: 0 ok or allowed; 1 hfconnect itself failed; \
 2 bad input (invalid config, unknown names, bad arguments); 3 denied or inactive; \
@@ -94,6 +104,12 @@ enum Command {
     /// Application keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print a shell completion script: `hfconnect completions bash > /etc/bash_completion.d/hfconnect`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,6 +373,11 @@ where
         Command::Serve(args) => serve::run(&args, &mut io),
         Command::Worker(args) => worker::run(&args, &mut io),
         Command::Keys(KeysCommand::New(args)) => keys::new(&args, &mut io),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "hfconnect", io.out);
+            EXIT_OK
+        }
     };
     if io.out.flush().is_err() {
         return EXIT_FAILURE;

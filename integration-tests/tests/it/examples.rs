@@ -89,6 +89,68 @@ fn kubernetes_configmap_config_is_valid_and_reads_the_mounted_token() {
     }
 }
 
+/// With the files the README's Secrets provide (the token, the Redis URL,
+/// `applications.toml` made as it says), the config the pods mount passes
+/// the strict check the Job runs: no warning at all.
+#[test]
+fn the_kubernetes_config_passes_strictly_with_the_secrets_the_readme_makes() {
+    let dir = Dir::new();
+    let root = dir.path().to_str().unwrap().to_string();
+    let config = configmap_config()
+        .replace("/etc/secret-volume/", &format!("{root}/secret-volume/"))
+        .replace("/etc/redis/", &format!("{root}/redis/"));
+    dir.write("etc-hfconnect/hfconnect.toml", &config);
+    dir.write(
+        "secret-volume/huggingfacetoken",
+        "hf_kubernetesExampleToken000",
+    );
+    dir.write("redis/url", "redis://:pw@hfconnect-redis:6379/0");
+    // What README.md step 4 writes, with the hash `keys new` prints.
+    let readme = std::fs::read_to_string(example("kubernetes/README.md")).unwrap();
+    let apps = readme
+        .split("cat > applications.toml <<'TOML'\n")
+        .nth(1)
+        .and_then(|r| r.split("TOML\n").next())
+        .expect("README.md writes applications.toml")
+        .lines()
+        .map(|l| l.trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let hash = hfconnect::server::key_hash("hfc_kubernetes_example_key");
+    dir.write(
+        "etc-hfconnect/applications.toml",
+        &apps.replace("sha256:…", &hash),
+    );
+    let out = run(&[
+        "config",
+        "check",
+        "--strict",
+        "--config",
+        dir.path().join("etc-hfconnect").to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(!out.stderr.contains("warning:"), "{}", out.all());
+    // An application written without its key hash: nobody could call `serve`
+    // as it, and the strict check says so.
+    dir.write(
+        "etc-hfconnect/applications.toml",
+        &apps.replace("keys = [\"sha256:…\"]", "keys = []"),
+    );
+    let out = run(&[
+        "config",
+        "check",
+        "--strict",
+        "--config",
+        dir.path().join("etc-hfconnect").to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 6, "{}", out.all());
+    assert!(
+        out.stderr.contains("application `engine` has no `keys`"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn multi_team_grants_mean_what_the_comments_say() {
     let cfg = example("multi-team.yaml");
@@ -207,6 +269,34 @@ fn a_directory_of_mixed_formats_merges() {
     assert_eq!(out.code, 0, "{}", out.all());
 }
 
+/// The Secrets config-examples/kubernetes/README.md makes (`kubectl create
+/// secret generic NAME --from-file=KEY=… --from-literal=KEY=…`), and their keys.
+fn readme_secrets() -> Vec<(String, Vec<String>)> {
+    let readme = std::fs::read_to_string(example("kubernetes/README.md")).unwrap();
+    let joined = readme.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("kubectl create secret generic "))
+        .map(|rest| {
+            let mut words = rest.split_whitespace();
+            let name = words.next().unwrap().to_string();
+            let keys = words
+                .filter_map(|w| {
+                    let v = w
+                        .strip_prefix("--from-file=")
+                        .or_else(|| w.strip_prefix("--from-literal="))?;
+                    // `KEY=…`, or a file whose name is the key.
+                    Some(match v.split_once('=') {
+                        Some((k, _)) => k.to_string(),
+                        None => v.rsplit('/').next().unwrap().to_string(),
+                    })
+                })
+                .collect();
+            (name, keys)
+        })
+        .collect()
+}
+
 /// Every document of every manifest in `config-examples/kubernetes/`.
 fn manifests() -> Vec<(String, yaml_rust2::Yaml)> {
     let dir = repo_root().join("config-examples/kubernetes");
@@ -215,6 +305,7 @@ fn manifests() -> Vec<(String, yaml_rust2::Yaml)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| !p.ends_with("kustomization.yaml"))
         .collect();
     files.sort();
     for f in files {
@@ -253,6 +344,7 @@ fn kubernetes_manifests_fit_together() {
             .map(|(_, d)| d.clone())
     };
     let config = configmap_config();
+    let secrets = readme_secrets();
     let deployments = of_kind("Deployment");
     let mut roles = Vec::new();
     for (file, d) in &deployments {
@@ -323,27 +415,73 @@ fn kubernetes_manifests_fit_together() {
                 .iter()
                 .find(|v| v["name"].as_str() == Some(name))
                 .unwrap_or_else(|| panic!("{file}: mount `{name}` has no volume"));
-            if let Some(cm) = v["configMap"]["name"].as_str() {
-                assert!(
-                    named("ConfigMap", cm).is_some(),
-                    "{file}: no ConfigMap `{cm}`"
-                );
-            }
-            if let Some(s) = v["secret"]["secretName"].as_str() {
-                // secret.yaml's token is created from a file; the others are here.
-                assert!(named("Secret", s).is_some(), "{file}: no Secret `{s}`");
-                if let Some(items) = v["secret"]["items"].as_vec() {
-                    let secret = named("Secret", s).unwrap();
-                    for i in items {
+            // A volume, or the sources of a projected one.
+            let mut sources = vec![v.clone()];
+            sources.extend(
+                v["projected"]["sources"]
+                    .as_vec()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            for src in &sources {
+                if let Some(cm) = src["configMap"]["name"].as_str() {
+                    assert!(
+                        named("ConfigMap", cm).is_some(),
+                        "{file}: no ConfigMap `{cm}`"
+                    );
+                }
+                let secret = src["secret"]["secretName"]
+                    .as_str()
+                    .or(src["secret"]["name"].as_str());
+                if let Some(s) = secret {
+                    // No Secret is shipped: README.md makes each one the pods mount.
+                    let keys = secrets
+                        .iter()
+                        .find(|(n, _)| n == s)
+                        .map(|(_, k)| k)
+                        .unwrap_or_else(|| {
+                            panic!("{file}: Secret `{s}` is neither shipped nor made by README.md")
+                        });
+                    for i in src["secret"]["items"].as_vec().into_iter().flatten() {
                         let key = i["key"].as_str().unwrap();
                         assert!(
-                            !secret["stringData"][key].is_badvalue(),
-                            "{file}: Secret `{s}` has no `{key}`"
+                            keys.iter().any(|k| k == key),
+                            "{file}: README.md's `{s}` has no `{key}`"
                         );
                     }
                 }
             }
         }
+        // Hardened pods: non-root, RuntimeDefault seccomp, read-only root, no capabilities.
+        let psec = &pod["spec"]["securityContext"];
+        assert_eq!(psec["runAsNonRoot"].as_bool(), Some(true), "{file}");
+        assert_eq!(
+            psec["seccompProfile"]["type"].as_str(),
+            Some("RuntimeDefault"),
+            "{file}"
+        );
+        let csec = &c["securityContext"];
+        assert_eq!(
+            csec["readOnlyRootFilesystem"].as_bool(),
+            Some(true),
+            "{file}"
+        );
+        assert_eq!(
+            csec["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{file}"
+        );
+        assert_eq!(
+            csec["capabilities"]["drop"][0].as_str(),
+            Some("ALL"),
+            "{file}"
+        );
+        let image = c["image"].as_str().unwrap();
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        assert!(
+            !tag.is_empty() && tag != "latest" && !tag.contains('/'),
+            "{file}: image `{image}` is not pinned"
+        );
         let Some(role @ ("serve" | "worker")) = args.first().copied() else {
             continue;
         };
@@ -413,16 +551,84 @@ fn kubernetes_manifests_fit_together() {
             s["metadata"]["name"].as_str().unwrap()
         );
     }
-    // The Redis URL names the Redis Service and its port, with its password.
-    let redis = named("Secret", "hfconnect-redis").unwrap();
-    let url = redis["stringData"]["url"].as_str().unwrap();
-    let password = redis["stringData"]["password"].as_str().unwrap();
+    // The Redis URL README.md writes names the Redis Service and its port.
+    let redis = secrets
+        .iter()
+        .find(|(n, _)| n == "hfconnect-redis")
+        .unwrap();
+    assert!(redis.1.iter().any(|k| k == "password") && redis.1.iter().any(|k| k == "url"));
+    let readme = std::fs::read_to_string(example("kubernetes/README.md")).unwrap();
+    let url = readme
+        .split("--from-literal=url=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
     let svc = named("Service", "hfconnect-redis").unwrap();
     let port = svc["spec"]["ports"][0]["port"].as_i64().unwrap();
     assert!(
-        url.starts_with(&format!("redis://:{password}@hfconnect-redis:{port}/")),
+        url.starts_with("redis://:") && url.contains(&format!("@hfconnect-redis:{port}/")),
         "{url}"
     );
+    // serve: a disruption budget and a spread over nodes.
+    let serve = named("Deployment", "hfconnect-serve").unwrap();
+    let pdb =
+        named("PodDisruptionBudget", "hfconnect-serve").expect("a PodDisruptionBudget for serve");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        serve["spec"]["selector"]["matchLabels"]
+    );
+    let spread = &serve["spec"]["template"]["spec"]["topologySpreadConstraints"];
+    assert!(
+        spread.as_vec().is_some_and(|v| !v.is_empty()),
+        "serve is spread"
+    );
+    // Only hfconnect's pods reach Redis: the policy selects Redis, and every
+    // hfconnect pod (serve, worker, the Job) carries the label it admits.
+    let np = named("NetworkPolicy", "hfconnect-redis").expect("a NetworkPolicy in front of Redis");
+    let redis_pods =
+        &named("Deployment", "hfconnect-redis").unwrap()["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in np["spec"]["podSelector"]["matchLabels"].as_hash().unwrap() {
+        assert_eq!(redis_pods.as_hash().unwrap().get(k), Some(v));
+    }
+    let admitted = &np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"];
+    let (ak, av) = admitted.as_hash().unwrap().iter().next().unwrap();
+    for (file, d) in docs.iter().filter(|(f, _)| f != "redis.yaml") {
+        if let Some(labels) = d["spec"]["template"]["metadata"]["labels"].as_hash() {
+            assert_eq!(
+                labels.get(ak),
+                Some(av),
+                "{file}: its pods cannot reach Redis"
+            );
+        }
+    }
+    // The config check Job is strict and runs once.
+    let job = named("Job", "hfconnect-config-check").unwrap();
+    assert_eq!(job["spec"]["backoffLimit"].as_i64(), Some(0));
+    let job_args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_vec()
+        .unwrap();
+    assert!(job_args.iter().any(|a| a.as_str() == Some("--strict")));
+    // The kustomization applies every manifest here, and pins the image.
+    let kustomization = std::fs::read_to_string(example("kubernetes/kustomization.yaml")).unwrap();
+    let k = &yaml_rust2::YamlLoader::load_from_str(&kustomization).unwrap()[0];
+    let listed: Vec<&str> = k["resources"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let mut files: Vec<String> = docs.iter().map(|(f, _)| f.clone()).collect();
+    files.dedup();
+    for f in &files {
+        assert!(
+            listed.contains(&f.as_str()),
+            "kustomization.yaml does not apply {f}"
+        );
+    }
+    assert_eq!(k["images"][0]["name"].as_str(), Some("hfconnect"));
+    assert!(k["images"][0]["newTag"]
+        .as_str()
+        .is_some_and(|t| t != "latest"));
     assert!(config.contains("backend = \"redis\""));
 }
 
@@ -618,4 +824,89 @@ fn the_local_chat_template_renders() {
         out.stdout,
         "<<SYS>>\nBe brief\n<</SYS>>\n\n[INST] Hi [/INST]"
     );
+}
+
+/// The Dockerfile builds the image `packaging/build-image.sh` builds (CI
+/// builds and runs the script's; no Docker engine runs here): the same
+/// static build, the same four files, user, entrypoint and command.
+#[test]
+fn the_dockerfile_and_the_image_script_build_the_same_image() {
+    let script = std::fs::read_to_string(repo_root().join("packaging/build-image.sh")).unwrap();
+    let docker = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    for both in [
+        "RUSTFLAGS=\"-C target-feature=+crt-static\"",
+        "cargo build --release --locked --target",
+        "x86_64-unknown-linux-gnu",
+        "--bin hfconnect",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "packaging/rootfs/etc/passwd",
+        "packaging/rootfs/etc/group",
+        "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+    ] {
+        assert!(script.contains(both), "build-image.sh lacks `{both}`");
+        assert!(docker.contains(both), "the Dockerfile lacks `{both}`");
+    }
+    assert!(script.contains("--config.user 65532:65532") && docker.contains("USER 65532:65532"));
+    assert!(
+        script.contains("--config.entrypoint /hfconnect")
+            && docker.contains("ENTRYPOINT [\"/hfconnect\"]")
+    );
+    let script_cmd: Vec<&str> = script
+        .split("--config.cmd=")
+        .skip(1)
+        .map(|w| w.split_whitespace().next().unwrap())
+        .collect();
+    let docker_cmd: Vec<String> = docker
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .map(|c| serde_json::from_str(c).unwrap())
+        .unwrap();
+    assert_eq!(script_cmd, docker_cmd);
+    assert!(docker.contains("FROM scratch"), "an empty base");
+    // The passwd the image carries names the user it runs as.
+    let passwd = std::fs::read_to_string(repo_root().join("packaging/rootfs/etc/passwd")).unwrap();
+    assert!(
+        passwd.lines().any(|l| l.contains(":65532:65532:")),
+        "{passwd}"
+    );
+}
+
+#[test]
+fn version_names_the_revision_and_completions_are_printed_for_each_shell() {
+    let v = run(&["--version"]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    let revision = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(repo_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert!(
+        v.stdout.contains("(revision ") && v.stdout.contains("features: "),
+        "{}",
+        v.stdout
+    );
+    if let Some(r) = revision {
+        // Built from this checkout (the tests build the binary from it).
+        assert!(
+            v.stdout.contains(&r) || v.stdout.contains("unknown"),
+            "{} vs {r}",
+            v.stdout
+        );
+    }
+    for (shell, marker) in [
+        ("bash", "_hfconnect()"),
+        ("zsh", "#compdef hfconnect"),
+        ("fish", "complete -c hfconnect"),
+    ] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert!(
+            out.stdout.contains(marker),
+            "{shell}: {}",
+            &out.stdout[..out.stdout.len().min(200)]
+        );
+        assert!(out.stdout.contains("serve"), "{shell}");
+    }
 }

@@ -99,10 +99,10 @@ fn check_model_ref<'m>(
     what: &str,
     integration: &str,
     model: &str,
-    lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
+    lookup: &ModelIndex<'m>,
     index: &crate::FxHashMap<Arc<str>, usize>,
 ) -> bool {
-    if lookup(integration, model).is_some() {
+    if lookup.get(integration, model).is_some() {
         return true;
     }
     if v.broken_integrations.contains(integration) {
@@ -126,10 +126,16 @@ fn check_model_ref<'m>(
         .iter()
         .any(|(_, list, name)| list.ends_with(".models") && name == model);
     if !broken_model {
+        let help = suggest(
+            model,
+            lookup.names(integration),
+            &format!("the models of integration `{integration}` are declared under its `[[integrations.models]]`"),
+        );
         v.error(
             loc,
             format!("{what} names unknown model `{model}` of integration `{integration}`"),
-        );
+        )
+        .help = Some(help);
     }
     false
 }
@@ -137,7 +143,7 @@ fn check_model_ref<'m>(
 pub(super) fn prompt<'m>(
     v: &mut V<'_>,
     rp: Spanned<RawPrompt>,
-    lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
+    lookup: &ModelIndex<'m>,
     index: &crate::FxHashMap<Arc<str>, usize>,
 ) -> Option<Prompt> {
     let r = rp.value;
@@ -208,7 +214,7 @@ pub(super) fn grant<'m>(
     groups: &HashSet<&str>,
     apps: &HashSet<&str>,
     prompts: &HashSet<&str>,
-    lookup: &dyn Fn(&str, &str) -> Option<&'m Model>,
+    lookup: &ModelIndex<'m>,
     index: &crate::FxHashMap<Arc<str>, usize>,
 ) -> Option<Grant> {
     let r = rg.value;

@@ -182,6 +182,30 @@ fn is_local(url: &Url) -> bool {
     }
 }
 
+/// The models of the integrations validated so far, by integration name.
+pub(super) struct ModelIndex<'m> {
+    integrations: &'m [Integration],
+    index: &'m crate::FxHashMap<Arc<str>, usize>,
+}
+
+impl<'m> ModelIndex<'m> {
+    fn integration(&self, i: &str) -> Option<&'m Integration> {
+        self.index.get(i).and_then(|&k| self.integrations.get(k))
+    }
+
+    /// Model `m` of integration `i`.
+    pub(super) fn get(&self, i: &str, m: &str) -> Option<&'m Model> {
+        self.integration(i).and_then(|x| x.model(m))
+    }
+
+    /// The model names of integration `i` (for "did you mean").
+    pub(super) fn names(&self, i: &str) -> impl Iterator<Item = &'m str> + 'm {
+        self.integration(i)
+            .into_iter()
+            .flat_map(|x| x.models.iter().map(|m| &*m.name))
+    }
+}
+
 /// Validate all parsed files into a catalog. Returns the catalog when there is
 /// no error, and every diagnostic (errors and warnings) either way.
 pub(crate) fn validate(
@@ -296,11 +320,16 @@ pub(crate) fn validate(
 
     let mut seen = HashMap::new();
     let mut applications = Vec::new();
+    let mut keyless = Vec::new();
     for ra in raw_apps {
         let ok = v.name_ok("application", &ra.value.name, false)
             && v.unique("application", &mut seen, &ra.value.name);
+        let loc = ra.loc.clone();
         let a = application(&mut v, ra, &group_names);
         if ok {
+            if a.key_hashes.is_empty() {
+                keyless.push((a.name.clone(), loc));
+            }
             applications.push(a);
         }
     }
@@ -310,11 +339,9 @@ pub(crate) fn validate(
         .enumerate()
         .map(|(i, x)| (x.name.clone(), i))
         .collect();
-    let lookup_model = |i: &str, m: &str| -> Option<&Model> {
-        index
-            .get(i)
-            .and_then(|&k| integrations.get(k))
-            .and_then(|x| x.model(m))
+    let lookup_model = ModelIndex {
+        integrations: &integrations,
+        index: &index,
     };
 
     let mut seen = HashMap::new();
@@ -333,7 +360,45 @@ pub(crate) fn validate(
     }
     let prompt_names: HashSet<&str> = prompts.iter().map(|p| &*p.name).collect();
     let app_names: HashSet<&str> = applications.iter().map(|a| &*a.name).collect();
+    let worker_loc = raw_worker.as_ref().map(|w| w.loc.clone());
     let worker = raw_worker.and_then(|w| worker(&mut v, w, &app_names));
+    // Without a key an application can still be the worker's (its `app`,
+    // or, with `task-input` and `workflow` identities, any application a
+    // task names): only where neither can be is a keyless one a mistake.
+    let worker_runs_as = |name: &str| match worker.as_ref().map(|w| &w.identity) {
+        Some(WorkerIdentity::Fixed(app)) => &**app == name,
+        Some(_) => true,
+        None => false,
+    };
+    for (name, loc) in keyless {
+        if worker_runs_as(&name) {
+            continue;
+        }
+        v.warn(
+            &loc,
+            format!("application `{name}` has no `keys`: no request to `serve` can authenticate as it"),
+        )
+        .help = Some(format!(
+            "`hfconnect keys new --app {name}` prints a key and the line to add; an application only the worker runs as needs none (name it in `worker.app`)"
+        ));
+    }
+    if let (Some(w), Some(loc)) = (&worker, &worker_loc) {
+        for (task_type, kind) in &w.task_types {
+            let served = integrations
+                .iter()
+                .filter(|i| i.active)
+                .any(|i| i.models.iter().any(|m| m.active && m.supports(*kind)));
+            if !served {
+                v.warn(
+                    loc,
+                    format!("the worker polls `{task_type}`, but no active model serves `{kind}`: such tasks would fail"),
+                )
+                .help = Some(format!(
+                    "add `{kind}` to a model's `tasks`, or list only the task types the models serve in `worker.task_types`"
+                ));
+            }
+        }
+    }
     let admission = admission(&mut v, raw_admission);
 
     let mut grants = Vec::new();
