@@ -272,10 +272,28 @@ pub(crate) fn parse_json(text: &str) -> Result<Node, Vec<SyntaxError>> {
 
 // ---------------------------------------------------------------- YAML
 
+/// The first tab in a line's leading whitespace, as (line, column), 1-based.
+fn indenting_tab(text: &str) -> Option<(u32, u32)> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        let lead = &l[..l.len() - l.trim_start().len()];
+        lead.find('\t').map(|c| (to_u32(i + 1), to_u32(c + 1)))
+    })
+}
+
 pub(crate) fn parse_yaml(text: &str) -> Result<Node, Vec<SyntaxError>> {
     let mut builder = YamlBuilder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
+        // A tab in an indentation is reported by the scanner at the value
+        // before it; point at the tab itself and say why.
+        if e.info().contains("tab") {
+            if let Some((line, col)) = indenting_tab(text) {
+                return Err(vec![SyntaxError {
+                    pos: Pos { line, col },
+                    message: "invalid YAML: this line is indented with a tab; YAML indents with spaces only".into(),
+                }]);
+            }
+        }
         let m = e.marker();
         return Err(vec![SyntaxError {
             pos: Pos {

@@ -8,8 +8,12 @@
 //! `GET /workflow/{id}` with `createdBy` / `ownerApp`; task logs are kept.
 //! Faults on demand: statuses and delays per route, and "down" (connections
 //! dropped and refused). Optional Orkes auth: `POST /token` and `X-Authorization`.
+//! Definitions come by the metadata API, as to a real Conductor
+//! ([`metadata`]): task and workflow definitions, and workflows started by
+//! name whose `SIMPLE` tasks run in order, outputs feeding inputs.
 
 pub mod admin;
+mod metadata;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -22,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// Routes faults can be scripted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
@@ -145,6 +149,10 @@ pub struct WorkflowState {
     /// `ownerApp`.
     pub owner_app: Option<String>,
     retry_limit: u32,
+    /// A workflow started from a definition: its tasks, run in order.
+    plan: Option<metadata::Plan>,
+    /// Its `outputParameters`, resolved, once `COMPLETED`.
+    pub output: Option<Value>,
 }
 
 /// Every task result received, in order.
@@ -175,6 +183,8 @@ struct Inner {
     token_requests: u64,
     unauthorized: u64,
     workflow_lookups: u64,
+    taskdefs: HashMap<String, Value>,
+    workflow_defs: HashMap<String, Value>,
 }
 
 struct Shared {
@@ -200,6 +210,8 @@ impl Shared {
                     created_by: s.created_by,
                     owner_app: s.owner_app,
                     retry_limit: s.retry_count,
+                    plan: None,
+                    output: None,
                 },
             );
             g.new_task(&id, &s.task_type, s.input, 0, s.response_timeout);
@@ -443,9 +455,8 @@ impl Inner {
         match status.as_str() {
             "COMPLETED" => {
                 t.status = status;
-                if let Some(w) = self.workflows.get_mut(wf_id) {
-                    w.status = "COMPLETED".into();
-                }
+                let output = t.output.clone().unwrap_or(Value::Null);
+                self.advance(wf_id, output);
             }
             "FAILED_WITH_TERMINAL_ERROR" => {
                 t.status = status;
@@ -651,14 +662,26 @@ async fn handle(
             let mut g = lock(&s.inner);
             g.workflow_lookups += 1;
             match g.workflows.get(id) {
-                Some(w) => json_resp(&json!({
-                    "workflowId": w.id, "status": w.status, "workflowName": "llm_flow", "workflowVersion": 1,
-                    "createdBy": w.created_by, "ownerApp": w.owner_app, "tasks": [],
-                })),
+                Some(w) => {
+                    let tasks: Vec<Value> = w
+                        .tasks
+                        .iter()
+                        .filter_map(|t| g.tasks.get(t))
+                        .map(|t| json!({"taskId": t.task_id, "taskType": t.task_type, "status": t.status, "outputData": t.output, "reasonForIncompletion": t.reason}))
+                        .collect();
+                    json_resp(&json!({
+                        "workflowId": w.id, "status": w.status,
+                        "workflowName": w.plan.as_ref().map_or("llm_flow", |p| p.name.as_str()), "workflowVersion": 1,
+                        "createdBy": w.created_by, "ownerApp": w.owner_app, "tasks": tasks, "output": w.output,
+                    }))
+                }
                 None => (StatusCode::NOT_FOUND, axum::Json(json!({"status": 404, "message": format!("No such workflow found by id: {id}")}))).into_response(),
             }
         }
         _ => {
+            if let Some(r) = metadata_route(&s, &method, &path, &body) {
+                return r;
+            }
             if method == Method::POST && path.starts_with("/api/tasks/") && path.ends_with("/log") {
                 let id = path
                     .trim_start_matches("/api/tasks/")
@@ -673,6 +696,68 @@ async fn handle(
             text(404, format!("no route {method} {path}"))
         }
     }
+}
+
+/// The metadata routes and starting a workflow ([`metadata`]), if `path` is one.
+fn metadata_route(s: &Shared, method: &Method, path: &str, body: &[u8]) -> Option<Response> {
+    let json_body = || {
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| (400, format!("the body is not JSON: {e}")))
+    };
+    let answer = |r: Result<Response, (u16, String)>| match r {
+        Ok(r) => r,
+        Err((code, msg)) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            axum::Json(json!({"status": code, "message": msg})),
+        )
+            .into_response(),
+    };
+    let mut g = lock(&s.inner);
+    let r = match (method.as_str(), path) {
+        ("POST", "/api/metadata/taskdefs") => json_body()
+            .and_then(|b| g.register_taskdefs(&b))
+            .map(|()| StatusCode::OK.into_response()),
+        ("POST" | "PUT", "/api/metadata/workflow") => json_body()
+            .and_then(|b| match b {
+                // PUT takes a list, POST one definition.
+                Value::Array(defs) => defs.iter().try_for_each(|d| g.register_workflow(d)),
+                d => g.register_workflow(&d),
+            })
+            .map(|()| StatusCode::OK.into_response()),
+        ("GET", p) if p.starts_with("/api/metadata/taskdefs/") => {
+            let name = p.trim_start_matches("/api/metadata/taskdefs/");
+            g.taskdefs
+                .get(name)
+                .map(json_resp)
+                .ok_or((404, format!("No such taskType found by name: {name}")))
+        }
+        ("GET", p) if p.starts_with("/api/metadata/workflow/") => {
+            let name = p.trim_start_matches("/api/metadata/workflow/");
+            g.workflow_defs
+                .get(name)
+                .map(json_resp)
+                .ok_or((404, format!("No such workflow found by name: {name}")))
+        }
+        ("POST", p)
+            if p.starts_with("/api/workflow/")
+                && !p.trim_start_matches("/api/workflow/").contains('/') =>
+        {
+            let name = p.trim_start_matches("/api/workflow/").to_string();
+            let input = if body.is_empty() {
+                Ok(Value::Object(Map::new()))
+            } else {
+                json_body()
+            };
+            let started = input
+                .and_then(|i| g.start_workflow(&name, i))
+                .map(|id| text(200, id));
+            drop(g);
+            s.notify.notify_waiters();
+            return Some(answer(started));
+        }
+        _ => return None,
+    };
+    Some(answer(r))
 }
 
 impl FakeConductor {

@@ -98,6 +98,7 @@ fn cases() -> Vec<Case> {
         Case { name: "grant to unknown application", file: "c.toml", text: grant("app:nope", "integration:hf", "[\"READ\"]"), at: "12:11", path: "grants[0].subject", msg: "grant names unknown application `nope`" },
         Case { name: "grant on unknown integration", file: "c.toml", text: grant("user:x", "integration:hff", "[\"READ\"]"), at: "13:10", path: "grants[0].target", msg: "did you mean `hf`?" },
         Case { name: "grant on unknown model", file: "c.toml", text: grant("user:x", "model:hf:m2", "[\"READ\"]"), at: "13:10", path: "grants[0].target", msg: "unknown model `m2` of integration `hf`" },
+        Case { name: "grant on a misspelled model", file: "c.toml", text: grant("user:x", "model:hf:mistral-7", "[\"READ\"]").replacen("name = \"m\"", "name = \"mistral-7b\"", 1), at: "13:10", path: "grants[0].target", msg: "did you mean `mistral-7b`?" },
         Case { name: "grant on unknown prompt", file: "c.toml", text: grant("user:x", "prompt:nope", "[\"READ\"]"), at: "13:10", path: "grants[0].target", msg: "grant names unknown prompt `nope`" },
         Case { name: "malformed subject", file: "c.toml", text: grant("team:x", "integration:hf", "[\"READ\"]"), at: "12:11", path: "grants[0].subject", msg: "`team:x` is not a subject" },
         Case { name: "malformed target", file: "c.toml", text: grant("user:x", "model:hf", "[\"READ\"]"), at: "13:10", path: "grants[0].target", msg: "`model:hf` names no integration" },
@@ -140,6 +141,7 @@ fn cases() -> Vec<Case> {
         Case { name: "quota for unknown group", file: "c.toml", text: base_plus("\n[[quotas]]\nsubject = \"group:nope\"\nintegration = \"hf\"\nrequests_per_minute = 5\n"), at: "12:11", path: "quotas[0].subject", msg: "quota names unknown group `nope`" },
         Case { name: "toml syntax error", file: "c.toml", text: "[[integrations]]\nname = \n".into(), at: "2:", path: "", msg: "invalid TOML" },
         Case { name: "yaml syntax error", file: "c.yaml", text: "integrations:\n  - name: \"hf\n".into(), at: "", path: "", msg: "invalid YAML" },
+        Case { name: "yaml indented with a tab", file: "c.yaml", text: "integrations:\n  - name: hf\n\tapi_key: {env: T}\n".into(), at: "3:1", path: "", msg: "indented with a tab; YAML indents with spaces only" },
         Case { name: "json syntax error", file: "c.json", text: "{\"integrations\": [}\n".into(), at: "1:", path: "", msg: "invalid JSON" },
         Case { name: "root is not a table", file: "c.yaml", text: "- a\n- b\n".into(), at: "1:1", path: "", msg: "the file must hold a table" },
     ]

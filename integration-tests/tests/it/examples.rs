@@ -910,3 +910,162 @@ fn version_names_the_revision_and_completions_are_printed_for_each_shell() {
         assert!(out.stdout.contains("serve"), "{shell}");
     }
 }
+
+/// The README's worker walkthrough, line by line: the fakes on free ports
+/// (`local.toml`'s 8089 and 8091 rewritten to theirs), the worker on it,
+/// and the `curl` lines that register the definitions of
+/// `config-examples/conductor/`, start the workflow and read how it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_worker_walkthrough_completes() {
+    let fake = hfconnect_integration_tests::fake_hf::FakeHf::start("hf_fake_token")
+        .await
+        .unwrap();
+    let conductor = hfconnect_integration_tests::fake_conductor::FakeConductor::start()
+        .await
+        .unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## The Conductor worker, offline").unwrap()..];
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    assert!(
+        block.contains("cargo run -- worker --config config-examples/local.toml"),
+        "{block}"
+    );
+    let dir = Dir::new();
+    let local = std::fs::read_to_string(repo_root().join("config-examples/local.toml")).unwrap();
+    let conductor_base = conductor.url();
+    assert!(
+        local.contains("http://127.0.0.1:8091/api"),
+        "local.toml's worker names the fake Conductor"
+    );
+    let config = dir.write(
+        "local.toml",
+        &local
+            .replace("http://127.0.0.1:8089", &fake.url())
+            .replace("http://127.0.0.1:8091/api", &conductor_base),
+    );
+    for t in std::fs::read_dir(repo_root().join("config-examples/templates")).unwrap() {
+        let t = t.unwrap().path();
+        let name = format!("templates/{}", t.file_name().unwrap().to_string_lossy());
+        dir.write(&name, &std::fs::read_to_string(&t).unwrap());
+    }
+    let _worker =
+        tokio::process::Command::new(hfconnect_integration_tests::hfconnect_bin().unwrap())
+            .args(["worker", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let client = reqwest::Client::new();
+    let root = conductor_base.trim_end_matches("/api").to_string();
+    let mut wf = String::new();
+    let mut last = serde_json::Value::Null;
+    for line in block.lines().filter(|l| l.contains("curl ")) {
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("localhost:8091/"))
+            .unwrap_or_else(|| panic!("no localhost:8091 URL in {line}"))
+            .replace("$WF", &wf)
+            .replacen("localhost:8091", &root, 1);
+        let r = match line.split("-d @").nth(1) {
+            Some(file) => {
+                let file = file
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(')');
+                let body = std::fs::read_to_string(repo_root().join(file)).unwrap();
+                client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+            None => client.get(&url).send().await.unwrap(),
+        };
+        assert!(r.status().is_success(), "{line}: {}", r.status());
+        let text = r.text().await.unwrap();
+        if line.starts_with("WF=") {
+            wf = text.trim().to_string();
+            assert!(!wf.is_empty());
+            // The worker runs both tasks; the walkthrough's last line reads the end.
+            let c = &conductor;
+            crate::support::wait_for(
+                "the workflow to end",
+                std::time::Duration::from_secs(30),
+                || {
+                    let done = c.workflow(&wf).is_some_and(|w| w.status != "RUNNING");
+                    async move { done }
+                },
+            )
+            .await;
+        } else {
+            last = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        }
+    }
+    assert_eq!(last["status"], "COMPLETED", "{last}");
+    assert!(last["output"]["summary"].is_string(), "{last}");
+    assert!(
+        last["output"]["reply"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{last}"
+    );
+    // The chat task was fed the summary.
+    let tasks = last["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{last}");
+    let chat = fake.requests_to("/v1/chat/completions");
+    let summary = last["output"]["summary"].as_str().unwrap();
+    assert!(
+        chat.iter().any(|r| r
+            .json()
+            .to_string()
+            .contains(&summary[..summary.len().min(20)])),
+        "the reply's request holds the summary"
+    );
+}
+
+/// A worker polling task types no model serves is warned of (and fails a
+/// strict check), as the Kubernetes example once did unseen.
+#[test]
+fn a_worker_polling_what_no_model_serves_is_warned_of() {
+    let dir = Dir::new();
+    let path = dir.write(
+        "c.toml",
+        "[[integrations]]\nname = \"hf\"\napi_key = { value = \"hf_x\" }\n\n\
+         [[integrations.models]]\nname = \"m\"\nendpoint = \"https://e.example\"\napi = \"tgi\"\ntasks = [\"text-generation\", \"chat\"]\n\n\
+         [[applications]]\nname = \"w\"\n\n[worker]\napp = \"w\"\n",
+    );
+    let p = path.to_str().unwrap();
+    let out = run(&["config", "check", "--config", p]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    for unserved in ["LLM_SUMMARIZE", "LLM_GENERATE_EMBEDDINGS"] {
+        assert!(
+            out.stderr.contains(&format!(
+                "the worker polls `{unserved}`, but no active model serves"
+            )),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(
+        !out.stderr.contains("`LLM_CHAT_COMPLETE`, but"),
+        "{}",
+        out.stderr
+    );
+    // `w` is the worker's application: it needs no key, and is not warned of.
+    assert!(
+        !out.stderr.contains("application `w` has no `keys`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(run(&["config", "check", "--strict", "--config", p]).code, 6);
+}
