@@ -121,13 +121,7 @@ fn the_kubernetes_config_passes_strictly_with_the_secrets_the_readme_makes() {
         "etc-hfconnect/applications.toml",
         &apps.replace("sha256:…", &hash),
     );
-    let out = run(&[
-        "config",
-        "check",
-        "--strict",
-        "--config",
-        dir.path().join("etc-hfconnect").to_str().unwrap(),
-    ]);
+    let out = crate::support::check_strict(&dir.path().join("etc-hfconnect"));
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(!out.stderr.contains("warning:"), "{}", out.all());
     // An application written without its key hash: nobody could call `serve`
@@ -136,13 +130,7 @@ fn the_kubernetes_config_passes_strictly_with_the_secrets_the_readme_makes() {
         "etc-hfconnect/applications.toml",
         &apps.replace("keys = [\"sha256:…\"]", "keys = []"),
     );
-    let out = run(&[
-        "config",
-        "check",
-        "--strict",
-        "--config",
-        dir.path().join("etc-hfconnect").to_str().unwrap(),
-    ]);
+    let out = crate::support::check_strict(&dir.path().join("etc-hfconnect"));
     assert_eq!(out.code, 6, "{}", out.all());
     assert!(
         out.stderr.contains("application `engine` has no `keys`"),
@@ -632,6 +620,31 @@ fn kubernetes_manifests_fit_together() {
     assert!(config.contains("backend = \"redis\""));
 }
 
+/// `config-examples/local.toml` (and the templates it names) copied into
+/// `dir`, the fakes' fixed ports (8089, and 8091 for the Conductor) rewritten
+/// to the free ones a test's fakes took.
+fn local_example(dir: &Dir, fake_hf: &str, conductor: Option<&str>) -> std::path::PathBuf {
+    let local = std::fs::read_to_string(repo_root().join("config-examples/local.toml")).unwrap();
+    assert!(
+        local.contains("http://127.0.0.1:8089"),
+        "the local example names the fake's port"
+    );
+    assert!(
+        local.contains("http://127.0.0.1:8091/api"),
+        "its worker names the fake Conductor"
+    );
+    let mut text = local.replace("http://127.0.0.1:8089", fake_hf);
+    if let Some(c) = conductor {
+        text = text.replace("http://127.0.0.1:8091/api", c);
+    }
+    for t in std::fs::read_dir(repo_root().join("config-examples/templates")).unwrap() {
+        let t = t.unwrap().path();
+        let name = format!("templates/{}", t.file_name().unwrap().to_string_lossy());
+        dir.write(&name, &std::fs::read_to_string(&t).unwrap());
+    }
+    dir.write("local.toml", &text)
+}
+
 /// One `curl` line of the README, as far as the test needs it.
 struct Curl {
     path: String,
@@ -690,21 +703,7 @@ async fn the_readme_first_governed_answer_works() {
     let (key, curls) = readme_curls("## A first governed answer, offline");
     assert_eq!(curls.len(), 5);
     let dir = crate::support::Dir::new();
-    let local = std::fs::read_to_string(repo_root().join("config-examples/local.toml")).unwrap();
-    assert!(
-        local.contains("http://127.0.0.1:8089"),
-        "the local example names the fake's port"
-    );
-    let config = dir.write(
-        "local.toml",
-        &local.replace("http://127.0.0.1:8089", &fake.url()),
-    );
-    // The files it names, beside it as in config-examples/.
-    for t in std::fs::read_dir(repo_root().join("config-examples/templates")).unwrap() {
-        let t = t.unwrap().path();
-        let name = format!("templates/{}", t.file_name().unwrap().to_string_lossy());
-        dir.write(&name, &std::fs::read_to_string(&t).unwrap());
-    }
+    let config = local_example(&dir, &fake.url(), None);
     let (_serve, base) = crate::support::serve_process(&config, &[]).await;
     let client = reqwest::Client::new();
     for c in curls {
@@ -935,23 +934,8 @@ async fn the_readme_worker_walkthrough_completes() {
         "{block}"
     );
     let dir = Dir::new();
-    let local = std::fs::read_to_string(repo_root().join("config-examples/local.toml")).unwrap();
     let conductor_base = conductor.url();
-    assert!(
-        local.contains("http://127.0.0.1:8091/api"),
-        "local.toml's worker names the fake Conductor"
-    );
-    let config = dir.write(
-        "local.toml",
-        &local
-            .replace("http://127.0.0.1:8089", &fake.url())
-            .replace("http://127.0.0.1:8091/api", &conductor_base),
-    );
-    for t in std::fs::read_dir(repo_root().join("config-examples/templates")).unwrap() {
-        let t = t.unwrap().path();
-        let name = format!("templates/{}", t.file_name().unwrap().to_string_lossy());
-        dir.write(&name, &std::fs::read_to_string(&t).unwrap());
-    }
+    let config = local_example(&dir, &fake.url(), Some(&conductor_base));
     let _worker =
         tokio::process::Command::new(hfconnect_integration_tests::hfconnect_bin().unwrap())
             .args(["worker", "--config"])

@@ -40,6 +40,17 @@ pub fn check(path: &Path) -> Output {
     run(&["config", "check", "--config", path.to_str().unwrap()])
 }
 
+/// `hfconnect config check --strict --config PATH`
+pub fn check_strict(path: &Path) -> Output {
+    run(&[
+        "config",
+        "check",
+        "--strict",
+        "--config",
+        path.to_str().unwrap(),
+    ])
+}
+
 /// `hfconnect serve --config CONFIG` on a free loopback port with `env`
 /// (and no `HF_TOKEN` unless given), output discarded, killed when the
 /// child is dropped; returned once `/healthz` answers, with its base URL.
