@@ -54,8 +54,8 @@ pub(crate) type FxHashMap<K, V> = std::collections::HashMap<K, V, rustc_hash::Fx
 
 pub use cli::run as run_cli;
 pub use connector::{
-    Connector, ConnectorError, EndpointStatus, Executed, KeyStatus, ModelStatus, ProviderFactory,
-    TaskDecision, TaskStream, TokenReport,
+    Connector, ConnectorError, EndpointStatus, KeyStatus, ModelStatus, ProviderFactory, Ran, Reply,
+    TaskRequest, TaskStream, TokenReport,
 };
 
 /// The README's code examples, compiled as doctests so they stay true.

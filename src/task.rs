@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::TaskKind;
-use crate::provider::{ErrorKind, FinishReason, ProviderError};
+use crate::provider::{ErrorKind, ProviderError};
+pub use crate::provider::{FinishReason, Vectors};
 
 /// Who said a chat message.
 pub(crate) use crate::provider::ChatRole;
@@ -234,37 +235,48 @@ impl Task {
     }
 }
 
-/// The door a task came by: `serve`'s OpenAI-compatible routes, or any
-/// other (the task routes, the worker, the CLI, the library). The `door`
-/// label of `hfconnect_tasks_total`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The door a task came by: the `door` label of `hfconnect_tasks_total`
+/// and of `hfconnect_door_requests_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Door {
-    /// The task routes and every other front door.
-    #[default]
+    /// `serve`'s task routes (`POST /v1/tasks/…`).
     Task,
     /// `serve`'s OpenAI-compatible routes.
     OpenAi,
+    /// The Conductor worker.
+    Worker,
+    /// `hfconnect run`.
+    Cli,
+    /// An engine calling the library.
+    #[default]
+    Library,
 }
 
 impl Door {
     /// Every door, in the order of [`Door::index`].
-    pub(crate) const ALL: [Door; 2] = [Door::Task, Door::OpenAi];
+    pub(crate) const ALL: [Door; 5] = [
+        Door::Task,
+        Door::OpenAi,
+        Door::Worker,
+        Door::Cli,
+        Door::Library,
+    ];
 
-    /// `task` or `openai`.
+    /// `task`, `openai`, `worker`, `cli` or `library`.
     pub fn as_str(self) -> &'static str {
         match self {
             Door::Task => "task",
             Door::OpenAi => "openai",
+            Door::Worker => "worker",
+            Door::Cli => "cli",
+            Door::Library => "library",
         }
     }
 
     /// Its place in [`Door::ALL`].
     pub(crate) fn index(self) -> usize {
-        match self {
-            Door::Task => 0,
-            Door::OpenAi => 1,
-        }
+        self as usize
     }
 }
 
@@ -273,10 +285,12 @@ impl Door {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct TaskOutput {
-    /// The answer: text, or the parsed JSON value with `jsonOutput`.
-    pub result: Value,
-    /// `STOP`, `LENGTH`, `STOP_SEQUENCE`, or the server's word upper-cased.
-    pub finish_reason: Option<String>,
+    /// The answer: text, the parsed JSON value with `jsonOutput`, or vectors.
+    pub result: TaskResult,
+    /// Why generation stopped (`STOP`, `LENGTH`, `STOP_SEQUENCE`, or the
+    /// server's word upper-cased, as JSON).
+    #[serde(serialize_with = "orkes_finish_reason")]
+    pub finish_reason: Option<FinishReason>,
     /// Prompt plus completion tokens, when both are known.
     pub token_used: Option<u32>,
     /// The size of the vectors (embeddings tasks only).
@@ -292,24 +306,78 @@ pub struct TaskOutput {
     pub headroom: Option<crate::catalog::Headroom>,
 }
 
-impl TaskOutput {
-    /// An embeddings task's vectors, in input order: its `result` as a list
-    /// (one vector for a task of one `text`).
-    pub(crate) fn into_vectors(self) -> Vec<Value> {
-        match self.result {
-            Value::Array(items) if items.first().is_some_and(Value::is_array) => items,
-            v => vec![v],
+/// A task's answer, typed until a door writes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum TaskResult {
+    /// Generated text.
+    Text(String),
+    /// The answer parsed as JSON (`jsonOutput`).
+    Json(Value),
+    /// The vector of one `text`.
+    Vector(Vec<f32>),
+    /// The vectors of `texts`, in order.
+    Vectors(Vectors),
+}
+
+impl TaskResult {
+    /// The text, when the answer is text.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            TaskResult::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The answer as text: the text, or JSON written back (for a log, a
+    /// chat message, an audit line).
+    pub fn to_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            TaskResult::Text(t) => std::borrow::Cow::Borrowed(t),
+            TaskResult::Json(v) => std::borrow::Cow::Owned(v.to_string()),
+            TaskResult::Vector(v) => {
+                std::borrow::Cow::Owned(serde_json::to_string(v).unwrap_or_default())
+            }
+            TaskResult::Vectors(v) => {
+                std::borrow::Cow::Owned(serde_json::to_string(v).unwrap_or_default())
+            }
+        }
+    }
+
+    /// The vectors of an embeddings answer, one row for one `text`.
+    pub fn vectors(&self) -> Option<std::borrow::Cow<'_, Vectors>> {
+        match self {
+            TaskResult::Vectors(v) => Some(std::borrow::Cow::Borrowed(v)),
+            TaskResult::Vector(v) => Vectors::from_rows([v]).ok().map(std::borrow::Cow::Owned),
+            _ => None,
         }
     }
 }
 
+impl PartialEq<&str> for TaskResult {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_text() == Some(*other)
+    }
+}
+
 /// `STOP`, `LENGTH`, `STOP_SEQUENCE` (the open-source server's spelling).
-pub(crate) fn finish_reason_name(r: &FinishReason) -> String {
+pub fn orkes_finish_reason_name(r: &FinishReason) -> std::borrow::Cow<'static, str> {
     match r {
         FinishReason::Stop => "STOP".into(),
         FinishReason::Length => "LENGTH".into(),
         FinishReason::StopSequence => "STOP_SEQUENCE".into(),
-        FinishReason::Other(o) => o.to_ascii_uppercase(),
+        FinishReason::Other(o) => o.to_ascii_uppercase().into(),
+    }
+}
+
+fn orkes_finish_reason<S: serde::Serializer>(
+    r: &Option<FinishReason>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.serialize_str(&orkes_finish_reason_name(r)),
+        None => s.serialize_none(),
     }
 }
 
@@ -454,14 +522,74 @@ impl std::error::Error for TaskError {
     }
 }
 
+/// The kind of a failure as every door names it (`kind` in task-route
+/// errors, the `outcome` of counts and audit events, the prefix of a
+/// Conductor task's reason): a task error's kind, or a refusal a door makes
+/// before there is a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// A task error of this kind.
+    Task(TaskErrorKind),
+    /// No key, or a key no application holds.
+    Unauthorized,
+    /// A body that is not JSON.
+    InvalidJson,
+    /// A body over the size limit.
+    PayloadTooLarge,
+    /// A body that came too slowly.
+    RequestTimeout,
+    /// Conductor could not be reached.
+    ConductorUnavailable,
+    /// Conductor answered with an error.
+    ConductorError,
+    /// hfconnect itself failed.
+    Internal,
+}
+
+impl FailureKind {
+    /// Input that is not a valid task.
+    pub const INVALID_INPUT: FailureKind = FailureKind::Task(TaskErrorKind::InvalidInput);
+    /// Unknown names.
+    pub const NOT_FOUND: FailureKind = FailureKind::Task(TaskErrorKind::NotFound);
+    /// Refused by access control.
+    pub const DENIED: FailureKind = FailureKind::Task(TaskErrorKind::Denied);
+
+    /// The snake_case name engines match on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Task(k) => k.as_str(),
+            FailureKind::Unauthorized => "unauthorized",
+            FailureKind::InvalidJson => "invalid_json",
+            FailureKind::PayloadTooLarge => "payload_too_large",
+            FailureKind::RequestTimeout => "request_timeout",
+            FailureKind::ConductorUnavailable => "conductor_unavailable",
+            FailureKind::ConductorError => "conductor_error",
+            FailureKind::Internal => "internal",
+        }
+    }
+}
+
+impl From<TaskErrorKind> for FailureKind {
+    fn from(k: TaskErrorKind) -> FailureKind {
+        FailureKind::Task(k)
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failure as every front door reports it: `{error, kind, retryable}` and,
 /// when known, how long to wait. The one mapping from [`TaskError`]; doors
 /// add failures of their own (an unreadable header, Conductor unreachable)
 /// with [`Failure::terminal`] and [`Failure::retry`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {
-    /// A snake_case kind engines match on ([`TaskErrorKind::as_str`] for task errors).
-    pub kind: &'static str,
+    /// What kind of failure.
+    pub kind: FailureKind,
     /// What went wrong, in words.
     pub message: String,
     /// Whether the same request may succeed later.
@@ -472,7 +600,7 @@ pub(crate) struct Failure {
 
 impl Failure {
     /// A failure that retrying cannot mend.
-    pub(crate) fn terminal(kind: &'static str, message: impl Into<String>) -> Failure {
+    pub(crate) fn terminal(kind: FailureKind, message: impl Into<String>) -> Failure {
         Failure {
             kind,
             message: message.into(),
@@ -483,7 +611,7 @@ impl Failure {
 
     /// A failure worth retrying, after `after` when known.
     pub(crate) fn retry(
-        kind: &'static str,
+        kind: FailureKind,
         message: impl Into<String>,
         after: Option<Duration>,
     ) -> Failure {
@@ -496,7 +624,7 @@ impl Failure {
 
     /// `{error, kind, retryable}`.
     pub(crate) fn body(&self) -> Value {
-        serde_json::json!({"error": self.message, "kind": self.kind, "retryable": self.retryable})
+        serde_json::json!({"error": self.message, "kind": self.kind.as_str(), "retryable": self.retryable})
     }
 
     /// The wait in whole seconds, rounded up, at least 1 (`Retry-After`,
@@ -510,7 +638,7 @@ impl Failure {
 impl From<&TaskError> for Failure {
     fn from(e: &TaskError) -> Failure {
         Failure {
-            kind: e.kind().as_str(),
+            kind: FailureKind::Task(e.kind()),
             message: e.to_string(),
             retryable: e.is_retryable(),
             retry_after: e.retry_after(),

@@ -405,10 +405,33 @@ pub struct Decision {
     pub reason: Reason,
 }
 
+impl Decision {
+    /// Both decisions: allowed when both are, with both reasons; else the
+    /// first refusal.
+    pub fn and(self, other: Decision) -> Decision {
+        match (self.allowed, other.allowed) {
+            (true, true) => Decision {
+                allowed: true,
+                reason: Reason::All {
+                    reasons: vec![self.reason, other.reason],
+                },
+            },
+            (false, _) => self,
+            (true, false) => other,
+        }
+    }
+}
+
 /// Why a decision came out the way it did.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Reason {
+    /// Several questions were asked (a model and the prompt a task names)
+    /// and each was allowed, for these reasons.
+    All {
+        /// Each question's reason, in the order asked.
+        reasons: Vec<Reason>,
+    },
     /// The principal holds `ADMIN` through this group.
     Admin {
         /// The group carrying the role.
@@ -470,6 +493,7 @@ impl Reason {
     /// A short machine-readable name for the reason.
     pub fn kind(&self) -> &'static str {
         match self {
+            Reason::All { .. } => "all",
             Reason::Admin { .. } => "admin",
             Reason::Granted { .. } => "granted",
             Reason::IntegrationInactive { .. } => "integration_inactive",
@@ -496,6 +520,15 @@ fn list<T: fmt::Display>(items: &[T]) -> String {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Reason::All { reasons } => {
+                for (i, r) in reasons.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{r}")?;
+                }
+                Ok(())
+            }
             Reason::Admin { group } => write!(f, "allowed by the `ADMIN` role of group `{group}`"),
             Reason::Granted { grant } => write!(f, "allowed: {grant}"),
             Reason::IntegrationInactive { integration } => {

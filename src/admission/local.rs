@@ -20,7 +20,7 @@ use governor::{Quota as Rate, RateLimiter};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{AdmissionError, Headroom, Limited, Permit, TokioClock};
+use super::{AdmissionError, Headroom, Limited, Permit, Place, TokioClock};
 use crate::access::{Principal, Subject};
 use crate::catalog::{Catalog, Limits};
 
@@ -121,10 +121,15 @@ struct QuotaRule {
     queue: Queue,
 }
 
+/// An integration's name, gate and queue timeout, and its models' names and
+/// gates by their positions.
+type IntegrationGates = (Arc<str>, Gate, Duration, Vec<(Arc<str>, Gate)>);
+
 /// The admission state of one catalog snapshot.
 pub(crate) struct Local {
-    /// integration -> (its gate, its queue timeout, its models' gates)
-    integrations: crate::FxHashMap<String, (Gate, Duration, crate::FxHashMap<String, Gate>)>,
+    /// By the catalog's integration position: its name, gate, queue timeout,
+    /// and its models' names and gates by their positions.
+    integrations: Vec<IntegrationGates>,
     quotas: Vec<QuotaRule>,
     /// One keyed limiter per distinct quota rate, keyed by `subject@integration`.
     quota_limiters: HashMap<NonZeroU32, Arc<KeyedLimiter>>,
@@ -146,26 +151,36 @@ impl Local {
     pub(crate) fn new(catalog: &Catalog, old: Option<&Local>) -> Local {
         // One clock for the lineage: waits are measured against the limiters' own.
         let clock = old.map_or_else(TokioClock::new, |o| o.clock);
+        // The gates of the snapshot replaced, by name (positions may have moved).
+        let before: crate::FxHashMap<&str, (&Gate, crate::FxHashMap<&str, &Gate>)> = old
+            .map(|o| {
+                o.integrations
+                    .iter()
+                    .map(|(name, g, _, ms)| {
+                        let ms = ms.iter().map(|(n, g)| (&**n, g)).collect();
+                        (&**name, (g, ms))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let integrations = catalog
             .integrations()
             .iter()
             .map(|i| {
-                let before = old.and_then(|o| o.integrations.get(i.name()));
+                let was = before.get(i.name());
                 let models = i
                     .models()
                     .iter()
                     .map(|m| {
-                        let was = before.and_then(|(_, _, ms)| ms.get(m.name()));
-                        (m.name().to_string(), Gate::new(m.limits(), was, clock))
+                        let g = was.and_then(|(_, ms)| ms.get(m.name()).copied());
+                        (m.name_arc().clone(), Gate::new(m.limits(), g, clock))
                     })
                     .collect();
                 (
-                    i.name().to_string(),
-                    (
-                        Gate::new(i.limits(), before.map(|(g, _, _)| g), clock),
-                        i.queue_timeout(),
-                        models,
-                    ),
+                    i.name_arc().clone(),
+                    Gate::new(i.limits(), was.map(|(g, _)| *g), clock),
+                    i.queue_timeout(),
+                    models,
                 )
             })
             .collect();
@@ -217,14 +232,15 @@ impl Local {
     pub(crate) async fn admit(
         &self,
         principal: &Principal,
-        integration: &str,
-        model: &str,
+        place: Place<'_>,
         cost: NonZeroU32,
     ) -> Result<Permit, AdmissionError> {
-        let Some((igate, queue_timeout, models)) = self.integrations.get(integration) else {
+        let Some((_, igate, queue_timeout, models)) = self.integrations.get(place.integration)
+        else {
             return Ok(Permit::new(Vec::new()));
         };
-        let mgate = models.get(model);
+        let mgate = models.get(place.model).map(|(_, g)| g);
+        let (integration, model) = (place.integration_name, place.model_name);
         if self.quotas.is_empty()
             && !igate.limits_anything()
             && !mgate.is_some_and(Gate::limits_anything)

@@ -70,14 +70,13 @@ impl Admission {
     pub(crate) async fn admit(
         &self,
         principal: &Principal,
-        integration: &str,
-        model: &str,
+        place: Place<'_>,
         cost: NonZeroU32,
     ) -> Result<Permit, AdmissionError> {
         let Some(shared) = &self.shared else {
-            return self.local.admit(principal, integration, model, cost).await;
+            return self.local.admit(principal, place, cost).await;
         };
-        match shared.admit(principal, integration, model, cost).await {
+        match shared.admit(principal, place, cost).await {
             Ok(Ok((lease, headroom, waited))) => Ok(Permit {
                 _slots: Vec::new(),
                 _lease: lease,
@@ -96,7 +95,7 @@ impl Admission {
                 }
                 _ => {
                     self.metrics.fallbacks.with_label_values(&["local"]).inc();
-                    self.local.admit(principal, integration, model, cost).await
+                    self.local.admit(principal, place, cost).await
                 }
             },
         }
@@ -135,6 +134,17 @@ fn charged(
 }
 
 /// Which limit refused a task.
+/// Which integration and model a task runs on: their positions in the
+/// catalog (what admission's tables are indexed by) and their names (what
+/// its messages and shared keys say).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'a> {
+    pub integration: usize,
+    pub model: usize,
+    pub integration_name: &'a str,
+    pub model_name: &'a str,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Limited {
     /// A rate limit of the integration or the model.

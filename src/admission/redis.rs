@@ -21,7 +21,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::time::Instant;
 
-use super::{charged, AdmissionError, Headroom, Limited};
+use super::{charged, AdmissionError, Headroom, Limited, Place};
 use crate::access::{Principal, Subject};
 use crate::catalog::{Catalog, Limits, OnUnavailable, RedisSettings};
 use crate::metrics::AdmissionMetrics;
@@ -218,7 +218,9 @@ pub(crate) struct Shared {
     pub(crate) on_unavailable: OnUnavailable,
     timeout: Duration,
     lease: Duration,
-    integrations: crate::FxHashMap<String, (Limits, Duration, crate::FxHashMap<String, Limits>)>,
+    /// By the catalog's integration position: its limits, queue timeout, and
+    /// its models' limits by their positions.
+    integrations: Vec<(Limits, Duration, Vec<Limits>)>,
     quotas: Vec<QuotaRule>,
     health: Arc<Health>,
     metrics: AdmissionMetrics,
@@ -285,15 +287,8 @@ impl Shared {
             .integrations()
             .iter()
             .map(|i| {
-                let models = i
-                    .models()
-                    .iter()
-                    .map(|m| (m.name().to_string(), m.limits()))
-                    .collect();
-                (
-                    i.name().to_string(),
-                    (i.limits(), i.queue_timeout(), models),
-                )
+                let models = i.models().iter().map(|m| m.limits()).collect();
+                (i.limits(), i.queue_timeout(), models)
             })
             .collect();
         let quotas = catalog
@@ -429,14 +424,15 @@ impl Shared {
     fn specs(
         &self,
         principal: &Principal,
-        integration: &str,
-        model: &str,
+        place: Place<'_>,
         cost: NonZeroU32,
     ) -> Result<Option<(Vec<RateSpec>, Vec<SlotSpec>, Duration)>, AdmissionError> {
-        let Some((ilimits, queue_timeout, models)) = self.integrations.get(integration) else {
+        let Some((ilimits, queue_timeout, models)) = self.integrations.get(place.integration)
+        else {
             return Ok(None);
         };
-        let mlimits = models.get(model);
+        let mlimits = models.get(place.model);
+        let (integration, model) = (place.integration_name, place.model_name);
         let mut rates = Vec::new();
         for q in self
             .quotas
@@ -515,12 +511,11 @@ impl Shared {
     pub(crate) async fn admit(
         &self,
         principal: &Principal,
-        integration: &str,
-        model: &str,
+        place: Place<'_>,
         cost: NonZeroU32,
     ) -> Result<Result<(Option<Lease>, Option<Headroom>, Duration), AdmissionError>, Unavailable>
     {
-        let (rates, slots, queue_timeout) = match self.specs(principal, integration, model, cost) {
+        let (rates, slots, queue_timeout) = match self.specs(principal, place, cost) {
             Ok(Some(specs)) => specs,
             // Nothing limits this task: no round trip.
             Ok(None) => return Ok(Ok((None, None, Duration::ZERO))),

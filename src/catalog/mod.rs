@@ -258,6 +258,10 @@ impl Integration {
     pub fn model(&self, name: &str) -> Option<&Model> {
         self.model_index.get(name).and_then(|&i| self.models.get(i))
     }
+    /// Where a model is in [`Integration::models`].
+    pub(crate) fn model_position(&self, name: &str) -> Option<usize> {
+        self.model_index.get(name).copied()
+    }
     /// Where it was declared.
     pub fn origin(&self) -> &Origin {
         &self.origin
@@ -415,6 +419,10 @@ impl Catalog {
         self.integration_index
             .get(name)
             .and_then(|&i| self.integrations.get(i))
+    }
+    /// Where an integration is in [`Catalog::integrations`].
+    pub(crate) fn integration_position(&self, name: &str) -> Option<usize> {
+        self.integration_index.get(name).copied()
     }
     /// A model by integration and model name.
     pub fn model(&self, integration: &str, model: &str) -> Option<&Model> {

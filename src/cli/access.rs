@@ -54,7 +54,7 @@ fn caller(args: &CallerArgs, io: &mut Io<'_>) -> Result<(Connector, Principal), 
     let connector = args.config.connector(io)?;
     let subject: Subject = super::acting_subject(&args.subject).map_err(|e| bad(io, e))?;
     let principal = connector
-        .resolve(&subject, args.group.as_deref())
+        .principal(&subject, args.group.as_deref())
         .map_err(|e| bad(io, e))?;
     Ok((connector, principal))
 }

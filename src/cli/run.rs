@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 use super::{task_failed, Exit, Io, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 use crate::access::Subject;
+use crate::connector::{Reply, TaskRequest};
 use crate::task::{
-    ChatCompleteInput, EmbedInput, InputMessage, SummarizeInput, Task, TaskEvent, TaskOutput,
-    TextCompleteInput,
+    ChatCompleteInput, Door, EmbedInput, InputMessage, SummarizeInput, Task, TaskEvent, TaskOutput,
+    TaskResult, TextCompleteInput,
 };
 
 #[derive(Debug, Args)]
@@ -178,7 +179,7 @@ fn vars(v: &[(String, String)]) -> HashMap<String, Value> {
 
 /// Vectors one JSON array per line, in input order (or the Orkes output with
 /// `--json`); the count and size on stderr.
-fn print_vectors(o: TaskOutput, json: bool, io: &mut Io<'_>) {
+fn print_vectors(o: &TaskOutput, json: bool, io: &mut Io<'_>) {
     if json {
         let _ = writeln!(io.out, "{:#}", json!(o));
         return;
@@ -187,9 +188,9 @@ fn print_vectors(o: TaskOutput, json: bool, io: &mut Io<'_>) {
         .prompt_tokens
         .map_or_else(|| "token counts unknown".into(), |t| format!("{t} tokens"));
     let dimensions = o.dimensions.unwrap_or_default();
-    let vectors = o.into_vectors();
-    for v in &vectors {
-        let _ = writeln!(io.out, "{v}");
+    let vectors = o.result.vectors().unwrap_or_default();
+    for v in vectors.iter() {
+        let _ = writeln!(io.out, "{}", json!(v));
     }
     let _ = writeln!(
         io.err,
@@ -205,11 +206,11 @@ fn print_output(o: &TaskOutput, json: bool, streamed: bool, io: &mut Io<'_>) {
     }
     if !streamed {
         match &o.result {
-            Value::String(s) => {
-                let _ = writeln!(io.out, "{s}");
+            TaskResult::Json(v) => {
+                let _ = writeln!(io.out, "{v:#}");
             }
             other => {
-                let _ = writeln!(io.out, "{other:#}");
+                let _ = writeln!(io.out, "{}", other.to_text());
             }
         }
     } else {
@@ -223,7 +224,9 @@ fn print_output(o: &TaskOutput, json: bool, streamed: bool, io: &mut Io<'_>) {
     let _ = writeln!(
         io.err,
         "finish: {}, {tokens}",
-        o.finish_reason.as_deref().unwrap_or("unknown")
+        o.finish_reason
+            .as_ref()
+            .map_or("unknown".into(), crate::task::orkes_finish_reason_name)
     );
 }
 
@@ -249,7 +252,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
     };
     let principal = match connector.principal(&subject, args.caller.group.as_deref()) {
         Ok(p) => p,
-        Err(e) => return task_failed(&e, io),
+        Err(e) => return task_failed(&e.into(), io),
     };
     let (task, output) = match &args.task {
         RunTask::TextComplete {
@@ -373,26 +376,26 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    if let Task::Embed(_) = &task {
-        return match rt.block_on(connector.execute(&principal, &task)) {
-            Ok(o) => {
-                print_vectors(o, output.json, io);
-                EXIT_OK
-            }
-            Err(e) => task_failed(&e, io),
-        };
-    }
-    if !output.stream {
-        return match rt.block_on(connector.execute(&principal, &task)) {
-            Ok(o) => {
-                print_output(&o, output.json, false, io);
-                EXIT_OK
-            }
-            Err(e) => task_failed(&e, io),
-        };
+    let mut req = TaskRequest::new(&principal, &task).via(Door::Cli);
+    if output.stream && !matches!(task, Task::Embed(_)) {
+        req = req.streamed();
     }
     rt.block_on(async {
-        let mut s = connector.execute_stream(&principal, &task);
+        let reply = match connector.run(req).await.reply {
+            Ok(r) => r,
+            Err(e) => return task_failed(&e, io),
+        };
+        let mut s = match reply {
+            Reply::Output(o) => {
+                if let Task::Embed(_) = &task {
+                    print_vectors(&o, output.json, io);
+                } else {
+                    print_output(&o, output.json, false, io);
+                }
+                return EXIT_OK;
+            }
+            Reply::Stream(s) => s,
+        };
         while let Some(ev) = s.next().await {
             match ev {
                 Ok(TaskEvent::Chunk(t)) => {

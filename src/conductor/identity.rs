@@ -2,6 +2,7 @@
 //! engine wrote into `inputData._createdBy`, or whoever started the workflow
 //! (looked up once per workflow and cached).
 
+use crate::task::FailureKind;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -21,13 +22,13 @@ pub(crate) fn subject_of(raw: &str, field: &str) -> Result<Subject, Failure> {
     let s = raw.trim();
     if s.is_empty() {
         return Err(Failure::terminal(
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             format!("`{field}` is empty"),
         ));
     }
     if s.chars().any(char::is_control) || s.len() > 256 {
         return Err(Failure::terminal(
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             format!(
                 "`{field}` (`{}`) holds control characters or is longer than 256 bytes",
                 crate::untrusted::Untrusted(s)
@@ -36,13 +37,13 @@ pub(crate) fn subject_of(raw: &str, field: &str) -> Result<Subject, Failure> {
     }
     let subject = if s.starts_with("user:") || s.starts_with("app:") || s.starts_with("group:") {
         Subject::from_str(s)
-            .map_err(|e| Failure::terminal("invalid_input", format!("`{field}`: {e}")))?
+            .map_err(|e| Failure::terminal(FailureKind::INVALID_INPUT, format!("`{field}`: {e}")))?
     } else {
         Subject::User(s.into())
     };
     if matches!(subject, Subject::Group(_)) {
         return Err(Failure::terminal(
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             format!("`{field}` names group `{s}`; a task runs as a user or an application"),
         ));
     }
@@ -74,11 +75,11 @@ impl Identities {
             WorkerIdentity::TaskInput => match input.get("_createdBy") {
                 Some(Value::String(s)) => subject_of(s, "inputData._createdBy"),
                 Some(_) => Err(Failure::terminal(
-                    "invalid_input",
+                    FailureKind::INVALID_INPUT,
                     "`inputData._createdBy` is not a string",
                 )),
                 None => Err(Failure::terminal(
-                    "invalid_input",
+                    FailureKind::INVALID_INPUT,
                     "the task has no `inputData._createdBy`; with `worker.identity = \"task-input\"` the engine must set it",
                 )),
             },
@@ -101,11 +102,11 @@ impl Identities {
         }
         let owner = client.workflow_owner(workflow_id).await.map_err(|e| {
             if e.is_retryable() {
-                Failure::retry("conductor_unavailable", e.to_string(), None)
+                Failure::retry(FailureKind::ConductorUnavailable, e.to_string(), None)
             } else if e.kind() == ConductorErrorKind::Status(404) {
-                Failure::terminal("not_found", e.to_string())
+                Failure::terminal(FailureKind::NOT_FOUND, e.to_string())
             } else {
-                Failure::retry("conductor_error", e.to_string(), None)
+                Failure::retry(FailureKind::ConductorError, e.to_string(), None)
             }
         })?;
         let subject = match (&owner.created_by, &owner.owner_app) {
@@ -113,7 +114,7 @@ impl Identities {
             (_, Some(a)) if !a.trim().is_empty() => Subject::App(a.trim().into()),
             _ => {
                 return Err(Failure::terminal(
-                    "denied",
+                    FailureKind::DENIED,
                     format!("workflow `{workflow_id}` has neither `createdBy` nor `ownerApp`; nobody to run the task as"),
                 ))
             }

@@ -18,9 +18,9 @@ use super::client::{ConductorClient, PolledTask, ReportStatus, TaskLog, TaskResu
 use super::identity::Identities;
 use crate::catalog::TaskKind;
 use crate::catalog::WorkerSettings;
-use crate::connector::Connector;
+use crate::connector::{Connector, TaskRequest};
 use crate::retry::Backoff;
-use crate::task::{Failure, Task};
+use crate::task::{Door, Failure, FailureKind, Task, TaskError};
 use crate::untrusted::{Field, Untrusted};
 
 /// A report that cannot be delivered for this long is given up: the task is
@@ -372,16 +372,33 @@ async fn run_task(inner: Arc<Inner>, task: PolledTask, _slot: OwnedSemaphorePerm
             let summary = format!(
                 "COMPLETED in {elapsed} ms: finishReason {}, {} tokens",
                 output
-                    .get("finishReason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("-"),
+                    .finish_reason
+                    .as_ref()
+                    .map_or("-".into(), crate::task::orkes_finish_reason_name),
                 output
-                    .get("tokenUsed")
-                    .and_then(Value::as_u64)
+                    .token_used
                     .map_or_else(|| "unknown".to_string(), |n| n.to_string())
             );
-            result.output_data = output;
-            summary
+            match serde_json::to_value(&output) {
+                Ok(Value::Object(m)) => {
+                    result.output_data = m;
+                    summary
+                }
+                _ => {
+                    let f = Failure::terminal(
+                        FailureKind::Internal,
+                        "the task output cannot be written as JSON",
+                    );
+                    result.reason(&format!("{}: {}", f.kind, f.message));
+                    result.status = ReportStatus::FailedWithTerminalError;
+                    format!(
+                        "{} in {elapsed} ms ({}): {}",
+                        result.status.as_str(),
+                        f.kind,
+                        f.message
+                    )
+                }
+            }
         }
         Err(f) => {
             result.output_data = match f.body() {
@@ -468,7 +485,7 @@ fn task_of(kind: TaskKind, task_type: &str, input: &Map<String, Value>) -> Resul
         .collect();
     Task::from_json(kind, Value::Object(fields)).map_err(|e| {
         Failure::terminal(
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             format!(
                 "the input of `{}` task is invalid: {}",
                 Untrusted(task_type),
@@ -483,10 +500,10 @@ async fn execute(
     inner: &Inner,
     task: &PolledTask,
     logs: &mut Vec<String>,
-) -> Result<Map<String, Value>, Failure> {
+) -> Result<crate::task::TaskOutput, Failure> {
     let Some(&kind) = inner.kinds.get(&task.task_type) else {
         return Err(Failure::terminal(
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             format!(
                 "this worker does not run task type `{}`",
                 Untrusted(&task.task_type)
@@ -500,7 +517,7 @@ async fn execute(
         Some(Value::String(g)) if !g.trim().is_empty() => Some(g.trim()),
         Some(_) => {
             return Err(Failure::terminal(
-                "invalid_input",
+                FailureKind::INVALID_INPUT,
                 "`inputData._group` must be a group name",
             ))
         }
@@ -517,9 +534,15 @@ async fn execute(
         Untrusted(t.integration()),
         Untrusted(t.model())
     ));
-    let principal = inner.connector.principal(&subject, group)?;
+    let principal = inner
+        .connector
+        .principal(&subject, group)
+        .map_err(TaskError::from)?;
     // One decision, taken once, and the result it led to.
-    let ran = inner.connector.execute_explained(&principal, &t).await;
+    let ran = inner
+        .connector
+        .run(TaskRequest::new(&principal, &t).via(Door::Worker))
+        .await;
     if let Some(d) = &ran.decision {
         logs.push(format!(
             "decision: {} ({})",
@@ -527,14 +550,7 @@ async fn execute(
             d.reason
         ));
     }
-    let output = ran.result?;
-    match serde_json::to_value(&output) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(Failure::terminal(
-            "internal",
-            "the task output cannot be written as JSON",
-        )),
-    }
+    Ok(ran.output()?)
 }
 
 #[cfg(test)]

@@ -9,9 +9,7 @@
 
 use std::time::Instant;
 
-use serde_json::Value;
-
-use crate::access::{Principal, Reason, Subject};
+use crate::access::{Decision, Principal, Subject};
 use crate::catalog::TaskKind;
 use crate::metrics::{Metrics, ModelSeries};
 use crate::task::{Door, Task, TaskError, TaskErrorKind, TaskOutput};
@@ -20,25 +18,16 @@ use crate::untrusted::{Field, Quoted};
 /// The label value of integrations and models the catalog does not know.
 pub(crate) use crate::catalog::UNKNOWN_NAME as UNKNOWN;
 
-/// The access decision of a task, once taken: allowed or not, and why.
-pub(crate) type Decided = Option<(bool, DecisionText)>;
+/// A decision's reason, formatted only when an audit event is actually
+/// written (formatting a grant's origin on every task costs more than
+/// deciding); nothing when no decision was taken.
+struct ReasonText<'a>(Option<&'a crate::access::Reason>);
 
-/// Why a task was allowed or refused, formatted only when an audit event is
-/// actually written (formatting a grant's origin on every task costs more
-/// than deciding).
-#[derive(Debug)]
-pub(crate) enum DecisionText {
-    Text(String),
-    Reason(Reason),
-    Both(Reason, Reason),
-}
-
-impl std::fmt::Display for DecisionText {
+impl std::fmt::Display for ReasonText<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DecisionText::Text(t) => f.write_str(t),
-            DecisionText::Reason(r) => write!(f, "{r}"),
-            DecisionText::Both(a, b) => write!(f, "{a}; {b}"),
+        match self.0 {
+            Some(r) => write!(f, "{r}"),
+            None => Ok(()),
         }
     }
 }
@@ -104,7 +93,7 @@ pub(crate) struct Audit<'a> {
 impl Audit<'_> {
     pub(crate) fn record(
         &self,
-        decision: &Decided,
+        decision: Option<&Decision>,
         outcome: Outcome<'_>,
         handles: Option<&ModelSeries>,
     ) {
@@ -173,17 +162,16 @@ impl Audit<'_> {
                 }
             }
         }
-        if matches!(decision, Some((false, _))) {
+        if decision.is_some_and(|d| !d.allowed) {
             m.denials.with_label_values(&[integration]).inc();
         }
         if outcome_kind == TaskErrorKind::RateLimited.as_str() {
             m.rate_limited.with_label_values(&[integration]).inc();
         }
-        let none = DecisionText::Text(String::new());
         let (decision, reason) = match decision {
-            Some((true, r)) => ("allowed", r),
-            Some((false, r)) => ("denied", r),
-            None => ("not_reached", &none),
+            Some(d) if d.allowed => ("allowed", ReasonText(Some(&d.reason))),
+            Some(d) => ("denied", ReasonText(Some(&d.reason))),
+            None => ("not_reached", ReasonText(None)),
         };
         // Never the key; the input and output only when `[audit] include_text = true`,
         // and never an embeddings task's texts or vectors (what a retrieval
@@ -201,10 +189,7 @@ impl Audit<'_> {
                 Task::Embed(_) => String::new(),
             };
             let output = match outcome {
-                Ok(o) => match &o.result {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                },
+                Ok(o) => o.result.to_text().into_owned(),
                 Err(_) => String::new(),
             };
             (Some(input), Some(output))
@@ -247,7 +232,7 @@ pub(crate) struct Refusal<'a> {
     pub integration: Option<&'a str>,
     pub model: Option<&'a str>,
     /// The error kind answered (`unauthorized`, `denied`, `invalid_input`, …).
-    pub outcome: &'static str,
+    pub outcome: crate::task::FailureKind,
     /// Refused by access control (401, 403): also a denial.
     pub denied: bool,
     /// The message answered.
@@ -263,7 +248,7 @@ pub(crate) fn record_refusal(metrics: &Metrics, r: &Refusal<'_>, labels: Labels<
         .tasks
         .with_label_values(&[
             kind,
-            r.outcome,
+            r.outcome.as_str(),
             labels.integration,
             labels.model,
             r.door.as_str(),
@@ -285,7 +270,7 @@ pub(crate) fn record_refusal(metrics: &Metrics, r: &Refusal<'_>, labels: Labels<
         task_kind: kind,
         decision: if r.denied { "denied" } else { "not_reached" },
         reason: Quoted(r.message),
-        outcome: r.outcome,
+        outcome: r.outcome.as_str(),
         latency_ms: (seconds * 1000.0) as u64,
         queued_ms: 0,
         prompt_tokens: None,

@@ -4,10 +4,13 @@
 //! one immutable snapshot behind an atomic pointer; a reload swaps it.
 //!
 //! The task path, by file:
-//! - `prepare`: look up, refuse inactive, decide, check, build the call (pure);
-//! - `run`: admit, call the provider, shape the output, record — one path
-//!   for plain and streamed tasks, one guard per task owning in-flight
-//!   counting and the audit event;
+//! - `snapshot`: what tasks run against, and a task's plan (its integration,
+//!   model, client and metric series, looked up once);
+//! - `prepare`: decide, check, build the call (pure);
+//! - `run`: the one entry ([`Connector::run`] of a [`TaskRequest`]): admit,
+//!   call the provider, shape the output, record — one path for plain and
+//!   streamed tasks, one guard per task owning in-flight counting and the
+//!   audit event;
 //! - `audit`: the audit event and the metrics of a task or a refusal;
 //! - `ops`: what else front doors ask (token, endpoints, templates, catalog).
 
@@ -39,7 +42,7 @@ use crate::task::{TaskError, TaskErrorKind, TaskEvent};
 pub(crate) use audit::Refusal;
 pub use ops::{EndpointStatus, ModelStatus, TokenReport};
 pub(crate) use prepare::MAX_EMBED_TEXTS;
-pub use run::{Executed, TaskDecision};
+pub use run::{Ran, Reply, TaskRequest};
 use snapshot::hugging_face;
 pub(crate) use snapshot::Snapshot;
 
@@ -288,7 +291,7 @@ impl<P: LlmProvider> Connector<P> {
             .integrations()
             .iter()
             .map(|i| {
-                let (source, error) = match snap.keys.get(i.name()) {
+                let (source, error) = match snap.key(i.name()) {
                     Some((source, key)) => (source.to_string(), key.as_ref().err().cloned()),
                     None => (i.api_key().source().to_string(), Some("no key".into())),
                 };
@@ -340,16 +343,6 @@ impl<P: LlmProvider> Connector<P> {
         self.state.load().catalog.clone()
     }
 
-    /// Resolve a caller as the policy sees it, keeping the policy's own error
-    /// (for tools that explain access rather than run tasks).
-    pub fn resolve(
-        &self,
-        subject: &Subject,
-        group: Option<&str>,
-    ) -> Result<Principal, PrincipalError> {
-        self.state.load().catalog.policy().principal(subject, group)
-    }
-
     /// The metrics in Prometheus text form.
     pub fn metrics_text(&self) -> String {
         self.metrics.render()
@@ -387,27 +380,27 @@ impl<P: LlmProvider> Connector<P> {
             .is_some_and(|a| a.act_for_users())
     }
 
-    /// Resolve a caller: its groups and roles, optionally narrowed to one group.
+    /// Resolve a caller: its groups and roles, optionally narrowed to one
+    /// group. The error converts into a [`TaskError`] (`?` in a task path).
     pub fn principal(
         &self,
         subject: &Subject,
         group: Option<&str>,
-    ) -> Result<Principal, TaskError> {
-        self.state
-            .load()
-            .catalog
-            .policy()
-            .principal(subject, group)
-            .map_err(|e| {
-                let kind = match e {
-                    PrincipalError::UnknownGroup(_) => TaskErrorKind::NotFound,
-                    PrincipalError::NotACaller(_) => TaskErrorKind::InvalidInput,
-                    PrincipalError::UnknownApplication(_) | PrincipalError::NotAMember { .. } => {
-                        TaskErrorKind::Denied
-                    }
-                };
-                TaskError::new(kind, e.to_string())
-            })
+    ) -> Result<Principal, PrincipalError> {
+        self.state.load().catalog.policy().principal(subject, group)
+    }
+}
+
+impl From<PrincipalError> for TaskError {
+    fn from(e: PrincipalError) -> TaskError {
+        let kind = match e {
+            PrincipalError::UnknownGroup(_) => TaskErrorKind::NotFound,
+            PrincipalError::NotACaller(_) => TaskErrorKind::InvalidInput,
+            PrincipalError::UnknownApplication(_) | PrincipalError::NotAMember { .. } => {
+                TaskErrorKind::Denied
+            }
+        };
+        TaskError::new(kind, e.to_string())
     }
 }
 

@@ -1,8 +1,10 @@
-//! Step two of the task path: a pure function of the snapshot, the caller
-//! and the task. It applies the rules in order — unknown names, inactive
-//! integration or model, grants (`EXECUTE` on the model, `READ` on a named
-//! prompt), the model's task kinds, prompt variables, the prompt's model list
-//! — and builds the provider call (prompt, chat template, model defaults).
+//! Step two of the task path: a pure function of the task's plan (its
+//! integration and model, looked up once), the catalog, the caller and the
+//! task. It applies the rules in order — an unknown prompt, the policy's one
+//! decision (inactive integration or model, `EXECUTE` on the model, `READ` on
+//! a named prompt), the model's task kinds, prompt variables, the prompt's
+//! model list — and builds the provider call (prompt, chat template, model
+//! defaults).
 //! It returns the access decision with the outcome, so that the decision
 //! travels with the result and no front door decides twice.
 
@@ -10,25 +12,21 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::audit::{Decided, DecisionText};
-use super::Snapshot;
-use crate::access::{Access, Principal, Target};
+use super::snapshot::Plan;
+use crate::access::{Access, Decision, Principal, Target};
 use crate::catalog::{Catalog, Integration, Model};
 use crate::config::diagnostic_suggest;
 use crate::provider::{
     Api, ChatMessage, ChatRequest, ChatRole, Completion, EmbedRequest, Embeddings,
-    GenerationParams, ModelEndpoint, SummarizeRequest, TextRequest,
+    GenerationParams, SummarizeRequest, TextRequest,
 };
-use crate::task::{finish_reason_name, Task, TaskError, TaskErrorKind, TaskOutput};
+use crate::task::{Task, TaskError, TaskErrorKind, TaskOutput, TaskResult};
 use crate::untrusted::Untrusted;
 
 /// A task checked and turned into a provider call. It borrows from the
 /// snapshot: taking shares of its `Arc`s made every task contend on their counts.
 pub(crate) struct Prepared<'s, P> {
-    pub integration: &'s str,
-    pub model: &'s str,
-    pub provider: &'s P,
-    pub endpoint: &'s ModelEndpoint,
+    pub plan: Plan<'s, P>,
     pub call: Call,
     pub json_output: bool,
     /// What admission charges: the number of texts of an embeddings task, else 1.
@@ -133,18 +131,18 @@ pub(crate) fn to_output(c: Completion, json_output: bool) -> Result<TaskOutput, 
             .or_else(|| text.strip_prefix("```"))
             .and_then(|t| t.trim_end().strip_suffix("```"))
             .unwrap_or(text);
-        serde_json::from_str(body.trim()).map_err(|e| {
+        TaskResult::Json(serde_json::from_str(body.trim()).map_err(|e| {
             TaskError::new(
                 TaskErrorKind::InvalidOutput,
                 format!("`jsonOutput` is set but the model's answer is not valid JSON ({e})"),
             )
-        })?
+        })?)
     } else {
-        Value::String(c.text)
+        TaskResult::Text(c.text)
     };
     Ok(TaskOutput {
         result,
-        finish_reason: c.finish_reason.as_ref().map(finish_reason_name),
+        finish_reason: c.finish_reason,
         token_used: c.usage.total(),
         dimensions: None,
         prompt_tokens: c.usage.prompt_tokens,
@@ -160,23 +158,29 @@ pub(crate) fn embed_output(
     call: &EmbedCall,
     model: &str,
 ) -> Result<TaskOutput, TaskError> {
-    let size = e.dimensions();
+    let size = e.vectors.dimensions();
     if let Some(want) = call.dimensions {
-        let len = |v: &Value| v.as_array().map_or(0, Vec::len);
-        if let Some(v) = e.vectors.iter().find(|v| len(v) != want as usize) {
+        if size != want as usize {
             return Err(TaskError::new(
                 TaskErrorKind::InvalidOutput,
                 format!(
-                    "model `{model}` returned vectors of {} dimensions where {want} were expected",
-                    len(v)
+                    "model `{model}` returned vectors of {size} dimensions where {want} were expected"
                 ),
             ));
         }
     }
     let result = if call.single {
-        e.vectors.into_iter().next().unwrap_or(Value::Null)
+        match e.vectors.into_single() {
+            Some(v) => TaskResult::Vector(v),
+            None => {
+                return Err(TaskError::new(
+                    TaskErrorKind::InvalidOutput,
+                    format!("model `{model}` returned no vector for the one text"),
+                ))
+            }
+        }
     } else {
-        Value::Array(e.vectors)
+        TaskResult::Vectors(e.vectors)
     };
     Ok(TaskOutput {
         result,
@@ -255,33 +259,40 @@ fn embed_call(
 }
 
 /// The access decision, when one was taken (`None` when the task was
-/// refused before: unknown names), and the provider call or why not.
+/// refused before: an unknown prompt), and the provider call or why not.
 pub(crate) fn prepare<'s, P>(
-    snap: &'s Snapshot<P>,
+    plan: Plan<'s, P>,
+    catalog: &Catalog,
     principal: &Principal,
     task: &Task,
-) -> (Decided, Result<Prepared<'s, P>, TaskError>) {
+) -> (Option<Decision>, Result<Prepared<'s, P>, TaskError>) {
     let mut decided = None;
-    let prepared = rules(snap, principal, task, &mut decided);
+    let prepared = rules(plan, catalog, principal, task, &mut decided);
     (decided, prepared)
 }
 
-/// The rules, in order: unknown names, inactive, grants, the model's task kinds,
-/// prompt variables, the prompt's model list; then the request.
+/// The error a refusing decision is: inactive, or denied.
+fn refusal(d: &Decision) -> TaskError {
+    match d.reason.kind() {
+        "integration_inactive" | "model_inactive" => {
+            TaskError::new(TaskErrorKind::Inactive, d.reason.to_string())
+        }
+        _ => TaskError::new(TaskErrorKind::Denied, format!("denied: {}", d.reason)),
+    }
+}
+
+/// The rules, in order: an unknown prompt, the policy (inactive, grants),
+/// the model's task kinds, prompt variables, the prompt's model list; then
+/// the request.
 fn rules<'s, P>(
-    snap: &'s Snapshot<P>,
+    plan: Plan<'s, P>,
+    catalog: &Catalog,
     principal: &Principal,
     task: &Task,
-    decided: &mut Decided,
+    decided: &mut Option<Decision>,
 ) -> Result<Prepared<'s, P>, TaskError> {
-    let catalog = &snap.catalog;
+    let (integration, model) = (plan.integration, plan.model);
     let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
-    let integration = catalog
-        .integration(task.integration())
-        .ok_or_else(|| not_found(unknown_integration(catalog, task.integration())))?;
-    let model = integration
-        .model(task.model())
-        .ok_or_else(|| not_found(unknown_model(integration, task.model())))?;
     let prompt = match task.prompt_name() {
         Some(name) => Some(catalog.prompt(name).ok_or_else(|| {
             let names = catalog.prompts().iter().map(|p| p.name());
@@ -293,40 +304,19 @@ fn rules<'s, P>(
         })?),
         None => None,
     };
-    if !integration.is_active() {
-        let m = format!("integration `{}` is inactive", integration.name());
-        *decided = Some((false, DecisionText::Text(m.clone())));
-        return Err(TaskError::new(TaskErrorKind::Inactive, m));
-    }
-    if !model.is_active() {
-        let m = format!(
-            "model `{}` of integration `{}` is inactive",
-            model.name(),
-            integration.name()
-        );
-        *decided = Some((false, DecisionText::Text(m.clone())));
-        return Err(TaskError::new(TaskErrorKind::Inactive, m));
-    }
     let policy = catalog.policy();
-    let decision = policy.decide(principal, Access::Execute, model.target());
-    if !decision.allowed {
-        let message = format!("denied: {}", decision.reason);
-        *decided = Some((false, DecisionText::Reason(decision.reason)));
-        return Err(TaskError::new(TaskErrorKind::Denied, message));
-    }
-    let mut reason = DecisionText::Reason(decision.reason);
-    if let Some(p) = prompt {
-        let d = policy.decide(principal, Access::Read, &Target::Prompt(p.name().into()));
-        if !d.allowed {
-            let message = format!("denied: {}", d.reason);
-            *decided = Some((false, DecisionText::Reason(d.reason)));
-            return Err(TaskError::new(TaskErrorKind::Denied, message));
-        }
-        if let DecisionText::Reason(first) = reason {
-            reason = DecisionText::Both(first, d.reason);
+    let mut decision = policy.decide(principal, Access::Execute, model.target());
+    if decision.allowed {
+        if let Some(p) = prompt {
+            let d = policy.decide(principal, Access::Read, &Target::Prompt(p.name().into()));
+            decision = decision.and(d);
         }
     }
-    *decided = Some((true, reason));
+    let refused = (!decision.allowed).then(|| refusal(&decision));
+    *decided = Some(decision);
+    if let Some(e) = refused {
+        return Err(e);
+    }
     let kind = task.kind();
     if !model.supports(kind) {
         let serves: Vec<&str> = model.tasks().iter().map(|t| t.as_str()).collect();
@@ -456,15 +446,8 @@ fn rules<'s, P>(
         }
         Task::Embed(t) => (Call::Embed(embed_call(integration, model, t)?), false),
     };
-    let provider = snap
-        .providers
-        .get(integration.name())
-        .ok_or_else(|| not_found(unknown_integration(catalog, integration.name())))?;
     Ok(Prepared {
-        integration: integration.name(),
-        model: model.name(),
-        provider,
-        endpoint: model.spec(),
+        plan,
         call,
         json_output,
         cost: std::num::NonZeroU32::new(task.cost()).unwrap_or(std::num::NonZeroU32::MIN),

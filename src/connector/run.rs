@@ -1,49 +1,153 @@
-//! Steps three to six of the task path, one path for plain and streamed
-//! tasks: admission, the provider call, the output, the record.
+//! The one way to run a task: a [`TaskRequest`] (who, what, by which door,
+//! streamed or not) and [`Connector::run`]. Plain and streamed tasks share
+//! every step — plan, decide and prepare, admit, call, time, shape, record —
+//! and differ only in how the provider's answer reaches the caller.
 //!
 //! One guard per task ([`TaskRun`]) owns the in-flight gauge and the audit
 //! event with its metrics: the event is written exactly once, when the task
 //! ends, or — when the task is dropped first, a caller that went away — as
 //! `cancelled`. A streamed task is refused before anything is sent upstream
-//! (unknown, inactive, denied, invalid, rate limited) through
-//! [`Connector::start_stream`]'s error; only what fails after that is an
-//! item of the stream.
+//! (unknown, inactive, denied, invalid, rate limited) as [`Ran::reply`]'s
+//! error; only what fails after that is an item of the stream.
 
-use std::time::Instant;
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 
-use super::audit::{record_refusal, Audit, Decided, Outcome, Refusal, TaskId};
-use super::prepare::{embed_output, prepare, to_output, Call, EmbedCall, Prepared};
+use super::audit::{record_refusal, Audit, Labels, Outcome, Refusal, TaskId, UNKNOWN};
+use super::prepare::{embed_output, prepare, to_output, Call, Prepared};
+use super::snapshot::Plan;
 use super::{Connector, Snapshot, TaskStream};
-use crate::access::Principal;
+use crate::access::{Decision, Principal};
 use crate::admission::{AdmissionError, Headroom, Limited, Permit};
 use crate::metrics::{InFlight, Metrics};
-use crate::provider::{CompletionStream, LlmProvider, StreamEvent};
+use crate::provider::{Completion, CompletionStream, LlmProvider, ProviderError, StreamEvent};
 use crate::task::{Door, Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
 
-/// What access decided about a task, in words (for engines that log it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TaskDecision {
-    /// Allowed or refused.
-    pub allowed: bool,
-    /// Why: the grant that allowed it, or what was checked and is missing.
-    pub reason: String,
+/// A task to run: who asks for it, the task, the door it came by (its
+/// metrics' `door` label) and whether its text is streamed.
+#[derive(Debug, Clone)]
+pub struct TaskRequest<'a> {
+    principal: Cow<'a, Principal>,
+    task: Cow<'a, Task>,
+    door: Door,
+    stream: bool,
 }
 
-/// A task's result and the access decision taken on the way, when one was
-/// (a task naming an unknown model is refused before any decision).
+impl<'a> TaskRequest<'a> {
+    /// A plain task by the library door.
+    pub fn new(principal: &'a Principal, task: &'a Task) -> TaskRequest<'a> {
+        TaskRequest {
+            principal: Cow::Borrowed(principal),
+            task: Cow::Borrowed(task),
+            door: Door::Library,
+            stream: false,
+        }
+    }
+
+    /// [`TaskRequest::new`] owning its principal and task.
+    pub fn owned(principal: Principal, task: Task) -> TaskRequest<'static> {
+        TaskRequest {
+            principal: Cow::Owned(principal),
+            task: Cow::Owned(task),
+            door: Door::Library,
+            stream: false,
+        }
+    }
+
+    /// The door the task came by.
+    pub fn via(mut self, door: Door) -> Self {
+        self.door = door;
+        self
+    }
+
+    /// Stream the task's text ([`Reply::Stream`]).
+    pub fn streamed(mut self) -> Self {
+        self.stream = true;
+        self
+    }
+
+    /// Who asks.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The task.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// The door.
+    pub fn door(&self) -> Door {
+        self.door
+    }
+
+    /// Whether the text is streamed.
+    pub fn is_streamed(&self) -> bool {
+        self.stream
+    }
+
+    fn into_owned(self) -> TaskRequest<'static> {
+        TaskRequest {
+            principal: Cow::Owned(self.principal.into_owned()),
+            task: Cow::Owned(self.task.into_owned()),
+            door: self.door,
+            stream: self.stream,
+        }
+    }
+}
+
+/// What a task gave: its output, or its stream.
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct Executed {
-    /// The decision.
-    pub decision: Option<TaskDecision>,
-    /// The output, or why not.
-    pub result: Result<TaskOutput, TaskError>,
+pub enum Reply {
+    /// A plain task's output.
+    Output(TaskOutput),
+    /// A streamed task's chunks, then its output.
+    Stream(TaskStream),
 }
 
-/// One task, from its decision to its record.
+/// A task run: the access decision taken on the way, when one was (a task
+/// naming an unknown model is refused before any decision), and the reply
+/// or why not.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Ran {
+    /// The decision, the one value the audit event recorded.
+    pub decision: Option<Decision>,
+    /// The output or stream, or why not.
+    pub reply: Result<Reply, TaskError>,
+}
+
+impl Ran {
+    /// A plain task's output (a streamed task's is read from its stream:
+    /// asking for it here is an error saying so).
+    pub fn output(self) -> Result<TaskOutput, TaskError> {
+        match self.reply? {
+            Reply::Output(o) => Ok(o),
+            Reply::Stream(_) => Err(TaskError::new(
+                TaskErrorKind::InvalidInput,
+                "the task was asked for streamed: read its output from `Ran::stream`",
+            )),
+        }
+    }
+
+    /// A streamed task's stream (a plain task's output as a stream of one item).
+    pub fn stream(self) -> Result<TaskStream, TaskError> {
+        match self.reply? {
+            Reply::Stream(s) => Ok(s),
+            Reply::Output(o) => Ok(TaskStream {
+                headroom: o.headroom,
+                inner: Box::pin(futures_util::stream::once(std::future::ready(Ok(
+                    TaskEvent::Done(o),
+                )))),
+            }),
+        }
+    }
+}
+
+/// One task, from its plan to its record.
 struct TaskRun<'a, P> {
     snap: &'a Snapshot<P>,
     metrics: &'a Metrics,
@@ -51,15 +155,19 @@ struct TaskRun<'a, P> {
     task: &'a Task,
     task_id: TaskId,
     started: Instant,
-    decided: Decided,
+    /// Set once the names are known to the catalog.
+    plan: Option<Plan<'a, P>>,
+    /// The labels of a task whose plan could not be made.
+    labels: Labels<'a>,
+    decided: Option<Decision>,
     done: bool,
     door: Door,
     /// Time spent waiting for admission.
-    queued: std::time::Duration,
+    queued: Duration,
     _in_flight: InFlight<'a>,
 }
 
-impl<'a, P> TaskRun<'a, P> {
+impl<'a, P: LlmProvider> TaskRun<'a, P> {
     fn begin(
         snap: &'a Snapshot<P>,
         metrics: &'a Metrics,
@@ -75,49 +183,37 @@ impl<'a, P> TaskRun<'a, P> {
             task,
             task_id: TaskId::new(),
             started: Instant::now(),
+            plan: None,
+            labels: Labels {
+                integration: UNKNOWN,
+                model: UNKNOWN,
+            },
             decided: None,
             done: false,
-            queued: std::time::Duration::ZERO,
+            queued: Duration::ZERO,
             _in_flight: InFlight::new(metrics),
         }
     }
 
-    fn record(&mut self, outcome: Outcome<'_>) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let audit = Audit {
-            metrics: self.metrics,
-            include_text: self.snap.catalog.audit_include_text(),
-            task_id: self.task_id,
-            principal: self.principal,
-            task: self.task,
-            labels: self.snap.labels(self.task),
-            started: self.started,
-            door: self.door,
-            queued: self.queued,
+    /// Plan, decide and prepare, admit: what both paths do before the call.
+    async fn start(&mut self) -> Result<(Prepared<'a, P>, Permit), TaskError> {
+        let plan = match self.snap.plan(self.task.integration(), self.task.model()) {
+            Ok(plan) => plan,
+            Err((e, labels)) => {
+                self.labels = labels;
+                return Err(e);
+            }
         };
-        let handles = self
+        self.plan = Some(plan);
+        let (decided, prepared) = prepare(plan, &self.snap.catalog, self.principal, self.task);
+        self.decided = decided;
+        let p = prepared?;
+        let permit = self
             .snap
-            .handles(self.task.integration(), self.task.model());
-        audit.record(&self.decided, outcome, handles);
-    }
-
-    fn finish(&mut self, result: &Result<TaskOutput, TaskError>) {
-        self.record(Outcome::Done(result));
-    }
-
-    /// The decision in words, for the caller that asked.
-    fn decision(&self) -> Option<TaskDecision> {
-        self.decided.as_ref().map(|(allowed, why)| TaskDecision {
-            allowed: *allowed,
-            reason: why.to_string(),
-        })
-    }
-
-    /// A task admitted: how long it waited, and the wait's metric.
-    fn admitted(&mut self, permit: &Permit) {
+            .admission
+            .admit(self.principal, plan.place, p.cost)
+            .await
+            .map_err(refused)?;
         self.queued = permit.waited;
         if !permit.waited.is_zero() {
             self.metrics
@@ -125,22 +221,89 @@ impl<'a, P> TaskRun<'a, P> {
                 .waited
                 .observe(permit.waited.as_secs_f64());
         }
+        Ok((p, permit))
+    }
+
+    /// The call of a plain task (and of a streamed one whose kind has no
+    /// text to stream): its output, shaped, with the admission's headroom.
+    async fn call(
+        &mut self,
+        plan: Plan<'a, P>,
+        call: &Call,
+        json_output: bool,
+        headroom: Option<Headroom>,
+    ) -> Result<TaskOutput, TaskError> {
+        let (provider, endpoint) = (plan.provider, &**plan.model.spec());
+        let upstream = Instant::now();
+        let done = match call {
+            Call::Generate(r) => provider.generate(endpoint, r).await,
+            Call::Chat(r) => provider.chat(endpoint, r).await,
+            Call::Summarize(r) => provider.summarize(endpoint, r).await,
+            Call::Embed(e) => {
+                let done = provider.embed(endpoint, &e.request).await;
+                let took = done
+                    .as_ref()
+                    .map_or_else(|_| upstream.elapsed(), |v| v.timings.total);
+                self.upstream(took);
+                return done
+                    .map_err(TaskError::from)
+                    .and_then(|v| embed_output(v, e, plan.model.name()))
+                    .map(|o| with_headroom(o, headroom));
+            }
+        };
+        let took = done
+            .as_ref()
+            .map_or_else(|_| upstream.elapsed(), |c| c.timings.total);
+        self.complete(done, took, json_output)
+            .map(|o| with_headroom(o, headroom))
+    }
+
+    /// A finished generation, timed and shaped.
+    fn complete(
+        &mut self,
+        done: Result<Completion, ProviderError>,
+        took: Duration,
+        json_output: bool,
+    ) -> Result<TaskOutput, TaskError> {
+        self.upstream(took);
+        done.map_err(TaskError::from)
+            .and_then(|c| to_output(c, json_output))
     }
 
     /// Time spent calling the model, retries included.
-    fn upstream(&self, seconds: f64) {
-        let labels = self.snap.labels(self.task);
-        match self
-            .snap
-            .handles(self.task.integration(), self.task.model())
-        {
-            Some(h) => h.upstream(seconds),
-            None => self
-                .metrics
-                .upstream_latency
-                .with_label_values(&[labels.integration, labels.model])
-                .observe(seconds),
+    fn upstream(&self, took: Duration) {
+        if let Some(plan) = &self.plan {
+            plan.series.upstream(took.as_secs_f64());
         }
+    }
+}
+
+impl<P> TaskRun<'_, P> {
+    fn record(&mut self, outcome: Outcome<'_>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let (labels, series) = match &self.plan {
+            Some(p) => (p.labels(), Some(p.series)),
+            None => (self.labels, None),
+        };
+        let audit = Audit {
+            metrics: self.metrics,
+            include_text: self.snap.catalog.audit_include_text(),
+            task_id: self.task_id,
+            principal: self.principal,
+            task: self.task,
+            labels,
+            started: self.started,
+            door: self.door,
+            queued: self.queued,
+        };
+        audit.record(self.decided.as_ref(), outcome, series);
+    }
+
+    fn finish(&mut self, result: &Result<TaskOutput, TaskError>) {
+        self.record(Outcome::Done(result));
     }
 }
 
@@ -148,6 +311,11 @@ impl<P> Drop for TaskRun<'_, P> {
     fn drop(&mut self) {
         self.record(Outcome::Cancelled);
     }
+}
+
+fn with_headroom(mut o: TaskOutput, headroom: Option<Headroom>) -> TaskOutput {
+    o.headroom = headroom;
+    o
 }
 
 /// A task that admission refused: rate limited, with the wait it named, or
@@ -161,242 +329,121 @@ fn refused(e: AdmissionError) -> TaskError {
     }
 }
 
-/// An embeddings call: the provider's vectors as the task's output, its
-/// upstream time recorded. Vectors have no text to stream, so plain and
-/// streamed tasks both end here.
-async fn embed<P: LlmProvider>(
-    run: &mut TaskRun<'_, P>,
-    p: &Prepared<'_, P>,
-    e: &EmbedCall,
-) -> Result<TaskOutput, TaskError> {
-    let upstream = Instant::now();
-    let done = p.provider.embed(p.endpoint, &e.request).await;
-    let took = match &done {
-        Ok(v) => v.timings.total,
-        Err(_) => upstream.elapsed(),
-    };
-    run.upstream(took.as_secs_f64());
-    done.map_err(TaskError::from)
-        .and_then(|v| embed_output(v, e, p.model))
-}
-
-/// What the stream of a task yields inside: whether it started, then events.
+/// What the stream of a task yields inside: whether it started (with the
+/// decision and headroom), then events.
 enum Step {
-    Started(Option<Headroom>),
-    Refused(TaskError),
+    Started(Option<Decision>, Option<Headroom>),
+    Refused(Option<Decision>, TaskError),
     Event(Result<TaskEvent, TaskError>),
 }
 
 impl<P: LlmProvider> Connector<P> {
-    /// Run a task on behalf of `principal`.
-    pub async fn execute(
-        &self,
-        principal: &Principal,
-        task: &Task,
-    ) -> Result<TaskOutput, TaskError> {
-        self.run(principal, task, false, Door::Task).await.result
-    }
-
-    /// [`Connector::execute`] for a task that came by `door` (its metrics'
-    /// `door` label).
-    pub async fn execute_via(
-        &self,
-        door: Door,
-        principal: &Principal,
-        task: &Task,
-    ) -> Result<TaskOutput, TaskError> {
-        self.run(principal, task, false, door).await.result
-    }
-
-    /// Run a task, and say what access decided on the way (the Conductor
-    /// worker writes it into the task's log): the decision travels with the
-    /// result, so nobody decides twice.
-    pub async fn execute_explained(&self, principal: &Principal, task: &Task) -> Executed {
-        self.run(principal, task, true, Door::Task).await
-    }
-
-    async fn run(&self, principal: &Principal, task: &Task, explain: bool, door: Door) -> Executed {
+    /// Run a task: plain or streamed as the request says. Refusals before
+    /// anything is sent upstream (unknown names, inactive, denied, invalid
+    /// input, rate limited) are the reply's error, for both.
+    pub async fn run(&self, req: TaskRequest<'_>) -> Ran {
+        if req.stream {
+            return self.start_stream(req.into_owned()).await;
+        }
         let snap = self.state.load_full();
-        let mut run = TaskRun::begin(&snap, &self.metrics, principal, task, door);
-        let (decided, prepared) = prepare(&snap, principal, task);
-        run.decided = decided;
-        let decision = if explain { run.decision() } else { None };
-        let result = match prepared {
+        let mut run = TaskRun::begin(&snap, &self.metrics, &req.principal, &req.task, req.door);
+        let result = match run.start().await {
+            Ok((p, permit)) => {
+                let out = run
+                    .call(p.plan, &p.call, p.json_output, permit.headroom)
+                    .await;
+                drop(permit);
+                out
+            }
             Err(e) => Err(e),
-            Ok(p) => match snap
-                .admission
-                .admit(principal, p.integration, p.model, p.cost)
-                .await
-                .map_err(refused)
-            {
-                Err(e) => Err(e),
-                Ok(permit) => {
-                    run.admitted(&permit);
-                    let headroom = permit.headroom;
-                    let upstream = Instant::now();
-                    let done = match &p.call {
-                        Call::Generate(r) => p.provider.generate(p.endpoint, r).await,
-                        Call::Chat(r) => p.provider.chat(p.endpoint, r).await,
-                        Call::Summarize(r) => p.provider.summarize(p.endpoint, r).await,
-                        Call::Embed(e) => {
-                            let result = embed(&mut run, &p, e).await.map(|mut o| {
-                                o.headroom = headroom;
-                                o
-                            });
-                            run.finish(&result);
-                            drop(permit);
-                            return Executed { decision, result };
-                        }
-                    };
-                    drop(permit);
-                    // The provider timed a success already: one clock read fewer.
-                    let took = match &done {
-                        Ok(c) => c.timings.total,
-                        Err(_) => upstream.elapsed(),
-                    };
-                    run.upstream(took.as_secs_f64());
-                    done.map_err(TaskError::from)
-                        .and_then(|c| to_output(c, p.json_output))
-                        .map(|mut o| {
-                            o.headroom = headroom;
-                            o
-                        })
-                }
-            },
         };
         run.finish(&result);
-        Executed { decision, result }
+        Ran {
+            decision: run.decided.take(),
+            reply: result.map(Reply::Output),
+        }
     }
 
-    /// Start a streamed task. A task refused before anything is sent upstream
-    /// (unknown names, inactive, denied, invalid input, rate limited) is this
-    /// error; what fails after that is an item of the stream. The stream
-    /// yields text chunks, then the output.
-    pub async fn start_stream(
-        &self,
-        principal: &Principal,
-        task: &Task,
-    ) -> Result<TaskStream, TaskError> {
-        self.start_stream_via(Door::Task, principal, task).await
-    }
-
-    /// [`Connector::start_stream`] for a task that came by `door`.
-    pub async fn start_stream_via(
-        &self,
-        door: Door,
-        principal: &Principal,
-        task: &Task,
-    ) -> Result<TaskStream, TaskError> {
-        let mut steps = Box::pin(self.steps(principal.clone(), task.clone(), door));
+    async fn start_stream(&self, req: TaskRequest<'static>) -> Ran {
+        let mut steps = Box::pin(self.steps(req));
         match steps.next().await {
-            Some(Step::Started(headroom)) => Ok(TaskStream {
-                inner: Box::pin(steps.filter_map(|s| {
-                    std::future::ready(match s {
-                        Step::Event(e) => Some(e),
-                        Step::Started(_) | Step::Refused(_) => None,
-                    })
-                })),
-                headroom,
-            }),
-            Some(Step::Refused(e)) => Err(e),
-            Some(Step::Event(_)) | None => Err(TaskError::new(
-                TaskErrorKind::InvalidOutput,
-                "the task's stream ended before it started",
-            )),
-        }
-    }
-
-    /// Run a task, streaming its text: chunks, then the output; a refusal is
-    /// the stream's only item. (The HTTP service uses
-    /// [`Connector::start_stream`], which answers refusals with a status.)
-    pub fn execute_stream(&self, principal: &Principal, task: &Task) -> TaskStream {
-        TaskStream {
-            inner: Box::pin(
-                self.steps(principal.clone(), task.clone(), Door::Task)
-                    .filter_map(|s| {
+            Some(Step::Started(decision, headroom)) => Ran {
+                decision,
+                reply: Ok(Reply::Stream(TaskStream {
+                    inner: Box::pin(steps.filter_map(|s| {
                         std::future::ready(match s {
-                            Step::Started(_) => None,
-                            Step::Refused(e) => Some(Err(e)),
                             Step::Event(e) => Some(e),
+                            Step::Started(..) | Step::Refused(..) => None,
                         })
-                    }),
-            ),
-            headroom: None,
+                    })),
+                    headroom,
+                })),
+            },
+            Some(Step::Refused(decision, e)) => Ran {
+                decision,
+                reply: Err(e),
+            },
+            Some(Step::Event(_)) | None => Ran {
+                decision: None,
+                reply: Err(TaskError::new(
+                    TaskErrorKind::InvalidOutput,
+                    "the task's stream ended before it started",
+                )),
+            },
         }
     }
 
-    fn steps(
-        &self,
-        principal: Principal,
-        task: Task,
-        door: Door,
-    ) -> impl Stream<Item = Step> + Send + 'static {
+    fn steps(&self, req: TaskRequest<'static>) -> impl Stream<Item = Step> + Send + 'static {
         let snap = self.state.load_full();
         let metrics = self.metrics.clone();
         async_stream::stream! {
-            let mut run = TaskRun::begin(&snap, &metrics, &principal, &task, door);
-            let (decided, prepared) = prepare(&snap, &principal, &task);
-            run.decided = decided;
-            let p = match prepared {
-                Ok(p) => p,
+            let mut run = TaskRun::begin(&snap, &metrics, &req.principal, &req.task, req.door);
+            let (p, permit) = match run.start().await {
+                Ok(started) => started,
                 Err(e) => {
                     run.finish(&Err(e.clone()));
-                    yield Step::Refused(e);
+                    yield Step::Refused(run.decided.take(), e);
                     return;
                 }
             };
-            let permit = match snap.admission.admit(&principal, p.integration, p.model, p.cost).await.map_err(refused) {
-                Ok(permit) => permit,
-                Err(e) => {
-                    run.finish(&Err(e.clone()));
-                    yield Step::Refused(e);
-                    return;
-                }
-            };
-            run.admitted(&permit);
-            yield Step::Started(permit.headroom);
+            yield Step::Started(run.decided.clone(), permit.headroom);
             // Held until the stream ends, whichever way.
             let _permit = permit;
+            let Prepared { plan, call, json_output, .. } = p;
+            let (provider, endpoint) = (plan.provider, &**plan.model.spec());
             let upstream = Instant::now();
-            let mut inner: CompletionStream = match p.call {
-                Call::Generate(r) => p.provider.generate_stream(p.endpoint, r),
-                Call::Chat(r) => p.provider.chat_stream(p.endpoint, r),
-                // A summary does not stream: it is one chunk, then the output.
-                Call::Summarize(r) => {
-                    let items = match p.provider.summarize(p.endpoint, &r).await {
-                        Ok(c) => vec![Ok(StreamEvent::Token(c.text.clone())), Ok(StreamEvent::Done(c))],
-                        Err(e) => vec![Err(e)],
-                    };
-                    Box::pin(futures_util::stream::iter(items))
-                }
-                // Vectors have no text to stream: the output is the only item.
-                Call::Embed(ref e) => {
-                    let result = embed(&mut run, &p, e).await;
+            let mut inner: CompletionStream = match call {
+                Call::Generate(r) => provider.generate_stream(endpoint, r),
+                Call::Chat(r) => provider.chat_stream(endpoint, r),
+                // A summary does not stream: it is one chunk, then the output;
+                // vectors have no text: the output is the only item.
+                other => {
+                    let result = run.call(plan, &other, json_output, None).await;
                     run.finish(&result);
+                    if let (Ok(o), Call::Summarize(_)) = (&result, &other) {
+                        if let Some(text) = o.result.as_text() {
+                            yield Step::Event(Ok(TaskEvent::Chunk(text.to_string())));
+                        }
+                    }
                     yield Step::Event(result.map(TaskEvent::Done));
                     return;
                 }
             };
             while let Some(item) = inner.next().await {
-                match item {
-                    Ok(StreamEvent::Token(t)) => yield Step::Event(Ok(TaskEvent::Chunk(t))),
+                let done = match item {
+                    Ok(StreamEvent::Token(t)) => {
+                        yield Step::Event(Ok(TaskEvent::Chunk(t)));
+                        continue;
+                    }
                     Ok(StreamEvent::Done(c)) => {
-                        run.upstream(c.timings.total.as_secs_f64());
-                        let result = to_output(c, p.json_output);
-                        run.finish(&result);
-                        yield Step::Event(result.map(TaskEvent::Done));
-                        return;
+                        let took = c.timings.total;
+                        run.complete(Ok(c), took, json_output)
                     }
-                    Err(e) => {
-                        run.upstream(upstream.elapsed().as_secs_f64());
-                        let result = Err(TaskError::from(e));
-                        run.finish(&result);
-                        if let Err(e) = result {
-                            yield Step::Event(Err(e));
-                        }
-                        return;
-                    }
-                }
+                    Err(e) => run.complete(Err(e), upstream.elapsed(), json_output),
+                };
+                run.finish(&done);
+                yield Step::Event(done.map(TaskEvent::Done));
+                return;
             }
             let e = TaskError::new(
                 TaskErrorKind::InvalidOutput,

@@ -1,6 +1,7 @@
 //! A snapshot: everything a task runs against (the catalog, one provider
 //! client and key per integration, admission, metric handles), built whole
-//! from a catalog and replaced whole on reload.
+//! from a catalog and replaced whole on reload; and a task's [`Plan`], its
+//! integration and model looked up once.
 
 use std::sync::Arc;
 
@@ -8,42 +9,59 @@ use secrecy::SecretString;
 
 use super::audit::{Labels, UNKNOWN};
 use super::{prepare, ConnectorError, ProviderFactory};
-use crate::admission::Admission;
+use crate::admission::{Admission, Place};
 use crate::catalog::{Catalog, Integration, KeySource, Model};
 use crate::metrics::{Metrics, ModelSeries};
 use crate::provider::huggingface::{HuggingFace, Settings};
 use crate::provider::ProviderError;
-use crate::task::Task;
-use crate::FxHashMap;
-
-/// The success-path series of each catalog model, resolved once per snapshot:
-/// looking labels up in the registry on every task costs more than the
-/// counting itself.
-type Handles = FxHashMap<Arc<str>, FxHashMap<Arc<str>, Arc<ModelSeries>>>;
-
-fn ok_handles(metrics: &Metrics, catalog: &Catalog) -> Handles {
-    let mut out: Handles = FxHashMap::default();
-    for i in catalog.integrations() {
-        let models = out.entry(i.name_arc().clone()).or_default();
-        for m in i.models() {
-            let series = metrics.series.get(i.name_arc(), m.name_arc());
-            models.insert(m.name_arc().clone(), series);
-        }
-    }
-    out
-}
+use crate::task::{TaskError, TaskErrorKind};
 
 /// The key an integration's client uses: where it comes from, and the value
 /// or why there is none.
 type Key = (KeySource, Result<SecretString, String>);
 
+/// What one integration of the catalog runs with, at the integration's
+/// position: its client, its key, and each model's metric series at the
+/// model's position (resolved once per snapshot: looking labels up in the
+/// registry on every task costs more than the counting itself).
+pub(super) struct Runtime<P> {
+    pub provider: P,
+    pub key: Key,
+    pub series: Vec<Arc<ModelSeries>>,
+}
+
 /// Everything a task runs against; replaced whole on reload.
 pub(crate) struct Snapshot<P> {
     pub(super) catalog: Arc<Catalog>,
-    pub(super) providers: FxHashMap<String, P>,
-    pub(super) keys: FxHashMap<String, Key>,
+    /// By the catalog's integration position.
+    pub(super) runtimes: Vec<Runtime<P>>,
     pub(super) admission: Admission,
-    pub(super) handles: Handles,
+}
+
+/// A task's integration and model, looked up once per task and passed by
+/// reference to the policy, admission, the provider and the record.
+pub(crate) struct Plan<'s, P> {
+    pub integration: &'s Integration,
+    pub model: &'s Model,
+    pub provider: &'s P,
+    pub series: &'s ModelSeries,
+    pub place: Place<'s>,
+}
+
+impl<P> Clone for Plan<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P> Copy for Plan<'_, P> {}
+
+impl<P> Plan<'_, P> {
+    pub(super) fn labels(&self) -> Labels<'_> {
+        Labels {
+            integration: self.integration.name(),
+            model: self.model.name(),
+        }
+    }
 }
 
 impl<P> std::fmt::Debug for Snapshot<P> {
@@ -56,13 +74,6 @@ impl<P> std::fmt::Debug for Snapshot<P> {
 }
 
 impl<P> Snapshot<P> {
-    pub(super) fn handles(&self, integration: &str, model: &str) -> Option<&ModelSeries> {
-        self.handles
-            .get(integration)
-            .and_then(|m| m.get(model))
-            .map(|s| &**s)
-    }
-
     /// A snapshot of `catalog`; `old` is the one it replaces: its unchanged
     /// limits carry over, and so does a key that can no longer be read from
     /// the same place (a rotated Secret between its old file going and its
@@ -73,12 +84,12 @@ impl<P> Snapshot<P> {
         build: &ProviderFactory<P>,
         old: Option<&Snapshot<P>>,
     ) -> Result<Snapshot<P>, ConnectorError> {
-        let mut providers = FxHashMap::default();
-        let mut keys = FxHashMap::default();
+        let mut runtimes = Vec::with_capacity(catalog.integrations().len());
         for i in catalog.integrations() {
             let source = i.api_key().source().clone();
             let fresh = i.api_key().secret().cloned().map_err(str::to_string);
-            let key = match (fresh, old.and_then(|o| o.keys.get(i.name()))) {
+            let was = old.and_then(|o| o.key(i.name()));
+            let key = match (fresh, was) {
                 (Ok(k), _) => Ok(k),
                 (Err(why), Some((was, Ok(k)))) if *was == source => {
                     tracing::warn!(
@@ -90,23 +101,78 @@ impl<P> Snapshot<P> {
                 }
                 (Err(why), _) => Err(why),
             };
-            providers.insert(i.name().to_string(), build(i, key.clone())?);
-            keys.insert(i.name().to_string(), (source, key));
+            let series = i
+                .models()
+                .iter()
+                .map(|m| metrics.series.get(i.name_arc(), m.name_arc()))
+                .collect();
+            runtimes.push(Runtime {
+                provider: build(i, key.clone())?,
+                key: (source, key),
+                series,
+            });
         }
         let admission = Admission::new(&catalog, old.map(|o| &o.admission), &metrics.admission);
-        let handles = ok_handles(metrics, &catalog);
         Ok(Snapshot {
             catalog: Arc::new(catalog),
-            providers,
-            keys,
+            runtimes,
             admission,
-            handles,
         })
     }
 
-    /// The metric labels of `task`: the catalog's names, or [`UNKNOWN`].
-    pub(super) fn labels(&self, task: &Task) -> Labels<'_> {
-        self.labels_of(task.integration(), task.model())
+    /// The key of integration `name`, as this snapshot holds it.
+    pub(super) fn key(&self, name: &str) -> Option<&Key> {
+        let at = self.catalog.integration_position(name)?;
+        self.runtimes.get(at).map(|r| &r.key)
+    }
+
+    /// The plan of a task on `integration` and `model`, or why there is none
+    /// (with the labels to count the refusal under).
+    pub(super) fn plan(
+        &self,
+        integration: &str,
+        model: &str,
+    ) -> Result<Plan<'_, P>, (TaskError, Labels<'_>)> {
+        let not_found = |m: String| TaskError::new(TaskErrorKind::NotFound, m);
+        let catalog = &*self.catalog;
+        let unknown = Labels {
+            integration: UNKNOWN,
+            model: UNKNOWN,
+        };
+        let Some((at, i)) = catalog
+            .integration_position(integration)
+            .and_then(|at| Some((at, catalog.integrations().get(at)?)))
+        else {
+            return Err((
+                not_found(prepare::unknown_integration(catalog, integration)),
+                unknown,
+            ));
+        };
+        let runtime = self.runtimes.get(at);
+        let found = i
+            .model_position(model)
+            .and_then(|m_at| Some((m_at, i.models().get(m_at)?, runtime?.series.get(m_at)?)));
+        let (Some(runtime), Some((m_at, m, series))) = (runtime, found) else {
+            return Err((
+                not_found(prepare::unknown_model(i, model)),
+                Labels {
+                    integration: i.name(),
+                    model: UNKNOWN,
+                },
+            ));
+        };
+        Ok(Plan {
+            integration: i,
+            model: m,
+            provider: &runtime.provider,
+            series,
+            place: Place {
+                integration: at,
+                model: m_at,
+                integration_name: i.name(),
+                model_name: m.name(),
+            },
+        })
     }
 
     /// The metric labels of an integration and model named by a caller.
@@ -119,10 +185,12 @@ impl<P> Snapshot<P> {
     }
 
     pub(super) fn integration(&self, name: &str) -> Result<(&Integration, &P), ConnectorError> {
-        let found = self
-            .catalog
-            .integration(name)
-            .and_then(|i| self.providers.get(name).map(|p| (i, p)));
+        let found = self.catalog.integration_position(name).and_then(|at| {
+            Some((
+                self.catalog.integrations().get(at)?,
+                &self.runtimes.get(at)?.provider,
+            ))
+        });
         found.ok_or_else(|| {
             ConnectorError::NotFound(prepare::unknown_integration(&self.catalog, name))
         })

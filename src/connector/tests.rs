@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::Connector;
+use super::{Connector, TaskRequest};
 use crate::access::Subject;
 use crate::config::LoadOptions;
 use crate::provider::scripted::{Reply, Scripted};
@@ -234,9 +234,13 @@ async fn a_task_runs_with_model_defaults_and_leaves_one_event_and_its_counts() {
     );
     let (log, _g) = Captured::start();
     let alice = c.principal(&user("alice"), None).unwrap();
-    let out = c.execute(&alice, &text("tgi", "say hi")).await.unwrap();
+    let out = c
+        .run(TaskRequest::new(&alice, &text("tgi", "say hi")))
+        .await
+        .output()
+        .unwrap();
     assert_eq!(out.result, "hello");
-    assert_eq!(out.finish_reason.as_deref(), Some("LENGTH"));
+    assert_eq!(out.finish_reason, Some(FinishReason::Length));
     assert_eq!(
         (out.prompt_tokens, out.completion_tokens, out.token_used),
         (Some(4), Some(2), Some(6))
@@ -265,7 +269,7 @@ async fn a_task_runs_with_model_defaults_and_leaves_one_event_and_its_counts() {
         events[0]
     );
     let m = c.metrics_text();
-    assert_eq!(metric(&m, "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"ok\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "hfconnect_tasks_total{door=\"library\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"ok\"}"), 1.0, "{m}");
     assert_eq!(metric(&m, "hfconnect_tasks_in_flight"), 0.0);
 }
 
@@ -367,8 +371,8 @@ async fn refusals_come_in_order_and_say_why() {
         ),
     ];
     for (task, who, kind, words, decided) in cases {
-        let done = c.execute_explained(who, &task).await;
-        let e = done.result.unwrap_err();
+        let done = c.run(TaskRequest::new(who, &task)).await;
+        let e = done.reply.err().unwrap();
         assert_eq!(e.kind(), kind, "{e}");
         assert!(e.to_string().contains(words), "{e}");
         assert!(!e.is_retryable(), "{e}");
@@ -377,10 +381,14 @@ async fn refusals_come_in_order_and_say_why() {
     assert!(p.asked().is_empty(), "nothing refused reaches the provider");
     // Scoped to research, only research's grants count: the chat model, not `tgi`.
     let as_research = c.principal(&user("alice"), Some("research")).unwrap();
-    c.execute(&as_research, &chat("hi")).await.unwrap();
-    let e = c
-        .execute(&as_research, &text("tgi", "x"))
+    c.run(TaskRequest::new(&as_research, &chat("hi")))
         .await
+        .output()
+        .unwrap();
+    let e = c
+        .run(TaskRequest::new(&as_research, &text("tgi", "x")))
+        .await
+        .output()
         .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::Denied, "{e}");
 }
@@ -400,14 +408,14 @@ async fn a_saved_prompt_is_rendered_and_its_grant_is_in_the_decision() {
         .into(),
         ..Default::default()
     });
-    let done = c.execute_explained(&alice, &task).await;
+    let mut done = c.run(TaskRequest::new(&alice, &task)).await;
+    let d = done.decision.take().unwrap();
     assert_eq!(
-        done.result.unwrap().result,
+        done.output().unwrap().result,
         "echo: Summarize ticket 7: it broke"
     );
-    let d = done.decision.unwrap();
     assert!(
-        d.allowed && d.reason.contains("prompt:ticket"),
+        d.allowed && d.reason.to_string().contains("prompt:ticket"),
         "{}",
         d.reason
     );
@@ -423,7 +431,11 @@ async fn provider_failures_keep_their_kind_retryability_and_wait() {
         Duration::from_secs(3),
     ));
     p.then(Reply::error(ErrorKind::Unauthorized));
-    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::Provider(ErrorKind::RateLimited));
     assert!(e.is_retryable());
     assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
@@ -431,11 +443,15 @@ async fn provider_failures_keep_their_kind_retryability_and_wait() {
         std::error::Error::source(&e).is_some(),
         "the provider's error is the source"
     );
-    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::Provider(ErrorKind::Unauthorized));
     assert!(e.is_terminal());
     let m = c.metrics_text();
-    assert_eq!(metric(&m, "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"rate_limited\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "hfconnect_tasks_total{door=\"library\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"rate_limited\"}"), 1.0, "{m}");
 }
 
 #[tokio::test]
@@ -448,9 +464,16 @@ async fn json_output_is_parsed_or_fails_as_invalid_output() {
     }
     p.then(Reply::text("```json\n{\"a\": 1}\n```"));
     p.then(Reply::text("not json"));
-    let out = c.execute(&bob, &task).await.unwrap();
-    assert_eq!(out.result, serde_json::json!({"a": 1}));
-    let e = c.execute(&bob, &task).await.unwrap_err();
+    let out = c.run(TaskRequest::new(&bob, &task)).await.output().unwrap();
+    assert_eq!(
+        out.result,
+        crate::task::TaskResult::Json(serde_json::json!({"a": 1}))
+    );
+    let e = c
+        .run(TaskRequest::new(&bob, &task))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::InvalidOutput);
 }
 
@@ -464,7 +487,11 @@ async fn a_stream_is_counted_in_flight_until_its_output_and_audited_once() {
     );
     let (log, _g) = Captured::start();
     let alice = c.principal(&user("alice"), None).unwrap();
-    let mut stream = c.start_stream(&alice, &text("tgi", "x")).await.unwrap();
+    let mut stream = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")).streamed())
+        .await
+        .stream()
+        .unwrap();
     assert_eq!(metric(&c.metrics_text(), "hfconnect_tasks_in_flight"), 1.0);
     let mut chunks = String::new();
     let mut output = None;
@@ -489,7 +516,7 @@ async fn a_plain_task_is_in_flight_while_it_runs_and_a_dropped_one_is_audited_as
     let alice = c.principal(&user("alice"), None).unwrap();
     let task = text("tgi", "x");
     {
-        let run = c.execute(&alice, &task);
+        let run = c.run(TaskRequest::new(&alice, &task));
         tokio::pin!(run);
         assert!(tokio::time::timeout(Duration::from_secs(1), &mut run)
             .await
@@ -506,16 +533,21 @@ async fn a_plain_task_is_in_flight_while_it_runs_and_a_dropped_one_is_audited_as
     );
     assert!(lines[0].contains("cancelled"), "{}", lines[0]);
     let m = c.metrics_text();
-    assert_eq!(metric(&m, "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"cancelled\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "hfconnect_tasks_total{door=\"library\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"cancelled\"}"), 1.0, "{m}");
 }
 
 #[tokio::test]
 async fn a_refused_stream_is_an_error_before_any_item_and_a_summary_is_one_chunk() {
     let (c, p) = connector();
     let bob = c.principal(&user("bob"), None).unwrap();
-    let e = c.start_stream(&bob, &text("tgi", "x")).await.err().unwrap();
+    let e = c
+        .run(TaskRequest::new(&bob, &text("tgi", "x")).streamed())
+        .await
+        .stream()
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), TaskErrorKind::Denied);
-    let items: Vec<_> = c.execute_stream(&bob, &text("tgi", "x")).collect().await;
+    let items: Vec<_> = streamed(&c, &bob, &text("tgi", "x")).await;
     assert!(matches!(&items[..], [Err(e)] if e.kind() == TaskErrorKind::Denied));
     let alice = c.principal(&user("alice"), None).unwrap();
     let summary = Task::Summarize(SummarizeInput {
@@ -525,7 +557,7 @@ async fn a_refused_stream_is_an_error_before_any_item_and_a_summary_is_one_chunk
         ..Default::default()
     });
     p.then(Reply::text("short"));
-    let items: Vec<_> = c.execute_stream(&alice, &summary).collect().await;
+    let items: Vec<_> = streamed(&c, &alice, &summary).await;
     assert!(
         matches!(&items[..], [Ok(TaskEvent::Chunk(t)), Ok(TaskEvent::Done(o))] if t == "short" && o.result == "short"),
         "{items:?}"
@@ -538,7 +570,7 @@ async fn a_failure_inside_a_stream_is_its_last_item() {
     let (c, p) = connector();
     let alice = c.principal(&user("alice"), None).unwrap();
     p.then(Reply::error(ErrorKind::Upstream));
-    let items: Vec<_> = c.execute_stream(&alice, &text("tgi", "x")).collect().await;
+    let items: Vec<_> = streamed(&c, &alice, &text("tgi", "x")).await;
     assert!(
         matches!(&items[..], [Err(e)] if e.kind() == TaskErrorKind::Provider(ErrorKind::Upstream)),
         "{items:?}"
@@ -552,8 +584,15 @@ async fn a_rate_limit_refuses_with_the_wait_then_refills() {
         "rate_limit = { per_second = 2, burst = 1 }",
     ));
     let alice = c.principal(&user("alice"), None).unwrap();
-    c.execute(&alice, &text("tgi", "x")).await.unwrap();
-    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    c.run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap();
+    let e = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::RateLimited);
     assert!(e.is_retryable());
     let wait = e.retry_after().unwrap();
@@ -567,8 +606,9 @@ async fn a_rate_limit_refuses_with_the_wait_then_refills() {
         "{e}"
     );
     tokio::time::sleep(wait).await;
-    c.execute(&alice, &text("tgi", "x"))
+    c.run(TaskRequest::new(&alice, &text("tgi", "x")))
         .await
+        .output()
         .expect("refilled");
     let m = c.metrics_text();
     assert!(
@@ -590,7 +630,10 @@ async fn a_task_waits_for_its_turn_within_the_queue_timeout() {
     let alice = c.principal(&user("alice"), None).unwrap();
     let start = tokio::time::Instant::now();
     for _ in 0..3 {
-        c.execute(&alice, &text("tgi", "x")).await.unwrap();
+        c.run(TaskRequest::new(&alice, &text("tgi", "x")))
+            .await
+            .output()
+            .unwrap();
     }
     let took = start.elapsed();
     assert!(
@@ -606,9 +649,16 @@ async fn quotas_are_charged_to_the_right_subject_and_refill() {
     });
     let alice = c.principal(&user("alice"), None).unwrap();
     for _ in 0..120 {
-        c.execute(&alice, &text("tgi", "x")).await.unwrap();
+        c.run(TaskRequest::new(&alice, &text("tgi", "x")))
+            .await
+            .output()
+            .unwrap();
     }
-    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::RateLimited);
     assert!(
         e.to_string()
@@ -617,13 +667,20 @@ async fn quotas_are_charged_to_the_right_subject_and_refill() {
     );
     // Scoped to research, alice is not charged to support's quota; bob is not in support.
     let as_research = c.principal(&user("alice"), Some("research")).unwrap();
-    c.execute(&as_research, &chat("hi")).await.unwrap();
+    c.run(TaskRequest::new(&as_research, &chat("hi")))
+        .await
+        .output()
+        .unwrap();
     let bob = c.principal(&user("bob"), None).unwrap();
-    c.execute(&bob, &chat("hi")).await.unwrap();
+    c.run(TaskRequest::new(&bob, &chat("hi")))
+        .await
+        .output()
+        .unwrap();
     // 120 per minute refills one every 0.5 s.
     tokio::time::sleep(e.retry_after().unwrap()).await;
-    c.execute(&alice, &text("tgi", "x"))
+    c.run(TaskRequest::new(&alice, &text("tgi", "x")))
         .await
+        .output()
         .expect("refilled");
 }
 
@@ -641,10 +698,18 @@ async fn concurrency_is_bounded_and_a_slot_frees_when_a_task_ends() {
     let alice = c.principal(&user("alice"), None).unwrap();
     let first = {
         let (c, alice) = (c.clone(), alice.clone());
-        tokio::spawn(async move { c.execute(&alice, &text("tgi", "x")).await })
+        tokio::spawn(async move {
+            c.run(TaskRequest::new(&alice, &text("tgi", "x")))
+                .await
+                .output()
+        })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::RateLimited);
     assert!(
         e.to_string()
@@ -652,8 +717,9 @@ async fn concurrency_is_bounded_and_a_slot_frees_when_a_task_ends() {
         "{e}"
     );
     first.await.unwrap().unwrap();
-    c.execute(&alice, &text("tgi", "x"))
+    c.run(TaskRequest::new(&alice, &text("tgi", "x")))
         .await
+        .output()
         .expect("the slot is free again");
 }
 
@@ -662,7 +728,10 @@ async fn limits_survive_a_reload_unless_their_rate_changes() {
     let edit = tgi_model_extra("rate_limit = { per_second = 1, burst = 1 }");
     let (c, _p) = connector_with(&edit);
     let alice = c.principal(&user("alice"), None).unwrap();
-    c.execute(&alice, &text("tgi", "x")).await.unwrap();
+    c.run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap();
     let reload = |cfg: String| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
@@ -675,7 +744,11 @@ async fn limits_survive_a_reload_unless_their_rate_changes() {
         "members = [\"alice\", \"bob\"]",
         "members = [\"alice\", \"bob\", \"zed\"]",
     ));
-    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(
         e.kind(),
         TaskErrorKind::RateLimited,
@@ -684,22 +757,39 @@ async fn limits_survive_a_reload_unless_their_rate_changes() {
     reload(tgi_model_extra(
         "rate_limit = { per_second = 2, burst = 1 }",
     )(CONFIG));
-    c.execute(&alice, &text("tgi", "x"))
+    c.run(TaskRequest::new(&alice, &text("tgi", "x")))
         .await
+        .output()
         .expect("a new rate starts afresh");
 }
 
 #[test]
 fn prepare_builds_the_call_with_the_model_defaults_and_the_task_overrides() {
-    use super::prepare::{prepare, Call};
+    use super::prepare::{prepare, Call, Prepared};
+    type Prepped<'s> = (
+        Option<crate::access::Decision>,
+        Result<Prepared<'s, Scripted>, crate::task::TaskError>,
+    );
+    fn prep<'s>(
+        snap: &'s super::Snapshot<Scripted>,
+        who: &crate::access::Principal,
+        task: &Task,
+    ) -> Prepped<'s> {
+        let plan = snap.plan(task.integration(), task.model()).ok().unwrap();
+        prepare(plan, &snap.catalog, who, task)
+    }
     let (c, _p) = connector();
     let snap = c.state.load();
     let alice = c.principal(&user("alice"), None).unwrap();
-    let (decided, prepared) = prepare(&snap, &alice, &text("tgi", "hi"));
-    assert!(decided.is_some_and(|(allowed, _)| allowed));
+    let (decided, prepared) = prep(&snap, &alice, &text("tgi", "hi"));
+    assert!(decided.is_some_and(|d| d.allowed));
     let p = prepared.unwrap();
     assert_eq!(
-        (p.integration, p.model, p.endpoint.name.as_str()),
+        (
+            p.plan.integration.name(),
+            p.plan.model.name(),
+            p.plan.model.spec().name.as_str()
+        ),
         ("hf", "tgi", "tgi")
     );
     let Call::Generate(r) = &p.call else {
@@ -722,7 +812,7 @@ fn prepare_builds_the_call_with_the_model_defaults_and_the_task_overrides() {
         stop_words: vec!["END".into()],
         ..Default::default()
     });
-    let (_, prepared) = prepare(&snap, &alice, &task);
+    let (_, prepared) = prep(&snap, &alice, &task);
     let Call::Generate(r) = &prepared.unwrap().call else {
         panic!("generate")
     };
@@ -731,19 +821,19 @@ fn prepare_builds_the_call_with_the_model_defaults_and_the_task_overrides() {
         (Some(9), vec!["END".to_string()])
     );
     let bob = c.principal(&user("bob"), None).unwrap();
-    let (_, prepared) = prepare(&snap, &bob, &chat("hi"));
+    let (_, prepared) = prep(&snap, &bob, &chat("hi"));
     let Call::Chat(r) = &prepared.unwrap().call else {
         panic!("a chat task on a chat model calls chat")
     };
     assert_eq!(r.messages.len(), 1);
-    let (decided, prepared) = prepare(&snap, &bob, &text("nope", "hi"));
-    assert!(
-        decided.is_none(),
-        "unknown names are refused before any decision"
-    );
+    let unknown = snap
+        .plan("hf", "nope")
+        .err()
+        .map(|(e, labels)| (e.kind(), labels.model));
     assert_eq!(
-        prepared.err().map(|e| e.kind()),
-        Some(TaskErrorKind::NotFound)
+        unknown,
+        Some((TaskErrorKind::NotFound, crate::catalog::UNKNOWN_NAME)),
+        "unknown names are refused before any decision, counted as `unknown`"
     );
 }
 
@@ -757,7 +847,11 @@ async fn a_wait_known_to_pass_the_queue_timeout_is_refused_at_once_and_waits_are
     let c = Arc::new(c);
     let alice = c.principal(&user("alice"), None).unwrap();
     for i in 0..5 {
-        let out = c.execute(&alice, &text("tgi", "x")).await.unwrap();
+        let out = c
+            .run(TaskRequest::new(&alice, &text("tgi", "x")))
+            .await
+            .output()
+            .unwrap();
         let h = out.headroom.expect("the quota applied");
         assert_eq!((h.limit, h.remaining), (5, 4 - i), "{h:?}");
     }
@@ -767,7 +861,10 @@ async fn a_wait_known_to_pass_the_queue_timeout_is_refused_at_once_and_waits_are
         .map(|_| {
             let (c, alice) = (c.clone(), alice.clone());
             tokio::spawn(async move {
-                let out = c.execute(&alice, &text("tgi", "x")).await;
+                let out = c
+                    .run(TaskRequest::new(&alice, &text("tgi", "x")))
+                    .await
+                    .output();
                 (out, tokio::time::Instant::now())
             })
         })
@@ -776,7 +873,11 @@ async fn a_wait_known_to_pass_the_queue_timeout_is_refused_at_once_and_waits_are
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
-    let e = c.execute(&alice, &text("tgi", "x")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::RateLimited, "{e}");
     assert_eq!(
         started.elapsed(),
@@ -801,4 +902,16 @@ async fn a_wait_known_to_pass_the_queue_timeout_is_refused_at_once_and_waits_are
         m.contains("hfconnect_admission_wait_seconds_count 2"),
         "two tasks waited: {m}"
     );
+}
+
+/// A streamed task's items; a refusal is the only item.
+async fn streamed(
+    c: &Connector<Scripted>,
+    who: &crate::access::Principal,
+    task: &Task,
+) -> Vec<Result<TaskEvent, crate::task::TaskError>> {
+    match c.run(TaskRequest::new(who, task).streamed()).await.stream() {
+        Ok(s) => s.collect().await,
+        Err(e) => vec![Err(e)],
+    }
 }

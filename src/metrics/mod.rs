@@ -154,7 +154,6 @@ pub struct Metrics {
     registry: Registry,
     pub(crate) tasks: IntCounterVec,
     pub(crate) latency: HistogramVec,
-    pub(crate) upstream_latency: HistogramVec,
     pub(crate) tokens: IntCounterVec,
     pub(crate) denials: IntCounterVec,
     pub(crate) rate_limited: IntCounterVec,
@@ -264,7 +263,9 @@ impl Metrics {
         registry.register(Box::new(config_loaded.clone()))?;
         registry.register(Box::new(tasks.clone()))?;
         registry.register(Box::new(latency.clone()))?;
-        registry.register(Box::new(upstream_latency.clone()))?;
+        // Its samples are the striped series' (every upstream call has one);
+        // the family is registered so that its help and type are written.
+        registry.register(Box::new(upstream_latency))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
@@ -286,7 +287,6 @@ impl Metrics {
             registry,
             tasks,
             latency,
-            upstream_latency,
             tokens,
             denials,
             rate_limited,

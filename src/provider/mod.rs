@@ -7,6 +7,7 @@ mod error;
 pub mod huggingface;
 #[cfg(any(test, feature = "test-support"))]
 pub mod scripted;
+pub(crate) mod vectors;
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use error::{ErrorKind, ProviderError};
+pub use vectors::{Vectors, VectorsError};
 
 pub use crate::retry::{ColdStartPolicy, RetryPolicy};
 
@@ -212,11 +214,8 @@ pub struct EmbedRequest {
 /// Vectors, one per input, in input order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
-    /// The vectors, each a JSON array of numbers as the server wrote them
-    /// (or, where hfconnect computed them — pooling, a cut to `dimensions`,
-    /// base64 decoded — in their shortest form). [`Embeddings::floats`]
-    /// reads one as numbers.
-    pub vectors: Vec<serde_json::Value>,
+    /// The vectors, one per input, in input order.
+    pub vectors: Vectors,
     /// Token counts (prompt tokens only), when the server reported them.
     pub usage: Usage,
     /// The upstream request id (`x-request-id`) of the last request.
@@ -225,29 +224,6 @@ pub struct Embeddings {
     pub timings: Timings,
     /// How many HTTP attempts it took, all requests of a split batch together.
     pub attempts: u32,
-}
-
-/// A JSON array of numbers as floats.
-pub(crate) fn json_floats(v: &serde_json::Value) -> Option<Vec<f64>> {
-    v.as_array()?
-        .iter()
-        .map(serde_json::Value::as_f64)
-        .collect()
-}
-
-impl Embeddings {
-    /// Vector `i` as numbers.
-    pub fn floats(&self, i: usize) -> Option<Vec<f64>> {
-        json_floats(self.vectors.get(i)?)
-    }
-
-    /// The size of the vectors.
-    pub fn dimensions(&self) -> usize {
-        self.vectors
-            .first()
-            .and_then(serde_json::Value::as_array)
-            .map_or(0, Vec::len)
-    }
 }
 
 /// Why generation stopped.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::{
     ChatRequest, Completion, CompletionStream, EmbedRequest, Embeddings, EndpointInfo, ErrorKind,
     FinishReason, LlmProvider, ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest,
-    TextRequest, Timings, Usage,
+    TextRequest, Timings, Usage, Vectors,
 };
 
 /// What one call answers.
@@ -264,13 +264,13 @@ impl Scripted {
 
 /// The vector the scripted provider gives `text`: its length in characters,
 /// then its bytes' sum, then zeros, `size` numbers in all.
-pub fn scripted_vector(text: &str, size: usize) -> Vec<f64> {
+pub fn scripted_vector(text: &str, size: usize) -> Vec<f32> {
     let mut v = vec![0.0; size];
     if let Some(x) = v.first_mut() {
-        *x = text.chars().count() as f64;
+        *x = text.chars().count() as f32;
     }
     if let Some(x) = v.get_mut(1) {
-        *x = text.bytes().map(f64::from).sum();
+        *x = text.bytes().map(f32::from).sum();
     }
     v
 }
@@ -328,11 +328,11 @@ impl LlmProvider for Scripted {
             .await?;
         let size = request.dimensions.unwrap_or(4) as usize;
         Ok(Embeddings {
-            vectors: request
-                .inputs
-                .iter()
-                .map(|t| serde_json::json!(scripted_vector(t, size)))
-                .collect(),
+            vectors: Vectors::from_rows(request.inputs.iter().map(|t| scripted_vector(t, size)))
+                .map_err(|e| {
+                    ProviderError::new(ErrorKind::InvalidResponse, "scripted", None)
+                        .with_detail(e.to_string())
+                })?,
             usage: Usage {
                 prompt_tokens: c.usage.prompt_tokens,
                 completion_tokens: Some(0),

@@ -10,6 +10,7 @@
 //! e-mail addresses, internationalised ones included); `user:ID` is the same
 //! as `ID`.
 
+use crate::task::FailureKind;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::error::ApiError;
@@ -49,7 +50,7 @@ impl std::fmt::Display for Presented {
 }
 
 fn bad_request(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+    ApiError::new(StatusCode::BAD_REQUEST, FailureKind::INVALID_INPUT, message)
 }
 
 /// A header's value: `None` when absent, an error when present but unusable.
@@ -133,7 +134,8 @@ fn user_named<'v>(value: &'v str, shown: &str) -> Result<&'v str, ApiError> {
 
 /// The bearer key of the request. RFC 9110: the scheme is case-insensitive.
 pub(crate) fn bearer_key(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let unauthorized =
+        |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, FailureKind::Unauthorized, m);
     let mut values = headers.get_all("authorization").iter();
     let Some(value) = values.next() else {
         return Err(unauthorized("no `Authorization: Bearer <key>` header"));
@@ -207,7 +209,12 @@ impl Claimed {
         };
         connector
             .principal(&subject, self.group.as_deref())
-            .map_err(|e| (ApiError::from(e), self.presented()))
+            .map_err(|e| {
+                (
+                    ApiError::from(crate::task::TaskError::from(e)),
+                    self.presented(),
+                )
+            })
     }
 }
 
@@ -223,7 +230,7 @@ pub(crate) fn claimed(
         return Err((
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                FailureKind::Unauthorized,
                 "the application key is not valid",
             ),
             Presented::UnknownKey(hint),
@@ -241,7 +248,7 @@ pub(crate) fn claimed(
                 return Err((
                     ApiError::new(
                         StatusCode::FORBIDDEN,
-                        "denied",
+                        FailureKind::DENIED,
                         format!("application `{app}` may not act for users (`act_for_users` is not set), so `X-Hfconnect-User` is refused"),
                     ),
                     presented(),

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::task::{Failure, ProviderErrorKind, TaskError, TaskErrorKind};
+use crate::task::{Failure, FailureKind, ProviderErrorKind, TaskError, TaskErrorKind};
 
 /// An error answer.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ impl ApiError {
     /// An answer retrying cannot mend.
     pub(crate) fn new(
         status: StatusCode,
-        kind: &'static str,
+        kind: FailureKind,
         message: impl Into<String>,
     ) -> ApiError {
         ApiError {
@@ -31,7 +31,7 @@ impl ApiError {
     /// An answer worth retrying.
     pub(crate) fn retry(
         status: StatusCode,
-        kind: &'static str,
+        kind: FailureKind,
         message: impl Into<String>,
     ) -> ApiError {
         ApiError {

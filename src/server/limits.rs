@@ -10,6 +10,7 @@
 //! A request counts as in flight from its head until its response body has
 //! been sent (so a long stream is never cut).
 
+use crate::task::FailureKind;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -167,7 +168,7 @@ pub(crate) async fn read_body(
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            FailureKind::PayloadTooLarge,
             format!("the request body is larger than {limit} bytes"),
         )
     };
@@ -184,12 +185,12 @@ pub(crate) async fn read_body(
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             "the request body could not be read (the connection broke)",
         )),
         Err(_) => Err(ApiError::retry(
             StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            FailureKind::RequestTimeout,
             format!(
                 "the request body did not arrive whole within {:.0} s",
                 timeout.as_secs_f64()

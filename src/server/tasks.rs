@@ -2,6 +2,7 @@
 //! calling, the body read within its limits, the task handed to the
 //! Connector, its output or error in JSON or as server-sent events.
 
+use crate::task::FailureKind;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,8 +17,8 @@ use super::error::ApiError;
 use super::limits::read_body;
 use super::AppState;
 use crate::catalog::TaskKind;
-use crate::connector::Refusal;
-use crate::task::{Failure, Task, TaskEvent};
+use crate::connector::{Refusal, Reply, TaskRequest};
+use crate::task::{Door, Failure, Task, TaskEvent};
 use crate::untrusted::Untrusted;
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ fn task_kind(route: &str) -> Result<TaskKind, ApiError> {
             .collect();
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            FailureKind::NOT_FOUND,
             format!(
                 "unknown task kind `{}`; use {}",
                 Untrusted(route),
@@ -45,7 +46,7 @@ fn parse_task(kind: TaskKind, body: &[u8]) -> Result<(Task, bool), ApiError> {
     let mut v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             format!("the body is not JSON: {e}"),
         )
     })?;
@@ -55,7 +56,7 @@ fn parse_task(kind: TaskKind, body: &[u8]) -> Result<(Task, bool), ApiError> {
         Some(_) => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_input",
+                FailureKind::INVALID_INPUT,
                 "`stream` must be true or false",
             ))
         }
@@ -63,14 +64,14 @@ fn parse_task(kind: TaskKind, body: &[u8]) -> Result<(Task, bool), ApiError> {
     if stream && kind == TaskKind::Embeddings {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             "embeddings do not stream; leave `stream` out",
         ));
     }
     let task = Task::from_json(kind, v).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             format!("invalid task input: {}", Untrusted(&e.to_string())),
         )
     })?;
@@ -166,19 +167,18 @@ async fn task_route(
             return Err(NotAnswered::Refused(e));
         }
     };
-    if !stream {
-        return match state.connector.execute(&principal, &task).await {
-            Ok(out) => Ok(Json(out).into_response()),
-            Err(e) => Err(NotAnswered::Recorded(e.into())),
-        };
+    let mut req = TaskRequest::new(&principal, &task).via(Door::Task);
+    if stream {
+        req = req.streamed();
     }
-    // Refused before anything was sent upstream: the same status and body as
-    // a plain task. Only what fails after the stream started is an SSE `error`.
-    let stream = state
-        .connector
-        .start_stream(&principal, &task)
-        .await
-        .map_err(|e| NotAnswered::Recorded(e.into()))?;
+    // Refused before anything was sent upstream: the same status and body
+    // for a plain and a streamed task. Only what fails after the stream
+    // started is an SSE `error`.
+    let stream = match state.connector.run(req).await.reply {
+        Ok(Reply::Output(out)) => return Ok(Json(out).into_response()),
+        Ok(Reply::Stream(s)) => s,
+        Err(e) => return Err(NotAnswered::Recorded(e.into())),
+    };
     let events = stream.map(|ev| {
         let event = match ev {
             Ok(TaskEvent::Chunk(t)) => Event::default()

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hfconnect::access::{Principal, Subject};
 use hfconnect::config::LoadOptions;
 use hfconnect::task::{EmbedInput, Task, TextCompleteInput};
-use hfconnect::Connector;
+use hfconnect::{Connector, TaskRequest};
 use serde_json::{json, Value};
 
 use super::Samples;
@@ -382,8 +382,9 @@ impl Targets {
             }
             PathKind::Library => self
                 .connector
-                .execute(&self.principal, &self.task)
+                .run(TaskRequest::new(&self.principal, &self.task))
                 .await
+                .output()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             PathKind::LibraryLimits | PathKind::LibraryRedis => {
@@ -393,8 +394,9 @@ impl Targets {
                     self.shared.as_ref()
                 };
                 c.ok_or("no Redis for this path")?
-                    .execute(&self.principal, &self.task)
+                    .run(TaskRequest::new(&self.principal, &self.task))
                     .await
+                    .output()
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
@@ -494,8 +496,9 @@ impl Targets {
 
     async fn library_embed(&self, task: &Task) -> Result<(), String> {
         self.connector
-            .execute(&self.principal, task)
+            .run(TaskRequest::new(&self.principal, task))
             .await
+            .output()
             .map_err(|e| e.to_string())
             .and_then(|o| match o.dimensions {
                 Some(d) if d as usize == EMBED_DIM => Ok(()),

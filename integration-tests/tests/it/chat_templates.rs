@@ -8,6 +8,7 @@ use hfconnect::config::LoadOptions;
 use hfconnect::task::ChatCompleteInput;
 use hfconnect::task::{Task, TaskErrorKind};
 use hfconnect::Connector;
+use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::FakeHf;
 use serde_json::json;
 
@@ -148,7 +149,7 @@ async fn chat_on_a_tgi_model_renders_the_template_and_calls_generate() {
             .unwrap(),
         )
     };
-    c.execute(&alice, &task("qwen", json!([{"role": "system", "message": "You are brief."}, {"role": "user", "message": "Hi"}]))).await.unwrap();
+    c.run(TaskRequest::new(&alice, &task("qwen", json!([{"role": "system", "message": "You are brief."}, {"role": "user", "message": "Hi"}])))).await.output().unwrap();
     assert_eq!(
         fake.requests_to("/generate")[0].json()["inputs"],
         CHATML_EXPECTED
@@ -156,14 +157,15 @@ async fn chat_on_a_tgi_model_renders_the_template_and_calls_generate() {
     assert!(fake.requests_to("/chat/completions").is_empty());
 
     let e = c
-        .execute(
+        .run(TaskRequest::new(
             &alice,
             &task(
                 "llama2",
                 json!([{"role": "user", "message": "a"}, {"role": "user", "message": "b"}]),
             ),
-        )
+        ))
         .await
+        .output()
         .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::InvalidInput);
     assert!(

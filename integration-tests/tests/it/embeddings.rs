@@ -10,8 +10,9 @@ use hfconnect::access::Subject;
 use hfconnect::conductor::Worker;
 use hfconnect::config::LoadOptions;
 use hfconnect::provider::ErrorKind;
-use hfconnect::task::{EmbedInput, Task, TaskErrorKind, TaskOutput};
+use hfconnect::task::{EmbedInput, Task, TaskErrorKind, TaskOutput, TaskResult, Vectors};
 use hfconnect::Connector;
+use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_conductor::{FakeConductor, Schedule};
 use hfconnect_integration_tests::fake_hf::tei::fake_embedding;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
@@ -129,22 +130,45 @@ fn texts(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// `v` is `want` within float error.
-fn close(v: &Value, want: &[f32]) {
-    let got: Vec<f64> = v
-        .as_array()
-        .unwrap_or_else(|| panic!("not a vector: {v}"))
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
-    assert_eq!(got.len(), want.len(), "{v}");
+/// `v` (one vector, as a task's result or a row of one) is `want` within float error.
+fn close(v: impl Into<Row>, want: &[f32]) {
+    let got = v.into().0;
+    assert_eq!(got.len(), want.len(), "{got:?}");
     for (g, w) in got.iter().zip(want) {
-        assert!((g - f64::from(*w)).abs() < 1e-5, "{got:?} vs {want:?}");
+        assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
     }
 }
 
-fn vectors(out: &TaskOutput) -> &Vec<Value> {
-    out.result.as_array().unwrap()
+/// One vector's numbers.
+struct Row(Vec<f32>);
+
+impl From<&TaskResult> for Row {
+    fn from(r: &TaskResult) -> Row {
+        match r {
+            TaskResult::Vector(v) => Row(v.clone()),
+            other => panic!("not one vector: {other:?}"),
+        }
+    }
+}
+
+impl From<&Value> for Row {
+    fn from(v: &Value) -> Row {
+        let items = v.as_array().unwrap_or_else(|| panic!("not a vector: {v}"));
+        Row(items.iter().map(|x| x.as_f64().unwrap() as f32).collect())
+    }
+}
+
+impl From<&[f32]> for Row {
+    fn from(r: &[f32]) -> Row {
+        Row(r.to_vec())
+    }
+}
+
+fn vectors(out: &TaskOutput) -> &Vectors {
+    match &out.result {
+        TaskResult::Vectors(v) => v,
+        other => panic!("not a list of vectors: {other:?}"),
+    }
 }
 
 fn alice(c: &Connector) -> hfconnect::access::Principal {
@@ -155,8 +179,12 @@ fn alice(c: &Connector) -> hfconnect::access::Principal {
 async fn one_text_on_tei_is_one_vector_with_its_size_and_tokens() {
     let (fake, _dir, c) = setup().await;
     let out = c
-        .execute(&alice(&c), &one("tei", "the quick brown fox"))
+        .run(TaskRequest::new(
+            &alice(&c),
+            &one("tei", "the quick brown fox"),
+        ))
         .await
+        .output()
         .unwrap();
     close(&out.result, &fake_embedding("the quick brown fox", 8, true));
     assert_eq!(out.dimensions, Some(8));
@@ -176,7 +204,11 @@ async fn one_text_on_tei_is_one_vector_with_its_size_and_tokens() {
         }))
         .unwrap(),
     );
-    let out = c.execute(&alice(&c), &task).await.unwrap();
+    let out = c
+        .run(TaskRequest::new(&alice(&c), &task))
+        .await
+        .output()
+        .unwrap();
     assert_eq!(out.dimensions, Some(4));
     let mut want = fake_embedding("x y", 8, false);
     want.truncate(4);
@@ -193,8 +225,9 @@ async fn a_batch_above_max_client_batch_size_is_split_and_reassembled_in_order()
     fake.behave(|b| b.tei_max_batch = 3);
     let input = texts(10);
     let out = c
-        .execute(&alice(&c), &many("hf", "tei", &input))
+        .run(TaskRequest::new(&alice(&c), &many("hf", "tei", &input)))
         .await
+        .output()
         .unwrap();
     let got = vectors(&out);
     assert_eq!(got.len(), 10);
@@ -212,8 +245,9 @@ async fn a_batch_above_max_client_batch_size_is_split_and_reassembled_in_order()
     assert_eq!(out.prompt_tokens, Some(60), "tokens of every part add up");
 
     // `/info` is read once per endpoint.
-    c.execute(&alice(&c), &many("hf", "tei", &texts(2)))
+    c.run(TaskRequest::new(&alice(&c), &many("hf", "tei", &texts(2))))
         .await
+        .output()
         .unwrap();
     assert_eq!(fake.requests_to("/tei/info").len(), 1);
 }
@@ -223,8 +257,12 @@ async fn the_openai_style_route_asks_base64_and_is_split_too() {
     let (fake, _dir, c) = setup().await;
     let input = texts(6);
     let out = c
-        .execute(&alice(&c), &many("hf", "tei-openai", &input))
+        .run(TaskRequest::new(
+            &alice(&c),
+            &many("hf", "tei-openai", &input),
+        ))
         .await
+        .output()
         .unwrap();
     for (v, t) in vectors(&out).iter().zip(&input) {
         close(v, &fake_embedding(t, 8, true));
@@ -248,13 +286,18 @@ async fn the_feature_extraction_pipeline_pooled_or_per_token() {
         for model in ["fe", "org/minilm"] {
             let input = texts(3);
             let out = c
-                .execute(&alice(&c), &many("hf", model, &input))
+                .run(TaskRequest::new(&alice(&c), &many("hf", model, &input)))
                 .await
+                .output()
                 .unwrap();
             for (v, t) in vectors(&out).iter().zip(&input) {
                 close(v, &fake_embedding(t, 8, true));
             }
-            let out = c.execute(&alice(&c), &one(model, "solo")).await.unwrap();
+            let out = c
+                .run(TaskRequest::new(&alice(&c), &one(model, "solo")))
+                .await
+                .output()
+                .unwrap();
             close(&out.result, &fake_embedding("solo", 8, true));
         }
     }
@@ -270,7 +313,11 @@ async fn the_feature_extraction_pipeline_pooled_or_per_token() {
         )
         .unwrap(),
     );
-    let out = c.execute(&alice(&c), &task).await.unwrap();
+    let out = c
+        .run(TaskRequest::new(&alice(&c), &task))
+        .await
+        .output()
+        .unwrap();
     let mut want = fake_embedding("cut me", 8, true);
     want.truncate(3);
     let norm = want.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -290,7 +337,11 @@ async fn each_tei_error_maps_to_its_kind() {
     // 422: longer than max_input_length without truncate; truncate makes it pass.
     fake.behave(|b| b.tei_max_input = 5);
     let long = "one two three four five six seven";
-    let (k, retry, msg) = kind_of(c.execute(&who, &one("tei", long)).await);
+    let (k, retry, msg) = kind_of(
+        c.run(TaskRequest::new(&who, &one("tei", long)))
+            .await
+            .output(),
+    );
     assert_eq!(
         k,
         TaskErrorKind::Provider(ErrorKind::InvalidRequest),
@@ -307,12 +358,16 @@ async fn each_tei_error_maps_to_its_kind() {
             _ => unreachable!(),
         }
     });
-    c.execute(&who, &task).await.unwrap();
+    c.run(TaskRequest::new(&who, &task)).await.output().unwrap();
     fake.behave(|b| b.tei_max_input = 512);
 
     // 413: a body above TEI's payload limit, in plain text.
     let huge = "word ".repeat(450_000);
-    let (k, retry, msg) = kind_of(c.execute(&who, &one("tei", &huge)).await);
+    let (k, retry, msg) = kind_of(
+        c.run(TaskRequest::new(&who, &one("tei", &huge)))
+            .await
+            .output(),
+    );
     assert_eq!(
         k,
         TaskErrorKind::Provider(ErrorKind::InvalidRequest),
@@ -328,7 +383,11 @@ async fn each_tei_error_maps_to_its_kind() {
             json!({"error": "Backend error: inference failed", "error_type": "Backend"}),
         ),
     );
-    let (k, retry, msg) = kind_of(c.execute(&who, &one("tei", "a")).await);
+    let (k, retry, msg) = kind_of(
+        c.run(TaskRequest::new(&who, &one("tei", "a")))
+            .await
+            .output(),
+    );
     assert_eq!(k, TaskErrorKind::Provider(ErrorKind::Upstream), "{msg}");
     assert!(!retry, "{msg}");
 
@@ -340,7 +399,10 @@ async fn each_tei_error_maps_to_its_kind() {
             json!({"error": "Model is overloaded", "error_type": "Overloaded"}),
         ),
     );
-    c.execute(&who, &one("tei", "a")).await.unwrap();
+    c.run(TaskRequest::new(&who, &one("tei", "a")))
+        .await
+        .output()
+        .unwrap();
     fake.push_n(
         Route::Embed,
         Fault::json(
@@ -349,7 +411,11 @@ async fn each_tei_error_maps_to_its_kind() {
         ),
         3,
     );
-    let e = c.execute(&who, &one("tei", "a")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&who, &one("tei", "a")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::Provider(ErrorKind::Overloaded));
     assert!(e.is_retryable() && e.retry_after().is_some());
 
@@ -361,18 +427,28 @@ async fn each_tei_error_maps_to_its_kind() {
             json!({"message": "Model is overloaded", "code": 429, "error_type": "Overloaded"}),
         ),
     );
-    c.execute(&who, &one("tei-openai", "a")).await.unwrap();
+    c.run(TaskRequest::new(&who, &one("tei-openai", "a")))
+        .await
+        .output()
+        .unwrap();
 
     // 503 while loading: a cold start, waited out.
     fake.push(Route::Embed, Fault::loading(0.05));
-    c.execute(&who, &one("tei", "a")).await.unwrap();
+    c.run(TaskRequest::new(&who, &one("tei", "a")))
+        .await
+        .output()
+        .unwrap();
 
     // An answer of the wrong shape is the endpoint's fault, not the task's.
     fake.push(
         Route::Embed,
         Fault::json(200, json!([[0.5, 0.5], [0.5, 0.5]])),
     );
-    let (k, _, msg) = kind_of(c.execute(&who, &one("tei", "a")).await);
+    let (k, _, msg) = kind_of(
+        c.run(TaskRequest::new(&who, &one("tei", "a")))
+            .await
+            .output(),
+    );
     assert_eq!(
         k,
         TaskErrorKind::Provider(ErrorKind::InvalidResponse),
@@ -417,7 +493,11 @@ async fn bad_inputs_are_refused_before_any_call() {
     ];
     for (input, words) in cases {
         let task = Task::Embed(serde_json::from_value(input).unwrap());
-        let e = c.execute(&who, &task).await.unwrap_err();
+        let e = c
+            .run(TaskRequest::new(&who, &task))
+            .await
+            .output()
+            .unwrap_err();
         assert_eq!(e.kind(), TaskErrorKind::InvalidInput, "{e}");
         assert!(e.to_string().contains(words), "{e}");
     }
@@ -428,7 +508,11 @@ async fn bad_inputs_are_refused_before_any_call() {
 async fn denied_and_group_scoped_embeddings() {
     let (fake, _dir, c) = setup().await;
     let bob = c.principal(&Subject::User("bob".into()), None).unwrap();
-    let e = c.execute(&bob, &one("tei", "a")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&bob, &one("tei", "a")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::Denied);
     assert!(e.to_string().contains("`EXECUTE` on `model:hf:tei`"), "{e}");
 
@@ -437,15 +521,19 @@ async fn denied_and_group_scoped_embeddings() {
             .unwrap()
     };
     let e = c
-        .execute(&carol("other"), &one("tei", "a"))
+        .run(TaskRequest::new(&carol("other"), &one("tei", "a")))
         .await
+        .output()
         .unwrap_err();
     assert_eq!(
         e.kind(),
         TaskErrorKind::Denied,
         "group `other` has no grant"
     );
-    c.execute(&carol("search"), &one("tei", "a")).await.unwrap();
+    c.run(TaskRequest::new(&carol("search"), &one("tei", "a")))
+        .await
+        .output()
+        .unwrap();
     assert_eq!(fake.requests_to("/tei/embed").len(), 1);
 }
 
@@ -455,24 +543,27 @@ async fn admission_charges_a_batch_its_number_of_texts() {
     let who = alice(&c);
     // Above the burst: no wait admits it, so it is the task that must change.
     let e = c
-        .execute(&who, &many("small", "tei", &texts(6)))
+        .run(TaskRequest::new(&who, &many("small", "tei", &texts(6))))
         .await
+        .output()
         .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("task of 6 texts"), "{e}");
     // Five texts take the whole burst; the next single text waits longer than the queue timeout.
-    c.execute(&who, &many("small", "tei", &texts(5)))
+    c.run(TaskRequest::new(&who, &many("small", "tei", &texts(5))))
         .await
+        .output()
         .unwrap();
     let e = c
-        .execute(&who, &{
+        .run(TaskRequest::new(&who, &{
             let Task::Embed(mut t) = one("tei", "a") else {
                 unreachable!()
             };
             t.llm_provider = "small".into();
             Task::Embed(t)
-        })
+        }))
         .await
+        .output()
         .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::RateLimited, "{e}");
 }
@@ -492,8 +583,9 @@ async fn the_audit_event_never_holds_texts_or_vectors() {
     let who = c
         .principal(&Subject::User("auditor-embed".into()), None)
         .unwrap();
-    c.execute(&who, &one("tei", "SECRET-DOCUMENT-4711"))
+    c.run(TaskRequest::new(&who, &one("tei", "SECRET-DOCUMENT-4711")))
         .await
+        .output()
         .unwrap();
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let event = text
@@ -628,7 +720,7 @@ fn run_embed_prints_one_array_per_line() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     close(
-        &serde_json::from_str(lines[1]).unwrap(),
+        &serde_json::from_str::<Value>(lines[1]).unwrap(),
         &fake_embedding("second line", 8, true),
     );
     assert!(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 
@@ -151,7 +152,11 @@ async fn an_endless_stream_stops_at_max_response_bytes_on_every_door() {
         prompt: Some("hi".into()),
         ..Default::default()
     });
-    let mut stream = c.execute_stream(&alice, &task);
+    let mut stream = c
+        .run(TaskRequest::new(&alice, &task).streamed())
+        .await
+        .stream()
+        .unwrap();
     let mut last = None;
     while let Some(ev) = stream.next().await {
         last = Some(ev);

@@ -15,6 +15,7 @@ use hfconnect::provider::{ColdStartPolicy, RetryPolicy};
 use hfconnect::task::TextCompleteInput;
 use hfconnect::task::{Task, TaskErrorKind};
 use hfconnect::Connector;
+use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_conductor::Schedule;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
@@ -153,15 +154,26 @@ async fn limits_and_quotas_survive_reloads_unless_their_rate_changes() {
     let c = Arc::new(Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap());
     let alice = c.principal(&Subject::User("alice".into()), None).unwrap();
     for _ in 0..2 {
-        c.execute(&alice, &task("tgi")).await.unwrap();
+        c.run(TaskRequest::new(&alice, &task("tgi")))
+            .await
+            .output()
+            .unwrap();
     }
-    let e = c.execute(&alice, &task("tgi")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &task("tgi")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::RateLimited, "{e}");
     // The same config again, then an unrelated edit: the quota stays used up.
     c.reload_from(&path, &LoadOptions::new().env(env()))
         .unwrap();
     assert_eq!(
-        c.execute(&alice, &task("tgi")).await.unwrap_err().kind(),
+        c.run(TaskRequest::new(&alice, &task("tgi")))
+            .await
+            .output()
+            .unwrap_err()
+            .kind(),
         TaskErrorKind::RateLimited
     );
     dir.write(
@@ -173,7 +185,11 @@ async fn limits_and_quotas_survive_reloads_unless_their_rate_changes() {
     );
     c.reload_from(&path, &LoadOptions::new().env(env()))
         .unwrap();
-    let e = c.execute(&alice, &task("tgi")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &task("tgi")))
+        .await
+        .output()
+        .unwrap_err();
     assert!(
         e.to_string().contains("the quota of `group:support`"),
         "{e}"
@@ -185,7 +201,7 @@ async fn limits_and_quotas_survive_reloads_unless_their_rate_changes() {
     fake.push(Route::Generate, Fault::Delay(Duration::from_millis(800)));
     let slow = {
         let (c, a) = (c.clone(), alice.clone());
-        tokio::spawn(async move { c.execute(&a, &task("tgi")).await })
+        tokio::spawn(async move { c.run(TaskRequest::new(&a, &task("tgi"))).await.output() })
     };
     crate::support::wait_for("the slow task upstream", Duration::from_secs(10), || {
         let n = fake.in_flight();
@@ -194,11 +210,18 @@ async fn limits_and_quotas_survive_reloads_unless_their_rate_changes() {
     .await;
     c.reload_from(&path, &LoadOptions::new().env(env()))
         .unwrap();
-    let e = c.execute(&alice, &task("tgi")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &task("tgi")))
+        .await
+        .output()
+        .unwrap_err();
     assert!(e.to_string().contains("`max_concurrency` of 1"), "{e}");
     slow.await.unwrap().unwrap();
     // A changed rate starts afresh (1000 a minute: the old 2 are forgotten too).
-    c.execute(&alice, &task("tgi")).await.unwrap();
+    c.run(TaskRequest::new(&alice, &task("tgi")))
+        .await
+        .output()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,16 +243,28 @@ async fn quotas_of_applications_and_users_are_charged_refused_and_refilled() {
     ] {
         let p = c.principal(&subject, None).unwrap();
         for _ in 0..120 {
-            c.execute(&p, &task("tgi")).await.unwrap();
+            c.run(TaskRequest::new(&p, &task("tgi")))
+                .await
+                .output()
+                .unwrap();
         }
-        let e = c.execute(&p, &task("tgi")).await.unwrap_err();
+        let e = c
+            .run(TaskRequest::new(&p, &task("tgi")))
+            .await
+            .output()
+            .unwrap_err();
         assert_eq!(e.kind(), TaskErrorKind::RateLimited, "{subject}: {e}");
         assert!(e.to_string().contains(text), "{e}");
         assert!(e.retry_after().is_some_and(|w| w <= Duration::from_secs(1)));
         // 120 a minute: one more every half second.
         crate::support::wait_for("the quota's refill", Duration::from_secs(3), || {
             let (c, p) = (&c, &p);
-            async move { c.execute(p, &task("tgi")).await.is_ok() }
+            async move {
+                c.run(TaskRequest::new(p, &task("tgi")))
+                    .await
+                    .output()
+                    .is_ok()
+            }
         })
         .await;
     }
@@ -237,7 +272,10 @@ async fn quotas_of_applications_and_users_are_charged_refused_and_refilled() {
     let scoped = c
         .principal(&Subject::User("alice".into()), Some("support"))
         .unwrap();
-    c.execute(&scoped, &task("tgi")).await.unwrap();
+    c.run(TaskRequest::new(&scoped, &task("tgi")))
+        .await
+        .output()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -703,7 +741,7 @@ async fn the_worker_counts_polls_reports_and_tasks() {
     );
     assert_eq!(metric(&m, "hfconnect_tasks_in_flight"), 0.0);
     assert_eq!(
-        metric(&m, "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"_unknown\",outcome=\"not_found\"}"),
+        metric(&m, "hfconnect_tasks_total{door=\"worker\",integration=\"hf\",kind=\"text-generation\",model=\"_unknown\",outcome=\"not_found\"}"),
         1.0,
         "{m}"
     );

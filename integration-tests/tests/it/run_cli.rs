@@ -5,6 +5,7 @@ use hfconnect::access::Subject;
 use hfconnect::config::LoadOptions;
 use hfconnect::task::Task;
 use hfconnect::Connector;
+use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use hfconnect_integration_tests::{Output, Run};
 
@@ -356,7 +357,10 @@ async fn one_audit_event_per_task_without_prompt_output_or_key() {
         prompt: Some(secret_prompt.into()),
         ..Default::default()
     });
-    c.execute(&auditor, &task).await.unwrap();
+    c.run(TaskRequest::new(&auditor, &task))
+        .await
+        .output()
+        .unwrap();
     let denied = Task::TextComplete(hfconnect::task::TextCompleteInput {
         model: "org/chat-model".into(),
         ..match &task {
@@ -364,7 +368,10 @@ async fn one_audit_event_per_task_without_prompt_output_or_key() {
             _ => unreachable!(),
         }
     });
-    c.execute(&auditor, &denied).await.unwrap_err();
+    c.run(TaskRequest::new(&auditor, &denied))
+        .await
+        .output()
+        .unwrap_err();
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let events: Vec<&str> = text
@@ -435,7 +442,7 @@ async fn include_text_puts_input_and_output_in_the_audit_event_but_never_the_key
         prompt: Some("INCLUDED-PROMPT-9".into()),
         ..Default::default()
     });
-    c.execute(&who, &task).await.unwrap();
+    c.run(TaskRequest::new(&who, &task)).await.output().unwrap();
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let event = text
         .lines()

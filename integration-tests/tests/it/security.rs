@@ -14,6 +14,7 @@ use hfconnect::provider::LlmProvider;
 use hfconnect::task::TextCompleteInput;
 use hfconnect::task::{Task, TaskErrorKind};
 use hfconnect::Connector;
+use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_conductor::Schedule;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
@@ -85,7 +86,11 @@ async fn caller_text_is_escaped_and_bounded_in_logs_answers_and_task_logs() {
         prompt: Some("x".into()),
         ..Default::default()
     });
-    let e = c.execute(&p, &task).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&p, &task))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::Denied);
     assert!(e.to_string().len() < 4_000 && no_hidden(&e.to_string()));
 
@@ -598,7 +603,11 @@ async fn answers_over_the_limit_fail_with_the_limit_named() {
         ..Default::default()
     });
     fake.push(Route::Generate, Fault::Oversized(5 << 20));
-    let e = c.execute(&alice, &task).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &task))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind().as_str(), "invalid_response", "{e}");
     assert!(
         e.to_string().contains("1048576") && e.to_string().contains("max_response_bytes"),
@@ -618,7 +627,11 @@ async fn answers_over_the_limit_fail_with_the_limit_named() {
         .principal(&Subject::User("alice".into()), Some("research"))
         .unwrap();
     fake.push(Route::Chat, Fault::Oversized(5 << 20));
-    let mut stream = c.execute_stream(&bob_or_alice, &chat);
+    let mut stream = c
+        .run(TaskRequest::new(&bob_or_alice, &chat).streamed())
+        .await
+        .stream()
+        .unwrap();
     let mut last = None;
     while let Some(ev) = stream.next().await {
         last = Some(ev);
@@ -629,7 +642,11 @@ async fn answers_over_the_limit_fail_with_the_limit_named() {
     let path = dir.write("d.toml", &config(&fake.url()));
     let c = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
     fake.push(Route::Generate, Fault::Oversized(40 << 20));
-    let e = c.execute(&alice, &task).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &task))
+        .await
+        .output()
+        .unwrap_err();
     assert!(e.to_string().contains("16777216"), "{e}");
 }
 

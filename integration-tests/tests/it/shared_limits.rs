@@ -11,6 +11,7 @@ use hfconnect::access::Subject;
 use hfconnect::config::{EnvLookup, LoadOptions};
 use hfconnect::task::{Task, TaskErrorKind, TextCompleteInput};
 use hfconnect::Connector;
+use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::FakeHf;
 use hfconnect_integration_tests::redis::RedisServer;
 use serde_json::{json, Value};
@@ -117,8 +118,9 @@ async fn run_one(c: &Connector, integration: &str, model: &str) -> Result<(), Ta
     let app = c
         .principal(&"app:batch".parse::<Subject>().unwrap(), None)
         .unwrap();
-    c.execute(&app, &task(integration, model))
+    c.run(TaskRequest::new(&app, &task(integration, model)))
         .await
+        .output()
         .map(|_| ())
         .map_err(|e| e.kind())
 }
@@ -174,8 +176,9 @@ async fn two_connectors_share_one_quota_and_a_third_started_later_sees_it_used()
         .principal(&"app:batch".parse::<Subject>().unwrap(), None)
         .unwrap();
     let e = restarted
-        .execute(&app, &task("hf", "tgi"))
+        .run(TaskRequest::new(&app, &task("hf", "tgi")))
         .await
+        .output()
         .err()
         .map(|e| e.to_string());
     if let Some(e) = e {
@@ -206,14 +209,28 @@ async fn an_embeddings_batch_is_charged_its_number_of_texts_on_redis() {
         )
     };
     // More texts than the quota ever admits at once: the task must change.
-    let e = a.execute(&app, &embed(11)).await.unwrap_err();
+    let e = a
+        .run(TaskRequest::new(&app, &embed(11)))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("task of 11 texts"), "{e}");
     // 7 on one replica and 3 on another use the quota of 10 up.
-    a.execute(&app, &embed(7)).await.unwrap();
-    let e = b.execute(&app, &embed(4)).await.unwrap_err();
+    a.run(TaskRequest::new(&app, &embed(7)))
+        .await
+        .output()
+        .unwrap();
+    let e = b
+        .run(TaskRequest::new(&app, &embed(4)))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::RateLimited, "{e}");
-    b.execute(&app, &embed(3)).await.unwrap();
+    b.run(TaskRequest::new(&app, &embed(3)))
+        .await
+        .output()
+        .unwrap();
     assert_eq!(
         run_one(&a, "hf", "tgi").await,
         Err(TaskErrorKind::RateLimited)
@@ -327,7 +344,11 @@ async fn redis_down_with_deny_refuses_fast_as_overloaded_and_recovers() {
         .unwrap();
     for _ in 0..3 {
         let t = Instant::now();
-        let e = c.execute(&app, &task("hf", "tgi")).await.unwrap_err();
+        let e = c
+            .run(TaskRequest::new(&app, &task("hf", "tgi")))
+            .await
+            .output()
+            .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         assert_eq!(e.kind(), TaskErrorKind::Overloaded, "{e}");
         assert!(e.is_retryable());

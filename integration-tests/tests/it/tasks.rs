@@ -10,8 +10,9 @@ use hfconnect::config::{load, EnvLookup, LoadOptions};
 use hfconnect::task::{
     ChatCompleteInput, InputMessage, SummarizeInput, TaskEvent, TextCompleteInput,
 };
-use hfconnect::task::{Task, TaskErrorKind};
+use hfconnect::task::{FinishReason, Task, TaskError, TaskErrorKind, TaskResult};
 use hfconnect::Connector;
+use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::json;
 
@@ -143,11 +144,12 @@ async fn text_complete_applies_model_defaults_and_returns_orkes_output() {
     let (fake, _dir, c) = setup().await;
     let alice = c.principal(&user("alice"), None).unwrap();
     let out = c
-        .execute(&alice, &text_task("tgi", "Say hi"))
+        .run(TaskRequest::new(&alice, &text_task("tgi", "Say hi")))
         .await
+        .output()
         .unwrap();
-    assert_eq!(out.result, json!("Hello from the "));
-    assert_eq!(out.finish_reason.as_deref(), Some("LENGTH"));
+    assert_eq!(json!(out.result), json!("Hello from the "));
+    assert_eq!(out.finish_reason, Some(FinishReason::Length));
     assert_eq!(
         (out.prompt_tokens, out.completion_tokens, out.token_used),
         (Some(2), Some(3), Some(5))
@@ -167,10 +169,17 @@ async fn text_complete_applies_model_defaults_and_returns_orkes_output() {
     let task: Task = Task::TextComplete(serde_json::from_value(json!({
         "llmProvider": "hf", "model": "tgi", "prompt": "x", "maxTokens": 10, "temperature": 0.2, "topP": 0.5, "stopWords": ["fake"]
     })).unwrap());
-    let out = c.execute(&alice, &task).await.unwrap();
+    let out = c
+        .run(TaskRequest::new(&alice, &task))
+        .await
+        .output()
+        .unwrap();
     assert_eq!(
-        (out.result, out.finish_reason.as_deref()),
-        (json!("Hello from the fake "), Some("STOP_SEQUENCE"))
+        (json!(out.result), out.finish_reason),
+        (
+            json!("Hello from the fake "),
+            Some(FinishReason::StopSequence)
+        )
     );
     assert_eq!(
         fake.requests_to("/generate")[1].json()["parameters"],
@@ -202,7 +211,11 @@ async fn the_rules_apply_in_order() {
         ("bad temperature", &alice, Task::TextComplete(serde_json::from_value(json!({"llmProvider": "hf", "model": "tgi", "prompt": "x", "temperature": 0})).unwrap()), TaskErrorKind::InvalidInput, "`temperature` must be greater than 0"),
     ];
     for (name, who, task, kind, needle) in cases {
-        let e = c.execute(who, &task).await.expect_err(name);
+        let e = c
+            .run(TaskRequest::new(who, &task))
+            .await
+            .output()
+            .expect_err(name);
         assert_eq!(e.kind(), kind, "{name}: {e}");
         assert!(
             e.to_string().contains(needle),
@@ -226,8 +239,12 @@ async fn the_rules_apply_in_order() {
     let c2 = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
     let alice2 = c2.principal(&user("alice"), None).unwrap();
     let e = c2
-        .execute(&alice2, &prompt_task("off", json!({"id": 1, "body": "b"})))
+        .run(TaskRequest::new(
+            &alice2,
+            &prompt_task("off", json!({"id": 1, "body": "b"})),
+        ))
         .await
+        .output()
         .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::InvalidInput);
     assert!(
@@ -236,13 +253,14 @@ async fn the_rules_apply_in_order() {
         "{e}"
     );
     let out = c2
-        .execute(
+        .run(TaskRequest::new(
             &alice2,
             &prompt_task("tgi", json!({"id": 1, "body": "printer on fire"})),
-        )
+        ))
         .await
+        .output()
         .unwrap();
-    assert_eq!(out.result, json!("Hello from the "));
+    assert_eq!(json!(out.result), json!("Hello from the "));
     assert_eq!(
         fake.requests_to("/generate").last().unwrap().json()["inputs"],
         "Summarize ticket 1: printer on fire"
@@ -262,19 +280,26 @@ async fn group_scoping_narrows_grants() {
         ..Default::default()
     });
     let as_research = c.principal(&user("alice"), Some("research")).unwrap();
-    c.execute(&as_research, &chat).await.unwrap();
-    let as_support = c.principal(&user("alice"), Some("support")).unwrap();
-    c.execute(&as_support, &chat).await.unwrap(); // the integration grant covers the model
-    let e = c
-        .execute(&as_research, &text_task("tgi", "x"))
+    c.run(TaskRequest::new(&as_research, &chat))
         .await
+        .output()
+        .unwrap();
+    let as_support = c.principal(&user("alice"), Some("support")).unwrap();
+    c.run(TaskRequest::new(&as_support, &chat))
+        .await
+        .output()
+        .unwrap(); // the integration grant covers the model
+    let e = c
+        .run(TaskRequest::new(&as_research, &text_task("tgi", "x")))
+        .await
+        .output()
         .unwrap_err();
     assert_eq!(
         e.kind(),
         TaskErrorKind::Denied,
         "research alone has no grant on hf:tgi"
     );
-    let e = c.principal(&user("bob"), Some("support")).unwrap_err();
+    let e = TaskError::from(c.principal(&user("bob"), Some("support")).unwrap_err());
     assert_eq!(e.kind(), TaskErrorKind::Denied);
     assert!(
         e.to_string().contains("not a member of group `support`"),
@@ -292,8 +317,12 @@ async fn chat_with_instructions_and_json_output() {
             "messages": [{"role": "user", "message": "hello"}], "jsonOutput": json_output
         })).unwrap())
     };
-    let out = c.execute(&bob, &task(false)).await.unwrap();
-    assert_eq!(out.finish_reason.as_deref(), Some("STOP"));
+    let out = c
+        .run(TaskRequest::new(&bob, &task(false)))
+        .await
+        .output()
+        .unwrap();
+    assert_eq!(out.finish_reason, Some(FinishReason::Stop));
     let body = fake.requests_to("/v1/chat/completions")[0].json();
     assert_eq!(body["model"], "org/chat-model");
     assert_eq!(
@@ -302,10 +331,18 @@ async fn chat_with_instructions_and_json_output() {
     );
 
     fake.behave(|b| b.reply = "```json\n{\"answer\": 42, \"ok\": true}\n```".into());
-    let out = c.execute(&bob, &task(true)).await.unwrap();
-    assert_eq!(out.result, json!({"answer": 42, "ok": true}));
+    let out = c
+        .run(TaskRequest::new(&bob, &task(true)))
+        .await
+        .output()
+        .unwrap();
+    assert_eq!(json!(out.result), json!({"answer": 42, "ok": true}));
     fake.behave(|b| b.reply = "{\"answer\": 42".into());
-    let e = c.execute(&bob, &task(true)).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&bob, &task(true)))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::InvalidOutput);
     assert!(e.to_string().contains("not valid JSON"), "{e}");
 }
@@ -323,13 +360,20 @@ async fn summarize_on_a_pipeline_and_on_tgi() {
             min_length: None,
         })
     };
-    let out = c.execute(&alice, &task("bart")).await.unwrap();
-    assert_eq!(out.result, json!("Hello from the fake endpoint"));
+    let out = c
+        .run(TaskRequest::new(&alice, &task("bart")))
+        .await
+        .output()
+        .unwrap();
+    assert_eq!(json!(out.result), json!("Hello from the fake endpoint"));
     assert_eq!(
         fake.requests()[0].json(),
         json!({"inputs": "a long text", "parameters": {"max_length": 60}})
     );
-    c.execute(&alice, &task("tgi")).await.unwrap();
+    c.run(TaskRequest::new(&alice, &task("tgi")))
+        .await
+        .output()
+        .unwrap();
     let body = fake.requests_to("/generate")[0].json();
     assert!(
         body["inputs"]
@@ -351,7 +395,11 @@ async fn streaming_yields_chunks_then_the_output() {
         )
         .unwrap(),
     );
-    let mut s = c.execute_stream(&alice, &task);
+    let mut s = c
+        .run(TaskRequest::new(&alice, &task).streamed())
+        .await
+        .stream()
+        .unwrap();
     let mut chunks = Vec::new();
     let mut done = None;
     while let Some(ev) = s.next().await {
@@ -362,15 +410,15 @@ async fn streaming_yields_chunks_then_the_output() {
         }
     }
     let out = done.unwrap();
-    assert_eq!(json!(chunks.concat()), out.result);
-    assert_eq!(out.finish_reason.as_deref(), Some("STOP"));
+    assert_eq!(out.result, TaskResult::Text(chunks.concat()));
+    assert_eq!(out.finish_reason, Some(FinishReason::Stop));
     assert_eq!(fake.requests_to("/generate_stream").len(), 1);
 
     let bob = c.principal(&user("bob"), None).unwrap();
-    let mut s = c.execute_stream(&bob, &task);
-    let e = s.next().await.unwrap().unwrap_err();
-    assert_eq!(e.kind(), TaskErrorKind::Denied);
-    assert!(s.next().await.is_none());
+    let ran = c.run(TaskRequest::new(&bob, &task).streamed()).await;
+    assert!(ran.decision.as_ref().is_some_and(|d| !d.allowed));
+    let e = ran.stream().unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::Denied, "refused before the stream");
 }
 
 #[tokio::test]
@@ -378,7 +426,11 @@ async fn provider_errors_keep_their_kind_and_predicates() {
     let (fake, _dir, c) = setup().await;
     let alice = c.principal(&user("alice"), None).unwrap();
     fake.push_n(Route::Generate, Fault::rate_limited(30), 3);
-    let e = c.execute(&alice, &text_task("tgi", "x")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &text_task("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
     assert_eq!(
         e.kind(),
         TaskErrorKind::Provider(hfconnect::provider::ErrorKind::RateLimited)
@@ -387,7 +439,11 @@ async fn provider_errors_keep_their_kind_and_predicates() {
     assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(30)));
     fake.clear_faults();
     fake.push(Route::Generate, Fault::gated("org/model"));
-    let e = c.execute(&alice, &text_task("tgi", "x")).await.unwrap_err();
+    let e = c
+        .run(TaskRequest::new(&alice, &text_task("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
     assert!(e.is_terminal());
 }
 
@@ -402,8 +458,12 @@ async fn reload_under_concurrent_tasks() {
         let c = c.clone();
         handles.push(tokio::spawn(async move {
             let alice = c.principal(&Subject::User("alice".into()), None).unwrap();
-            c.execute(&alice, &text_task("tgi", &format!("task {i}")))
-                .await
+            c.run(TaskRequest::new(
+                &alice,
+                &text_task("tgi", &format!("task {i}")),
+            ))
+            .await
+            .output()
         }));
     }
     // Swap the config back and forth while tasks run; a bad one is refused.
@@ -439,10 +499,15 @@ async fn reload_under_concurrent_tasks() {
     let alice = c.principal(&user("alice"), None).unwrap();
     // alice is in research too, so scope her to support to see the removal.
     let alice_support = c.principal(&user("alice"), Some("support")).unwrap();
-    assert!(c.execute(&alice, &text_task("tgi", "x")).await.is_ok());
+    assert!(c
+        .run(TaskRequest::new(&alice, &text_task("tgi", "x")))
+        .await
+        .output()
+        .is_ok());
     assert_eq!(
-        c.execute(&alice_support, &text_task("tgi", "x"))
+        c.run(TaskRequest::new(&alice_support, &text_task("tgi", "x")))
             .await
+            .output()
             .unwrap_err()
             .kind(),
         TaskErrorKind::Denied

@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::provider::{EmbedRequest, Embeddings, TruncationDirection};
+use crate::provider::{EmbedRequest, Embeddings, TruncationDirection, Vectors};
 
 /// The batch size used where the server does not say (pipelines, the
 /// router, an OpenAI-style server without `/info`): TEI's own default.
@@ -29,7 +29,7 @@ const X_COMPUTE_TOKENS: reqwest::header::HeaderName =
 
 /// What one request of a batch brought back.
 struct Part {
-    vectors: Vec<Value>,
+    vectors: Vectors,
     prompt_tokens: Option<u32>,
     request_id: Option<String>,
     timings: Timings,
@@ -117,17 +117,50 @@ fn pipeline_body(inputs: &[String], req: &EmbedRequest) -> Value {
     Value::Object(body)
 }
 
-/// TEI's answer: a list of vectors, kept as the JSON numbers the server
-/// wrote (they become the task's output as they are: turning them into
-/// floats and back cost more than the rest of the task path together).
-pub(crate) fn parse_tei(raw: &[u8]) -> Option<Vec<Value>> {
-    serde_json::from_slice(raw).ok()
+/// TEI's answer: a list of vectors, read straight into `f32` rows.
+pub(crate) fn parse_tei(raw: &[u8]) -> Result<Vectors, String> {
+    Vectors::from_json_slice(raw, MAX_DIMENSIONS)
+}
+
+/// One OpenAI-style embedding: a list of numbers, or base64 of `f32`s.
+struct OpenAiEmbedding(Vec<f32>);
+
+impl<'de> Deserialize<'de> for OpenAiEmbedding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OpenAiEmbedding;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of numbers or base64 of 32-bit floats")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OpenAiEmbedding, E> {
+                decode_base64(s)
+                    .map(OpenAiEmbedding)
+                    .ok_or_else(|| E::custom("an embedding is not valid base64 of 32-bit floats"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<OpenAiEmbedding, A::Error> {
+                let mut out = Vec::new();
+                serde::de::DeserializeSeed::deserialize(
+                    crate::provider::vectors::RowSeed {
+                        out: &mut out,
+                        max_dim: MAX_DIMENSIONS,
+                    },
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(OpenAiEmbedding(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
 struct OpenAiItem {
     index: usize,
-    embedding: Value,
+    embedding: OpenAiEmbedding,
 }
 
 #[derive(Deserialize)]
@@ -141,40 +174,23 @@ struct OpenAiAnswer {
     usage: Option<OpenAiUsage>,
 }
 
-/// Numbers as a JSON array.
-fn to_value(v: Vec<f64>) -> Value {
-    Value::Array(
-        v.into_iter()
-            .map(|x| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number))
+/// Little-endian `f32`s, base64-encoded (OpenAI's `encoding_format: base64`).
+pub(crate) fn decode_base64(s: &str) -> Option<Vec<f32>> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+    if bytes.len() % 4 != 0 || bytes.len() / 4 > MAX_DIMENSIONS {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
     )
 }
 
-/// Little-endian `f32`s, base64-encoded (OpenAI's `encoding_format: base64`),
-/// each widened through its shortest decimal form, so that `0.1f32` is
-/// `0.1` as a JSON answer with floats would have written it.
-pub(crate) fn decode_base64(s: &str) -> Option<Vec<f64>> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
-    if bytes.len() % 4 != 0 {
-        return None;
-    }
-    let mut buf = ryu::Buffer::new();
-    bytes
-        .chunks_exact(4)
-        .map(|c| {
-            let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            if x.is_finite() {
-                buf.format_finite(x).parse::<f64>().ok()
-            } else {
-                Some(f64::NAN)
-            }
-        })
-        .collect()
-}
-
 /// The OpenAI-style answer: `data[]` in any order, each placed by its
 /// `index`, every index once; base64 embeddings decoded.
-pub(crate) fn parse_openai(raw: &[u8], n: usize) -> Result<(Vec<Value>, Option<u32>), String> {
+pub(crate) fn parse_openai(raw: &[u8], n: usize) -> Result<(Vectors, Option<u32>), String> {
     let a: OpenAiAnswer = serde_json::from_slice(raw)
         .map_err(|_| "the answer has no `data` list of embeddings".to_string())?;
     if a.data.len() != n {
@@ -183,21 +199,14 @@ pub(crate) fn parse_openai(raw: &[u8], n: usize) -> Result<(Vec<Value>, Option<u
             a.data.len()
         ));
     }
-    let mut out: Vec<Option<Value>> = vec![None; n];
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
     for item in a.data {
-        let v =
-            match item.embedding {
-                Value::String(s) => to_value(decode_base64(&s).ok_or_else(|| {
-                    "an embedding is not valid base64 of 32-bit floats".to_string()
-                })?),
-                other => other,
-            };
         match out.get_mut(item.index) {
-            Some(slot @ None) => *slot = Some(v),
+            Some(slot @ None) => *slot = Some(item.embedding.0),
             _ => return Err(format!("embedding index {} is out of place", item.index)),
         }
     }
-    let vectors = out.into_iter().flatten().collect();
+    let vectors = Vectors::from_rows(out.into_iter().flatten()).map_err(|e| e.to_string())?;
     Ok((vectors, a.usage.and_then(|u| u.prompt_tokens)))
 }
 
@@ -225,10 +234,15 @@ fn leaves<'a>(v: &'a Value, out: &mut Vec<&'a [Value]>, depth: usize) -> Result<
 /// vector per token (`[tokens][dim]`, or `[1][tokens][dim]`) averaged —
 /// mean pooling, what sentence-transformers models use unless they say
 /// otherwise.
-pub(crate) fn pool(v: &Value) -> Result<Vec<f64>, String> {
+pub(crate) fn pool(v: &Value) -> Result<Vec<f32>, String> {
     let mut rows = Vec::new();
     leaves(v, &mut rows, 0)?;
     let dim = rows.first().map_or(0, |r| r.len());
+    if dim > MAX_DIMENSIONS {
+        return Err(format!(
+            "the answer's embeddings have {dim} dimensions, more than {MAX_DIMENSIONS}"
+        ));
+    }
     let mut sum = vec![0f64; dim];
     for r in &rows {
         if r.len() != dim {
@@ -240,97 +254,79 @@ pub(crate) fn pool(v: &Value) -> Result<Vec<f64>, String> {
                 .ok_or("the answer holds something other than numbers")?;
         }
     }
-    if rows.len() == 1 {
-        return Ok(sum);
-    }
-    let n = rows.len() as f64;
-    Ok(sum.into_iter().map(|s| s / n).collect())
+    let n = rows.len().max(1) as f64;
+    Ok(sum.into_iter().map(|s| (s / n) as f32).collect())
 }
 
 /// The `feature-extraction` pipeline's answer for `n` inputs: one entry per
 /// input; a single input may come back as its bare vector.
-pub(crate) fn parse_feature_extraction(v: &Value, n: usize) -> Result<Vec<Value>, String> {
+pub(crate) fn parse_feature_extraction(v: &Value, n: usize) -> Result<Vectors, String> {
     let items = v
         .as_array()
         .ok_or("the answer is not a list of embeddings")?;
-    if n == 1 && items.first().is_some_and(Value::is_number) {
-        return Ok(vec![to_value(pool(v)?)]);
-    }
-    if items.len() != n {
-        return Err(format!(
-            "the answer has {} embeddings for {n} inputs",
-            items.len()
-        ));
-    }
-    items.iter().map(|i| pool(i).map(to_value)).collect()
+    let rows: Vec<Vec<f32>> = if n == 1 && items.first().is_some_and(Value::is_number) {
+        vec![pool(v)?]
+    } else {
+        if items.len() != n {
+            return Err(format!(
+                "the answer has {} embeddings for {n} inputs",
+                items.len()
+            ));
+        }
+        items.iter().map(pool).collect::<Result<_, _>>()?
+    };
+    Vectors::from_rows(rows).map_err(|e| e.to_string())
 }
 
-fn normalized(mut v: Vec<f64>) -> Vec<f64> {
-    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    if norm > 0.0 {
-        for x in &mut v {
-            *x /= norm;
+fn norm(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = norm(v);
+    if n > 0.0 {
+        for x in v {
+            *x = (f64::from(*x) / n) as f32;
         }
     }
-    v
-}
-
-fn is_unit(v: &[f64]) -> bool {
-    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    (norm - 1.0).abs() < 1e-3
 }
 
 /// What the request asked of the vectors that the server may not have done:
 /// `dimensions` (a prefix, unit length again if it was) and `normalize`.
-/// Vectors that need neither are left as the server wrote them.
-fn finish_vectors(vectors: Vec<Value>, req: &EmbedRequest, api: Api) -> Vec<Value> {
+fn finish_vectors(vectors: &mut Vectors, req: &EmbedRequest, api: Api) {
     let normalize_here = api != Api::Tei && req.normalize == Some(true);
-    let cut = req.dimensions.map(|d| d as usize);
-    vectors
-        .into_iter()
-        .map(|v| {
-            let len = v.as_array().map_or(0, Vec::len);
-            let too_long = cut.is_some_and(|d| len > d);
-            if !too_long && !normalize_here {
-                return v;
-            }
-            let Some(mut f) = crate::provider::json_floats(&v) else {
-                return v;
-            };
-            let mut renormalize = false;
-            if let Some(d) = cut.filter(|_| too_long) {
-                renormalize = is_unit(&f);
-                f.truncate(d);
-            }
-            if renormalize || normalize_here {
-                f = normalized(f);
-            }
-            to_value(f)
-        })
-        .collect()
-}
-
-/// Every vector a non-empty array of numbers, all of one size.
-fn check(vectors: &[Value]) -> Result<(), String> {
-    let mut dim = None;
-    for v in vectors {
-        let Some(items) = v.as_array() else {
-            return Err("the answer has an embedding that is not a list of numbers".into());
-        };
-        if !items.iter().all(Value::is_number) {
-            return Err("the answer has an embedding with something other than numbers".into());
-        }
-        match dim {
-            None => dim = Some(items.len()),
-            Some(d) if d != items.len() => {
-                return Err("the answer's embeddings differ in size".into())
-            }
-            _ => {}
+    let cut = req
+        .dimensions
+        .map(|d| d as usize)
+        .filter(|&d| d < vectors.dimensions());
+    if cut.is_none() && !normalize_here {
+        return;
+    }
+    let was_unit: Vec<bool> = vectors
+        .iter()
+        .map(|r| (norm(r) - 1.0).abs() < 1e-3)
+        .collect();
+    if let Some(d) = cut {
+        vectors.truncate_rows(d);
+    }
+    for (row, unit) in vectors.rows_mut().zip(was_unit) {
+        if normalize_here || (cut.is_some() && unit) {
+            normalize(row);
         }
     }
-    match dim {
-        Some(0) => Err("the answer has an empty embedding".into()),
-        Some(d) if d > MAX_DIMENSIONS => Err(format!(
+}
+
+/// Every number finite; rows of one size, not empty, not too wide (the
+/// parsers check the last two as they read).
+fn check(vectors: &Vectors) -> Result<(), String> {
+    if !vectors.all_finite() {
+        return Err("the answer has an embedding with a number that is not finite".into());
+    }
+    match vectors.dimensions() {
+        d if d > MAX_DIMENSIONS => Err(format!(
             "the answer's embeddings have {d} dimensions, more than {MAX_DIMENSIONS}"
         )),
         _ => Ok(()),
@@ -422,10 +418,12 @@ impl Inner {
         let bad = |what: String| self.invalid(Some(model), &headers, &what);
         let (vectors, prompt_tokens) = match model.api {
             Api::Tei => match parse_tei(&raw) {
-                Some(v) => (v, wire::header_u32(&headers, &X_COMPUTE_TOKENS)),
-                None => {
+                Ok(v) => (v, wire::header_u32(&headers, &X_COMPUTE_TOKENS)),
+                Err(why) => {
                     self.json_of(Some(model), &headers, &raw)?;
-                    return Err(bad("the answer is not a list of embeddings".into()));
+                    return Err(bad(format!(
+                        "the answer is not a list of embeddings ({why})"
+                    )));
                 }
             },
             Api::Chat => parse_openai(&raw, inputs.len()).map_err(bad)?,
@@ -509,16 +507,17 @@ fn finish(
     let recheck = parts.len() > 1
         || req.dimensions.is_some()
         || (model.api != Api::Tei && req.normalize == Some(true));
-    let mut vectors = Vec::with_capacity(req.inputs.len());
+    let mut vectors = Vectors::new();
     let mut tokens = Some(0u32);
     let mut attempts = 0;
     let mut request_id = None;
     let mut server = Timings::default();
     for p in parts {
-        if vectors.is_empty() {
-            vectors = p.vectors;
-        } else {
-            vectors.extend(p.vectors);
+        if let Err(e) = vectors.append(p.vectors) {
+            return Err(inner
+                .ctx(Some(model))
+                .error(ErrorKind::InvalidResponse)
+                .with_detail(e.to_string()));
         }
         tokens = tokens
             .zip(p.prompt_tokens)
@@ -528,7 +527,7 @@ fn finish(
         server.queue = p.timings.queue.or(server.queue);
         server.inference = p.timings.inference.or(server.inference);
     }
-    let vectors = finish_vectors(vectors, req, model.api);
+    finish_vectors(&mut vectors, req, model.api);
     let checked = if recheck { check(&vectors) } else { Ok(()) };
     if let Err(why) = checked {
         return Err(inner
@@ -587,7 +586,7 @@ mod tests {
         assert!(pool(&json!(["a"])).is_err());
         assert_eq!(
             parse_feature_extraction(&json!([0.5, 0.5]), 1).unwrap(),
-            vec![json!([0.5, 0.5])]
+            Vectors::from_rows([[0.5f32, 0.5]]).unwrap()
         );
         assert!(parse_feature_extraction(&json!([[0.5], [0.5]]), 3).is_err());
     }
@@ -606,8 +605,12 @@ mod tests {
         ], "model": "m", "usage": {"prompt_tokens": 7, "total_tokens": 7}})
         .to_string();
         let (v, t) = parse_openai(raw.as_bytes(), 2).unwrap();
-        assert_eq!(v, vec![json!([0.25, 0.5, 1.0]), json!([1.5, -2.0, 0.1])]);
-        assert_eq!(serde_json::to_string(&v[1]).unwrap(), "[1.5,-2.0,0.1]");
+        assert_eq!(v.get(0), Some(&[0.25f32, 0.5, 1.0][..]));
+        assert_eq!(v.get(1), Some(&[1.5f32, -2.0, 0.1][..]));
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            "[[0.25,0.5,1.0],[1.5,-2.0,0.1]]"
+        );
         assert_eq!(t, Some(7));
         let twice = json!({"data": [
             {"index": 0, "embedding": [1.0]}, {"index": 0, "embedding": [1.0]}
@@ -627,15 +630,20 @@ mod tests {
             dimensions: Some(2),
             max_parallel: 1,
         };
-        let out = finish_vectors(vec![json!([0.6, 0.0, 0.8])], &req, Api::Pipeline);
-        assert_eq!(out, vec![json!([1.0, 0.0])]);
-        let out = finish_vectors(vec![json!([3.0, 4.0, 5.0])], &req, Api::Pipeline);
-        assert_eq!(out, vec![json!([3.0, 4.0])], "not unit before: left as cut");
-        let out = finish_vectors(vec![json!([3.0, 4.0])], &req, Api::Tei);
-        assert_eq!(out, vec![json!([3.0, 4.0])], "nothing to do: untouched");
-        assert!(check(&[json!(["x"])]).is_err());
-        assert!(check(&[json!([])]).is_err());
-        assert!(check(&[json!([1.0]), json!([1.0, 2.0])]).is_err());
-        assert!(check(&[json!([1.0]), json!([2])]).is_ok());
+        let run = |rows: &[&[f32]], api| {
+            let mut v = Vectors::from_rows(rows).unwrap();
+            finish_vectors(&mut v, &req, api);
+            v.as_flat().to_vec()
+        };
+        assert_eq!(run(&[&[0.6, 0.0, 0.8]], Api::Pipeline), [1.0, 0.0]);
+        assert_eq!(
+            run(&[&[3.0, 4.0, 5.0]], Api::Pipeline),
+            [3.0, 4.0],
+            "not unit before: left as cut"
+        );
+        assert_eq!(run(&[&[3.0, 4.0]], Api::Tei), [3.0, 4.0], "nothing to do");
+        assert!(check(&Vectors::from_rows([[f32::INFINITY]]).unwrap()).is_err());
+        assert!(check(&Vectors::from_rows([[1.0f32], [2.0]]).unwrap()).is_ok());
+        assert!(parse_tei(b"[[1.0], [1.0, 2.0]]").is_err());
     }
 }

@@ -20,7 +20,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 
@@ -35,7 +34,10 @@ use super::AppState;
 use crate::access::Principal;
 use crate::catalog::TaskKind;
 use crate::connector::Refusal;
-use crate::task::{Door, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
+use crate::connector::{Reply, TaskRequest};
+use crate::task::{
+    Door, FailureKind, FinishReason, TaskError, TaskErrorKind, TaskEvent, TaskOutput, TaskResult,
+};
 use crate::untrusted::Untrusted;
 
 /// An error in OpenAI's shape: `{"error": {message, type, param, code}}`.
@@ -47,7 +49,7 @@ pub(crate) struct OpenAiError {
     /// OpenAI's `code` (`null` when it has none for the case).
     code: Option<&'static str>,
     /// hfconnect's kind of the refusal: the `outcome` of its count and audit event.
-    outcome: &'static str,
+    outcome: FailureKind,
     /// Whether the same request may succeed later (`x-should-retry`).
     retryable: bool,
     retry_after: Option<u64>,
@@ -56,7 +58,7 @@ pub(crate) struct OpenAiError {
 impl OpenAiError {
     pub(super) fn new(
         status: StatusCode,
-        outcome: &'static str,
+        outcome: FailureKind,
         message: impl Into<String>,
     ) -> OpenAiError {
         let kind = match status.as_u16() {
@@ -68,12 +70,12 @@ impl OpenAiError {
             _ => "api_error",
         };
         let code = match outcome {
-            "unauthorized" => Some("invalid_api_key"),
-            "not_found" => Some("model_not_found"),
-            "denied" => Some("permission_denied"),
-            "rate_limited" => Some("rate_limit_exceeded"),
-            "invalid_input" | "invalid_json" => None,
-            other => Some(other),
+            FailureKind::Unauthorized => Some("invalid_api_key"),
+            FailureKind::NOT_FOUND => Some("model_not_found"),
+            FailureKind::DENIED => Some("permission_denied"),
+            FailureKind::Task(TaskErrorKind::RateLimited) => Some("rate_limit_exceeded"),
+            FailureKind::INVALID_INPUT | FailureKind::InvalidJson => None,
+            other => Some(other.as_str()),
         };
         OpenAiError {
             status,
@@ -90,7 +92,7 @@ impl OpenAiError {
     pub(super) fn invalid(param: &str, message: impl Into<String>) -> OpenAiError {
         OpenAiError {
             param: Some(param.to_string()),
-            ..OpenAiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+            ..OpenAiError::new(StatusCode::BAD_REQUEST, FailureKind::INVALID_INPUT, message)
         }
     }
 
@@ -128,7 +130,7 @@ impl From<&TaskError> for OpenAiError {
             retryable: e.is_retryable(),
             param: matches!(e.kind(), TaskErrorKind::NotFound | TaskErrorKind::Denied)
                 .then(|| "model".to_string()),
-            ..OpenAiError::new(status, e.kind().as_str(), e.to_string())
+            ..OpenAiError::new(status, FailureKind::Task(e.kind()), e.to_string())
         }
     }
 }
@@ -137,7 +139,7 @@ impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(self.body())).into_response();
         super::error::retry_headers(r.headers_mut(), self.retryable, self.retry_after);
-        if self.outcome == "rate_limited" {
+        if self.outcome == FailureKind::Task(TaskErrorKind::RateLimited) {
             let h = r.headers_mut();
             h.insert(
                 "x-ratelimit-remaining-requests",
@@ -173,8 +175,8 @@ fn new_id(prefix: &str) -> String {
 
 /// OpenAI's `finish_reason`: `stop` or `length`.
 fn finish(o: &TaskOutput) -> Value {
-    match o.finish_reason.as_deref() {
-        Some("LENGTH") => json!("length"),
+    match o.finish_reason {
+        Some(FinishReason::Length) => json!("length"),
         Some(_) => json!("stop"),
         None => Value::Null,
     }
@@ -191,10 +193,7 @@ fn usage(o: &TaskOutput) -> Value {
 
 /// The answer's text (a `jsonOutput` value written back as JSON).
 fn text_of(o: &TaskOutput) -> std::borrow::Cow<'_, str> {
-    match &o.result {
-        Value::String(s) => std::borrow::Cow::Borrowed(s),
-        other => std::borrow::Cow::Owned(other.to_string()),
-    }
+    o.result.to_text()
 }
 
 /// Which OpenAI route a request came by.
@@ -379,11 +378,12 @@ async fn serve(
             let (task, base64) = embed_task(&o).map_err(refused)?;
             let out = state
                 .connector
-                .execute_via(Door::OpenAi, &principal, &task)
+                .run(TaskRequest::new(&principal, &task).via(Door::OpenAi))
                 .await
+                .output()
                 .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
             let headroom = out.headroom;
-            let mut r = Json(embeddings_answer(out, id, base64)).into_response();
+            let mut r = Json(embeddings_answer(&out, id, base64)).into_response();
             ratelimit_headers(r.headers_mut(), headroom);
             Ok(r)
         }
@@ -395,21 +395,19 @@ async fn serve(
             }
             .map_err(refused)?;
             let (stream, include_usage) = streaming(&o).map_err(refused)?;
-            if !stream {
-                let out = state
-                    .connector
-                    .execute_via(Door::OpenAi, &principal, &task)
-                    .await
-                    .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
-                let mut r = answer(route, &out, id);
-                ratelimit_headers(r.headers_mut(), out.headroom);
-                return Ok(r);
+            let mut req = TaskRequest::new(&principal, &task).via(Door::OpenAi);
+            if stream {
+                req = req.streamed();
             }
-            let events = state
-                .connector
-                .start_stream_via(Door::OpenAi, &principal, &task)
-                .await
-                .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
+            let events = match state.connector.run(req).await.reply {
+                Ok(Reply::Output(out)) => {
+                    let mut r = answer(route, &out, id);
+                    ratelimit_headers(r.headers_mut(), out.headroom);
+                    return Ok(r);
+                }
+                Ok(Reply::Stream(s)) => s,
+                Err(e) => return Err(Refused::Recorded(OpenAiError::from(&e))),
+            };
             let headroom = events.headroom();
             let mut r = stream_answer(route, events, id.to_string(), include_usage);
             ratelimit_headers(r.headers_mut(), headroom);
@@ -502,31 +500,76 @@ fn answer(route: Route, out: &TaskOutput, model: &str) -> Response {
     Json(a).into_response()
 }
 
-fn embeddings_answer(out: TaskOutput, model: &str, base64: bool) -> Value {
+/// One vector of an embeddings answer: its numbers, or their base64.
+enum Embedding<'a> {
+    Floats(&'a [f32]),
+    Base64(String),
+}
+
+impl serde::Serialize for Embedding<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Embedding::Floats(v) => v.serialize(s),
+            Embedding::Base64(b) => s.serialize_str(b),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct EmbeddingItem<'a> {
+    object: &'static str,
+    index: usize,
+    embedding: Embedding<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct EmbeddingsAnswer<'a> {
+    object: &'static str,
+    data: Vec<EmbeddingItem<'a>>,
+    model: &'a str,
+    usage: EmbeddingsUsage,
+}
+
+#[derive(serde::Serialize)]
+struct EmbeddingsUsage {
+    prompt_tokens: u32,
+    total_tokens: u32,
+}
+
+/// The vectors of an embeddings task, formatted once, straight from `f32`s.
+fn embeddings_answer<'a>(
+    out: &'a TaskOutput,
+    model: &'a str,
+    base64: bool,
+) -> EmbeddingsAnswer<'a> {
     let tokens = out.prompt_tokens.unwrap_or(0);
-    let data: Vec<Value> = out
-        .into_vectors()
+    let rows: Vec<&[f32]> = match &out.result {
+        TaskResult::Vectors(v) => v.iter().collect(),
+        TaskResult::Vector(v) => vec![v.as_slice()],
+        _ => Vec::new(),
+    };
+    let data = rows
         .into_iter()
         .enumerate()
-        .map(|(i, v)| {
-            let embedding = if base64 {
-                let bytes: Vec<u8> = v
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .flat_map(|x| (x.as_f64().unwrap_or(0.0) as f32).to_le_bytes())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+        .map(|(index, row)| EmbeddingItem {
+            object: "embedding",
+            index,
+            embedding: if base64 {
+                Embedding::Base64(crate::task::Vectors::row_base64(row))
             } else {
-                v
-            };
-            json!({"object": "embedding", "index": i, "embedding": embedding})
+                Embedding::Floats(row)
+            },
         })
         .collect();
-    json!({"object": "list", "data": data, "model": model,
-           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    EmbeddingsAnswer {
+        object: "list",
+        data,
+        model,
+        usage: EmbeddingsUsage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    }
 }
 
 /// A streamed chat or completion as OpenAI's chunks, ending with `[DONE]`;
@@ -648,7 +691,7 @@ pub(crate) async fn get_model(
                     param: Some("model".into()),
                     ..OpenAiError::new(
                         StatusCode::NOT_FOUND,
-                        "not_found",
+                        FailureKind::NOT_FOUND,
                         format!(
                             "the model `{}` does not exist or you do not have access to it",
                             Untrusted(&id)

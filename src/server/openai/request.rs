@@ -1,6 +1,7 @@
 //! What the OpenAI-compatible door reads: request bodies checked field by
 //! field (refusing by name what hfconnect does not do) and turned into tasks.
 
+use crate::task::FailureKind;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
@@ -43,14 +44,14 @@ pub(super) fn fields(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, 
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         OpenAiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             format!("the body is not JSON: {e}"),
         )
     })?;
     let Value::Object(mut o) = v else {
         return Err(OpenAiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_input",
+            FailureKind::INVALID_INPUT,
             "the body is not a JSON object",
         ));
     };
@@ -123,7 +124,7 @@ fn model_id(o: &Map<String, Value>) -> Result<(String, String), OpenAiError> {
         param: Some("model".into()),
         ..OpenAiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            FailureKind::NOT_FOUND,
             format!(
                 "model `{}` is not `INTEGRATION/MODEL`; `GET /v1/models` lists the ids you may use",
                 Untrusted(&id)
