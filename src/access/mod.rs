@@ -201,19 +201,7 @@ fn non_empty<'a>(s: &'a str, what: &str, full: &str) -> Result<&'a str, ParseRef
 impl FromStr for Subject {
     type Err = ParseRefError;
     fn from_str(s: &str) -> Result<Self, ParseRefError> {
-        let bad = || {
-            ParseRefError::new(format!(
-                "`{}` is not a subject; write `group:NAME`, `app:NAME` or `user:ID`",
-                Untrusted(s)
-            ))
-        };
-        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
-        match kind {
-            "user" => Ok(Subject::User(non_empty(rest, "user id", s)?.into())),
-            "group" => Ok(Subject::Group(non_empty(rest, "group name", s)?.into())),
-            "app" => Ok(Subject::App(non_empty(rest, "application name", s)?.into())),
-            _ => Err(bad()),
-        }
+        caller::parse_id(s, caller::IdSyntax::SUBJECT)
     }
 }
 
@@ -583,9 +571,12 @@ impl fmt::Display for Reason {
     }
 }
 
+mod caller;
 mod policy;
 #[cfg(test)]
 mod tests;
+
+pub use self::caller::{parse_id, IdKind, IdSyntax, MAX_ID_BYTES};
 
 pub use self::policy::Policy;
 pub(crate) use self::policy::{GroupInput, PolicyInput};

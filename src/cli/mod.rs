@@ -184,15 +184,7 @@ pub(crate) struct CallerArgs {
 /// The subject `--as` names: `user:ID` or `app:NAME` (groups cannot act);
 /// a bare id gets the `user:` form suggested.
 pub(crate) fn acting_subject(s: &str) -> Result<crate::access::Subject, String> {
-    if !s.contains(':') {
-        return Err(format!(
-            "`{}` is not a subject; write `user:ID` or `app:NAME` (did you mean `user:{}`?)",
-            crate::untrusted::Untrusted(s),
-            crate::untrusted::Untrusted(s)
-        ));
-    }
-    s.parse()
-        .map_err(|e: crate::access::ParseRefError| e.to_string())
+    crate::access::parse_id(s, crate::access::IdSyntax::CALLER).map_err(|e| e.to_string())
 }
 
 /// Output streams of a command.

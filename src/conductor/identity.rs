@@ -4,13 +4,12 @@
 
 use crate::task::FailureKind;
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Mutex;
 
 use serde_json::{Map, Value};
 
 use super::client::{ConductorClient, ConductorErrorKind, PolledTask};
-use crate::access::Subject;
+use crate::access::{parse_id, IdSyntax, Subject};
 use crate::catalog::WorkerIdentity;
 use crate::task::Failure;
 
@@ -19,35 +18,8 @@ const CACHE_LIMIT: usize = 10_000;
 
 /// `user:ID`, `app:NAME`, or a bare id (a user, as Orkes writes `_createdBy`).
 pub(crate) fn subject_of(raw: &str, field: &str) -> Result<Subject, Failure> {
-    let s = raw.trim();
-    if s.is_empty() {
-        return Err(Failure::terminal(
-            FailureKind::INVALID_INPUT,
-            format!("`{field}` is empty"),
-        ));
-    }
-    if s.chars().any(char::is_control) || s.len() > 256 {
-        return Err(Failure::terminal(
-            FailureKind::INVALID_INPUT,
-            format!(
-                "`{field}` (`{}`) holds control characters or is longer than 256 bytes",
-                crate::untrusted::Untrusted(s)
-            ),
-        ));
-    }
-    let subject = if s.starts_with("user:") || s.starts_with("app:") || s.starts_with("group:") {
-        Subject::from_str(s)
-            .map_err(|e| Failure::terminal(FailureKind::INVALID_INPUT, format!("`{field}`: {e}")))?
-    } else {
-        Subject::User(s.into())
-    };
-    if matches!(subject, Subject::Group(_)) {
-        return Err(Failure::terminal(
-            FailureKind::INVALID_INPUT,
-            format!("`{field}` names group `{s}`; a task runs as a user or an application"),
-        ));
-    }
-    Ok(subject)
+    parse_id(raw, IdSyntax::caller(field))
+        .map_err(|e| Failure::terminal(FailureKind::INVALID_INPUT, e.to_string()))
 }
 
 pub(crate) struct Identities {

@@ -14,12 +14,8 @@ use crate::task::FailureKind;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::error::ApiError;
-use crate::access::{Principal, Subject};
+use crate::access::{parse_id, IdSyntax, Principal, Subject};
 use crate::connector::Connector;
-use crate::untrusted::Untrusted;
-
-/// The longest identity header value accepted, in bytes.
-pub(crate) const IDENTITY_LIMIT: usize = 256;
 
 pub(crate) const USER_HEADER: &str = "x-hfconnect-user";
 pub(crate) const GROUP_HEADER: &str = "x-hfconnect-group";
@@ -53,7 +49,8 @@ fn bad_request(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, FailureKind::INVALID_INPUT, message)
 }
 
-/// A header's value: `None` when absent, an error when present but unusable.
+/// A header's value: `None` when absent, an error when present but
+/// unusable (given twice, not UTF-8); its id is read by [`parse_id`].
 fn identity_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
@@ -63,41 +60,37 @@ fn identity_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h 
     if values.next().is_some() {
         return Err(bad_request(format!("`{shown}` is given more than once")));
     }
-    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| {
-        bad_request(format!(
-            "`{shown}` is not UTF-8 text; send the id as UTF-8 bytes"
-        ))
-    })?;
-    identity_text(text, shown).map(Some)
+    std::str::from_utf8(value.as_bytes())
+        .map(Some)
+        .map_err(|_| {
+            bad_request(format!(
+                "`{shown}` is not UTF-8 text; send the id as UTF-8 bytes"
+            ))
+        })
 }
 
-/// An identity value (a header's, or the OpenAI door's `user`) checked:
-/// trimmed, not empty, at most [`IDENTITY_LIMIT`] bytes, no control characters.
-fn identity_text<'t>(text: &'t str, shown: &str) -> Result<&'t str, ApiError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(bad_request(format!(
-            "`{shown}` is empty; leave it out to act as the application"
-        )));
+/// The user a value names, as `shown` writes it: `ID` or `user:ID`.
+fn user_named(value: &str, shown: &str) -> Result<std::sync::Arc<str>, ApiError> {
+    match parse_id(value, IdSyntax::user(shown)) {
+        Ok(Subject::User(id)) => Ok(id),
+        Ok(_) => Err(bad_request(format!("`{shown}` names no user"))),
+        Err(e) => Err(bad_request(e.to_string())),
     }
-    if text.len() > IDENTITY_LIMIT {
-        return Err(bad_request(format!(
-            "`{shown}` is longer than {IDENTITY_LIMIT} bytes"
-        )));
+}
+
+/// The group a value names: `NAME` or `group:NAME`.
+fn group_named(value: &str, shown: &str) -> Result<std::sync::Arc<str>, ApiError> {
+    match parse_id(value, IdSyntax::group(shown)) {
+        Ok(Subject::Group(g)) => Ok(g),
+        Ok(_) => Err(bad_request(format!("`{shown}` names no group"))),
+        Err(e) => Err(bad_request(e.to_string())),
     }
-    if text.chars().any(char::is_control) {
-        return Err(bad_request(format!(
-            "`{shown}` holds control characters (`{}`)",
-            Untrusted(text)
-        )));
-    }
-    Ok(text)
 }
 
 /// The user the OpenAI door's `user` field names, checked as
 /// `X-Hfconnect-User` is: `ID` or `user:ID`, usable or refused.
-pub(crate) fn user_field(value: &str) -> Result<&str, ApiError> {
-    user_named(identity_text(value, "user")?, "user")
+pub(crate) fn user_field(value: &str) -> Result<std::sync::Arc<str>, ApiError> {
+    user_named(value, "user")
 }
 
 fn display_name(header: &str) -> &'static str {
@@ -106,30 +99,6 @@ fn display_name(header: &str) -> &'static str {
         GROUP_HEADER => "X-Hfconnect-Group",
         _ => "Authorization",
     }
-}
-
-/// The user an `X-Hfconnect-User` value names: `ID` or `user:ID`.
-fn user_of(value: &str) -> Result<&str, ApiError> {
-    user_named(value, "X-Hfconnect-User")
-}
-
-fn user_named<'v>(value: &'v str, shown: &str) -> Result<&'v str, ApiError> {
-    if let Some(id) = value.strip_prefix("user:") {
-        let id = id.trim();
-        if id.is_empty() {
-            return Err(bad_request(format!("`{shown}` is `user:` without an id")));
-        }
-        return Ok(id);
-    }
-    for other in ["app:", "group:"] {
-        if value.starts_with(other) {
-            return Err(bad_request(format!(
-                "`{shown}` names a user (`ID` or `user:ID`), not `{}`",
-                Untrusted(value)
-            )));
-        }
-    }
-    Ok(value)
 }
 
 /// The bearer key of the request. RFC 9110: the scheme is case-insensitive.
@@ -168,8 +137,8 @@ pub(crate) fn bearer_key(headers: &HeaderMap) -> Result<&str, ApiError> {
 #[derive(Debug)]
 pub(crate) struct Claimed {
     app: String,
-    user: Option<String>,
-    group: Option<String>,
+    user: Option<std::sync::Arc<str>>,
+    group: Option<std::sync::Arc<str>>,
 }
 
 impl Claimed {
@@ -178,7 +147,7 @@ impl Claimed {
     pub(crate) fn presented(&self) -> Presented {
         match &self.user {
             Some(user) => Presented::User {
-                user: user.clone(),
+                user: user.to_string(),
                 app: self.app.clone(),
             },
             None => Presented::App(self.app.clone()),
@@ -193,7 +162,7 @@ impl Claimed {
         if self.user.is_some() || !connector.may_act_for_users(&self.app) {
             return Ok(());
         }
-        self.user = Some(user_field(value)?.to_string());
+        self.user = Some(user_field(value)?);
         Ok(())
     }
 
@@ -204,7 +173,7 @@ impl Claimed {
         connector: &Connector,
     ) -> Result<Principal, (ApiError, Presented)> {
         let subject = match &self.user {
-            Some(id) => Subject::User(id.as_str().into()),
+            Some(id) => Subject::User(id.clone()),
             None => Subject::App(self.app.as_str().into()),
         };
         connector
@@ -239,11 +208,14 @@ pub(crate) fn claimed(
     let presented = || Presented::App(app.clone());
     let user = identity_header(headers, USER_HEADER).map_err(|e| (e, presented()))?;
     let group = identity_header(headers, GROUP_HEADER).map_err(|e| (e, presented()))?;
-    let group = group.map(|g| g.strip_prefix("group:").map_or(g, str::trim).to_string());
+    let group = group
+        .map(|g| group_named(g, "X-Hfconnect-Group"))
+        .transpose()
+        .map_err(|e| (e, presented()))?;
     let user = match user {
         None => None,
         Some(value) => {
-            let id = user_of(value).map_err(|e| (e, presented()))?;
+            let id = user_named(value, "X-Hfconnect-User").map_err(|e| (e, presented()))?;
             if !connector.may_act_for_users(&app) {
                 return Err((
                     ApiError::new(
@@ -254,7 +226,7 @@ pub(crate) fn claimed(
                     presented(),
                 ));
             }
-            Some(id.to_string())
+            Some(id)
         }
     };
     Ok(Claimed { app, user, group })
@@ -305,12 +277,15 @@ mod tests {
             Some("mallory@acmé.com")
         );
         for bad in [&b""[..], b"   ", b"\xff\xfe", &[b'a'; 300][..]] {
-            let e = identity_header(&headers(&[(USER_HEADER, bad)]), USER_HEADER).unwrap_err();
+            let e = identity_header(&headers(&[(USER_HEADER, bad)]), USER_HEADER)
+                .and_then(|v| user_named(v.unwrap_or_default(), "X-Hfconnect-User"))
+                .unwrap_err();
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad:?}");
         }
         let twice = headers(&[(GROUP_HEADER, b"a"), (GROUP_HEADER, b"b")]);
         assert!(identity_header(&twice, GROUP_HEADER).is_err());
-        assert_eq!(user_of("user:ben@acme.com").unwrap(), "ben@acme.com");
+        let user_of = |v| user_named(v, "X-Hfconnect-User");
+        assert_eq!(&*user_of("user:ben@acme.com").unwrap(), "ben@acme.com");
         assert!(user_of("app:batch").is_err() && user_of("user:").is_err());
     }
 

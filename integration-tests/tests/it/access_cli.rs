@@ -399,7 +399,7 @@ fn bad_input_exits_2_with_a_clear_message() {
         ),
         (
             &["--as", "group:support", "--integration", "hf-prod"],
-            "`group:support` cannot act",
+            "`--as` names `group:support`; it takes `user:…` or `app:…`",
         ),
         (
             &["--as", "alice@acme.com", "--integration", "hf-prod"],
