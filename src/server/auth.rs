@@ -232,16 +232,6 @@ pub(crate) fn claimed(
     Ok(Claimed { app, user, group })
 }
 
-/// Who is calling: the application owning the bearer key, or the user it
-/// acts for; optionally scoped to one group. On refusal, also who the
-/// caller was as far as it could be told.
-pub(crate) fn caller(
-    connector: &Connector,
-    headers: &HeaderMap,
-) -> Result<Principal, (ApiError, Presented)> {
-    claimed(connector, headers)?.resolve(connector)
-}
-
 /// The first 8 hex digits of a presented key's SHA-256: enough to tell keys
 /// apart in an audit trail, useless to anyone who reads it.
 fn key_hint(key: &str) -> String {

@@ -3,6 +3,8 @@
 //! Connector; it never calls a provider or the policy itself.
 //!
 //! - `auth`: the bearer key and the identity headers;
+//! - `door`: what every door does around its handlers (counts, refusals'
+//!   audit events) as a layer, and the caller extractors;
 //! - `tasks`: the task and catalog routes;
 //! - `limits`: connections, idle time, request bodies;
 //! - `error`: the `{error, kind, retryable}` answer;
@@ -10,6 +12,7 @@
 //! - `openapi`: the description of the routes.
 
 mod auth;
+mod door;
 mod error;
 mod limits;
 mod openai;
@@ -35,6 +38,7 @@ use tokio::sync::Semaphore;
 use crate::connector::Connector;
 pub use crate::keys::{key_hash, new_key};
 pub use crate::reload::shutdown_signal;
+use crate::task::Door;
 use openapi::openapi;
 
 /// What the server needs besides the Connector.
@@ -153,52 +157,49 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
 
 /// Every route the service answers, as `(method, path)`; `/openapi.json`
 /// describes exactly these (a test holds the two together).
-#[cfg(test)]
-const ROUTES: &[(&str, &str)] = &[
-    ("post", "/v1/tasks/text-complete"),
-    ("post", "/v1/tasks/chat-complete"),
-    ("post", "/v1/tasks/summarize"),
-    ("post", "/v1/tasks/embed"),
-    ("post", "/v1/chat/completions"),
-    ("post", "/v1/completions"),
-    ("post", "/v1/embeddings"),
-    ("get", "/v1/models"),
-    ("get", "/v1/models/{id}"),
-    ("get", "/v1/catalog"),
-    ("get", "/healthz"),
-    ("get", "/readyz"),
-    ("get", "/openapi.json"),
-    ("get", "/metrics"),
-];
-
 fn app(
     connector: Arc<Connector>,
     body_timeout: Duration,
     body_limit: usize,
     require_keys: bool,
 ) -> Router {
-    Router::new()
+    let state = AppState {
+        connector,
+        body_timeout,
+        body_limit,
+        require_keys,
+    };
+    let door = |door: Door, kind_of: fn(&str) -> Option<crate::catalog::TaskKind>| {
+        axum::middleware::from_fn_with_state(
+            door::DoorLayer {
+                state: state.clone(),
+                door,
+                kind_of,
+            },
+            door::layer,
+        )
+    };
+    let tasks = Router::new()
         .route("/v1/tasks/{kind}", post(tasks::run_task))
         .route("/v1/catalog", get(tasks::catalog))
+        .layer(door(Door::Task, tasks::kind_of));
+    let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{*id}", get(openai::get_model))
+        .layer(door(Door::OpenAi, openai::kind_of));
+    Router::new()
+        .merge(tasks)
+        .merge(openai)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/metrics", get(metrics))
-        .with_state(AppState {
-            connector,
-            body_timeout,
-            body_limit,
-            require_keys,
-        })
+        .with_state(state)
 }
 
-/// `/metrics`, `/healthz` and `/readyz` alone, for a front door that is not
-/// this service (`hfconnect worker --metrics-listen`), until `shutdown`.
 pub(crate) async fn serve_metrics(
     connector: Arc<Connector>,
     require_keys: bool,
@@ -327,26 +328,59 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn openapi_describes_exactly_the_routes_served() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// Every path the OpenAPI document describes, with each method, is
+    /// routed by the real router (not its fallback, not a wrong method), and
+    /// a method or path it does not describe is not.
+    #[tokio::test]
+    async fn openapi_describes_the_routes_the_router_serves() {
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/local.toml");
+        let options = crate::config::LoadOptions::new().env(std::sync::Arc::new(|_| None));
+        let connector = crate::connector::Connector::from_path(&example, &options).unwrap();
+        let connector = std::sync::Arc::new(connector);
+        let router = super::app(connector, std::time::Duration::from_secs(1), 1024, false)
+            .fallback(|| async { (StatusCode::IM_A_TEAPOT, "unrouted") })
+            .method_not_allowed_fallback(|| async { (StatusCode::IM_A_TEAPOT, "wrong method") });
+        let status = |method: &str, path: &str| {
+            let router = router.clone();
+            let req = Request::builder()
+                .method(method)
+                .uri(path.replace("{id}", "hf/m"))
+                .body(Body::empty())
+                .unwrap();
+            async move { router.oneshot(req).await.unwrap().status() }
+        };
         let doc = super::openapi();
-        let mut described: Vec<(String, String)> = doc["paths"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .flat_map(|(path, ops)| {
-                ops.as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(move |(method, _)| (method.clone(), path.clone()))
-            })
-            .collect();
-        let mut served: Vec<(String, String)> = super::ROUTES
-            .iter()
-            .map(|(m, p)| ((*m).to_string(), (*p).to_string()))
-            .collect();
-        described.sort();
-        served.sort();
-        assert_eq!(described, served);
+        let mut described = 0;
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                let got = status(&method.to_uppercase(), path).await;
+                assert_ne!(
+                    got,
+                    StatusCode::IM_A_TEAPOT,
+                    "{method} {path} is described but not served"
+                );
+                described += 1;
+            }
+            for other in ["PUT", "DELETE"] {
+                assert_eq!(
+                    status(other, path).await,
+                    StatusCode::IM_A_TEAPOT,
+                    "{other} {path}"
+                );
+            }
+        }
+        assert!(described >= 14, "{described} operations described");
+        for undescribed in ["/v1/tasks", "/v1/responses", "/v2/chat/completions", "/"] {
+            assert_eq!(
+                status("POST", undescribed).await,
+                StatusCode::IM_A_TEAPOT,
+                "{undescribed}"
+            );
+        }
     }
 }

@@ -12,15 +12,14 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use super::auth::caller;
+use super::door::{Caller, Refused, Seen};
 use super::error::ApiError;
 use super::limits::read_body;
 use super::AppState;
 use crate::catalog::TaskKind;
-use crate::connector::{Refusal, Reply, TaskRequest};
+use crate::connector::{Reply, TaskRequest};
 use crate::task::{Door, Failure, Task, TaskEvent};
 use crate::untrusted::Untrusted;
-use std::time::Instant;
 
 /// The task kind a route names.
 fn task_kind(route: &str) -> Result<TaskKind, ApiError> {
@@ -78,95 +77,31 @@ fn parse_task(kind: TaskKind, body: &[u8]) -> Result<(Task, bool), ApiError> {
     Ok((task, stream))
 }
 
-/// What the route learned about a request before it was refused: for its
-/// audit event and its count.
-#[derive(Default)]
-struct Seen {
-    caller: String,
-    kind: Option<TaskKind>,
-    integration: Option<String>,
-    model: Option<String>,
-}
-
-/// Why a task route did not answer with a task's output.
-enum NotAnswered {
-    /// Refused here, before the Connector: recorded by the route.
-    Refused(ApiError),
-    /// Refused or failed in the Connector, which recorded it.
-    Recorded(ApiError),
-}
-
+/// `POST /v1/tasks/{kind}`: who first (an unknown route is refused to a
+/// known caller only), then the body, the task, and the Connector's answer.
 pub(crate) async fn run_task(
     State(state): State<AppState>,
     Path(route): Path<String>,
+    Caller { principal, .. }: Caller,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let started = Instant::now();
-    let mut seen = Seen {
-        caller: "no key".into(),
-        ..Seen::default()
-    };
-    let r = match task_route(&state, &route, &headers, body, &mut seen).await {
-        Ok(r) => r,
-        Err(NotAnswered::Recorded(e)) => e.into_response(),
-        Err(NotAnswered::Refused(e)) => {
-            state.connector.record_refusal(&Refusal {
-                caller: &seen.caller,
-                kind: seen.kind,
-                integration: seen.integration.as_deref(),
-                model: seen.model.as_deref(),
-                outcome: e.failure.kind,
-                denied: matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
-                message: &e.failure.message,
-                started,
-                door: crate::task::Door::Task,
-            });
-            e.into_response()
-        }
-    };
-    state
-        .connector
-        .metrics()
-        .doors
-        .count(crate::task::Door::Task, r.status().as_u16());
-    r
-}
-
-async fn task_route(
-    state: &AppState,
-    route: &str,
-    headers: &HeaderMap,
-    body: Body,
-    seen: &mut Seen,
-) -> Result<Response, NotAnswered> {
-    // Who first: an unknown route is refused to a known caller only.
-    let kind = task_kind(route);
-    seen.kind = kind.as_ref().ok().copied();
-    let principal = match caller(&state.connector, headers) {
-        Ok(p) => p,
-        Err((e, presented)) => {
-            seen.caller = presented.to_string();
-            return Err(NotAnswered::Refused(e));
-        }
-    };
-    seen.caller = principal.subject().to_string();
-    let kind = kind.map_err(NotAnswered::Refused)?;
-    let body = read_body(headers, body, state.body_limit, state.body_timeout)
+) -> Result<Response, Refused<ApiError>> {
+    let seen = || Seen::caller(principal.subject());
+    let kind = task_kind(&route).map_err(|e| Refused::new(e, seen()))?;
+    let body = read_body(&headers, body, state.body_limit, state.body_timeout)
         .await
-        .map_err(NotAnswered::Refused)?;
-    let (task, stream) = match parse_task(kind, &body) {
-        Ok(t) => t,
-        Err(e) => {
-            // The names the body gave, for the count (labels are catalog names).
-            if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(&body) {
+        .map_err(|e| Refused::new(e, seen()))?;
+    let (task, stream) = parse_task(kind, &body).map_err(|e| {
+        // The names the body gave, for the count (labels are catalog names).
+        let names = match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(o)) => {
                 let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
-                seen.integration = text("llmProvider");
-                seen.model = text("model");
+                (text("llmProvider"), text("model"))
             }
-            return Err(NotAnswered::Refused(e));
-        }
-    };
+            _ => (None, None),
+        };
+        Refused::new(e, seen().naming(names))
+    })?;
     let mut req = TaskRequest::new(&principal, &task).via(Door::Task);
     if stream {
         req = req.streamed();
@@ -177,7 +112,7 @@ async fn task_route(
     let stream = match state.connector.run(req).await.reply {
         Ok(Reply::Output(out)) => return Ok(Json(out).into_response()),
         Ok(Reply::Stream(s)) => s,
-        Err(e) => return Err(NotAnswered::Recorded(e.into())),
+        Err(e) => return Ok(ApiError::from(e).into_response()),
     };
     let events = stream.map(|ev| {
         let event = match ev {
@@ -198,10 +133,16 @@ async fn task_route(
         .into_response())
 }
 
+/// The task kind a task route's path names, for its count.
+pub(crate) fn kind_of(path: &str) -> Option<TaskKind> {
+    path.strip_prefix("/v1/tasks/")
+        .and_then(TaskKind::from_route)
+}
+
+/// `GET /v1/catalog`: what the caller may see.
 pub(crate) async fn catalog(
     State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let principal = caller(&state.connector, &headers).map_err(|(e, _)| e)?;
-    Ok(Json(state.connector.visible(&principal)))
+    Caller { principal, .. }: Caller,
+) -> Json<Value> {
+    Json(state.connector.visible(&principal))
 }

@@ -12,7 +12,7 @@
 //! What OpenAI's API defines and hfconnect does not do (tools, logprobs,
 //! `n` > 1, images…) is refused with a 400 naming the field, never dropped.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -27,13 +27,12 @@ mod request;
 
 use request::{chat_task, completion_task, embed_task, fields, split_id, streaming, string};
 
-use super::auth::{caller, claimed, Claimed};
+use super::auth::Claimed;
+use super::door::{Caller, Claim, DoorError, Refused, Seen};
 use super::error::{status_of, ApiError};
 use super::limits::read_body;
 use super::AppState;
-use crate::access::Principal;
 use crate::catalog::TaskKind;
-use crate::connector::Refusal;
 use crate::connector::{Reply, TaskRequest};
 use crate::task::{
     Door, FailureKind, FinishReason, TaskError, TaskErrorKind, TaskEvent, TaskOutput, TaskResult,
@@ -135,6 +134,18 @@ impl From<&TaskError> for OpenAiError {
     }
 }
 
+impl DoorError for OpenAiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn outcome(&self) -> FailureKind {
+        self.outcome
+    }
+    fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(self.body())).into_response();
@@ -205,13 +216,6 @@ enum Route {
 }
 
 impl Route {
-    fn kind(self) -> TaskKind {
-        match self {
-            Route::Chat => TaskKind::Chat,
-            Route::Completions => TaskKind::TextGeneration,
-            Route::Embeddings => TaskKind::Embeddings,
-        }
-    }
     fn known(self) -> &'static [&'static str] {
         match self {
             Route::Chat => &[
@@ -249,69 +253,39 @@ impl Route {
 
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
+    claim: Claim<OpenAiError>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    door(state, Route::Chat, headers, body).await
+) -> Result<Response, Refused<OpenAiError>> {
+    serve(&state, Route::Chat, claim.claimed, &headers, body).await
 }
 
 pub(crate) async fn completions(
     State(state): State<AppState>,
+    claim: Claim<OpenAiError>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    door(state, Route::Completions, headers, body).await
+) -> Result<Response, Refused<OpenAiError>> {
+    serve(&state, Route::Completions, claim.claimed, &headers, body).await
 }
 
 pub(crate) async fn embeddings(
     State(state): State<AppState>,
+    claim: Claim<OpenAiError>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    door(state, Route::Embeddings, headers, body).await
+) -> Result<Response, Refused<OpenAiError>> {
+    serve(&state, Route::Embeddings, claim.claimed, &headers, body).await
 }
 
-/// One request on the door: refused before it is a task (recorded here,
-/// as the task routes record theirs), or a task run by the Connector.
-async fn door(state: AppState, route: Route, headers: HeaderMap, body: Body) -> Response {
-    let started = Instant::now();
-    let r = match serve(&state, route, &headers, body).await {
-        Ok(r) => r,
-        Err(Refused::Recorded(e)) => e.into_response(),
-        Err(Refused::Here { e, caller, names }) => {
-            state.connector.record_refusal(&Refusal {
-                caller: &caller,
-                kind: Some(route.kind()),
-                integration: names.0.as_deref(),
-                model: names.1.as_deref(),
-                outcome: e.outcome,
-                denied: matches!(e.status.as_u16(), 401 | 403),
-                message: &e.message,
-                started,
-                door: Door::OpenAi,
-            });
-            e.into_response()
-        }
-    };
-    state
-        .connector
-        .metrics()
-        .doors
-        .count(Door::OpenAi, r.status().as_u16());
-    r
-}
-
-/// Why a door request got no answer from a task.
-enum Refused {
-    /// Refused here, before it was a task: who asked and the names the
-    /// body gave, for its audit event and count (formatted only then).
-    Here {
-        e: OpenAiError,
-        caller: String,
-        names: (Option<String>, Option<String>),
-    },
-    /// Refused or failed in the Connector, which recorded it.
-    Recorded(OpenAiError),
+/// The task kind an OpenAI route's path names, for its count.
+pub(crate) fn kind_of(path: &str) -> Option<TaskKind> {
+    match path {
+        "/v1/chat/completions" => Some(TaskKind::Chat),
+        "/v1/completions" => Some(TaskKind::TextGeneration),
+        "/v1/embeddings" => Some(TaskKind::Embeddings),
+        _ => None,
+    }
 }
 
 /// The integration and model a body's `model` names, if it names them so.
@@ -322,22 +296,17 @@ fn names_of(o: &Map<String, Value>) -> (Option<String>, Option<String>) {
     }
 }
 
+/// One request on the door: refused before it is a task (recorded by the
+/// door's layer), or a task run by the Connector (which recorded it).
 async fn serve(
     state: &AppState,
     route: Route,
+    mut claimed: Claimed,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, Refused> {
-    let mut claimed =
-        claimed(&state.connector, headers).map_err(|(e, presented)| Refused::Here {
-            e: e.into(),
-            caller: presented.to_string(),
-            names: (None, None),
-        })?;
-    let here = |e: OpenAiError, who: &Claimed, names| Refused::Here {
-        e,
-        caller: who.presented().to_string(),
-        names,
+) -> Result<Response, Refused<OpenAiError>> {
+    let here = |e: OpenAiError, who: &Claimed, names| -> Refused<OpenAiError> {
+        Refused::new(e, Seen::caller(who.presented()).naming(names))
     };
     let body = read_body(headers, body, state.body_limit, state.body_timeout)
         .await
@@ -361,17 +330,15 @@ async fn serve(
     }
     let principal = claimed
         .resolve(&state.connector)
-        .map_err(|(e, presented)| Refused::Here {
-            e: e.into(),
-            caller: presented.to_string(),
-            names: names_of(&o),
+        .map_err(|(e, presented)| {
+            Refused::new(
+                OpenAiError::from(e),
+                Seen::caller(presented).naming(names_of(&o)),
+            )
         })?;
-    let here = |e: OpenAiError, p: &Principal, names| Refused::Here {
-        e,
-        caller: p.subject().to_string(),
-        names,
+    let refused = |e: OpenAiError| -> Refused<OpenAiError> {
+        Refused::new(e, Seen::caller(principal.subject()).naming(names_of(&o)))
     };
-    let refused = |e: OpenAiError| here(e, &principal, names_of(&o));
     let id = o.get("model").and_then(Value::as_str).unwrap_or_default();
     match route {
         Route::Embeddings => {
@@ -380,8 +347,11 @@ async fn serve(
                 .connector
                 .run(TaskRequest::new(&principal, &task).via(Door::OpenAi))
                 .await
-                .output()
-                .map_err(|e| Refused::Recorded(OpenAiError::from(&e)))?;
+                .output();
+            let out = match out {
+                Ok(out) => out,
+                Err(e) => return Ok(OpenAiError::from(&e).into_response()),
+            };
             let headroom = out.headroom;
             let mut r = Json(embeddings_answer(&out, id, base64)).into_response();
             ratelimit_headers(r.headers_mut(), headroom);
@@ -406,7 +376,7 @@ async fn serve(
                     return Ok(r);
                 }
                 Ok(Reply::Stream(s)) => s,
-                Err(e) => return Err(Refused::Recorded(OpenAiError::from(&e))),
+                Err(e) => return Ok(OpenAiError::from(&e).into_response()),
             };
             let headroom = events.headroom();
             let mut r = stream_answer(route, events, id.to_string(), include_usage);
@@ -647,25 +617,17 @@ fn stream_answer(
 }
 
 /// `GET /v1/models`: the models the caller may `EXECUTE`.
-pub(crate) async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let r = match caller(&state.connector, &headers) {
-        Err((e, _)) => OpenAiError::from(e).into_response(),
-        Ok(p) => {
-            let data: Vec<Value> = state
-                .connector
-                .executable_models(&p)
-                .into_iter()
-                .map(|(i, m, created)| model_json(&i, &m, created))
-                .collect();
-            Json(json!({"object": "list", "data": data})).into_response()
-        }
-    };
-    state
+pub(crate) async fn list_models(
+    State(state): State<AppState>,
+    caller: Caller<OpenAiError>,
+) -> Json<Value> {
+    let data: Vec<Value> = state
         .connector
-        .metrics()
-        .doors
-        .count(Door::OpenAi, r.status().as_u16());
-    r
+        .executable_models(&caller.principal)
+        .into_iter()
+        .map(|(i, m, created)| model_json(&i, &m, created))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
 }
 
 /// `GET /v1/models/{id}`: one of them; an unknown model and one the caller
@@ -673,41 +635,30 @@ pub(crate) async fn list_models(State(state): State<AppState>, headers: HeaderMa
 pub(crate) async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: Caller<OpenAiError>,
 ) -> Response {
-    let r = match caller(&state.connector, &headers) {
-        Err((e, _)) => OpenAiError::from(e).into_response(),
-        Ok(p) => {
-            let found = split_id(&id).and_then(|(i, m)| {
-                state
-                    .connector
-                    .executable_models(&p)
-                    .into_iter()
-                    .find(|(ii, mm, _)| *ii == i && *mm == m)
-            });
-            match found {
-                Some((i, m, created)) => Json(model_json(&i, &m, created)).into_response(),
-                None => OpenAiError {
-                    param: Some("model".into()),
-                    ..OpenAiError::new(
-                        StatusCode::NOT_FOUND,
-                        FailureKind::NOT_FOUND,
-                        format!(
-                            "the model `{}` does not exist or you do not have access to it",
-                            Untrusted(&id)
-                        ),
-                    )
-                }
-                .into_response(),
-            }
+    let found = split_id(&id).and_then(|(i, m)| {
+        state
+            .connector
+            .executable_models(&caller.principal)
+            .into_iter()
+            .find(|(ii, mm, _)| *ii == i && *mm == m)
+    });
+    match found {
+        Some((i, m, created)) => Json(model_json(&i, &m, created)).into_response(),
+        None => OpenAiError {
+            param: Some("model".into()),
+            ..OpenAiError::new(
+                StatusCode::NOT_FOUND,
+                FailureKind::NOT_FOUND,
+                format!(
+                    "the model `{}` does not exist or you do not have access to it",
+                    Untrusted(&id)
+                ),
+            )
         }
-    };
-    state
-        .connector
-        .metrics()
-        .doors
-        .count(Door::OpenAi, r.status().as_u16());
-    r
+        .into_response(),
+    }
 }
 
 fn model_json(integration: &str, model: &str, created: u64) -> Value {
