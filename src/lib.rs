@@ -48,10 +48,6 @@ pub mod catalog;
 
 pub use catalog::Headroom;
 
-/// A map keyed by names from configs, looked up on every task: FxHash is
-/// several times cheaper than SipHash there, and the keys are the admin's.
-pub(crate) type FxHashMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
-
 pub use cli::run as run_cli;
 pub use connector::{
     Connector, ConnectorError, EndpointStatus, KeyStatus, ModelStatus, ProviderFactory, Ran, Reply,

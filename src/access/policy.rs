@@ -2,11 +2,11 @@
 //! and active flags, and [`Policy::decide`], which answers with a decision
 //! and its reasons.
 
+use super::{Access, Decision, Grant, Principal, PrincipalError, Reason, Role, Subject, Target};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::*;
-use crate::FxHashMap;
+use rustc_hash::FxHashMap;
 
 /// A group as the policy sees it.
 #[derive(Debug, Clone)]

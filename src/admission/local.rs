@@ -152,7 +152,7 @@ impl Local {
         // One clock for the lineage: waits are measured against the limiters' own.
         let clock = old.map_or_else(TokioClock::new, |o| o.clock);
         // The gates of the snapshot replaced, by name (positions may have moved).
-        let before: crate::FxHashMap<&str, (&Gate, crate::FxHashMap<&str, &Gate>)> = old
+        let before: rustc_hash::FxHashMap<&str, (&Gate, rustc_hash::FxHashMap<&str, &Gate>)> = old
             .map(|o| {
                 o.integrations
                     .iter()

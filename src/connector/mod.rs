@@ -358,17 +358,15 @@ impl<P: LlmProvider> Connector<P> {
         self.metrics.connections.clone()
     }
 
-    /// The application an API key belongs to. Every configured hash is
-    /// compared, in constant time, whatever matches.
+    /// The application an API key belongs to: its SHA-256 digest looked up
+    /// (one hash and one map lookup, however many applications there are).
     pub fn authenticate(&self, key: &str) -> Option<String> {
         let snap = self.state.load();
-        let mut found = None;
-        for app in snap.catalog.applications() {
-            if crate::keys::matches(key, app.key_hashes()) && found.is_none() {
-                found = Some(app.name().to_string());
-            }
-        }
-        found
+        let at = *snap.keys_by_digest.get(&crate::keys::hash(key))?;
+        snap.catalog
+            .applications()
+            .get(at)
+            .map(|a| a.name().to_string())
     }
 
     /// Whether application `app` may name a user to act for.

@@ -15,6 +15,7 @@ use crate::metrics::{Metrics, ModelSeries};
 use crate::provider::huggingface::{HuggingFace, Settings};
 use crate::provider::ProviderError;
 use crate::task::{TaskError, TaskErrorKind};
+use rustc_hash::FxHashMap;
 
 /// The key an integration's client uses: where it comes from, and the value
 /// or why there is none.
@@ -36,6 +37,17 @@ pub(crate) struct Snapshot<P> {
     /// By the catalog's integration position.
     pub(super) runtimes: Vec<Runtime<P>>,
     pub(super) admission: Admission,
+    /// Each application key's SHA-256 digest, to the application's position.
+    ///
+    /// Keys are looked up by their digest rather than compared with every
+    /// application's hashes: the cost stays flat in the number of
+    /// applications. Indexing a hash of a secret is safe where indexing the
+    /// secret is not: a lookup's timing depends only on the digest of what
+    /// the caller sent, which the caller already knows, and says nothing
+    /// about a stored digest beyond whether it was hit; reaching a stored
+    /// digest takes a preimage of SHA-256 of a 256-bit random key. For the
+    /// same reason callers cannot choose digests that collide in the map.
+    pub(super) keys_by_digest: FxHashMap<[u8; 32], usize>,
 }
 
 /// A task's integration and model, looked up once per task and passed by
@@ -113,10 +125,18 @@ impl<P> Snapshot<P> {
             });
         }
         let admission = Admission::new(&catalog, old.map(|o| &o.admission), &metrics.admission);
+        let mut keys_by_digest = FxHashMap::default();
+        for (at, app) in catalog.applications().iter().enumerate() {
+            for h in app.key_hashes() {
+                // Validation refuses a hash given twice; the first holder wins anyway.
+                keys_by_digest.entry(*h).or_insert(at);
+            }
+        }
         Ok(Snapshot {
             catalog: Arc::new(catalog),
             runtimes,
             admission,
+            keys_by_digest,
         })
     }
 

@@ -25,7 +25,7 @@ use super::BUCKETS;
 use crate::catalog::TaskKind;
 use crate::stripe::{stripe, STRIPES};
 use crate::task::Door;
-use crate::FxHashMap;
+use rustc_hash::FxHashMap;
 
 /// The task kinds, in the order of a series' arrays.
 const KINDS: [TaskKind; TaskKind::ALL.len()] = TaskKind::ALL;

@@ -150,6 +150,61 @@ pub fn config_load(
     Ok(out)
 }
 
+/// One authentication figure: a key looked up among `applications`.
+#[derive(Debug, Clone)]
+pub struct AuthRow {
+    /// Applications in the config (each with one key).
+    pub applications: usize,
+    /// `known key` or `unknown key`.
+    pub case: &'static str,
+    /// Mean time per lookup, hashing included.
+    pub per_lookup: Duration,
+}
+
+/// `Connector::authenticate` at each number of applications: the last
+/// application's key, and a key nobody holds.
+pub fn authentication(
+    dir: &Path,
+    sizes: &[usize],
+    iterations: u64,
+) -> Result<Vec<AuthRow>, String> {
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let mut text = generated_config(10, 10, 1);
+        for a in 0..n {
+            text.push_str(&format!(
+                "[[applications]]\nname = \"app{a}\"\ngroups = [\"g0\"]\nkeys = [\"{}\"]\n\n",
+                hfconnect::server::key_hash(&format!("hfc_bench_key_{a}"))
+            ));
+        }
+        let path = dir.join(format!("auth-{n}.toml"));
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        let connector =
+            hfconnect::Connector::from_path(&path, &env()).map_err(|e| e.to_string())?;
+        let known = format!("hfc_bench_key_{}", n - 1);
+        for (case, key, want) in [
+            ("known key", known.as_str(), Some(format!("app{}", n - 1))),
+            ("unknown key", "hfc_nobody_holds_this_key", None),
+        ] {
+            if connector.authenticate(key) != want {
+                return Err(format!(
+                    "authentication at {n} applications: wrong answer for the {case}"
+                ));
+            }
+            let start = Instant::now();
+            for _ in 0..iterations {
+                black_box(connector.authenticate(black_box(key)));
+            }
+            rows.push(AuthRow {
+                applications: n,
+                case,
+                per_lookup: start.elapsed() / iterations.max(1) as u32,
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// SSE parse throughput on a TGI stream of `tokens` token events, fed in 16 KiB reads.
 pub fn sse(tokens: usize, runs: usize) -> Result<(usize, f64), String> {
     let mut stream = String::new();

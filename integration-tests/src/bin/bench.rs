@@ -742,6 +742,43 @@ fn micro_tables(args: &Args) -> Result<(), String> {
             &format!("{:.0} ns worst case", worst.as_secs_f64() * 1e9)
         )
     );
+    println!("## Authentication\n");
+    println!("| applications | case | ns per key lookup (hash included) |");
+    println!("|---|---|---|");
+    let auth_sizes: &[usize] = &[10, 10_000];
+    let auth = micro::authentication(
+        dir.path(),
+        auth_sizes,
+        if args.smoke { 1_000 } else { 200_000 },
+    )?;
+    for r in &auth {
+        println!(
+            "| {} | {} | {:.0} |",
+            r.applications,
+            r.case,
+            r.per_lookup.as_secs_f64() * 1e9
+        );
+    }
+    let at = |n: usize| {
+        auth.iter()
+            .filter(|r| r.applications == n)
+            .map(|r| r.per_lookup)
+            .max()
+            .unwrap_or_default()
+    };
+    let (small, large) = (at(10), at(10_000));
+    println!(
+        "\n- {}\n",
+        target_line(
+            "a key lookup at 10,000 applications within 2× of one at 10",
+            large <= small * 2,
+            &format!(
+                "{:.0} ns vs {:.0} ns",
+                large.as_secs_f64() * 1e9,
+                small.as_secs_f64() * 1e9
+            )
+        )
+    );
     println!("## Config load and validation\n");
     println!("| models and grants | file size | load + validate (median) |");
     println!("|---|---|---|");

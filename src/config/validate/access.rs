@@ -1,8 +1,15 @@
 //! Groups, applications, prompts and grants: names that must exist,
 //! references checked (with suggestions), and the policy's input.
 
-use super::*;
+use std::collections::HashSet;
+use std::sync::Arc;
 
+use super::super::de::{Loc, Spanned};
+use super::super::raw::{RawApplication, RawGrant, RawGroup, RawPrompt};
+use super::{suggest, ModelIndex, V};
+use crate::access::{AccessSet, Grant, Subject, Target};
+use crate::catalog::{Application, Group, ModelRef, Prompt};
+use crate::prompt::PromptTemplate;
 pub(super) fn group(v: &mut V<'_>, rg: Spanned<RawGroup>) -> Group {
     let r = rg.value;
     let mut members: Vec<Arc<str>> = Vec::new();
@@ -100,7 +107,7 @@ fn check_model_ref<'m>(
     integration: &str,
     model: &str,
     lookup: &ModelIndex<'m>,
-    index: &crate::FxHashMap<Arc<str>, usize>,
+    index: &rustc_hash::FxHashMap<Arc<str>, usize>,
 ) -> bool {
     if lookup.get(integration, model).is_some() {
         return true;
@@ -144,7 +151,7 @@ pub(super) fn prompt<'m>(
     v: &mut V<'_>,
     rp: Spanned<RawPrompt>,
     lookup: &ModelIndex<'m>,
-    index: &crate::FxHashMap<Arc<str>, usize>,
+    index: &rustc_hash::FxHashMap<Arc<str>, usize>,
 ) -> Option<Prompt> {
     let r = rp.value;
     let mut ok = true;
@@ -215,7 +222,7 @@ pub(super) fn grant<'m>(
     apps: &HashSet<&str>,
     prompts: &HashSet<&str>,
     lookup: &ModelIndex<'m>,
-    index: &crate::FxHashMap<Arc<str>, usize>,
+    index: &rustc_hash::FxHashMap<Arc<str>, usize>,
 ) -> Option<Grant> {
     let r = rg.value;
     let mut ok = true;

@@ -1,7 +1,10 @@
 //! The `[admission]` section: the backend, the Redis URL's location (resolved
 //! once, never shown), the key prefix and the bounds on Redis calls.
 
-use super::*;
+use std::time::Duration;
+
+use super::super::de::Spanned;
+use super::{seconds, V};
 use crate::catalog::{AdmissionBackend, OnUnavailable, RedisSettings};
 use crate::config::raw::{BackendName, OnUnavailableName, RawAdmission};
 use crate::config::secret::ApiKeyLocation;

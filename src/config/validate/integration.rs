@@ -1,8 +1,22 @@
 //! Integrations and their models: URLs, keys, call settings, limits and
 //! quotas, model defaults.
 
-use super::*;
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 
+use url::Url;
+
+use super::super::de::Spanned;
+use super::super::raw::{RawIntegration, RawModel, RawQuota, RawRate};
+use super::super::secret;
+use super::{at_least_one, is_local, parse_http_url, seconds, suggest, MAX_RESPONSE_BYTES_CAP, V};
+use crate::access::{Subject, Target};
+use crate::catalog::{Integration, Limits, Model, ModelDefaults, Quota, TaskKind};
+use crate::provider::huggingface::{DEFAULT_MANAGEMENT_URL, DEFAULT_ROUTER_URL};
+use crate::provider::{Api, CallSettings};
+use crate::retry::{ColdStartPolicy, RetryPolicy};
 pub(super) fn integration(
     v: &mut V<'_>,
     ri: Spanned<RawIntegration>,
@@ -161,7 +175,7 @@ pub(super) fn quota(
     rq: Spanned<RawQuota>,
     groups: &HashSet<&str>,
     apps: &HashSet<&str>,
-    index: &crate::FxHashMap<Arc<str>, usize>,
+    index: &rustc_hash::FxHashMap<Arc<str>, usize>,
 ) -> Option<Quota> {
     let r = rq.value;
     let mut ok = true;

@@ -21,21 +21,12 @@ use self::worker::worker;
 
 use super::de::{Loc, Spanned};
 use super::diagnostic::{did_you_mean, Diagnostic, FileId};
-use super::raw::{
-    IdentityMode, RawApplication, RawFile, RawGrant, RawGroup, RawIntegration, RawModel, RawPrompt,
-    RawQuota, RawRate, RawWorker,
-};
-use super::secret::{self, EnvLookup};
-use crate::access::{AccessSet, Grant, GroupInput, Policy, PolicyInput, Subject, Target};
-use crate::catalog::{
-    Application, Catalog, ConductorAuth, Group, Integration, Limits, Model, ModelDefaults,
-    ModelRef, Prompt, Quota, TaskKind, WorkerIdentity, WorkerSettings,
-};
+use super::raw::{RawFile, RawWorker};
+use super::secret::EnvLookup;
+use crate::access::{GroupInput, Policy, PolicyInput};
+use crate::catalog::{Catalog, Integration, Model, WorkerIdentity};
 use crate::origin::Origin;
-use crate::prompt::PromptTemplate;
-use crate::provider::huggingface::{DEFAULT_HUB_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_ROUTER_URL};
-use crate::provider::{Api, CallSettings};
-use crate::retry::{ColdStartPolicy, RetryPolicy};
+use crate::provider::huggingface::DEFAULT_HUB_URL;
 use std::time::Duration;
 
 /// The largest `max_response_bytes` accepted (1 GiB).
@@ -185,7 +176,7 @@ fn is_local(url: &Url) -> bool {
 /// The models of the integrations validated so far, by integration name.
 pub(super) struct ModelIndex<'m> {
     integrations: &'m [Integration],
-    index: &'m crate::FxHashMap<Arc<str>, usize>,
+    index: &'m rustc_hash::FxHashMap<Arc<str>, usize>,
 }
 
 impl<'m> ModelIndex<'m> {
@@ -334,7 +325,7 @@ pub(crate) fn validate(
         }
     }
 
-    let index: crate::FxHashMap<Arc<str>, usize> = integrations
+    let index: rustc_hash::FxHashMap<Arc<str>, usize> = integrations
         .iter()
         .enumerate()
         .map(|(i, x)| (x.name.clone(), i))

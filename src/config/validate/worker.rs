@@ -1,8 +1,13 @@
 //! The `[worker]` section: the Conductor URL, task types, identity, the
 //! Orkes key, and the numbers that bound polling and shutdown.
 
-use super::*;
+use std::collections::HashSet;
 
+use super::super::de::Spanned;
+use super::super::raw::{IdentityMode, RawWorker};
+use super::super::secret;
+use super::{at_least_one, parse_http_url, seconds, suggest, V};
+use crate::catalog::{ConductorAuth, TaskKind, WorkerIdentity, WorkerSettings};
 /// The `[worker]` section; `None` (after reporting) when it is invalid.
 pub(super) fn worker(
     v: &mut V<'_>,

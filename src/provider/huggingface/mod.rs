@@ -104,7 +104,7 @@ struct Inner {
     /// every call a contended update); why not, without a key.
     model_headers: Result<Box<[HeaderMap; STRIPES]>, String>,
     /// Each embeddings endpoint's `max_client_batch_size`, by base URL, once read.
-    batch_sizes: std::sync::Mutex<crate::FxHashMap<String, usize>>,
+    batch_sizes: std::sync::Mutex<rustc_hash::FxHashMap<String, usize>>,
 }
 
 /// Where a call stands in its retries.
