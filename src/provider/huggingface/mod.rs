@@ -5,17 +5,30 @@
 //!
 //! One `HuggingFace` value per integration: it owns the integration's HTTP
 //! client (connection pool, keep-alive) and key, and is cheap to clone.
+//!
+//! By file: one per endpoint flavour (`tgi`, `chat_route`, `pipeline`,
+//! `router`, `tei`) behind one private dispatch (`dispatch`); the shared
+//! retrying transport (`transport`), streams (`stream`, `sse`), embeddings
+//! batching (`embed`), errors (`classify`, `net_error`), answers' headers
+//! (`wire`), the Hub and management API (`hub`), the key (`auth`).
 
 mod auth;
-mod call;
+mod chat_route;
 mod classify;
+mod dispatch;
 mod embed;
+mod flavour;
 mod hub;
+mod net_error;
+mod pipeline;
+mod router;
 #[cfg(feature = "test-support")]
 pub mod sse;
 #[cfg(not(feature = "test-support"))]
 mod sse;
 mod stream;
+mod tei;
+mod tgi;
 mod transport;
 mod wire;
 
@@ -29,17 +42,16 @@ use serde_json::Value;
 use url::Url;
 
 use self::auth::Credential;
-use self::classify::{classify, classify_event, CallContext};
+use self::dispatch::flavour;
+use self::flavour::{Flavour, Probe};
 pub use self::hub::{ManagedEndpoint, WhoAmI};
-use self::sse::SseParser;
-use self::stream::{stream, StreamKind};
 use self::wire::Parsed;
 use super::{
-    Api, CallSettings, ChatMessage, ChatRequest, ChatRole, Completion, CompletionStream,
-    EmbedRequest, Embeddings, EndpointInfo, ErrorKind, GenerationParams, LlmProvider,
-    ModelEndpoint, ProviderError, StreamEvent, SummarizeRequest, TextRequest, Timings, Usage,
+    CallSettings, ChatRequest, Completion, CompletionStream, EmbedRequest, Embeddings,
+    EndpointInfo, ErrorKind, LlmProvider, ModelEndpoint, ProviderError, StreamEvent,
+    SummarizeRequest, TextRequest, Timings,
 };
-use crate::stripe::{stripe, STRIPES};
+use crate::stripe::STRIPES;
 use crate::untrusted::bounded;
 
 /// The Hub base URL when nothing else is configured.
@@ -108,9 +120,9 @@ struct Inner {
 }
 
 /// Where a call stands in its retries.
-struct Attempts {
-    start: Instant,
-    count: u32,
+pub(super) struct Attempts {
+    pub start: Instant,
+    pub count: u32,
     retries: u32,
     cold_waits: u32,
     state_checked: bool,
@@ -119,7 +131,7 @@ struct Attempts {
 }
 
 impl Attempts {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             start: Instant::now(),
             count: 0,
@@ -142,27 +154,6 @@ fn join(base: &Url, path: &str) -> Url {
     );
     url.set_path(&joined);
     url
-}
-
-/// An OpenAI-style `route` (`chat/completions`, `embeddings`) under `base`,
-/// which may or may not end in `/v1` already.
-fn v1_url(base: &Url, route: &str) -> Url {
-    if base.path().trim_end_matches('/').ends_with("/v1") {
-        join(base, route)
-    } else {
-        join(base, &format!("v1/{route}"))
-    }
-}
-
-fn chat_url(base: &Url) -> Url {
-    v1_url(base, "chat/completions")
-}
-
-fn router_model_url(model: &ModelEndpoint) -> Url {
-    join(
-        &model.base_url,
-        &format!("hf-inference/models/{}", model.upstream_model),
-    )
 }
 
 const X_SCALE_UP_TIMEOUT: reqwest::header::HeaderName =
@@ -360,32 +351,13 @@ fn model_type(v: &Value) -> String {
     }
 }
 
-fn one_user_message(text: &str) -> Vec<ChatMessage> {
-    vec![ChatMessage {
-        role: ChatRole::User,
-        content: text.to_string(),
-    }]
-}
-
-/// The instruction used to summarize with a general text model.
-fn summary_instruction(text: &str) -> String {
-    format!("Summarize the following text concisely.\n\nText:\n{text}\n\nSummary:")
-}
-
-fn summary_params(req: &SummarizeRequest) -> GenerationParams {
-    GenerationParams {
-        max_tokens: req.max_length,
-        ..GenerationParams::default()
-    }
-}
-
 impl LlmProvider for HuggingFace {
     async fn generate(
         &self,
         model: &ModelEndpoint,
         request: &TextRequest,
     ) -> Result<Completion, ProviderError> {
-        let r = self.generate_unscrubbed(model, request).await;
+        let r = flavour!(model.api, f => f.generate(self, model, request).await);
         self.done(r)
     }
 
@@ -394,19 +366,7 @@ impl LlmProvider for HuggingFace {
         model: &ModelEndpoint,
         request: &ChatRequest,
     ) -> Result<Completion, ProviderError> {
-        let inner = &self.inner;
-        let r = match inner.chat_target(model) {
-            Ok(url) => {
-                let body = wire::chat_body(
-                    &model.upstream_model,
-                    &request.messages,
-                    &request.params,
-                    false,
-                );
-                inner.complete(model, url, &body, wire::parse_chat).await
-            }
-            Err(e) => Err(e),
-        };
+        let r = flavour!(model.api, f => f.chat(self, model, request).await);
         self.done(r)
     }
 
@@ -415,82 +375,17 @@ impl LlmProvider for HuggingFace {
         model: &ModelEndpoint,
         request: &SummarizeRequest,
     ) -> Result<Completion, ProviderError> {
-        let r = self.summarize_unscrubbed(model, request).await;
+        let r = flavour!(model.api, f => f.summarize(self, model, request).await);
         self.done(r)
     }
 
     fn generate_stream(&self, model: &ModelEndpoint, request: TextRequest) -> CompletionStream {
-        let s = match model.api {
-            Api::Tgi => match wire::tgi_body(&request.prompt, &request.params) {
-                Ok(body) => stream(
-                    self.inner.clone(),
-                    model.clone(),
-                    join(&model.base_url, "generate_stream"),
-                    body,
-                    StreamKind::Tgi,
-                ),
-                Err(e) => {
-                    let e = self
-                        .inner
-                        .ctx(Some(model))
-                        .error(ErrorKind::InvalidRequest)
-                        .with_detail(e);
-                    Box::pin(futures_util::stream::once(async move { Err(e) }))
-                }
-            },
-            Api::Chat => {
-                let body = wire::chat_body(
-                    &model.upstream_model,
-                    &one_user_message(&request.prompt),
-                    &request.params,
-                    true,
-                );
-                stream(
-                    self.inner.clone(),
-                    model.clone(),
-                    chat_url(&model.base_url),
-                    wire::json_bytes(&body),
-                    StreamKind::Chat,
-                )
-            }
-            // Pipelines do not stream: the whole answer arrives as one chunk
-            // (and a `tei` endpoint's refusal as the only item).
-            Api::Pipeline | Api::Router | Api::Tei => {
-                let this = self.clone();
-                let model = model.clone();
-                Box::pin(async_stream::stream! {
-                    match LlmProvider::generate(&this, &model, &request).await {
-                        Ok(c) => {
-                            yield Ok(StreamEvent::Token(c.text.clone()));
-                            yield Ok(StreamEvent::Done(c));
-                        }
-                        Err(e) => yield Err(e),
-                    }
-                })
-            }
-        };
+        let s = flavour!(model.api, f => f.generate_stream(self, model, request));
         self.scrubbed(s)
     }
 
     fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream {
-        let s = match self.inner.chat_target(model) {
-            Ok(url) => {
-                let body = wire::chat_body(
-                    &model.upstream_model,
-                    &request.messages,
-                    &request.params,
-                    true,
-                );
-                stream(
-                    self.inner.clone(),
-                    model.clone(),
-                    url,
-                    wire::json_bytes(&body),
-                    StreamKind::Chat,
-                )
-            }
-            Err(e) => Box::pin(futures_util::stream::once(async move { Err(e) })),
-        };
+        let s = flavour!(model.api, f => f.chat_stream(self, model, request));
         self.scrubbed(s)
     }
 
@@ -510,102 +405,10 @@ impl LlmProvider for HuggingFace {
 }
 
 impl HuggingFace {
-    async fn generate_unscrubbed(
-        &self,
-        model: &ModelEndpoint,
-        request: &TextRequest,
-    ) -> Result<Completion, ProviderError> {
-        let inner = &self.inner;
-        match model.api {
-            Api::Tei => Err(inner.only_embeds(model)),
-            Api::Tgi => {
-                inner
-                    .complete_tgi(
-                        model,
-                        join(&model.base_url, "generate"),
-                        &request.prompt,
-                        &request.params,
-                    )
-                    .await
-            }
-            Api::Chat => {
-                let body = wire::chat_body(
-                    &model.upstream_model,
-                    &one_user_message(&request.prompt),
-                    &request.params,
-                    false,
-                );
-                inner
-                    .complete(model, chat_url(&model.base_url), &body, wire::parse_chat)
-                    .await
-            }
-            Api::Pipeline => {
-                inner
-                    .pipeline(
-                        model,
-                        join(&model.base_url, ""),
-                        &wire::pipeline_text_body(&request.prompt, &request.params),
-                    )
-                    .await
-            }
-            Api::Router => {
-                inner
-                    .pipeline(
-                        model,
-                        router_model_url(model),
-                        &wire::pipeline_text_body(&request.prompt, &request.params),
-                    )
-                    .await
-            }
-        }
-    }
-
-    async fn summarize_unscrubbed(
-        &self,
-        model: &ModelEndpoint,
-        request: &SummarizeRequest,
-    ) -> Result<Completion, ProviderError> {
-        let inner = &self.inner;
-        match model.api {
-            Api::Tei => Err(inner.only_embeds(model)),
-            Api::Pipeline => {
-                inner
-                    .pipeline(
-                        model,
-                        join(&model.base_url, ""),
-                        &wire::summarize_body(request),
-                    )
-                    .await
-            }
-            Api::Router => {
-                inner
-                    .pipeline(
-                        model,
-                        router_model_url(model),
-                        &wire::summarize_body(request),
-                    )
-                    .await
-            }
-            Api::Tgi => {
-                let req = TextRequest {
-                    prompt: summary_instruction(&request.text),
-                    params: summary_params(request),
-                };
-                LlmProvider::generate(self, model, &req).await
-            }
-            Api::Chat => {
-                let req = ChatRequest {
-                    messages: one_user_message(&summary_instruction(&request.text)),
-                    params: summary_params(request),
-                };
-                LlmProvider::chat(self, model, &req).await
-            }
-        }
-    }
-
     async fn probe_unscrubbed(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {
         let inner = &self.inner;
-        if model.api == Api::Router {
+        let probe = flavour!(model.api, f => f.probe());
+        if probe == Probe::Nothing {
             return Ok(EndpointInfo {
                 note: Some("the serverless router has no health route".into()),
                 ..EndpointInfo::default()
@@ -619,7 +422,7 @@ impl HuggingFace {
             healthy: true,
             ..EndpointInfo::default()
         };
-        if matches!(model.api, Api::Tgi | Api::Chat | Api::Tei) {
+        if probe == Probe::HealthAndInfo {
             match inner
                 .get_json(Some(model), join(&model.base_url, "info"))
                 .await
@@ -650,7 +453,10 @@ impl HuggingFace {
 
 #[cfg(test)]
 mod tests {
+    use super::chat_route::chat_url;
+    use super::router::model_url as router_model_url;
     use super::*;
+    use crate::provider::Api;
 
     #[test]
     fn constants_parse() {

@@ -1,32 +1,55 @@
-//! Streamed calls: server-sent events read as TGI tokens or chat deltas,
-//! retried until the first token is delivered and never after, with errors
-//! inside a 200 stream and answers over the limit turned into typed errors.
+//! Streamed calls, the shared part: server-sent events read (as TGI tokens
+//! or chat deltas: the flavours' `event`s), retried until the first token is
+//! delivered and never after, with errors inside a 200 stream and answers
+//! over the limit turned into typed errors.
 
-use super::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum StreamKind {
-    Tgi,
-    Chat,
+use futures_util::StreamExt;
+use serde_json::Value;
+use url::Url;
+
+use super::classify::{classify_event, CallContext};
+use super::sse::SseParser;
+use super::wire::{self, Parsed};
+use super::{completion, Attempts, Inner};
+use crate::provider::{
+    CompletionStream, ErrorKind, ModelEndpoint, ProviderError, StreamEvent, Usage,
+};
+
+/// How a flavour's stream reads: what one event means, and whether it is
+/// OpenAI-style (`[DONE]` ends it; text, finish reason and usage are
+/// gathered from its deltas) or TGI's (its last event carries the whole).
+#[derive(Clone, Copy)]
+pub(super) struct StreamKind {
+    pub event: fn(&Value, &mut ChatAcc) -> Step,
+    pub chat: bool,
 }
 
 /// What one server-sent event meant.
-enum Step {
+pub(super) enum Step {
+    /// A piece of text.
     Token(String),
-    Done(Parsed),
+    /// The last event: its own piece of text (maybe empty) and the whole answer.
+    Last(String, Parsed),
+    /// An error inside a 200 stream.
     Error(ProviderError),
+    /// Nothing to pass on (a keep-alive, a role-only delta, usage).
     Nothing,
 }
 
 /// Accumulated state of a chat stream (finish reason and usage come in pieces).
 #[derive(Default)]
-struct ChatAcc {
-    text: String,
-    finish: Option<crate::provider::FinishReason>,
-    usage: Option<Usage>,
-    done: bool,
+pub(super) struct ChatAcc {
+    pub text: String,
+    pub finish: Option<crate::provider::FinishReason>,
+    pub usage: Option<Usage>,
+    pub done: bool,
 }
 
+/// One event's data: the end marker of a chat stream, an error inside a
+/// 200 stream, or what the flavour's events say.
 fn interpret(
     kind: StreamKind,
     data: &str,
@@ -34,7 +57,7 @@ fn interpret(
     ctx: &CallContext<'_>,
     req_id: Option<&str>,
 ) -> Step {
-    if kind == StreamKind::Chat && data.trim() == "[DONE]" {
+    if kind.chat && data.trim() == "[DONE]" {
         acc.done = true;
         return Step::Nothing;
     }
@@ -48,70 +71,7 @@ fn interpret(
     if v.get("error").is_some_and(|e| !e.is_null()) {
         return Step::Error(classify_event(ctx, &v, req_id));
     }
-    match kind {
-        StreamKind::Tgi => {
-            let token = v
-                .get("token")
-                .filter(|t| !t.get("special").and_then(Value::as_bool).unwrap_or(false));
-            let text = token
-                .and_then(|t| t.get("text"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if let Some(full) = v.get("generated_text").and_then(Value::as_str) {
-                let details = v.get("details");
-                let n = |k: &str| {
-                    details
-                        .and_then(|d| d.get(k))
-                        .and_then(Value::as_u64)
-                        .and_then(|n| u32::try_from(n).ok())
-                };
-                acc.text = text;
-                return Step::Done(Parsed {
-                    text: full.to_string(),
-                    finish_reason: details
-                        .and_then(|d| d.get("finish_reason"))
-                        .and_then(Value::as_str)
-                        .map(crate::provider::FinishReason::from_wire),
-                    usage: Usage {
-                        prompt_tokens: n("input_length"),
-                        completion_tokens: n("generated_tokens"),
-                    },
-                });
-            }
-            if text.is_empty() {
-                Step::Nothing
-            } else {
-                Step::Token(text)
-            }
-        }
-        StreamKind::Chat => {
-            if let Some(u) = wire::usage_of(&v) {
-                acc.usage = Some(u);
-            }
-            let choice = v
-                .get("choices")
-                .and_then(Value::as_array)
-                .and_then(|c| c.first());
-            if let Some(f) = choice
-                .and_then(|c| c.get("finish_reason"))
-                .and_then(Value::as_str)
-            {
-                acc.finish = Some(crate::provider::FinishReason::from_wire(f));
-            }
-            match choice
-                .and_then(|c| c.get("delta"))
-                .and_then(|d| d.get("content"))
-                .and_then(Value::as_str)
-            {
-                Some(t) if !t.is_empty() => {
-                    acc.text.push_str(t);
-                    Step::Token(t.to_string())
-                }
-                _ => Step::Nothing,
-            }
-        }
-    }
+    (kind.event)(&v, acc)
 }
 
 /// A streamed call: retried like any call until the first token is delivered,
@@ -226,9 +186,9 @@ pub(super) fn stream(
                             }
                             yield Ok(StreamEvent::Token(t));
                         }
-                        Step::Done(parsed) => {
-                            if !acc.text.is_empty() {
-                                yield Ok(StreamEvent::Token(std::mem::take(&mut acc.text)));
+                        Step::Last(t, parsed) => {
+                            if !t.is_empty() {
+                                yield Ok(StreamEvent::Token(t));
                             }
                             let mut c = completion(parsed, &headers, st.count, st.start);
                             c.timings.first_token = first_token.or_else(|| Some(sent.elapsed()));
@@ -246,7 +206,7 @@ pub(super) fn stream(
                     }
                 }
                 if acc.done || ended {
-                    if kind == StreamKind::Chat && acc.finish.is_some() {
+                    if kind.chat && acc.finish.is_some() {
                         let usage = acc.usage.unwrap_or_default();
                         let parsed = Parsed { text: std::mem::take(&mut acc.text), finish_reason: acc.finish.take(), usage };
                         let mut c = completion(parsed, &headers, st.count, st.start);
