@@ -20,13 +20,26 @@
 //!   [`server::serve`] (the HTTP service) and [`conductor::Worker`] (a
 //!   Conductor external worker).
 //!
-//! With the `test-support` feature, `provider::scripted` is an in-process
-//! provider for tests of code built on the Connector.
+//! The doors are cargo features, on by default: `serve` (the HTTP service),
+//! `worker` (the Conductor worker) and `cli` (the command line and the
+//! binary); an engine that embeds only the library turns them off and
+//! builds no HTTP server. With the `test-support` feature,
+//! `provider::scripted` is an in-process provider for tests of code built
+//! on the Connector.
+
+// Built without every door, some of what the doors share goes unused: not a
+// defect of that build.
+#![cfg_attr(
+    not(all(feature = "serve", feature = "worker", feature = "cli")),
+    allow(dead_code, unused_imports)
+)]
 
 pub mod access;
 mod admission;
 mod chat_template;
+#[cfg(feature = "cli")]
 mod cli;
+#[cfg(feature = "worker")]
 pub mod conductor;
 pub mod config;
 mod connector;
@@ -39,6 +52,7 @@ mod prompt;
 pub mod provider;
 mod reload;
 mod retry;
+#[cfg(feature = "serve")]
 pub mod server;
 mod stripe;
 pub mod task;
@@ -48,6 +62,7 @@ pub mod catalog;
 
 pub use catalog::Headroom;
 
+#[cfg(feature = "cli")]
 pub use cli::run as run_cli;
 pub use connector::{
     Connector, ConnectorError, EndpointStatus, KeyStatus, ModelStatus, ProviderFactory, Ran, Reply,
