@@ -65,8 +65,9 @@ pub use catalog::Headroom;
 #[cfg(feature = "cli")]
 pub use cli::run as run_cli;
 pub use connector::{
-    Connector, ConnectorError, EndpointStatus, KeyStatus, ModelStatus, ProviderFactory, Ran, Reply,
-    TaskRequest, TaskStream, TokenReport,
+    AdmissionStatus, CatalogView, ConfigStatus, Connector, ConnectorError, EndpointStatus,
+    IntegrationView, KeyStatus, ModelStatus, ModelView, PromptView, ProviderFactory, Ran,
+    RefusedReload, Reply, TaskRequest, TaskStream, TokenReport,
 };
 
 /// The README's code examples, compiled as doctests so they stay true.

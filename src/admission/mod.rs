@@ -102,16 +102,11 @@ impl Admission {
     }
 
     /// The backend, and whether Redis answers (for `/readyz`).
-    pub(crate) async fn status(&self) -> serde_json::Value {
-        match &self.shared {
-            None => serde_json::json!({"backend": "local"}),
-            Some(s) => serde_json::json!({
-                "backend": "redis",
-                "reachable": s.reachable().await,
-                "on_unavailable": s.on_unavailable.as_str(),
-                "run_id_known": s.run_id_known(),
-            }),
-        }
+    /// `None` for in-process limits; for Redis, whether it answers, what
+    /// tasks meet while it does not, and whether its run id is known.
+    pub(crate) async fn status(&self) -> Option<(bool, OnUnavailable, bool)> {
+        let s = self.shared.as_ref()?;
+        Some((s.reachable().await, s.on_unavailable, s.run_id_known()))
     }
 }
 

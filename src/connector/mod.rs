@@ -21,6 +21,7 @@ mod run;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -45,6 +46,11 @@ pub(crate) use prepare::MAX_EMBED_TEXTS;
 pub use run::{Ran, Reply, TaskRequest};
 use snapshot::hugging_face;
 pub(crate) use snapshot::Snapshot;
+pub(crate) use views::RunnableModel;
+pub use views::{
+    AdmissionStatus, CatalogView, ConfigStatus, IntegrationView, ModelView, PromptView,
+    RefusedReload,
+};
 
 /// Why a connector operation (other than a task) failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -267,19 +273,21 @@ impl<P: LlmProvider> Connector<P> {
 
     /// The config in force and how reloads went, for `/readyz`: its hash
     /// and load time, reloads done and refused, and the last refusal.
-    pub fn config_status(&self) -> serde_json::Value {
+    pub fn config_status(&self) -> ConfigStatus {
         let c = self.config_state().clone();
         let snap = self.state.load();
         let at = |t: SystemTime| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339();
-        serde_json::json!({
-            "integrations": snap.catalog.integrations().len(),
-            "models": snap.catalog.model_count(),
-            "hash": c.hash,
-            "loaded_at": c.loaded_at.map(at),
-            "reloads": c.reloads,
-            "refused_reloads": c.refused,
-            "last_refused": c.last_refused.map(|(t, n)| serde_json::json!({"at": at(t), "errors": n})),
-        })
+        ConfigStatus {
+            integrations: snap.catalog.integrations().len(),
+            models: snap.catalog.model_count(),
+            hash: c.hash,
+            loaded_at: c.loaded_at.map(at),
+            reloads: c.reloads,
+            refused_reloads: c.refused,
+            last_refused: c
+                .last_refused
+                .map(|(t, errors)| RefusedReload { at: at(t), errors }),
+        }
     }
 
     /// Each integration's key as the snapshot in force holds it: whether
@@ -307,11 +315,17 @@ impl<P: LlmProvider> Connector<P> {
 
     /// The files key values are read from, for the watcher that reloads
     /// when a key rotates (a rewritten token file, a new Secret mount).
-    /// Where limits are kept, and for Redis whether it answers: `{"backend":
-    /// "local"}` or `{"backend": "redis", "reachable", "on_unavailable"}`.
-    pub async fn admission_status(&self) -> serde_json::Value {
+    /// Where limits are kept, and for Redis whether it answers.
+    pub async fn admission_status(&self) -> AdmissionStatus {
         let snap = self.state.load_full();
-        snap.admission.status().await
+        match snap.admission.status().await {
+            None => AdmissionStatus::Local,
+            Some((reachable, on_unavailable, run_id_known)) => AdmissionStatus::Redis {
+                reachable,
+                on_unavailable: on_unavailable.as_str(),
+                run_id_known,
+            },
+        }
     }
 
     /// When the config in force was loaded.

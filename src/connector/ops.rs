@@ -5,9 +5,9 @@
 //! (`access explain`).
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::prepare::{invalid, unknown_integration, unknown_model};
+use super::views::{CatalogView, IntegrationView, ModelView, PromptView, RunnableModel};
 use super::{Connector, ConnectorError};
 use crate::access::{Access, Principal, Target};
 use crate::catalog::Model;
@@ -62,42 +62,61 @@ pub struct EndpointStatus {
 
 impl<P: LlmProvider> Connector<P> {
     /// The integrations, models and prompts `principal` may READ.
-    pub fn visible(&self, principal: &Principal) -> Value {
+    pub fn visible(&self, principal: &Principal) -> CatalogView {
         let snap = self.state.load();
         let policy = snap.catalog.policy();
         let can = |t: Target| policy.decide(principal, Access::Read, &t).allowed;
-        let integrations: Vec<Value> = snap
+        let integrations = snap
             .catalog
             .integrations()
             .iter()
             .filter_map(|i| {
-                let models: Vec<Value> = i
+                let models: Vec<ModelView> = i
                     .models()
                     .iter()
                     .filter(|m| can(Target::model(i.name(), m.name())))
-                    .map(|m| serde_json::json!({"name": m.name(), "description": m.description(), "api": m.api(), "tasks": m.tasks()}))
+                    .map(|m| ModelView {
+                        name: m.name().to_string(),
+                        description: m.description().map(str::to_string),
+                        api: m.api(),
+                        tasks: m.tasks().to_vec(),
+                    })
                     .collect();
                 (can(Target::Integration(i.name().into())) || !models.is_empty()).then(|| {
-                    serde_json::json!({"name": i.name(), "description": i.description(), "namespace": i.namespace(), "models": models})
+                    IntegrationView {
+                        name: i.name().to_string(),
+                        description: i.description().map(str::to_string),
+                        namespace: i.namespace().map(str::to_string),
+                        models,
+                    }
                 })
             })
             .collect();
-        let prompts: Vec<Value> = snap
+        let prompts = snap
             .catalog
             .prompts()
             .iter()
             .filter(|p| can(Target::Prompt(p.name().into())))
-            .map(|p| {
-                let models: Vec<String> = p.models().iter().map(ToString::to_string).collect();
-                serde_json::json!({"name": p.name(), "description": p.description(), "variables": p.template().variables(), "models": models})
+            .map(|p| PromptView {
+                name: p.name().to_string(),
+                description: p.description().map(str::to_string),
+                variables: p
+                    .template()
+                    .variables()
+                    .into_iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+                models: p.models().iter().map(ToString::to_string).collect(),
             })
             .collect();
-        serde_json::json!({"integrations": integrations, "prompts": prompts})
+        CatalogView {
+            integrations,
+            prompts,
+        }
     }
 
-    /// The active models `principal` may `EXECUTE`, as (integration, model,
-    /// when the config in force was loaded in Unix seconds).
-    pub(crate) fn executable_models(&self, principal: &Principal) -> Vec<(String, String, u64)> {
+    /// The active models `principal` may `EXECUTE`.
+    pub(crate) fn executable_models(&self, principal: &Principal) -> Vec<RunnableModel> {
         let snap = self.state.load();
         let policy = snap.catalog.policy();
         let created = self
@@ -119,7 +138,11 @@ impl<P: LlmProvider> Connector<P> {
                         )
                         .allowed
             })
-            .map(|(i, m)| (i.name().to_string(), m.name().to_string(), created))
+            .map(|(i, m)| RunnableModel {
+                integration: i.name().to_string(),
+                model: m.name().to_string(),
+                created,
+            })
             .collect()
     }
 

@@ -143,6 +143,6 @@ pub(crate) fn kind_of(path: &str) -> Option<TaskKind> {
 pub(crate) async fn catalog(
     State(state): State<AppState>,
     Caller { principal, .. }: Caller,
-) -> Json<Value> {
+) -> Json<crate::connector::CatalogView> {
     Json(state.connector.visible(&principal))
 }

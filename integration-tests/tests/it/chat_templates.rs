@@ -12,9 +12,9 @@ use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::FakeHf;
 use serde_json::json;
 
-use crate::provider::TOKEN;
+use crate::support::env;
+use crate::support::TOKEN;
 use crate::support::{run, Dir};
-use crate::tasks::env;
 
 /// ChatML written across lines: with trim_blocks/lstrip_blocks the newlines after block tags vanish.
 const CHATML: &str = "{% for message in messages %}\n<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}\n{% if add_generation_prompt %}\n<|im_start|>assistant\n{% endif %}\n";

@@ -18,9 +18,9 @@ use hfconnect_integration_tests::fake_hf::tei::fake_embedding;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 
-use crate::provider::TOKEN;
+use crate::support::env;
 use crate::support::Dir;
-use crate::tasks::env;
+use crate::support::TOKEN;
 
 pub(crate) fn config(url: &str) -> String {
     format!(
@@ -94,7 +94,7 @@ subject = "group:search"
 target = "integration:small"
 access = ["EXECUTE"]
 "##,
-        key = crate::serve::hash(crate::serve::APP_KEY)
+        key = crate::support::hash(crate::support::APP_KEY)
     )
 }
 
@@ -570,7 +570,7 @@ async fn admission_charges_a_batch_its_number_of_texts() {
 
 #[tokio::test]
 async fn the_audit_event_never_holds_texts_or_vectors() {
-    let logs = crate::provider_secrets::global_logs();
+    let logs = crate::support::global_logs();
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let dir = Dir::new();
     let cfg = config(&fake.url()).replacen(
@@ -603,9 +603,9 @@ async fn the_audit_event_never_holds_texts_or_vectors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_embed_and_refuses_to_stream_it() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
-    let s = crate::serve::start_with(config(&fake.url()), |_| {}).await;
-    let key = Some(crate::serve::APP_KEY);
-    let (status, _, body) = crate::serve::post(
+    let s = crate::support::start_with(config(&fake.url()), |_| {}).await;
+    let key = Some(crate::support::APP_KEY);
+    let (status, _, body) = crate::support::post(
         &s,
         "embed",
         key,
@@ -617,7 +617,7 @@ async fn serve_answers_embed_and_refuses_to_stream_it() {
     assert_eq!(body["dimensions"], 8);
     assert_eq!(body["tokenUsed"], 3);
     close(&body["result"][1], &fake_embedding("c", 8, true));
-    let (status, _, body) = crate::serve::post(
+    let (status, _, body) = crate::support::post(
         &s,
         "embed",
         key,
@@ -740,7 +740,7 @@ fn run_embed_prints_one_array_per_line() {
 async fn a_tei_probe_reads_its_info() {
     use hfconnect::provider::{Api, LlmProvider, ModelEndpoint};
     let fake = FakeHf::start(TOKEN).await.unwrap();
-    let p = crate::provider::provider(&fake);
+    let p = crate::support::provider::provider(&fake);
     let tei = ModelEndpoint {
         name: "tei".into(),
         base_url: format!("{}/tei", fake.url()).parse().unwrap(),

@@ -15,8 +15,8 @@ use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 
-use crate::provider::TOKEN;
-use crate::serve::{post, serve_config, start_with, Server, APP_KEY, PORTAL_KEY};
+use crate::support::TOKEN;
+use crate::support::{post, serve_config, start_with, Server, APP_KEY, PORTAL_KEY};
 use crate::support::{wait_for, Dir};
 
 /// `serve_config` with integration `hf` held to 64 KiB answers, one task at
@@ -74,7 +74,7 @@ async fn slot_is_free(s: &Server) {
         "text-complete",
         Some(APP_KEY),
         &[],
-        crate::serve::text("tgi"),
+        crate::support::text_body("tgi"),
     )
     .await;
     assert_eq!(status, 200, "the concurrency slot was released: {body}");
@@ -139,7 +139,7 @@ async fn an_endless_stream_stops_at_max_response_bytes_on_every_door() {
     let path = dir.write("c.toml", &bounded_config(&fake.url()));
     let c = hfconnect::Connector::from_path(
         &path,
-        &hfconnect::config::LoadOptions::new().env(crate::tasks::env()),
+        &hfconnect::config::LoadOptions::new().env(crate::support::env()),
     )
     .unwrap();
     let alice = c
@@ -217,7 +217,7 @@ async fn redirects_are_never_followed_and_their_target_never_named() {
             "text-complete",
             Some(APP_KEY),
             &[],
-            crate::serve::text("tgi"),
+            crate::support::text_body("tgi"),
         )
         .await;
         assert_eq!(code, 502, "{status}: {body}");
@@ -258,7 +258,7 @@ async fn redirects_are_never_followed_and_their_target_never_named() {
     let path = dir.write("c.toml", &serve_config(&fake.url()));
     let c = hfconnect::Connector::from_path(
         &path,
-        &hfconnect::config::LoadOptions::new().env(crate::tasks::env()),
+        &hfconnect::config::LoadOptions::new().env(crate::support::env()),
     )
     .unwrap();
     let e = c.token_check("hf").await.unwrap_err();
@@ -272,7 +272,7 @@ async fn redirects_are_never_followed_and_their_target_never_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_user_field_acts_exactly_like_the_user_header_with_a_group_scope() {
-    let logs = crate::provider_secrets::global_logs();
+    let logs = crate::support::global_logs();
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let s = start_with(serve_config(&fake.url()), |_| {}).await;
     let chat = |user: Option<&str>, header_user: Option<&str>| {
@@ -711,7 +711,7 @@ async fn a_token_rotated_under_load_fails_no_task() {
                     let r = http
                         .post(format!("{base}/v1/tasks/text-complete"))
                         .bearer_auth(APP_KEY)
-                        .json(&crate::serve::text("tgi"))
+                        .json(&crate::support::text_body("tgi"))
                         .send()
                         .await
                         .unwrap();

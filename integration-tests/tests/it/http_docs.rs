@@ -9,7 +9,7 @@ use hfconnect_integration_tests::fake_hf::FakeHf;
 use hfconnect_integration_tests::repo_root;
 use serde_json::Value;
 
-use crate::serve::start_with;
+use crate::support::start_with;
 
 const KEY: &str = "hfc_local_demo_key_0000000000000000000000000000000000000000000000000";
 

@@ -5,8 +5,8 @@ use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use hfconnect_integration_tests::{Output, Run};
 use serde_json::json;
 
-use crate::provider::TOKEN;
 use crate::support::Dir;
+use crate::support::TOKEN;
 
 fn config(fake: &FakeHf, namespace: &str) -> String {
     let url = fake.url();

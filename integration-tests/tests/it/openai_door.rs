@@ -18,8 +18,8 @@ use hfconnect_integration_tests::fake_hf::tei::fake_embedding;
 use hfconnect_integration_tests::fake_hf::FakeHf;
 use serde_json::{json, Value};
 
-use crate::provider::TOKEN;
-use crate::serve::{serve_config, start_with, Server, APP_KEY, PORTAL_KEY};
+use crate::support::TOKEN;
+use crate::support::{serve_config, start_with, Server, APP_KEY, PORTAL_KEY};
 
 /// The task routes' config, plus a TEI model and an integration whose
 /// rate limit admits one task a second and no queue.

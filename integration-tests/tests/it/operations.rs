@@ -20,11 +20,13 @@ use hfconnect_integration_tests::fake_conductor::Schedule;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 
-use crate::provider::{model, settings, text, TOKEN};
-use crate::provider_secrets::global_logs;
-use crate::serve::{hash, post, serve_config, start_with, APP_KEY, PORTAL_KEY};
+use crate::support::global_logs;
+use crate::support::metric;
+use crate::support::provider::{model, settings, text};
+use crate::support::TOKEN;
+use crate::support::{config, env};
+use crate::support::{hash, post, serve_config, start_with, APP_KEY, PORTAL_KEY};
 use crate::support::{scrape, Dir, Run};
-use crate::tasks::{config, env};
 use hfconnect::server::ServeOptions;
 
 fn task(model: &str) -> Task {
@@ -34,15 +36,6 @@ fn task(model: &str) -> Task {
         prompt: Some("hello".into()),
         ..Default::default()
     })
-}
-
-/// A metric's value in a scrape (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -122,7 +115,7 @@ async fn rate_limits_and_unavailable_endpoints_answer_with_retry_after() {
             "text-complete",
             Some(APP_KEY),
             &[],
-            crate::serve::text("tgi"),
+            crate::support::text_body("tgi"),
         )
         .await;
         assert_eq!(got, status, "{body}");
@@ -292,7 +285,7 @@ async fn rotated_keys_are_read_without_a_sighup_and_a_vanished_key_keeps_serving
             "text-complete",
             Some(APP_KEY),
             &[],
-            crate::serve::text("tgi"),
+            crate::support::text_body("tgi"),
         )
     };
     let (status, _, body) = call().await;
@@ -712,7 +705,7 @@ async fn a_refused_reload_is_visible_and_sighup_with_an_edit_reloads_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_counts_polls_reports_and_tasks() {
-    let w = crate::worker::setup("[worker]\napp = \"batch\"\n").await;
+    let w = crate::support::working::setup("[worker]\napp = \"batch\"\n").await;
     for _ in 0..3 {
         w.conductor.schedule(Schedule::new(
             "LLM_TEXT_COMPLETE",
@@ -756,7 +749,7 @@ async fn the_worker_binary_serves_its_metrics() {
     let dir = Dir::new();
     let path = dir.write(
         "c.toml",
-        &crate::worker::worker_config(&hf.url(), "[worker]\napp = \"batch\"\n"),
+        &crate::support::working::worker_config(&hf.url(), "[worker]\napp = \"batch\"\n"),
     );
     conductor.schedule(Schedule::new(
         "LLM_TEXT_COMPLETE",

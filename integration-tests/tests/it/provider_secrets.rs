@@ -2,55 +2,16 @@
 //! Debug, not in a log line, for every failure in the matrix, even when the
 //! server echoes the key back.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use hfconnect::provider::{Api, LlmProvider};
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::json;
 
-use crate::provider::{collect, failure_cases, model, provider, quick_provider, text, Case, TOKEN};
+use crate::support::global_logs;
+use crate::support::provider::{
+    collect, failure_cases, model, provider, quick_provider, text, Case,
+};
+use crate::support::TOKEN;
 use hfconnect::provider::ErrorKind;
-
-#[derive(Clone, Default)]
-pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// Everything logged so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A process-wide capturing subscriber, installed once. Thread-local
-/// subscribers miss events whose callsites other tests registered first; a
-/// global one sees every test's logs, which only makes the check stronger.
-pub fn global_logs() -> Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let sink = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other global subscriber in this test binary");
-        logs
-    })
-    .clone()
-}
 
 #[tokio::test]
 async fn the_key_never_appears_in_errors_debug_or_logs() {
@@ -110,7 +71,7 @@ async fn the_key_never_appears_in_errors_debug_or_logs() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let wrong = "hf_WRONGkeyMARKER42";
     let p = hfconnect::provider::huggingface::HuggingFace::new(
-        crate::provider::settings(&fake),
+        crate::support::provider::settings(&fake),
         Ok(secrecy::SecretString::from(wrong)),
     )
     .unwrap();

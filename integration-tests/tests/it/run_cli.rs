@@ -9,10 +9,10 @@ use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use hfconnect_integration_tests::{Output, Run};
 
-use crate::provider::TOKEN;
-use crate::provider_secrets::global_logs;
+use crate::support::global_logs;
 use crate::support::Dir;
-use crate::tasks::{config, env};
+use crate::support::TOKEN;
+use crate::support::{config, env};
 
 async fn hfconnect(path: &std::path::Path, args: &[&str]) -> Output {
     let mut all: Vec<String> = vec![

@@ -20,11 +20,11 @@ use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::provider::TOKEN;
-use crate::provider_secrets::global_logs;
-use crate::serve::{hash, post, serve_config, start, start_with, text, APP_KEY, PORTAL_KEY};
+use crate::support::global_logs;
+use crate::support::TOKEN;
 use crate::support::{check, Dir, Run};
-use crate::tasks::{config, env};
+use crate::support::{config, env};
+use crate::support::{hash, post, serve_config, start, start_with, text_body, APP_KEY, PORTAL_KEY};
 
 /// A line an attacker would like to see in the log, and the escapes that
 /// would hide or colour it on an operator's terminal.
@@ -111,7 +111,7 @@ async fn caller_text_is_escaped_and_bounded_in_logs_answers_and_task_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conductor_input_is_escaped_in_task_logs() {
-    let w = crate::worker::setup("[worker]\nidentity = \"task-input\"\n").await;
+    let w = crate::support::working::setup("[worker]\nidentity = \"task-input\"\n").await;
     let id = w.conductor.schedule(Schedule::new(
         "LLM_TEXT_COMPLETE",
         json!({"llmProvider": evil("inj-cond"), "model": "tgi", "prompt": "hi", "_createdBy": "ann"}),
@@ -151,7 +151,7 @@ async fn present_identity_headers_are_used_or_refused_never_ignored() {
         let mut r = client
             .post(format!("{}/v1/tasks/text-complete", s.url))
             .header("authorization", auth)
-            .json(&text("tgi"));
+            .json(&text_body("tgi"));
         for (k, v) in headers {
             r = r.header(k, v);
         }
@@ -412,7 +412,7 @@ async fn the_key_never_leaves_on_the_streaming_path() {
         Fault::json(500, json!({"error": "boom"})).header("x-request-id", &format!("req-{TOKEN}")),
         4,
     );
-    let (status, _, b) = post(&s, "text-complete", Some(APP_KEY), &[], text("tgi")).await;
+    let (status, _, b) = post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi")).await;
     assert_eq!(status, 502);
     assert!(
         !b.to_string().contains(TOKEN) && b.to_string().contains("req-[REDACTED]"),
@@ -699,10 +699,10 @@ async fn the_fakes_take_faults_and_work_over_http() {
         .await
         .unwrap();
     assert_eq!(r["queued"], 2);
-    let provider = crate::provider::provider(&fake);
-    let model = crate::provider::model(&fake, hfconnect::provider::Api::Tgi);
+    let provider = crate::support::provider::provider(&fake);
+    let model = crate::support::provider::model(&fake, hfconnect::provider::Api::Tgi);
     let e = provider
-        .generate(&model, &crate::provider::text("x"))
+        .generate(&model, &crate::support::provider::text("x"))
         .await
         .unwrap_err();
     assert_eq!(e.status(), Some(418));
@@ -771,7 +771,7 @@ async fn the_portal_key_still_delegates() {
         "text-complete",
         Some(PORTAL_KEY),
         &[("x-hfconnect-user", "alice")],
-        text("tgi"),
+        text_body("tgi"),
     )
     .await;
     assert_eq!(status, 200, "{b}");

@@ -2,118 +2,22 @@
 //! streaming, the catalog, health; the binary's graceful shutdown and SIGHUP
 //! reload.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use hfconnect::config::LoadOptions;
-use hfconnect::server::{serve, ServeOptions};
-use hfconnect::Connector;
+use hfconnect::server::ServeOptions;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 
-use crate::provider::TOKEN;
-use crate::support::Dir;
-use crate::tasks::{config, env};
-
-pub(crate) const APP_KEY: &str = "hfc_test_app_key_0001";
-pub(crate) const PORTAL_KEY: &str = "hfc_test_portal_key_0002";
-
-pub(crate) fn hash(key: &str) -> String {
-    hfconnect::server::key_hash(key)
-}
-
-/// How often `start_with`'s server checks its files for changes.
-pub(crate) const WATCH: Duration = Duration::from_millis(200);
-
-pub(crate) fn serve_config(url: &str) -> String {
-    config(url)
-        + &format!(
-            "\n[[applications]]\nname = \"batch\"\ngroups = [\"support\"]\nkeys = [\"{}\"]\n\n[[applications]]\nname = \"portal\"\nact_for_users = true\nkeys = [\"{}\"]\n",
-            hash(APP_KEY),
-            hash(PORTAL_KEY)
-        )
-}
-
-pub(crate) struct Server {
-    pub url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: Dir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-pub(crate) async fn start(fake: &FakeHf) -> Server {
-    start_with(serve_config(&fake.url()), |_| {}).await
-}
-
-/// `serve` in this process on `config`, with 1 s header and 2 s body
-/// timeouts and files checked every [`WATCH`] unless `tweak` says otherwise.
-pub(crate) async fn start_with(config: String, tweak: impl FnOnce(&mut ServeOptions)) -> Server {
-    let dir = Dir::new();
-    let path = dir.write("c.toml", &config);
-    let connector = Arc::new(Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let mut options = ServeOptions::new(path);
-    options.grace = Duration::from_secs(5);
-    options.header_timeout = Duration::from_secs(1);
-    options.body_timeout = Duration::from_secs(2);
-    options.watch_interval = WATCH;
-    tweak(&mut options);
-    tokio::spawn(serve(connector, listener, options, async move {
-        let _ = rx.await;
-    }));
-    Server {
-        url,
-        stop: Some(tx),
-        _dir: dir,
-    }
-}
-
-pub(crate) async fn post(
-    s: &Server,
-    kind: &str,
-    key: Option<&str>,
-    headers: &[(&str, &str)],
-    body: Value,
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut r = reqwest::Client::new()
-        .post(format!("{}/v1/tasks/{kind}", s.url))
-        .json(&body);
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    for (h, v) in headers {
-        r = r.header(*h, *v);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-pub(crate) fn text(model: &str) -> Value {
-    json!({"llmProvider": "hf", "model": model, "prompt": "hello"})
-}
+use crate::support::{
+    post, serve_config, start, text_body, Dir, APP_KEY, PORTAL_KEY, TOKEN, WATCH,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_auth_and_delegation() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let s = start(&fake).await;
     // The application acts as itself (member of support).
-    let (status, _, body) = post(&s, "text-complete", Some(APP_KEY), &[], text("tgi")).await;
+    let (status, _, body) = post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
@@ -124,7 +28,7 @@ async fn tasks_auth_and_delegation() {
         (None, "no `Authorization: Bearer <key>` header"),
         (Some("hfc_wrong"), "the application key is not valid"),
     ] {
-        let (status, _, body) = post(&s, "text-complete", key, &[], text("tgi")).await;
+        let (status, _, body) = post(&s, "text-complete", key, &[], text_body("tgi")).await;
         assert_eq!(status, 401);
         assert_eq!(
             body,
@@ -137,7 +41,7 @@ async fn tasks_auth_and_delegation() {
         "text-complete",
         Some(PORTAL_KEY),
         &[("x-hfconnect-user", "alice")],
-        text("tgi"),
+        text_body("tgi"),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -146,7 +50,7 @@ async fn tasks_auth_and_delegation() {
         "text-complete",
         Some(PORTAL_KEY),
         &[("x-hfconnect-user", "bob")],
-        text("tgi"),
+        text_body("tgi"),
     )
     .await;
     assert_eq!(status, 403, "{body}");
@@ -162,7 +66,7 @@ async fn tasks_auth_and_delegation() {
         "text-complete",
         Some(APP_KEY),
         &[("x-hfconnect-user", "alice")],
-        text("tgi"),
+        text_body("tgi"),
     )
     .await;
     assert_eq!(status, 403);
@@ -184,7 +88,7 @@ async fn tasks_auth_and_delegation() {
             ("x-hfconnect-user", "bob"),
             ("x-hfconnect-group", "support"),
         ],
-        text("tgi"),
+        text_body("tgi"),
     )
     .await;
     assert_eq!(status, 403, "{body}");
@@ -222,10 +126,15 @@ async fn every_status_code() {
             422,
             "unknown field `colour`",
         ),
-        (text("nope"), "text-complete", 404, "unknown model `nope`"),
-        (text("off"), "text-complete", 409, "is inactive"),
         (
-            text("tgi"),
+            text_body("nope"),
+            "text-complete",
+            404,
+            "unknown model `nope`",
+        ),
+        (text_body("off"), "text-complete", 409, "is inactive"),
+        (
+            text_body("tgi"),
             "translate",
             404,
             "unknown task kind `translate`",
@@ -249,7 +158,7 @@ async fn every_status_code() {
         fake.clear_faults();
         fake.push_n(Route::Generate, fault, n);
         let (status, headers, body) =
-            post(&s, "text-complete", Some(APP_KEY), &[], text("tgi")).await;
+            post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi")).await;
         assert_eq!(status, want, "{body}");
         assert_eq!(
             headers.get("retry-after").and_then(|v| v.to_str().ok()),
@@ -415,7 +324,7 @@ async fn the_binary_finishes_in_flight_requests_on_sigterm_and_reloads_on_sighup
         reqwest::Client::new()
             .post(format!("{b}/v1/tasks/text-complete"))
             .bearer_auth(APP_KEY)
-            .json(&text("tgi"))
+            .json(&text_body("tgi"))
             .send()
             .await
             .unwrap()
@@ -475,7 +384,7 @@ async fn the_binary_finishes_in_flight_requests_on_sigterm_and_reloads_on_sighup
                 .post(format!("{b}/v1/tasks/text-complete"))
                 .bearer_auth(PORTAL_KEY)
                 .header("x-hfconnect-user", "bob")
-                .json(&text("tgi"))
+                .json(&text_body("tgi"))
                 .send()
                 .await
                 .map(|r| r.status().as_u16())
@@ -574,9 +483,9 @@ async fn openapi_describes_exactly_the_routes() {
 async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let s = start(&fake).await;
-    let path = s._dir.path().join("c.toml");
+    let path = s.config_path();
     assert_eq!(
-        post(&s, "text-complete", Some(APP_KEY), &[], text("tgi"))
+        post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi"))
             .await
             .0,
         200
@@ -591,7 +500,7 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
     let mut seen = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if post(&s, "text-complete", Some(APP_KEY), &[], text("tgi"))
+        if post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi"))
             .await
             .0
             == 403
@@ -647,7 +556,7 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
     until(&|r| r["config"]["refused_reloads"] == 1).await;
     assert_eq!(ready().await["config"]["reloads"], 3);
     assert_eq!(
-        post(&s, "text-complete", Some(APP_KEY), &[], text("tgi"))
+        post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi"))
             .await
             .0,
         403,
@@ -679,7 +588,7 @@ async fn metrics_change_with_tasks() {
     assert_eq!(value(&before, ok), 0.0);
     for _ in 0..3 {
         assert_eq!(
-            post(&s, "text-complete", Some(APP_KEY), &[], text("tgi"))
+            post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi"))
                 .await
                 .0,
             200
@@ -691,7 +600,7 @@ async fn metrics_change_with_tasks() {
             "text-complete",
             Some(PORTAL_KEY),
             &[("x-hfconnect-user", "bob")],
-            text("tgi")
+            text_body("tgi")
         )
         .await
         .0,

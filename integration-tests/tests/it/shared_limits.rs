@@ -11,14 +11,15 @@ use hfconnect::access::Subject;
 use hfconnect::config::{EnvLookup, LoadOptions};
 use hfconnect::task::{Task, TaskErrorKind, TextCompleteInput};
 use hfconnect::Connector;
-use hfconnect::TaskRequest;
+use hfconnect::{AdmissionStatus, TaskRequest};
 use hfconnect_integration_tests::fake_hf::FakeHf;
 use hfconnect_integration_tests::redis::RedisServer;
 use serde_json::{json, Value};
 
-use crate::provider::TOKEN;
-use crate::serve::hash;
+use crate::support::hash;
+use crate::support::metric;
 use crate::support::Dir;
+use crate::support::TOKEN;
 
 const KEY: &str = "hfc_shared_limits_key_0001";
 
@@ -125,14 +126,6 @@ async fn run_one(c: &Connector, integration: &str, model: &str) -> Result<(), Ta
         .map_err(|e| e.kind())
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn two_connectors_share_one_quota_and_a_third_started_later_sees_it_used() {
     let redis = RedisServer::start().unwrap();
@@ -185,8 +178,16 @@ async fn two_connectors_share_one_quota_and_a_third_started_later_sees_it_used()
         assert!(e.contains("45 tasks per minute"), "{e}");
     }
     let status = restarted.admission_status().await;
-    assert_eq!(status["backend"], "redis", "{status}");
-    assert_eq!(status["reachable"], true, "{status}");
+    assert!(
+        matches!(
+            status,
+            AdmissionStatus::Redis {
+                reachable: true,
+                ..
+            }
+        ),
+        "{status:?}"
+    );
 }
 
 #[tokio::test]
@@ -302,7 +303,13 @@ async fn redis_down_or_frozen_falls_back_to_local_limits_and_comes_back() {
             metric(&m, "hfconnect_admission_fallbacks_total{mode=\"local\"}") >= 5.0,
             "{m}"
         );
-        assert_eq!(c.admission_status().await["reachable"], false);
+        assert!(matches!(
+            c.admission_status().await,
+            AdmissionStatus::Redis {
+                reachable: false,
+                ..
+            }
+        ));
         // Back: tasks are admitted on Redis again.
         if down {
             redis.restart().unwrap();
@@ -311,7 +318,13 @@ async fn redis_down_or_frozen_falls_back_to_local_limits_and_comes_back() {
         }
         let mut back = false;
         for _ in 0..50 {
-            if c.admission_status().await["reachable"] == true {
+            if matches!(
+                c.admission_status().await,
+                AdmissionStatus::Redis {
+                    reachable: true,
+                    ..
+                }
+            ) {
                 back = true;
                 break;
             }
@@ -380,7 +393,7 @@ async fn a_password_in_the_url_works_and_never_shows() {
     let password = "s3cret-redis-PASSWORD-42";
     let redis = RedisServer::start_with_password(password).unwrap();
     let fake = FakeHf::start(TOKEN).await.unwrap();
-    let logs = crate::provider_secrets::global_logs();
+    let logs = crate::support::global_logs();
     let dir = Dir::new();
     let path = dir.write("c.toml", &config(&fake.url(), 2, &redis_section("deny")));
     let options = LoadOptions::new().env(env_with(redis.url()));
@@ -401,7 +414,7 @@ async fn a_password_in_the_url_works_and_never_shows() {
         Err(TaskErrorKind::Overloaded)
     );
     let shown = format!(
-        "{c:?} {wrong:?} {:?} {} {} {}",
+        "{c:?} {wrong:?} {:?} {:?} {:?} {}",
         c.catalog(),
         c.admission_status().await,
         wrong.admission_status().await,
@@ -585,7 +598,7 @@ async fn two_serve_replicas_share_quota_and_slots_and_a_killed_ones_slots_come_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_restarted_empty_is_noticed_counted_and_logged() {
-    let logs = crate::provider_secrets::global_logs();
+    let logs = crate::support::global_logs();
     let mut redis = RedisServer::start().unwrap();
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let dir = Dir::new();
@@ -599,7 +612,13 @@ async fn a_redis_that_restarted_empty_is_noticed_counted_and_logged() {
         Err(TaskErrorKind::RateLimited)
     );
     crate::support::wait_for("the server's run id", Duration::from_secs(10), || async {
-        c.admission_status().await["run_id_known"] == true
+        matches!(
+            c.admission_status().await,
+            AdmissionStatus::Redis {
+                run_id_known: true,
+                ..
+            }
+        )
     })
     .await;
     assert_eq!(

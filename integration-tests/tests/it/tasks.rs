@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use hfconnect::access::Subject;
-use hfconnect::config::{load, EnvLookup, LoadOptions};
+use hfconnect::config::{load, LoadOptions};
 use hfconnect::task::{
     ChatCompleteInput, InputMessage, SummarizeInput, TaskEvent, TextCompleteInput,
 };
@@ -16,107 +16,7 @@ use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::json;
 
-use crate::provider::TOKEN;
-use crate::support::Dir;
-
-pub fn config(url: &str) -> String {
-    format!(
-        r##"
-[[integrations]]
-name = "hf"
-namespace = "acme"
-api_key = {{ env = "HF_TOKEN" }}
-hub_url = "{url}"
-management_url = "{url}/v2"
-retry = {{ max_attempts = 2, initial_backoff = 0.01, max_backoff = 0.05, budget = 2 }}
-cold_start = {{ wait = 1 }}
-
-[[integrations.models]]
-name = "tgi"
-endpoint = "{url}/"
-api = "tgi"
-tasks = ["text-generation", "chat", "summarization"]
-defaults = {{ max_tokens = 3, temperature = 0.7, stop = ["<stop>"] }}
-
-[[integrations.models]]
-name = "org/chat-model"
-endpoint = "{url}/"
-api = "chat"
-tasks = ["chat"]
-
-[[integrations.models]]
-name = "bart"
-endpoint = "{url}/"
-api = "pipeline"
-tasks = ["summarization"]
-
-[[integrations.models]]
-name = "off"
-endpoint = "{url}/"
-api = "tgi"
-tasks = ["text-generation"]
-active = false
-
-[[integrations]]
-name = "hf-off"
-api_key = {{ env = "HF_TOKEN" }}
-active = false
-
-[[integrations.models]]
-name = "tgi"
-endpoint = "{url}/"
-api = "tgi"
-tasks = ["text-generation"]
-
-[[prompts]]
-name = "ticket"
-template = "Summarize ticket ${{id}}: ${{body}}"
-models = ["hf:tgi"]
-
-[[prompts]]
-name = "sys"
-template = "You answer in ${{lang}}."
-models = ["hf:org/chat-model"]
-
-[[groups]]
-name = "support"
-members = ["alice"]
-
-[[groups]]
-name = "research"
-members = ["alice", "bob"]
-
-[[grants]]
-subject = "group:support"
-target = "integration:hf"
-access = ["READ", "EXECUTE"]
-
-[[grants]]
-subject = "group:support"
-target = "prompt:ticket"
-access = ["READ"]
-
-[[grants]]
-subject = "group:research"
-target = "model:hf:org/chat-model"
-access = ["EXECUTE"]
-
-[[grants]]
-subject = "group:research"
-target = "prompt:sys"
-access = ["READ"]
-
-[[grants]]
-subject = "group:support"
-target = "integration:hf-off"
-access = ["EXECUTE"]
-"##
-    )
-}
-
-pub fn env() -> EnvLookup {
-    Arc::new(|k| (k == "HF_TOKEN").then(|| TOKEN.to_string()))
-}
+use crate::support::{config, env, Dir, TOKEN};
 
 pub async fn setup() -> (FakeHf, Dir, Connector) {
     let fake = FakeHf::start(TOKEN).await.unwrap();

@@ -4,134 +4,15 @@
 //! (library and binary).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use hfconnect::catalog::WorkerSettings;
-use hfconnect::conductor::{Worker, WorkerReport};
-use hfconnect::config::LoadOptions;
-use hfconnect::Connector;
+use hfconnect::conductor::Worker;
 use hfconnect_integration_tests::fake_conductor::{CFault, CRoute, FakeConductor, Schedule};
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 
-use crate::provider::TOKEN;
-use crate::support::Dir;
-use crate::tasks::env;
-
-pub(crate) fn worker_config(url: &str, worker: &str) -> String {
-    format!(
-        r##"
-[[integrations]]
-name = "hf"
-api_key = {{ env = "HF_TOKEN" }}
-hub_url = "{url}"
-management_url = "{url}/v2"
-retry = {{ max_attempts = 2, initial_backoff = 0.01, max_backoff = 0.05, budget = 1 }}
-cold_start = {{ wait = 2 }}
-
-[[integrations.models]]
-name = "tgi"
-endpoint = "{url}/"
-api = "tgi"
-tasks = ["text-generation"]
-defaults = {{ max_tokens = 64 }}
-
-[[integrations.models]]
-name = "org/chat-model"
-endpoint = "{url}/"
-api = "chat"
-tasks = ["chat"]
-
-[[integrations.models]]
-name = "bart"
-endpoint = "{url}/"
-api = "pipeline"
-tasks = ["summarization"]
-
-[[integrations.models]]
-name = "off"
-endpoint = "{url}/"
-api = "tgi"
-tasks = ["text-generation"]
-active = false
-
-[[groups]]
-name = "support"
-members = ["ann"]
-
-[[groups]]
-name = "research"
-members = ["ann", "bo"]
-
-[[applications]]
-name = "batch"
-groups = ["support"]
-
-[[applications]]
-name = "intruder"
-
-[[grants]]
-subject = "group:support"
-target = "integration:hf"
-access = ["EXECUTE"]
-
-[[grants]]
-subject = "group:research"
-target = "model:hf:bart"
-access = ["EXECUTE"]
-
-{worker}
-"##
-    )
-}
-
-pub(crate) struct Setup {
-    pub hf: FakeHf,
-    pub conductor: FakeConductor,
-    pub connector: Arc<Connector>,
-    pub settings: WorkerSettings,
-    _dir: Dir,
-}
-
-pub(crate) async fn setup(worker: &str) -> Setup {
-    let hf = FakeHf::start(TOKEN).await.unwrap();
-    hf.behave(|b| b.echo = true);
-    let conductor = FakeConductor::start().await.unwrap();
-    let dir = Dir::new();
-    let path = dir.write("c.toml", &worker_config(&hf.url(), worker));
-    let connector = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
-    let settings = connector.catalog().worker().cloned().unwrap();
-    Setup {
-        hf,
-        conductor,
-        connector: Arc::new(connector),
-        settings,
-        _dir: dir,
-    }
-}
-
-impl Setup {
-    /// Run a worker until `done` says so (or 20 s), then stop it.
-    pub(crate) async fn run_until(
-        &self,
-        settings: WorkerSettings,
-        done: impl Fn(&FakeConductor) -> bool,
-    ) -> WorkerReport {
-        let (tx, handle) = spawn_worker(self, settings);
-        let end = std::time::Instant::now() + Duration::from_secs(20);
-        while !done(&self.conductor) && std::time::Instant::now() < end {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = tx.send(());
-        handle.await.unwrap()
-    }
-
-    async fn run_all(&self) -> WorkerReport {
-        self.run_until(self.settings.clone(), |c| c.running() == 0)
-            .await
-    }
-}
+use crate::support::working::{setup, spawn_worker, worker_config};
+use crate::support::{Dir, TOKEN};
 
 fn text(model: &str, prompt: &str) -> Value {
     json!({"llmProvider": "hf", "model": model, "prompt": prompt})
@@ -590,26 +471,6 @@ async fn two_hundred_forty_tasks_with_faults_on_both_sides_end_right_and_once() 
 }
 
 /// Start a worker; the sender stops it.
-fn spawn_worker(
-    s: &Setup,
-    settings: WorkerSettings,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<WorkerReport>,
-) {
-    let worker = Worker::new(
-        s.connector.clone(),
-        settings,
-        &url::Url::parse(&s.conductor.url()).unwrap(),
-    )
-    .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(worker.run(async move {
-        let _ = rx.await;
-    }));
-    (tx, handle)
-}
-
 fn completed_once(c: &FakeConductor, wfs: &[String]) {
     let reports = c.reports();
     for wf in wfs {
@@ -846,7 +707,7 @@ fn the_binary_explains_a_missing_worker_section_or_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_conductor_secret_never_appears_in_logs_reports_or_debug() {
     const SECRET: &str = "orkes-secret-5f1c9a7e-never-print";
-    let logs = crate::provider_secrets::global_logs();
+    let logs = crate::support::global_logs();
     let s = setup(&format!(
         "[worker]\napp = \"batch\"\npoll_timeout = 0.2\nkey_id = \"kid\"\nkey_secret = {{ value = \"{SECRET}\" }}"
     ))

@@ -16,8 +16,7 @@ use super::wire::{self, header_u32, Parsed};
 use super::{completion, join, HuggingFace, Inner};
 use crate::provider::{
     ChatMessage, ChatRequest, ChatRole, Completion, CompletionStream, EmbedRequest, FinishReason,
-    GenerationParams, ModelEndpoint, ProviderError, SummarizeRequest, TextRequest, Timings, Usage,
-    Vectors,
+    GenerationParams, ModelEndpoint, ProviderError, SummarizeRequest, TextRequest, Usage, Vectors,
 };
 
 pub(super) struct ChatRoute;
@@ -222,16 +221,7 @@ impl Flavour for ChatRoute {
             .await?;
         let bad = |what: String| inner.invalid(Some(model), &headers, &what);
         let (vectors, tokens) = parse_openai(&raw, inputs.len()).map_err(bad)?;
-        Ok(Part::new(
-            vectors,
-            tokens,
-            &headers,
-            attempts,
-            Timings {
-                total: start.elapsed(),
-                ..wire::server_timings(&headers)
-            },
-        ))
+        Ok(Part::new(vectors, tokens, &headers, attempts, start))
     }
 
     fn has_info(&self) -> bool {

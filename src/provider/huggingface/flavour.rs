@@ -35,13 +35,16 @@ impl Part {
         prompt_tokens: Option<u32>,
         headers: &HeaderMap,
         attempts: u32,
-        timings: Timings,
+        start: std::time::Instant,
     ) -> Part {
         Part {
             vectors,
             prompt_tokens,
             request_id: wire::request_id(headers),
-            timings,
+            timings: Timings {
+                total: start.elapsed(),
+                ..wire::server_timings(headers)
+            },
             attempts,
         }
     }

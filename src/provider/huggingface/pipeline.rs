@@ -13,11 +13,11 @@ use url::Url;
 
 use super::flavour::{Flavour, Probe};
 use super::flavour::{Part, MAX_DIMENSIONS};
-use super::wire::{self, Parsed};
+use super::wire::Parsed;
 use super::{completion, join, HuggingFace, Inner};
 use crate::provider::{
     Completion, EmbedRequest, GenerationParams, ModelEndpoint, ProviderError, SummarizeRequest,
-    TextRequest, Timings, TruncationDirection, Usage, Vectors,
+    TextRequest, TruncationDirection, Usage, Vectors,
 };
 
 pub(super) struct Pipeline;
@@ -202,16 +202,7 @@ impl Inner {
         let v = self.json_of(Some(model), &headers, &raw)?;
         let vectors = parse_feature_extraction(&v, inputs.len())
             .map_err(|what| self.invalid(Some(model), &headers, &what))?;
-        Ok(Part::new(
-            vectors,
-            None,
-            &headers,
-            attempts,
-            Timings {
-                total: start.elapsed(),
-                ..wire::server_timings(&headers)
-            },
-        ))
+        Ok(Part::new(vectors, None, &headers, attempts, start))
     }
 }
 

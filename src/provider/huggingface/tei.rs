@@ -7,11 +7,11 @@ use serde::Serialize;
 use super::flavour::{Flavour, Probe};
 use super::flavour::{Part, MAX_DIMENSIONS, X_COMPUTE_TOKENS};
 use super::pipeline::direction;
-use super::wire::{self, header_u32};
+use super::wire::header_u32;
 use super::{join, HuggingFace, Inner};
 use crate::provider::{
     Completion, EmbedRequest, ErrorKind, ModelEndpoint, ProviderError, SummarizeRequest,
-    TextRequest, Timings, Vectors,
+    TextRequest, Vectors,
 };
 
 pub(super) struct Tei;
@@ -88,10 +88,7 @@ impl Flavour for Tei {
             header_u32(&headers, &X_COMPUTE_TOKENS),
             &headers,
             attempts,
-            Timings {
-                total: start.elapsed(),
-                ..wire::server_timings(&headers)
-            },
+            start,
         ))
     }
 

@@ -625,7 +625,7 @@ pub(crate) async fn list_models(
         .connector
         .executable_models(&caller.principal)
         .into_iter()
-        .map(|(i, m, created)| model_json(&i, &m, created))
+        .map(|m| model_json(&m))
         .collect();
     Json(json!({"object": "list", "data": data}))
 }
@@ -642,10 +642,10 @@ pub(crate) async fn get_model(
             .connector
             .executable_models(&caller.principal)
             .into_iter()
-            .find(|(ii, mm, _)| *ii == i && *mm == m)
+            .find(|r| r.integration == i && r.model == m)
     });
     match found {
-        Some((i, m, created)) => Json(model_json(&i, &m, created)).into_response(),
+        Some(m) => Json(model_json(&m)).into_response(),
         None => OpenAiError {
             param: Some("model".into()),
             ..OpenAiError::new(
@@ -661,6 +661,6 @@ pub(crate) async fn get_model(
     }
 }
 
-fn model_json(integration: &str, model: &str, created: u64) -> Value {
-    json!({"id": format!("{integration}/{model}"), "object": "model", "created": created, "owned_by": integration})
+fn model_json(m: &crate::connector::RunnableModel) -> Value {
+    json!({"id": format!("{}/{}", m.integration, m.model), "object": "model", "created": m.created, "owned_by": m.integration})
 }

@@ -1,4 +1,18 @@
-//! Shared helpers: temporary config files and running the binary on them.
+//! What the areas share, and the only place they share it from: temporary
+//! config files and running the binary on them (here), the config fixtures
+//! (`fixtures`), `serve` in process (`serving`), the provider on the fake
+//! (`provider`), the worker on the fake Conductor (`working`), captured logs
+//! (`logs`), and reading a metric from a scrape.
+
+pub mod fixtures;
+pub mod logs;
+pub mod provider;
+pub mod serving;
+pub mod working;
+
+pub use fixtures::{config, env, hash, serve_config, APP_KEY, PORTAL_KEY, TOKEN};
+pub use logs::global_logs;
+pub use serving::{post, start, start_with, text_body, Server, WATCH};
 
 use std::path::{Path, PathBuf};
 
@@ -168,4 +182,14 @@ impl SecretMount {
         std::fs::remove_dir_all(self.dir.join(old)).unwrap();
         self.version += 1;
     }
+}
+
+/// The value of the exact series `series` (name and labels as written) in a
+/// Prometheus scrape; 0 when it is absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

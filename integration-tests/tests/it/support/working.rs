@@ -1,0 +1,148 @@
+//! The Conductor worker on the fake Conductor and the fake endpoint: its
+//! config, a connector over it, and a worker run until a condition holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hfconnect::catalog::WorkerSettings;
+use hfconnect::conductor::{Worker, WorkerReport};
+use hfconnect::config::LoadOptions;
+use hfconnect::Connector;
+use hfconnect_integration_tests::fake_conductor::FakeConductor;
+use hfconnect_integration_tests::fake_hf::FakeHf;
+
+use super::{env, Dir, TOKEN};
+
+pub fn worker_config(url: &str, worker: &str) -> String {
+    format!(
+        r##"
+[[integrations]]
+name = "hf"
+api_key = {{ env = "HF_TOKEN" }}
+hub_url = "{url}"
+management_url = "{url}/v2"
+retry = {{ max_attempts = 2, initial_backoff = 0.01, max_backoff = 0.05, budget = 1 }}
+cold_start = {{ wait = 2 }}
+
+[[integrations.models]]
+name = "tgi"
+endpoint = "{url}/"
+api = "tgi"
+tasks = ["text-generation"]
+defaults = {{ max_tokens = 64 }}
+
+[[integrations.models]]
+name = "org/chat-model"
+endpoint = "{url}/"
+api = "chat"
+tasks = ["chat"]
+
+[[integrations.models]]
+name = "bart"
+endpoint = "{url}/"
+api = "pipeline"
+tasks = ["summarization"]
+
+[[integrations.models]]
+name = "off"
+endpoint = "{url}/"
+api = "tgi"
+tasks = ["text-generation"]
+active = false
+
+[[groups]]
+name = "support"
+members = ["ann"]
+
+[[groups]]
+name = "research"
+members = ["ann", "bo"]
+
+[[applications]]
+name = "batch"
+groups = ["support"]
+
+[[applications]]
+name = "intruder"
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf"
+access = ["EXECUTE"]
+
+[[grants]]
+subject = "group:research"
+target = "model:hf:bart"
+access = ["EXECUTE"]
+
+{worker}
+"##
+    )
+}
+
+pub struct Setup {
+    pub hf: FakeHf,
+    pub conductor: FakeConductor,
+    pub connector: Arc<Connector>,
+    pub settings: WorkerSettings,
+    _dir: Dir,
+}
+
+pub async fn setup(worker: &str) -> Setup {
+    let hf = FakeHf::start(TOKEN).await.unwrap();
+    hf.behave(|b| b.echo = true);
+    let conductor = FakeConductor::start().await.unwrap();
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &worker_config(&hf.url(), worker));
+    let connector = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
+    let settings = connector.catalog().worker().cloned().unwrap();
+    Setup {
+        hf,
+        conductor,
+        connector: Arc::new(connector),
+        settings,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    /// Run a worker until `done` says so (or 20 s), then stop it.
+    pub async fn run_until(
+        &self,
+        settings: WorkerSettings,
+        done: impl Fn(&FakeConductor) -> bool,
+    ) -> WorkerReport {
+        let (tx, handle) = spawn_worker(self, settings);
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while !done(&self.conductor) && std::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tx.send(());
+        handle.await.unwrap()
+    }
+
+    pub async fn run_all(&self) -> WorkerReport {
+        self.run_until(self.settings.clone(), |c| c.running() == 0)
+            .await
+    }
+}
+
+pub fn spawn_worker(
+    s: &Setup,
+    settings: WorkerSettings,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<WorkerReport>,
+) {
+    let worker = Worker::new(
+        s.connector.clone(),
+        settings,
+        &url::Url::parse(&s.conductor.url()).unwrap(),
+    )
+    .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = rx.await;
+    }));
+    (tx, handle)
+}
