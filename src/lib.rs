@@ -52,6 +52,7 @@ mod prompt;
 pub mod provider;
 mod reload;
 mod retry;
+pub mod runtime;
 #[cfg(feature = "serve")]
 pub mod server;
 mod stripe;

@@ -24,9 +24,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use self::local::Local;
 use self::redis::{Lease, Shared};
 use crate::access::{Principal, Subject};
+use crate::catalog::Catalog;
 pub(crate) use crate::catalog::Headroom;
-use crate::catalog::{AdmissionBackend, Catalog, OnUnavailable};
 use crate::metrics::AdmissionMetrics;
+use crate::runtime::{AdmissionBackend, OnUnavailable};
 
 /// The admission of one catalog snapshot: in-process, or shared with an
 /// in-process fallback.
@@ -38,15 +39,16 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
-    /// The admission of `catalog`; with `old`, the admission of the snapshot
+    /// The admission of `catalog` on `backend`; with `old`, the admission of the snapshot
     /// it replaces, whose unchanged in-process limiters and Redis health
     /// carry over.
     pub(crate) fn new(
         catalog: &Catalog,
+        backend: &AdmissionBackend,
         old: Option<&Admission>,
         metrics: &AdmissionMetrics,
     ) -> Admission {
-        let shared = match catalog.admission() {
+        let shared = match backend {
             AdmissionBackend::Redis(settings) => Some(Arc::new(Shared::new(
                 catalog,
                 settings,

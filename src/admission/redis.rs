@@ -23,8 +23,9 @@ use tokio::time::Instant;
 
 use super::{charged, AdmissionError, Headroom, Limited, Place};
 use crate::access::{Principal, Subject};
-use crate::catalog::{Catalog, Limits, OnUnavailable, RedisSettings};
+use crate::catalog::{Catalog, Limits};
 use crate::metrics::AdmissionMetrics;
+use crate::runtime::{OnUnavailable, RedisSettings};
 use crate::untrusted::Field;
 
 /// Checks every limit, then charges them all or none. Times are in

@@ -14,18 +14,14 @@ use url::Url;
 
 use crate::access::{Policy, Role, Target};
 use crate::chat_template::ChatTemplate;
-use crate::provider::{Api, CallSettings, ModelEndpoint};
+use crate::provider::{Api, ModelEndpoint};
 
-mod admission;
 mod key;
 mod kind;
-mod worker;
 
-pub use admission::{AdmissionBackend, OnUnavailable, RedisSettings};
 pub(crate) use key::{shown_path, shown_var};
 pub use key::{ApiKey, KeySource};
 pub use kind::TaskKind;
-pub use worker::{ConductorAuth, WorkerIdentity, WorkerSettings};
 
 pub use crate::origin::Origin;
 pub use crate::prompt::PromptTemplate;
@@ -197,7 +193,6 @@ pub struct Integration {
     pub(crate) api_key: ApiKey,
     pub(crate) hub_url: Url,
     pub(crate) management_url: Url,
-    pub(crate) calls: CallSettings,
     pub(crate) limits: Limits,
     pub(crate) queue_timeout: std::time::Duration,
     pub(crate) models: Vec<Model>,
@@ -237,10 +232,6 @@ impl Integration {
     /// The Inference Endpoints management API base.
     pub fn management_url(&self) -> &Url {
         &self.management_url
-    }
-    /// Timeouts, retries, cold-start waits and the largest answer read.
-    pub fn calls(&self) -> &CallSettings {
-        &self.calls
     }
     /// Rate and concurrency limits over all its models.
     pub fn limits(&self) -> Limits {
@@ -393,7 +384,8 @@ impl Application {
     }
 }
 
-/// The whole validated catalog and its access policy. Its indexes are
+/// The whole validated catalog and its access policy: what hfconnect
+/// governs (how it runs is [`crate::runtime::Runtime`]). Its indexes are
 /// `FxHashMap`s: they are looked up on every task, FxHash is several times
 /// cheaper than SipHash there, and their keys are the admin's names, which
 /// callers cannot choose to collide.
@@ -406,10 +398,7 @@ pub struct Catalog {
     pub(crate) groups: Vec<Group>,
     pub(crate) applications: Vec<Application>,
     pub(crate) quotas: Vec<Quota>,
-    pub(crate) audit_include_text: bool,
     pub(crate) policy: Policy,
-    pub(crate) worker: Option<WorkerSettings>,
-    pub(crate) admission: AdmissionBackend,
 }
 
 impl Catalog {
@@ -453,14 +442,6 @@ impl Catalog {
     pub fn application(&self, name: &str) -> Option<&Application> {
         self.applications.iter().find(|a| &*a.name == name)
     }
-    /// Where limits and quotas are kept (`[admission]`).
-    pub fn admission(&self) -> &AdmissionBackend {
-        &self.admission
-    }
-    /// Whether audit events carry the task's input and output text (`[audit] include_text`).
-    pub fn audit_include_text(&self) -> bool {
-        self.audit_include_text
-    }
     /// Request quotas.
     pub fn quotas(&self) -> &[Quota] {
         &self.quotas
@@ -468,10 +449,6 @@ impl Catalog {
     /// The compiled access policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
-    }
-    /// The `[worker]` section, when the config has one.
-    pub fn worker(&self) -> Option<&WorkerSettings> {
-        self.worker.as_ref()
     }
     /// Number of models over all integrations.
     pub fn model_count(&self) -> usize {

@@ -154,16 +154,16 @@ fn write_summary(out: &mut dyn Write, path: &std::path::Path, loaded: &LoadedCon
             );
         }
     }
-    if let Some(w) = c.worker() {
+    if let Some(w) = loaded.runtime.worker() {
         let types: Vec<String> = w
             .task_types
             .iter()
             .map(|(t, k)| format!("{t} ({k})"))
             .collect();
         let identity = match &w.identity {
-            crate::catalog::WorkerIdentity::Fixed(app) => format!("as application `{app}`"),
-            crate::catalog::WorkerIdentity::TaskInput => "as `inputData._createdBy`".to_string(),
-            crate::catalog::WorkerIdentity::Workflow => "as the workflow's creator".to_string(),
+            crate::runtime::WorkerIdentity::Fixed(app) => format!("as application `{app}`"),
+            crate::runtime::WorkerIdentity::TaskInput => "as `inputData._createdBy`".to_string(),
+            crate::runtime::WorkerIdentity::Workflow => "as the workflow's creator".to_string(),
         };
         let _ = writeln!(
             out,

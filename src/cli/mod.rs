@@ -244,7 +244,7 @@ impl ConfigArg {
     /// Load the config and build a Connector over it, or write why not.
     pub(crate) fn connector(&self, io: &mut Io<'_>) -> Result<crate::connector::Connector, Exit> {
         let loaded = self.load(io)?;
-        crate::connector::Connector::new(loaded.catalog).map_err(|e| {
+        crate::connector::Connector::new(loaded.catalog, loaded.runtime).map_err(|e| {
             let _ = writeln!(io.err, "error: {e}");
             EXIT_FAILURE
         })

@@ -37,7 +37,7 @@ pub(crate) fn run(args: &WorkerArgs, io: &mut Io<'_>) -> Exit {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let Some(settings) = loaded.catalog.worker().cloned() else {
+    let Some(settings) = loaded.runtime.worker().cloned() else {
         let _ = writeln!(
             io.err,
             "error: `{}` has no `[worker]` section\nhelp: add one naming at least the application tasks run as:\n\n[worker]\napp = \"NAME\"",

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::client::{ConductorClient, ConductorErrorKind, PolledTask};
 use crate::access::{parse_id, IdSyntax, Subject};
-use crate::catalog::WorkerIdentity;
+use crate::runtime::WorkerIdentity;
 use crate::task::Failure;
 
 /// Workflow owners cached at most; the cache is emptied when it is full.

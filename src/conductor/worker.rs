@@ -17,9 +17,9 @@ use url::Url;
 use super::client::{ConductorClient, PolledTask, ReportStatus, TaskLog, TaskResult};
 use super::identity::Identities;
 use crate::catalog::TaskKind;
-use crate::catalog::WorkerSettings;
 use crate::connector::{Connector, TaskRequest};
 use crate::retry::Backoff;
+use crate::runtime::WorkerSettings;
 use crate::task::{Door, Failure, FailureKind, Task, TaskError};
 use crate::untrusted::{Field, Untrusted};
 

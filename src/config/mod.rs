@@ -72,12 +72,15 @@ impl fmt::Debug for LoadOptions {
     }
 }
 
-/// A loaded, valid config: the catalog, the files it came from, and warnings.
+/// A loaded, valid config: the catalog, the runtime settings, the files it
+/// came from, and warnings.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LoadedConfig {
-    /// The validated catalog.
+    /// What is governed: integrations, models, prompts, groups, applications, grants, quotas.
     pub catalog: Catalog,
+    /// How hfconnect runs: admission, audit, the worker, each integration's call settings.
+    pub runtime: crate::runtime::Runtime,
     /// The files read, in the order they were merged.
     pub files: Vec<PathBuf>,
     /// Warnings: the config is usable, but these deserve a look.
@@ -305,14 +308,17 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedConfig, ConfigEr
             diagnostics,
         });
     }
-    let (catalog, more) = validate::validate(&table, parsed, &options.env);
+    let (validated, more) = validate::validate(&table, parsed, &options.env);
     diagnostics.extend(more);
-    match catalog {
-        Some(catalog) if !diagnostics.iter().any(Diagnostic::is_error) => Ok(LoadedConfig {
-            catalog,
-            files,
-            warnings: diagnostics,
-        }),
+    match validated {
+        Some((catalog, runtime)) if !diagnostics.iter().any(Diagnostic::is_error) => {
+            Ok(LoadedConfig {
+                catalog,
+                runtime,
+                files,
+                warnings: diagnostics,
+            })
+        }
         _ => {
             sort(&mut diagnostics, &table);
             Err(ConfigError {

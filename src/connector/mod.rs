@@ -37,7 +37,8 @@ use crate::catalog::{Catalog, Integration};
 use crate::config::{ConfigError, LoadOptions};
 use crate::metrics::Metrics;
 use crate::provider::huggingface::HuggingFace;
-use crate::provider::{LlmProvider, ProviderError};
+use crate::provider::{CallSettings, LlmProvider, ProviderError};
+use crate::runtime::Runtime;
 use crate::task::{TaskError, TaskErrorKind, TaskEvent};
 
 pub(crate) use audit::Refusal;
@@ -108,7 +109,9 @@ impl Stream for TaskStream {
 /// catalog: from the integration (its settings) and its key, or why there is
 /// none. Called when a snapshot is built, never per task.
 pub type ProviderFactory<P> = Arc<
-    dyn Fn(&Integration, Result<SecretString, String>) -> Result<P, ProviderError> + Send + Sync,
+    dyn Fn(&Integration, &CallSettings, Result<SecretString, String>) -> Result<P, ProviderError>
+        + Send
+        + Sync,
 >;
 
 /// The state of one integration's key ([`Connector::key_status`]).
@@ -155,9 +158,10 @@ impl<P> std::fmt::Debug for Connector<P> {
 }
 
 impl Connector {
-    /// A connector over `catalog`, with one Hugging Face client per integration.
-    pub fn new(catalog: Catalog) -> Result<Connector, ConnectorError> {
-        Connector::with_provider(catalog, Arc::new(hugging_face))
+    /// A connector over `catalog` run as `runtime` says, with one Hugging
+    /// Face client per integration.
+    pub fn new(catalog: Catalog, runtime: Runtime) -> Result<Connector, ConnectorError> {
+        Connector::with_provider(catalog, runtime, Arc::new(hugging_face))
     }
 
     /// Load the config at `path` and build a connector over it.
@@ -177,13 +181,14 @@ impl<P: LlmProvider> Connector<P> {
     /// `build` makes (an in-process provider in tests, another server).
     pub fn with_provider(
         catalog: Catalog,
+        runtime: Runtime,
         build: ProviderFactory<P>,
     ) -> Result<Connector<P>, ConnectorError> {
         let metrics = Metrics::new().map_err(|e| {
             ConnectorError::Internal(format!("the metrics registry could not be built: {e}"))
         })?;
         Ok(Connector {
-            state: ArcSwap::from_pointee(Snapshot::new(catalog, &metrics, &build, None)?),
+            state: ArcSwap::from_pointee(Snapshot::new(catalog, runtime, &metrics, &build, None)?),
             build,
             metrics: Arc::new(metrics),
             config: Mutex::new(ConfigState {
@@ -199,16 +204,16 @@ impl<P: LlmProvider> Connector<P> {
         build: ProviderFactory<P>,
     ) -> Result<Connector<P>, ConnectorError> {
         let hash = config_hash(&loaded.files);
-        let c = Connector::with_provider(loaded.catalog, build)?;
+        let c = Connector::with_provider(loaded.catalog, loaded.runtime, build)?;
         c.loaded(hash);
         Ok(c)
     }
 
     /// Replace the catalog. Tasks in flight finish on the snapshot they started
     /// with; the next task sees the new one. On error nothing changes.
-    pub fn reload(&self, catalog: Catalog) -> Result<(), ConnectorError> {
+    pub fn reload(&self, catalog: Catalog, runtime: Runtime) -> Result<(), ConnectorError> {
         let old = self.state.load_full();
-        let snapshot = Snapshot::new(catalog, &self.metrics, &self.build, Some(&old))?;
+        let snapshot = Snapshot::new(catalog, runtime, &self.metrics, &self.build, Some(&old))?;
         self.state.store(Arc::new(snapshot));
         Ok(())
     }
@@ -221,7 +226,7 @@ impl<P: LlmProvider> Connector<P> {
             .map_err(ConnectorError::from)
             .and_then(|loaded| {
                 let hash = config_hash(&loaded.files);
-                self.reload(loaded.catalog).map(|()| hash)
+                self.reload(loaded.catalog, loaded.runtime).map(|()| hash)
             });
         match outcome {
             Ok(hash) => {
@@ -344,7 +349,7 @@ impl<P: LlmProvider> Connector<P> {
             .iter()
             .filter_map(|i| i.api_key().read_from().map(Path::to_path_buf))
             .collect();
-        if let Some(auth) = snap.catalog.worker().and_then(|w| w.auth.as_ref()) {
+        if let Some(auth) = snap.runtime.worker().and_then(|w| w.auth.as_ref()) {
             files.extend(auth.key_secret.read_from().map(Path::to_path_buf));
         }
         files.sort();
@@ -355,6 +360,11 @@ impl<P: LlmProvider> Connector<P> {
     /// The catalog in force (a snapshot: later reloads do not change it).
     pub fn catalog(&self) -> Arc<Catalog> {
         self.state.load().catalog.clone()
+    }
+
+    /// The runtime settings in force (a snapshot, as [`Connector::catalog`]).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.state.load().runtime.clone()
     }
 
     /// The metrics in Prometheus text form.

@@ -290,7 +290,7 @@ impl<P> TaskRun<'_, P> {
         };
         let audit = Audit {
             metrics: self.metrics,
-            include_text: self.snap.catalog.audit_include_text(),
+            include_text: self.snap.runtime.audit_include_text(),
             task_id: self.task_id,
             principal: self.principal,
             task: self.task,

@@ -13,7 +13,8 @@ use crate::admission::{Admission, Place};
 use crate::catalog::{Catalog, Integration, KeySource, Model};
 use crate::metrics::{Metrics, ModelSeries};
 use crate::provider::huggingface::{HuggingFace, Settings};
-use crate::provider::ProviderError;
+use crate::provider::{CallSettings, ProviderError};
+use crate::runtime::Runtime;
 use crate::task::{TaskError, TaskErrorKind};
 use rustc_hash::FxHashMap;
 
@@ -25,7 +26,7 @@ type Key = (KeySource, Result<SecretString, String>);
 /// position: its client, its key, and each model's metric series at the
 /// model's position (resolved once per snapshot: looking labels up in the
 /// registry on every task costs more than the counting itself).
-pub(super) struct Runtime<P> {
+pub(super) struct Client<P> {
     pub provider: P,
     pub key: Key,
     pub series: Vec<Arc<ModelSeries>>,
@@ -34,8 +35,9 @@ pub(super) struct Runtime<P> {
 /// Everything a task runs against; replaced whole on reload.
 pub(crate) struct Snapshot<P> {
     pub(super) catalog: Arc<Catalog>,
+    pub(super) runtime: Arc<Runtime>,
     /// By the catalog's integration position.
-    pub(super) runtimes: Vec<Runtime<P>>,
+    pub(super) clients: Vec<Client<P>>,
     pub(super) admission: Admission,
     /// Each application key's SHA-256 digest, to the application's position.
     ///
@@ -92,11 +94,12 @@ impl<P> Snapshot<P> {
     /// new one arriving), with a warning.
     pub(super) fn new(
         catalog: Catalog,
+        runtime: Runtime,
         metrics: &Metrics,
         build: &ProviderFactory<P>,
         old: Option<&Snapshot<P>>,
     ) -> Result<Snapshot<P>, ConnectorError> {
-        let mut runtimes = Vec::with_capacity(catalog.integrations().len());
+        let mut clients = Vec::with_capacity(catalog.integrations().len());
         for i in catalog.integrations() {
             let source = i.api_key().source().clone();
             let fresh = i.api_key().secret().cloned().map_err(str::to_string);
@@ -118,13 +121,18 @@ impl<P> Snapshot<P> {
                 .iter()
                 .map(|m| metrics.series.get(i.name_arc(), m.name_arc()))
                 .collect();
-            runtimes.push(Runtime {
-                provider: build(i, key.clone())?,
+            clients.push(Client {
+                provider: build(i, &runtime.calls(i.name()), key.clone())?,
                 key: (source, key),
                 series,
             });
         }
-        let admission = Admission::new(&catalog, old.map(|o| &o.admission), &metrics.admission);
+        let admission = Admission::new(
+            &catalog,
+            runtime.admission(),
+            old.map(|o| &o.admission),
+            &metrics.admission,
+        );
         let mut keys_by_digest = FxHashMap::default();
         for (at, app) in catalog.applications().iter().enumerate() {
             for h in app.key_hashes() {
@@ -134,7 +142,8 @@ impl<P> Snapshot<P> {
         }
         Ok(Snapshot {
             catalog: Arc::new(catalog),
-            runtimes,
+            runtime: Arc::new(runtime),
+            clients,
             admission,
             keys_by_digest,
         })
@@ -143,7 +152,7 @@ impl<P> Snapshot<P> {
     /// The key of integration `name`, as this snapshot holds it.
     pub(super) fn key(&self, name: &str) -> Option<&Key> {
         let at = self.catalog.integration_position(name)?;
-        self.runtimes.get(at).map(|r| &r.key)
+        self.clients.get(at).map(|r| &r.key)
     }
 
     /// The plan of a task on `integration` and `model`, or why there is none
@@ -168,11 +177,11 @@ impl<P> Snapshot<P> {
                 unknown,
             ));
         };
-        let runtime = self.runtimes.get(at);
+        let client = self.clients.get(at);
         let found = i
             .model_position(model)
-            .and_then(|m_at| Some((m_at, i.models().get(m_at)?, runtime?.series.get(m_at)?)));
-        let (Some(runtime), Some((m_at, m, series))) = (runtime, found) else {
+            .and_then(|m_at| Some((m_at, i.models().get(m_at)?, client?.series.get(m_at)?)));
+        let (Some(client), Some((m_at, m, series))) = (client, found) else {
             return Err((
                 not_found(prepare::unknown_model(i, model)),
                 Labels {
@@ -184,7 +193,7 @@ impl<P> Snapshot<P> {
         Ok(Plan {
             integration: i,
             model: m,
-            provider: &runtime.provider,
+            provider: &client.provider,
             series,
             place: Place {
                 integration: at,
@@ -208,7 +217,7 @@ impl<P> Snapshot<P> {
         let found = self.catalog.integration_position(name).and_then(|at| {
             Some((
                 self.catalog.integrations().get(at)?,
-                &self.runtimes.get(at)?.provider,
+                &self.clients.get(at)?.provider,
             ))
         });
         found.ok_or_else(|| {
@@ -220,18 +229,19 @@ impl<P> Snapshot<P> {
 /// The Hugging Face client of an integration.
 pub(super) fn hugging_face(
     i: &Integration,
+    calls: &CallSettings,
     key: Result<SecretString, String>,
 ) -> Result<HuggingFace, ProviderError> {
-    HuggingFace::new(hf_settings(i), key)
+    HuggingFace::new(hf_settings(i, calls), key)
 }
 
 /// The Hugging Face client settings of an integration.
-fn hf_settings(i: &Integration) -> Settings {
+fn hf_settings(i: &Integration, calls: &CallSettings) -> Settings {
     Settings {
         integration: i.name().to_string(),
         namespace: i.namespace().map(str::to_string),
         hub_url: i.hub_url().clone(),
         management_url: i.management_url().clone(),
-        calls: i.calls().clone(),
+        calls: calls.clone(),
     }
 }

@@ -98,8 +98,11 @@ fn connector_with(edit: impl Fn(&str) -> String) -> (Connector<Scripted>, Script
     let loaded = crate::config::load(&path, &LoadOptions::new().env(env)).unwrap();
     let scripted = Scripted::new();
     let s = scripted.clone();
-    let c = Connector::from_loaded_with(loaded, Arc::new(move |i, _key| Ok(s.serving(i.name()))))
-        .unwrap();
+    let c = Connector::from_loaded_with(
+        loaded,
+        Arc::new(move |i, _calls, _key| Ok(s.serving(i.name()))),
+    )
+    .unwrap();
     (c, scripted)
 }
 

@@ -646,7 +646,7 @@ async fn the_worker_completes_llm_generate_embeddings() {
     let cfg = config(&hf.url()) + "\n[worker]\napp = \"indexer\"\npoll_timeout = 0.2\n";
     let path = dir.write("c.toml", &cfg);
     let connector = Arc::new(Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap());
-    let settings = connector.catalog().worker().cloned().unwrap();
+    let settings = connector.runtime().worker().cloned().unwrap();
     assert!(
         settings
             .task_types

@@ -26,12 +26,12 @@ fn quickstart_and_multi_team_are_valid() {
 
 #[test]
 fn the_example_worker_sections_mean_what_they_say() {
-    use hfconnect::catalog::WorkerIdentity;
     use hfconnect::config::LoadOptions;
+    use hfconnect::runtime::WorkerIdentity;
     let load = |rel: &str| {
         hfconnect::config::load(std::path::Path::new(&example(rel)), &LoadOptions::new())
             .unwrap()
-            .catalog
+            .runtime
     };
     let quick = load("quickstart.toml");
     let w = quick.worker().unwrap();

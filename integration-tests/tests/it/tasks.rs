@@ -389,13 +389,12 @@ async fn reload_under_concurrent_tasks() {
         "subject = \"group:support\"\ntarget = \"integration:hf\"",
         "subject = \"group:research\"\ntarget = \"integration:hf\"",
     );
-    let catalog = load(
+    let loaded = load(
         &dir.write("c2.toml", &without),
         &LoadOptions::new().env(env()),
     )
-    .unwrap()
-    .catalog;
-    c.reload(catalog).unwrap();
+    .unwrap();
+    c.reload(loaded.catalog, loaded.runtime).unwrap();
     let alice = c.principal(&user("alice"), None).unwrap();
     // alice is in research too, so scope her to support to see the removal.
     let alice_support = c.principal(&user("alice"), Some("support")).unwrap();

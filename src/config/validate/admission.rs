@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::super::de::Spanned;
 use super::{seconds, V};
-use crate::catalog::{AdmissionBackend, OnUnavailable, RedisSettings};
 use crate::config::raw::{BackendName, OnUnavailableName, RawAdmission};
 use crate::config::secret::ApiKeyLocation;
+use crate::runtime::{AdmissionBackend, OnUnavailable, RedisSettings};
 
 /// The bound on a Redis call, by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);

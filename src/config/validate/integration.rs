@@ -21,7 +21,7 @@ pub(super) fn integration(
     v: &mut V<'_>,
     ri: Spanned<RawIntegration>,
     hub_default: &Result<Url, String>,
-) -> Option<Integration> {
+) -> Option<(Integration, (Arc<str>, CallSettings))> {
     let loc = ri.loc;
     let r = ri.value;
     let mut ok = true;
@@ -129,21 +129,24 @@ pub(super) fn integration(
     for m in &mut models {
         m.target = Target::Model(name.clone(), m.name.clone());
     }
-    Some(Integration {
-        name,
-        description: r.description,
-        namespace: r.namespace.map(|n| n.value),
-        active: r.active.unwrap_or(true),
-        api_key: resolved.key,
-        hub_url,
-        management_url,
-        calls,
-        limits,
-        queue_timeout,
-        models,
-        model_index,
-        origin: v.origin(&loc),
-    })
+    let calls_of = (name.clone(), calls);
+    Some((
+        Integration {
+            name,
+            description: r.description,
+            namespace: r.namespace.map(|n| n.value),
+            active: r.active.unwrap_or(true),
+            api_key: resolved.key,
+            hub_url,
+            management_url,
+            limits,
+            queue_timeout,
+            models,
+            model_index,
+            origin: v.origin(&loc),
+        },
+        calls_of,
+    ))
 }
 
 /// `rate_limit = { per_second, burst }` (burst defaults to `per_second`) and `max_concurrency`.

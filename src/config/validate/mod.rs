@@ -24,9 +24,11 @@ use super::diagnostic::{did_you_mean, Diagnostic, FileId};
 use super::raw::{RawFile, RawWorker};
 use super::secret::EnvLookup;
 use crate::access::{GroupInput, Policy, PolicyInput};
-use crate::catalog::{Catalog, Integration, Model, WorkerIdentity};
+use crate::catalog::{Catalog, Integration, Model};
 use crate::origin::Origin;
 use crate::provider::huggingface::DEFAULT_HUB_URL;
+use crate::runtime::Runtime;
+use crate::runtime::WorkerIdentity;
 use std::time::Duration;
 
 /// The largest `max_response_bytes` accepted (1 GiB).
@@ -203,7 +205,7 @@ pub(crate) fn validate(
     files: &[Arc<Path>],
     parsed: Vec<ParsedFile>,
     env: &EnvLookup,
-) -> (Option<Catalog>, Vec<Diagnostic>) {
+) -> (Option<(Catalog, Runtime)>, Vec<Diagnostic>) {
     let mut v = V {
         files,
         diags: Vec::new(),
@@ -283,12 +285,16 @@ pub(crate) fn validate(
 
     let mut seen = HashMap::new();
     let mut integrations = Vec::new();
+    let mut calls = rustc_hash::FxHashMap::default();
     for ri in raw_integrations {
         let ok_name = v.name_ok("integration", &ri.value.name, false);
         let unique = ok_name && v.unique("integration", &mut seen, &ri.value.name);
         let name = ri.value.name.value.clone();
         match integration(&mut v, ri, &hub_default) {
-            Some(i) if unique => integrations.push(i),
+            Some((i, (name, settings))) if unique => {
+                integrations.push(i);
+                calls.insert(name, settings);
+            }
             Some(_) => {}
             // Invalid: references to it would only repeat the problem.
             None => {
@@ -460,12 +466,15 @@ pub(crate) fn validate(
         groups,
         applications,
         quotas,
-        audit_include_text: audit.and_then(|a| a.value.include_text).unwrap_or(false),
         policy,
-        worker,
-        admission,
     };
-    (Some(catalog), diags)
+    let runtime = Runtime {
+        admission,
+        audit_include_text: audit.and_then(|a| a.value.include_text).unwrap_or(false),
+        worker,
+        calls,
+    };
+    (Some((catalog, runtime)), diags)
 }
 
 fn hub_default(v: &mut V<'_>) -> Result<Url, String> {

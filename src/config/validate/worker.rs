@@ -7,7 +7,8 @@ use super::super::de::Spanned;
 use super::super::raw::{IdentityMode, RawWorker};
 use super::super::secret;
 use super::{at_least_one, parse_http_url, seconds, suggest, V};
-use crate::catalog::{ConductorAuth, TaskKind, WorkerIdentity, WorkerSettings};
+use crate::catalog::TaskKind;
+use crate::runtime::{ConductorAuth, WorkerIdentity, WorkerSettings};
 /// The `[worker]` section; `None` (after reporting) when it is invalid.
 pub(super) fn worker(
     v: &mut V<'_>,

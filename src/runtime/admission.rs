@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ApiKey, Origin};
+use crate::catalog::{ApiKey, Origin};
 
 /// Where admission state lives.
 #[derive(Debug, Clone, Default)]

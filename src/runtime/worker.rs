@@ -1,4 +1,4 @@
-//! The `[worker]` section as the catalog holds it: how `hfconnect worker`
+//! The `[worker]` section: how `hfconnect worker`
 //! polls Conductor, as whom its tasks run, and how it authenticates to Orkes.
 
 use std::num::NonZeroU32;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::{ApiKey, TaskKind};
+use crate::catalog::{ApiKey, TaskKind};
 
 /// As whom the worker runs a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
