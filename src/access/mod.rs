@@ -579,4 +579,4 @@ mod tests;
 pub use self::caller::{parse_id, IdKind, IdSyntax, MAX_ID_BYTES};
 
 pub use self::policy::Policy;
-pub(crate) use self::policy::{GroupInput, PolicyInput};
+pub(crate) use self::policy::{GroupInput, PolicyInput, TargetId};

@@ -52,6 +52,10 @@ pub struct Policy {
 /// A target as decisions need it: active or not, the integration above a
 /// model, and the grants on it by subject (indexes into `grants`; grants with
 /// the same subject and target are merged at compile time).
+/// A target's place in the compiled policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TargetId(usize);
+
 #[derive(Debug, Clone, Default)]
 struct Node {
     active: bool,
@@ -233,11 +237,29 @@ impl Policy {
 
     /// May `principal` do `access` on `target`?
     pub fn decide(&self, principal: &Principal, access: Access, target: &Target) -> Decision {
+        self.decide_at(principal, access, target, self.target_id(target))
+    }
+
+    /// Where `target` is in the compiled policy (`None`: not in the
+    /// catalog), for a caller that decides on it often: a task's plan holds
+    /// its model's, so a task looks its names up once.
+    pub(crate) fn target_id(&self, target: &Target) -> Option<TargetId> {
+        self.targets.get(target).copied().map(TargetId)
+    }
+
+    /// [`Policy::decide`] on a target already looked up with [`Policy::target_id`].
+    pub(crate) fn decide_at(
+        &self,
+        principal: &Principal,
+        access: Access,
+        target: &Target,
+        id: Option<TargetId>,
+    ) -> Decision {
         let deny = |reason| Decision {
             allowed: false,
             reason,
         };
-        let Some(node) = self.targets.get(target).and_then(|&i| self.nodes.get(i)) else {
+        let Some(node) = id.and_then(|TargetId(i)| self.nodes.get(i)) else {
             return deny(Reason::UnknownTarget {
                 target: target.clone(),
             });

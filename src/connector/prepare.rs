@@ -305,7 +305,7 @@ fn rules<'s, P>(
         None => None,
     };
     let policy = catalog.policy();
-    let mut decision = policy.decide(principal, Access::Execute, model.target());
+    let mut decision = policy.decide_at(principal, Access::Execute, model.target(), plan.target);
     if decision.allowed {
         if let Some(p) = prompt {
             let d = policy.decide(principal, Access::Read, &Target::Prompt(p.name().into()));

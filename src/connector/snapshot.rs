@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use super::audit::{Labels, UNKNOWN};
 use super::{prepare, ConnectorError, ProviderFactory};
+use crate::access::TargetId;
 use crate::admission::{Admission, Place};
 use crate::catalog::{Catalog, Integration, KeySource, Model};
 use crate::metrics::{Metrics, ModelSeries};
@@ -30,6 +31,8 @@ pub(super) struct Client<P> {
     pub provider: P,
     pub key: Key,
     pub series: Vec<Arc<ModelSeries>>,
+    /// Each model's target in the policy, by the model's position.
+    pub targets: Vec<Option<TargetId>>,
 }
 
 /// Everything a task runs against; replaced whole on reload.
@@ -59,6 +62,8 @@ pub(crate) struct Plan<'s, P> {
     pub model: &'s Model,
     pub provider: &'s P,
     pub series: &'s ModelSeries,
+    /// The model's target in the policy.
+    pub target: Option<TargetId>,
     pub place: Place<'s>,
 }
 
@@ -121,10 +126,16 @@ impl<P> Snapshot<P> {
                 .iter()
                 .map(|m| metrics.series.get(i.name_arc(), m.name_arc()))
                 .collect();
+            let targets = i
+                .models()
+                .iter()
+                .map(|m| catalog.policy().target_id(m.target()))
+                .collect();
             clients.push(Client {
                 provider: build(i, &runtime.calls(i.name()), key.clone())?,
                 key: (source, key),
                 series,
+                targets,
             });
         }
         let admission = Admission::new(
@@ -195,6 +206,7 @@ impl<P> Snapshot<P> {
             model: m,
             provider: &client.provider,
             series,
+            target: client.targets.get(m_at).copied().flatten(),
             place: Place {
                 integration: at,
                 model: m_at,
