@@ -1,6 +1,7 @@
 //! `hfconnect access explain` and `access list` through the binary: allowed,
 //! denied, group-scoped, admin, inactive, and bad input.
 
+use crate::support::assert_exit;
 use crate::support::{run, Dir, Output};
 
 const CONFIG: &str = r#"
@@ -111,6 +112,20 @@ fn explain(dir: &Dir, args: &[&str]) -> Output {
     run(&all)
 }
 
+/// `access explain ARGS` (split at spaces) exits with `code`, and `needle`
+/// is in what it printed.
+fn expect(dir: &Dir, args: &str, code: i32, needle: &str) -> Output {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let out = explain(dir, &args);
+    assert_eq!(out.code, code, "{args:?}: {}", out.all());
+    assert!(
+        out.all().contains(needle),
+        "{args:?}: want `{needle}` in {}",
+        out.all()
+    );
+    out
+}
+
 fn setup() -> Dir {
     let dir = Dir::new();
     dir.write("c.toml", CONFIG);
@@ -120,18 +135,12 @@ fn setup() -> Dir {
 #[test]
 fn allowed_by_an_integration_grant_names_the_grant() {
     let dir = setup();
-    let out = explain(
+    let out = expect(
         &dir,
-        &[
-            "--as",
-            "user:alice@acme.com",
-            "--integration",
-            "hf-prod",
-            "--model",
-            "mistral",
-        ],
+        "--as user:alice@acme.com --integration hf-prod --model mistral",
+        0,
+        "",
     );
-    assert_eq!(out.code, 0, "{}", out.all());
     assert!(
         out.stdout
             .starts_with("ALLOWED: `user:alice@acme.com` may `EXECUTE` on `model:hf-prod:mistral`"),
@@ -154,18 +163,12 @@ fn allowed_by_an_integration_grant_names_the_grant() {
 #[test]
 fn denied_says_what_was_checked_and_what_is_missing() {
     let dir = setup();
-    let out = explain(
+    let out = expect(
         &dir,
-        &[
-            "--as",
-            "user:alice@acme.com",
-            "--integration",
-            "hf-research",
-            "--model",
-            "llama",
-        ],
+        "--as user:alice@acme.com --integration hf-research --model llama",
+        3,
+        "",
     );
-    assert_eq!(out.code, 3, "{}", out.all());
     assert!(out.stdout.starts_with("DENIED"), "{}", out.stdout);
     for needle in [
         "no grant gives `EXECUTE` on `model:hf-research:llama`",
@@ -184,8 +187,7 @@ fn an_undeclared_user_is_a_principal_without_grants() {
         &dir,
         &["--as", "user:nobody@acme.com", "--integration", "hf-prod"],
     );
-    assert_eq!(out.code, 3, "{}", out.all());
-    assert!(out.stdout.contains("(no groups)"), "{}", out.stdout);
+    assert_exit(&out, 3, &["(no groups)"]);
 }
 
 #[test]
@@ -204,87 +206,48 @@ fn group_scoping_narrows_to_one_group() {
     assert_eq!(out.code, 0, "{}", out.all());
     let scoped_research = [&base[..], &["--group", "research"]].concat();
     let out = explain(&dir, &scoped_research);
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("scoped to group `research`"),
-        "{}",
-        out.stdout
-    );
+    assert_exit(&out, 0, &["scoped to group `research`"]);
     // Scoped to support, research's grant no longer counts.
     let scoped_support = [&base[..], &["--group", "support"]].concat();
     let out = explain(&dir, &scoped_support);
-    assert_eq!(out.code, 3, "{}", out.all());
-    assert!(
-        out.stdout.contains(
-            "scoped to group `support`: grants of the caller's other groups do not count"
-        ),
-        "{}",
-        out.stdout
+    assert_exit(
+        &out,
+        3,
+        &["scoped to group `support`: grants of the caller's other groups do not count"],
     );
     // A group the caller is not in is bad input.
     let not_member = [&base[..], &["--group", "admins"]].concat();
     let out = explain(&dir, &not_member);
-    assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("`user:carol@acme.com` is not a member of group `admins`"),
-        "{}",
-        out.stderr
+    assert_exit(
+        &out,
+        2,
+        &["`user:carol@acme.com` is not a member of group `admins`"],
     );
     let unknown = [&base[..], &["--group", "nope"]].concat();
     let out = explain(&dir, &unknown);
-    assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr.contains("unknown group `nope`"),
-        "{}",
-        out.stderr
-    );
+    assert_exit(&out, 2, &["unknown group `nope`"]);
 }
 
 #[test]
 fn applications_get_their_grants_and_their_groups() {
     let dir = setup();
-    let out = explain(
+    expect(
         &dir,
-        &[
-            "--as",
-            "app:billing",
-            "--integration",
-            "hf-prod",
-            "--model",
-            "bart",
-        ],
+        "--as app:billing --integration hf-prod --model bart",
+        0,
+        "",
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let out = explain(
+    expect(
         &dir,
-        &[
-            "--as",
-            "app:billing",
-            "--integration",
-            "hf-prod",
-            "--model",
-            "mistral",
-        ],
+        "--as app:billing --integration hf-prod --model mistral",
+        3,
+        "",
     );
-    assert_eq!(out.code, 3, "{}", out.all());
-    let out = explain(
+    expect(
         &dir,
-        &[
-            "--as",
-            "app:batch",
-            "--integration",
-            "hf-research",
-            "--model",
-            "llama",
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("`group:research` may EXECUTE on `model:hf-research:llama`"),
-        "{}",
-        out.stdout
+        "--as app:batch --integration hf-research --model llama",
+        0,
+        "`group:research` may EXECUTE on `model:hf-research:llama`",
     );
 }
 
@@ -317,22 +280,11 @@ fn admin_is_allowed_everything_active() {
 fn inactive_integration_and_model_are_refused_before_grants() {
     let dir = setup();
     // support has EXECUTE on hf-staging, but it is inactive.
-    let out = explain(
+    expect(
         &dir,
-        &[
-            "--as",
-            "user:alice@acme.com",
-            "--integration",
-            "hf-staging",
-            "--model",
-            "mistral",
-        ],
-    );
-    assert_eq!(out.code, 3, "{}", out.all());
-    assert!(
-        out.stdout.contains("integration `hf-staging` is inactive"),
-        "{}",
-        out.stdout
+        "--as user:alice@acme.com --integration hf-staging --model mistral",
+        3,
+        "integration `hf-staging` is inactive",
     );
     // Even an admin.
     let out = explain(
@@ -340,53 +292,24 @@ fn inactive_integration_and_model_are_refused_before_grants() {
         &["--as", "user:root@acme.com", "--integration", "hf-staging"],
     );
     assert_eq!(out.code, 3, "{}", out.all());
-    let out = explain(
+    expect(
         &dir,
-        &[
-            "--as",
-            "user:alice@acme.com",
-            "--integration",
-            "hf-prod",
-            "--model",
-            "retired",
-        ],
-    );
-    assert_eq!(out.code, 3, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("model `retired` of integration `hf-prod` is inactive"),
-        "{}",
-        out.stdout
+        "--as user:alice@acme.com --integration hf-prod --model retired",
+        3,
+        "model `retired` of integration `hf-prod` is inactive",
     );
 }
 
 #[test]
 fn prompts_need_their_own_grant() {
     let dir = setup();
-    let out = explain(
+    expect(
         &dir,
-        &[
-            "--as",
-            "user:alice@acme.com",
-            "--prompt",
-            "summary",
-            "--access",
-            "READ",
-        ],
+        "--as user:alice@acme.com --prompt summary --access READ",
+        0,
+        "",
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let out = explain(
-        &dir,
-        &[
-            "--as",
-            "app:batch",
-            "--prompt",
-            "summary",
-            "--access",
-            "READ",
-        ],
-    );
-    assert_eq!(out.code, 3, "{}", out.all());
+    expect(&dir, "--as app:batch --prompt summary --access READ", 3, "");
 }
 
 #[test]
@@ -523,12 +446,7 @@ fn list_shows_what_a_subject_can_read_or_execute_and_why() {
         "--group",
         "research",
     ]);
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("model:hf-research:llama: EXECUTE"),
-        "{}",
-        out.stdout
-    );
+    assert_exit(&out, 0, &["model:hf-research:llama: EXECUTE"]);
     assert!(!out.stdout.contains("hf-prod"), "{}", out.stdout);
 
     let out = run(&[

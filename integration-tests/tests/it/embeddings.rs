@@ -19,20 +19,21 @@ use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 
 use crate::support::env;
+use crate::support::fixtures::{hf_on_fake, Retry};
 use crate::support::Dir;
 use crate::support::TOKEN;
 
 pub(crate) fn config(url: &str) -> String {
-    format!(
+    hf_on_fake(
+        url,
+        None,
+        Retry {
+            attempts: 3,
+            budget: 2,
+        },
+        2,
+    ) + &format!(
         r##"
-[[integrations]]
-name = "hf"
-api_key = {{ env = "HF_TOKEN" }}
-hub_url = "{url}"
-management_url = "{url}/v2"
-retry = {{ max_attempts = 3, initial_backoff = 0.01, max_backoff = 0.05, budget = 2 }}
-cold_start = {{ wait = 2 }}
-
 [[integrations.models]]
 name = "tei"
 endpoint = "{url}/tei"

@@ -5,6 +5,7 @@ use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use hfconnect_integration_tests::{Output, Run};
 use serde_json::json;
 
+use crate::support::assert_exit;
 use crate::support::Dir;
 use crate::support::TOKEN;
 
@@ -102,24 +103,14 @@ async fn token_check_reports_owner_role_and_namespace() {
     )
     .await;
     // A token that cannot use the namespace's endpoints fails the check (4).
-    assert_eq!(out.code, 4, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("its owner `alice` is neither that namespace nor a member of it"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("warning: the token has the `write` role; running tasks needs only `read`"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("neither namespace `someone-else` nor one of its organizations"),
-        "{}",
-        out.stderr
+    assert_exit(
+        &out,
+        4,
+        &[
+            "its owner `alice` is neither that namespace nor a member of it",
+            "warning: the token has the `write` role; running tasks needs only `read`",
+            "neither namespace `someone-else` nor one of its organizations",
+        ],
     );
 }
 
@@ -134,24 +125,18 @@ async fn token_check_failures_have_their_exit_codes() {
         &["token", "check", "--integration", "hf-test"],
     )
     .await;
-    assert_eq!(out.code, 4, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("the token for integration `hf-test` was rejected (401)"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("Invalid credentials in Authorization header"),
-        "{}",
-        out.stderr
+    assert_exit(
+        &out,
+        4,
+        &[
+            "the token for integration `hf-test` was rejected (401)",
+            "Invalid credentials in Authorization header",
+        ],
     );
     assert!(!out.all().contains("hf_wrong_key_value"));
 
     let out = hfconnect(&dir, None, &["token", "check", "--integration", "hf-test"]).await;
-    assert_eq!(out.code, 4, "{}", out.all());
-    assert!(out.stderr.contains("integration `hf-test` has no usable API key; environment variable `HF_TEST_TOKEN` is not set"), "{}", out.stderr);
+    assert_exit(&out, 4, &["integration `hf-test` has no usable API key; environment variable `HF_TEST_TOKEN` is not set"]);
 
     let out = hfconnect(
         &dir,
@@ -159,12 +144,10 @@ async fn token_check_failures_have_their_exit_codes() {
         &["token", "check", "--integration", "hf-tset"],
     )
     .await;
-    assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("unknown integration `hf-tset` (did you mean `hf-test`?)"),
-        "{}",
-        out.stderr
+    assert_exit(
+        &out,
+        2,
+        &["unknown integration `hf-tset` (did you mean `hf-test`?)"],
     );
 
     fake.push(Route::WhoAmI, Fault::text(500, "Internal Server Error"));
@@ -239,12 +222,7 @@ async fn endpoint_status_shows_health_info_and_management_state() {
         ],
     )
     .await;
-    assert_eq!(out.code, 5, "{}", out.all());
-    assert!(
-        out.stdout.contains("probe: FAILED (endpoint_unavailable)"),
-        "{}",
-        out.stdout
-    );
+    assert_exit(&out, 5, &["probe: FAILED (endpoint_unavailable)"]);
 
     let out = hfconnect(
         &dir,
@@ -259,11 +237,9 @@ async fn endpoint_status_shows_health_info_and_management_state() {
         ],
     )
     .await;
-    assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("unknown model `mistrl` of integration `hf-test` (did you mean `mistral`?)"),
-        "{}",
-        out.stderr
+    assert_exit(
+        &out,
+        2,
+        &["unknown model `mistrl` of integration `hf-test` (did you mean `mistral`?)"],
     );
 }

@@ -9,6 +9,7 @@ use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use hfconnect_integration_tests::{Output, Run};
 
+use crate::support::assert_exit;
 use crate::support::global_logs;
 use crate::support::Dir;
 use crate::support::TOKEN;
@@ -100,12 +101,7 @@ async fn run_prints_results_and_exits_with_the_right_code() {
         ],
     )
     .await;
-    assert_eq!(no_subject.code, 2, "{}", no_subject.all());
-    assert!(
-        no_subject.stderr.contains("needs `--as SUBJECT`"),
-        "{}",
-        no_subject.all()
-    );
+    assert_exit(&no_subject, 2, &["needs `--as SUBJECT`"]);
     assert!(
         out.stderr
             .contains("finish: LENGTH, 5 tokens (2 prompt, 3 completion)"),
@@ -330,8 +326,7 @@ async fn run_prints_results_and_exits_with_the_right_code() {
         ],
     )
     .await;
-    assert_eq!(out.code, 5, "{}", out.all());
-    assert!(out.stderr.contains("upstream said: boom"), "{}", out.stderr);
+    assert_exit(&out, 5, &["upstream said: boom"]);
     assert!(!out.all().contains(TOKEN));
 }
 

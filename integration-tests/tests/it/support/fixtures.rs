@@ -8,24 +8,36 @@ use hfconnect::config::EnvLookup;
 
 pub const TOKEN: &str = "hf_testTOKENvalue0123456789";
 
-pub fn config(url: &str) -> String {
+/// The retries of an integration on the fake: few, and quick.
+pub struct Retry {
+    pub attempts: u32,
+    /// Seconds.
+    pub budget: u32,
+}
+
+/// `[[integrations]]` `hf` on the fake at `url`: its key from `HF_TOKEN`,
+/// the fake's Hub and management API, `retry`, and a cold-start wait of
+/// `wait` seconds.
+pub fn hf_on_fake(url: &str, namespace: Option<&str>, retry: Retry, wait: u32) -> String {
+    let namespace = namespace.map_or(String::new(), |n| format!("namespace = \"{n}\"\n"));
+    let Retry { attempts, budget } = retry;
+    format!(
+        "\n[[integrations]]\nname = \"hf\"\n{namespace}api_key = {{ env = \"HF_TOKEN\" }}\nhub_url = \"{url}\"\nmanagement_url = \"{url}/v2\"\nretry = {{ max_attempts = {attempts}, initial_backoff = 0.01, max_backoff = 0.05, budget = {budget} }}\ncold_start = {{ wait = {wait} }}\n"
+    )
+}
+
+/// The generation models of `hf` on the fake: `tgi` (serving `tgi_tasks`
+/// with `tgi_defaults`), `org/chat-model` (chat), `bart` (a summarization
+/// pipeline) and `off` (inactive).
+pub fn generation_models(url: &str, tgi_tasks: &str, tgi_defaults: &str) -> String {
     format!(
         r##"
-[[integrations]]
-name = "hf"
-namespace = "acme"
-api_key = {{ env = "HF_TOKEN" }}
-hub_url = "{url}"
-management_url = "{url}/v2"
-retry = {{ max_attempts = 2, initial_backoff = 0.01, max_backoff = 0.05, budget = 2 }}
-cold_start = {{ wait = 1 }}
-
 [[integrations.models]]
 name = "tgi"
 endpoint = "{url}/"
 api = "tgi"
-tasks = ["text-generation", "chat", "summarization"]
-defaults = {{ max_tokens = 3, temperature = 0.7, stop = ["<stop>"] }}
+tasks = {tgi_tasks}
+defaults = {tgi_defaults}
 
 [[integrations.models]]
 name = "org/chat-model"
@@ -45,6 +57,25 @@ endpoint = "{url}/"
 api = "tgi"
 tasks = ["text-generation"]
 active = false
+"##
+    )
+}
+
+pub fn config(url: &str) -> String {
+    hf_on_fake(
+        url,
+        Some("acme"),
+        Retry {
+            attempts: 2,
+            budget: 2,
+        },
+        1,
+    ) + &generation_models(
+        url,
+        r#"["text-generation", "chat", "summarization"]"#,
+        r#"{ max_tokens = 3, temperature = 0.7, stop = ["<stop>"] }"#,
+    ) + &format!(
+        r##"
 
 [[integrations]]
 name = "hf-off"

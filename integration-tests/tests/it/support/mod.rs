@@ -184,6 +184,15 @@ impl SecretMount {
     }
 }
 
+/// A command exited with `code` and printed each of `needles` (on stdout
+/// or stderr).
+pub fn assert_exit(out: &Output, code: i32, needles: &[&str]) {
+    assert_eq!(out.code, code, "{}", out.all());
+    for n in needles {
+        assert!(out.all().contains(n), "want `{n}` in {}", out.all());
+    }
+}
+
 /// The value of the exact series `series` (name and labels as written) in a
 /// Prometheus scrape; 0 when it is absent.
 pub fn metric(text: &str, series: &str) -> f64 {

@@ -11,44 +11,21 @@ use hfconnect::Connector;
 use hfconnect_integration_tests::fake_conductor::FakeConductor;
 use hfconnect_integration_tests::fake_hf::FakeHf;
 
+use super::fixtures::{generation_models, hf_on_fake, Retry};
 use super::{env, Dir, TOKEN};
 
 pub fn worker_config(url: &str, worker: &str) -> String {
-    format!(
-        r##"
-[[integrations]]
-name = "hf"
-api_key = {{ env = "HF_TOKEN" }}
-hub_url = "{url}"
-management_url = "{url}/v2"
-retry = {{ max_attempts = 2, initial_backoff = 0.01, max_backoff = 0.05, budget = 1 }}
-cold_start = {{ wait = 2 }}
-
-[[integrations.models]]
-name = "tgi"
-endpoint = "{url}/"
-api = "tgi"
-tasks = ["text-generation"]
-defaults = {{ max_tokens = 64 }}
-
-[[integrations.models]]
-name = "org/chat-model"
-endpoint = "{url}/"
-api = "chat"
-tasks = ["chat"]
-
-[[integrations.models]]
-name = "bart"
-endpoint = "{url}/"
-api = "pipeline"
-tasks = ["summarization"]
-
-[[integrations.models]]
-name = "off"
-endpoint = "{url}/"
-api = "tgi"
-tasks = ["text-generation"]
-active = false
+    hf_on_fake(
+        url,
+        None,
+        Retry {
+            attempts: 2,
+            budget: 1,
+        },
+        2,
+    ) + &generation_models(url, r#"["text-generation"]"#, "{ max_tokens = 64 }")
+        + &format!(
+            r##"
 
 [[groups]]
 name = "support"
@@ -77,7 +54,7 @@ access = ["EXECUTE"]
 
 {worker}
 "##
-    )
+        )
 }
 
 pub struct Setup {
