@@ -242,13 +242,15 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
-    /// Map the servers' words (`eos_token`, `stop`, `length`, `stop_sequence`).
+    /// Map the servers' words (`eos_token`, `stop`, `length`, `stop_sequence`);
+    /// any other word is kept escaped and bounded (it reaches outputs and
+    /// task logs).
     pub fn from_wire(s: &str) -> FinishReason {
         match s {
             "eos_token" | "stop" | "end_turn" => FinishReason::Stop,
             "length" | "max_tokens" => FinishReason::Length,
             "stop_sequence" => FinishReason::StopSequence,
-            other => FinishReason::Other(other.to_string()),
+            other => FinishReason::Other(crate::untrusted::bounded(other)),
         }
     }
 }

@@ -327,6 +327,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_finish_reason_is_kept_escaped_and_bounded() {
+        let word = format!("odd\u{1b}[31m{}", "x".repeat(100_000));
+        let raw = json!({"generated_text": "t", "details": {"finish_reason": word}}).to_string();
+        let a = parse_tgi(raw.as_bytes(), &HeaderMap::new()).unwrap();
+        let Some(FinishReason::Other(o)) = a.finish_reason else {
+            panic!("{:?}", a.finish_reason)
+        };
+        assert!(o.len() < 1_000 && !o.contains('\u{1b}'), "{}", o.len());
+    }
+
+    #[test]
     fn parses_each_answer_shape() {
         let h = HeaderMap::new();
         let a = parse_tgi(br#"[{"generated_text": "x"}]"#, &h).unwrap();
