@@ -355,12 +355,6 @@ impl TaskResult {
     }
 }
 
-impl PartialEq<&str> for TaskResult {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_text() == Some(*other)
-    }
-}
-
 /// `STOP`, `LENGTH`, `STOP_SEQUENCE` (the open-source server's spelling).
 pub fn orkes_finish_reason_name(r: &FinishReason) -> std::borrow::Cow<'static, str> {
     match r {

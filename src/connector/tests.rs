@@ -242,7 +242,7 @@ async fn a_task_runs_with_model_defaults_and_leaves_one_event_and_its_counts() {
         .await
         .output()
         .unwrap();
-    assert_eq!(out.result, "hello");
+    assert_eq!(out.result.as_text(), Some("hello"));
     assert_eq!(out.finish_reason, Some(FinishReason::Length));
     assert_eq!(
         (out.prompt_tokens, out.completion_tokens, out.token_used),
@@ -414,8 +414,8 @@ async fn a_saved_prompt_is_rendered_and_its_grant_is_in_the_decision() {
     let mut done = c.run(TaskRequest::new(&alice, &task)).await;
     let d = done.decision.take().unwrap();
     assert_eq!(
-        done.output().unwrap().result,
-        "echo: Summarize ticket 7: it broke"
+        done.output().unwrap().result.as_text(),
+        Some("echo: Summarize ticket 7: it broke")
     );
     assert!(
         d.allowed && d.reason.to_string().contains("prompt:ticket"),
@@ -505,7 +505,7 @@ async fn a_stream_is_counted_in_flight_until_its_output_and_audited_once() {
         }
     }
     assert_eq!(chunks, "a b c");
-    assert_eq!(output.unwrap().result, "a b c");
+    assert_eq!(output.unwrap().result.as_text(), Some("a b c"));
     drop(stream);
     assert_eq!(metric(&c.metrics_text(), "hfconnect_tasks_in_flight"), 0.0);
     assert_eq!(log.audit_lines().len(), 1);
@@ -562,7 +562,7 @@ async fn a_refused_stream_is_an_error_before_any_item_and_a_summary_is_one_chunk
     p.then(Reply::text("short"));
     let items: Vec<_> = streamed(&c, &alice, &summary).await;
     assert!(
-        matches!(&items[..], [Ok(TaskEvent::Chunk(t)), Ok(TaskEvent::Done(o))] if t == "short" && o.result == "short"),
+        matches!(&items[..], [Ok(TaskEvent::Chunk(t)), Ok(TaskEvent::Done(o))] if t == "short" && o.result.as_text() == Some("short")),
         "{items:?}"
     );
     assert_eq!(p.asked().last().map(|a| a.call), Some("summarize"));
