@@ -50,7 +50,7 @@ impl Fingerprint {
     fn take(config: &Path, connector: &Connector) -> Self {
         Fingerprint {
             config: seen(&crate::config::config_files(config).unwrap_or_default()),
-            keys: seen(&connector.key_files()),
+            keys: seen(&connector.core().key_files()),
         }
     }
 }
@@ -124,7 +124,7 @@ pub(crate) fn spawn_reloader(connector: Arc<Connector>, config: PathBuf, every: 
             pending = None;
             last = Fingerprint {
                 config: now.config,
-                keys: seen(&connector.key_files()),
+                keys: seen(&connector.core().key_files()),
             };
         }
     });

@@ -8,14 +8,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::catalog::TaskKind;
 use crate::provider::{ErrorKind, ProviderError};
-pub use crate::provider::{FinishReason, Vectors};
 
+pub use crate::catalog::TaskKind;
 /// Who said a chat message.
-pub(crate) use crate::provider::ChatRole;
-/// The kind of a provider failure, as [`TaskErrorKind::Provider`] carries it.
-pub(crate) use crate::provider::ErrorKind as ProviderErrorKind;
+pub use crate::provider::ChatRole;
+/// The kind of a Hugging Face failure, as [`TaskErrorKind::Provider`] carries it.
+pub use crate::provider::ErrorKind as ProviderErrorKind;
+pub use crate::provider::{FinishReason, TruncationDirection, Vectors};
 
 /// `LLM_TEXT_COMPLETE` input.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -124,20 +124,20 @@ pub struct EmbedInput {
     /// Cut texts longer than the model takes instead of failing.
     pub truncate: Option<bool>,
     /// Which end `truncate` cuts: `right` (keep the start) or `left`.
-    pub truncation_direction: Option<crate::provider::TruncationDirection>,
+    pub truncation_direction: Option<TruncationDirection>,
 }
 
 impl EmbedInput {
     /// How many texts the task embeds.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         usize::from(self.text.is_some()) + self.texts.as_ref().map_or(0, Vec::len)
     }
 }
 
 /// The most stop sequences a task may carry (`stopWords`, OpenAI's `stop`).
-pub const MAX_STOP_WORDS: usize = 16;
+pub(crate) const MAX_STOP_WORDS: usize = 16;
 /// The longest stop sequence, in bytes.
-pub const MAX_STOP_WORD_BYTES: usize = 256;
+pub(crate) const MAX_STOP_WORD_BYTES: usize = 256;
 
 /// Stop sequences within [`MAX_STOP_WORDS`] and [`MAX_STOP_WORD_BYTES`],
 /// none empty; `field` names them in the refusal.
@@ -217,7 +217,7 @@ impl Task {
     }
 
     /// The saved prompt the task names (`promptName` or `instructions`).
-    pub fn prompt_name(&self) -> Option<&str> {
+    pub(crate) fn prompt_name(&self) -> Option<&str> {
         match self {
             Task::TextComplete(t) => t.prompt_name.as_deref(),
             Task::ChatComplete(t) => t.instructions.as_deref(),
@@ -227,7 +227,7 @@ impl Task {
 
     /// What admission charges the task: the number of texts of an
     /// embeddings task, 1 for every other task.
-    pub fn cost(&self) -> u32 {
+    pub(crate) fn cost(&self) -> u32 {
         match self {
             Task::Embed(t) => u32::try_from(t.count()).unwrap_or(u32::MAX).max(1),
             _ => 1,
@@ -239,7 +239,7 @@ impl Task {
 /// and of `hfconnect_door_requests_total`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Door {
+pub(crate) enum Door {
     /// `serve`'s task routes (`POST /v1/tasks/…`).
     Task,
     /// `serve`'s OpenAI-compatible routes.
@@ -264,7 +264,7 @@ impl Door {
     ];
 
     /// `task`, `openai`, `worker`, `cli` or `library`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Door::Task => "task",
             Door::OpenAi => "openai",
@@ -332,7 +332,7 @@ impl TaskResult {
 
     /// The answer as text: the text, or JSON written back (for a log, a
     /// chat message, an audit line).
-    pub fn to_text(&self) -> std::borrow::Cow<'_, str> {
+    pub(crate) fn to_text(&self) -> std::borrow::Cow<'_, str> {
         match self {
             TaskResult::Text(t) => std::borrow::Cow::Borrowed(t),
             TaskResult::Json(v) => std::borrow::Cow::Owned(v.to_string()),
@@ -356,7 +356,7 @@ impl TaskResult {
 }
 
 /// `STOP`, `LENGTH`, `STOP_SEQUENCE` (the open-source server's spelling).
-pub fn orkes_finish_reason_name(r: &FinishReason) -> std::borrow::Cow<'static, str> {
+pub(crate) fn orkes_finish_reason_name(r: &FinishReason) -> std::borrow::Cow<'static, str> {
     match r {
         FinishReason::Stop => "STOP".into(),
         FinishReason::Length => "LENGTH".into(),
@@ -463,7 +463,7 @@ impl TaskError {
     }
 
     /// The provider's error, when the provider failed.
-    pub fn provider_error(&self) -> Option<&ProviderError> {
+    pub(crate) fn provider_error(&self) -> Option<&ProviderError> {
         self.provider.as_ref()
     }
 
@@ -491,8 +491,9 @@ impl TaskError {
     }
 }
 
-impl From<ProviderError> for TaskError {
-    fn from(e: ProviderError) -> TaskError {
+impl TaskError {
+    /// A provider's failure as a task error (kind `provider`, keeping it).
+    pub(crate) fn from_provider(e: ProviderError) -> TaskError {
         TaskError {
             kind: TaskErrorKind::Provider(e.kind()),
             message: e.to_string(),
@@ -522,13 +523,11 @@ impl std::error::Error for TaskError {
 /// before there is a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     /// A task error of this kind.
     Task(TaskErrorKind),
     /// No key, or a key no application holds.
     Unauthorized,
-    /// A body that is not JSON.
-    InvalidJson,
     /// A body over the size limit.
     PayloadTooLarge,
     /// A body that came too slowly.
@@ -543,18 +542,17 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Input that is not a valid task.
-    pub const INVALID_INPUT: FailureKind = FailureKind::Task(TaskErrorKind::InvalidInput);
+    pub(crate) const INVALID_INPUT: FailureKind = FailureKind::Task(TaskErrorKind::InvalidInput);
     /// Unknown names.
-    pub const NOT_FOUND: FailureKind = FailureKind::Task(TaskErrorKind::NotFound);
+    pub(crate) const NOT_FOUND: FailureKind = FailureKind::Task(TaskErrorKind::NotFound);
     /// Refused by access control.
-    pub const DENIED: FailureKind = FailureKind::Task(TaskErrorKind::Denied);
+    pub(crate) const DENIED: FailureKind = FailureKind::Task(TaskErrorKind::Denied);
 
     /// The snake_case name engines match on.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FailureKind::Task(k) => k.as_str(),
             FailureKind::Unauthorized => "unauthorized",
-            FailureKind::InvalidJson => "invalid_json",
             FailureKind::PayloadTooLarge => "payload_too_large",
             FailureKind::RequestTimeout => "request_timeout",
             FailureKind::ConductorUnavailable => "conductor_unavailable",

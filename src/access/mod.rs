@@ -34,7 +34,7 @@ pub enum Access {
 
 impl Access {
     /// Every access type, in the order they are listed.
-    pub const ALL: [Access; 5] = [
+    pub(crate) const ALL: [Access; 5] = [
         Access::Create,
         Access::Read,
         Access::Update,
@@ -72,80 +72,6 @@ impl FromStr for Access {
             .find(|a| a.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| format!("unknown access `{s}`; expected `CREATE`, `READ`, `UPDATE`, `DELETE` or `EXECUTE`"))
     }
-}
-
-/// A set of access types.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct AccessSet(u8);
-
-impl AccessSet {
-    /// The empty set.
-    pub const EMPTY: AccessSet = AccessSet(0);
-
-    /// Whether `access` is in the set.
-    pub fn contains(self, access: Access) -> bool {
-        self.0 & access.bit() != 0
-    }
-
-    /// Add `access`; returns false when it was already there.
-    pub fn insert(&mut self, access: Access) -> bool {
-        let had = self.contains(access);
-        self.0 |= access.bit();
-        !had
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The union of two sets.
-    #[must_use]
-    pub fn union(self, other: AccessSet) -> AccessSet {
-        AccessSet(self.0 | other.0)
-    }
-
-    /// The members, in canonical order.
-    pub fn iter(self) -> impl Iterator<Item = Access> {
-        Access::ALL.into_iter().filter(move |a| self.contains(*a))
-    }
-}
-
-impl FromIterator<Access> for AccessSet {
-    fn from_iter<I: IntoIterator<Item = Access>>(iter: I) -> Self {
-        let mut s = AccessSet::EMPTY;
-        for a in iter {
-            s.insert(a);
-        }
-        s
-    }
-}
-
-impl fmt::Display for AccessSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, a) in self.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            f.write_str(a.as_str())?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for AccessSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{self}]")
-    }
-}
-
-/// A role carried by a group. `ADMIN` may do everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-#[non_exhaustive]
-pub enum Role {
-    /// Every access on every target.
-    Admin,
 }
 
 /// Who a grant is given to.
@@ -224,7 +150,7 @@ impl Target {
     }
 
     /// The targets whose grants count for this one, most specific first.
-    pub fn covering(&self) -> Vec<Target> {
+    pub(crate) fn covering(&self) -> Vec<Target> {
         match self {
             Target::Model(i, _) => vec![self.clone(), Target::Integration(i.clone())],
             _ => vec![self.clone()],
@@ -282,9 +208,9 @@ pub struct Grant {
     /// On what.
     pub target: Target,
     /// What they may do.
-    pub access: AccessSet,
+    pub(crate) access: AccessSet,
     /// Where the grant was written.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
     /// How it reads, formatted once: every allowed task's audit event says
     /// which grant allowed it, and formatting it each time showed in the profile.
     shown: std::sync::OnceLock<Box<str>>,
@@ -345,12 +271,12 @@ impl Principal {
     }
 
     /// The group the task is scoped to, if any.
-    pub fn scope(&self) -> Option<&str> {
+    pub(crate) fn scope(&self) -> Option<&str> {
         self.scope.as_deref()
     }
 
     /// The group through which the caller holds `ADMIN`, if any.
-    pub fn admin_via(&self) -> Option<&str> {
+    pub(crate) fn admin_via(&self) -> Option<&str> {
         self.admin_via.as_deref()
     }
 
@@ -358,29 +284,6 @@ impl Principal {
         std::iter::once(self.subject.clone())
             .chain(self.groups.iter().map(|g| Subject::Group(g.clone())))
     }
-}
-
-/// Why a principal could not be formed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PrincipalError {
-    /// `app:NAME` names no declared application.
-    #[error("unknown application `{}`: applications must be declared under `[[applications]]`", Untrusted(.0))]
-    UnknownApplication(String),
-    /// A subject that cannot call (`group:…`).
-    #[error("`{}` cannot act: tasks run as `user:ID` or `app:NAME`", Untrusted(.0))]
-    NotACaller(String),
-    /// The scope names no declared group.
-    #[error("unknown group `{}`", Untrusted(.0))]
-    UnknownGroup(String),
-    /// The scope names a group the caller is not in.
-    #[error("`{}` is not a member of group `{}`, so it cannot act as that group", Untrusted(.subject), Untrusted(.group))]
-    NotAMember {
-        /// The caller.
-        subject: String,
-        /// The group named.
-        group: String,
-    },
 }
 
 /// The answer to "may this principal do this on that target?".
@@ -396,7 +299,7 @@ pub struct Decision {
 impl Decision {
     /// Both decisions: allowed when both are, with both reasons; else the
     /// first refusal.
-    pub fn and(self, other: Decision) -> Decision {
+    pub(crate) fn and(self, other: Decision) -> Decision {
         match (self.allowed, other.allowed) {
             (true, true) => Decision {
                 allowed: true,
@@ -453,7 +356,7 @@ pub enum Reason {
         access: Access,
         /// The target asked about.
         target: Target,
-        /// The caller whose subjects were looked at (see [`Reason::checked_subjects`]).
+        /// The caller whose subjects were looked at (it and the groups that count).
         principal: Principal,
         /// Grants that matched subject and target but not the access.
         near_misses: Vec<Arc<Grant>>,
@@ -463,7 +366,7 @@ pub enum Reason {
 impl Reason {
     /// With [`Reason::NoGrant`]: the subjects whose grants were looked at (the
     /// caller, then the groups that count).
-    pub fn checked_subjects(&self) -> Vec<Subject> {
+    pub(crate) fn checked_subjects(&self) -> Vec<Subject> {
         match self {
             Reason::NoGrant { principal, .. } => principal.subjects().collect(),
             _ => Vec::new(),
@@ -471,7 +374,7 @@ impl Reason {
     }
 
     /// With [`Reason::NoGrant`]: the targets whose grants count (the model and its integration).
-    pub fn checked_targets(&self) -> Vec<Target> {
+    pub(crate) fn checked_targets(&self) -> Vec<Target> {
         match self {
             Reason::NoGrant { target, .. } => target.covering(),
             _ => Vec::new(),
@@ -492,7 +395,7 @@ impl Reason {
     }
 
     /// The grant that allowed the decision, if one did.
-    pub fn grant(&self) -> Option<&Grant> {
+    pub(crate) fn grant(&self) -> Option<&Grant> {
         match self {
             Reason::Granted { grant } => Some(grant.as_ref()),
             _ => None,
@@ -572,11 +475,11 @@ impl fmt::Display for Reason {
 }
 
 mod caller;
-mod policy;
+pub(crate) mod carried;
+pub(crate) mod policy;
 #[cfg(test)]
 mod tests;
 
-pub use self::caller::{parse_id, IdKind, IdSyntax, MAX_ID_BYTES};
-
-pub use self::policy::Policy;
-pub(crate) use self::policy::{GroupInput, PolicyInput, TargetId};
+pub(crate) use self::caller::{parse_id, IdSyntax};
+pub(crate) use self::carried::{AccessSet, Role};
+pub(crate) use self::policy::{GroupInput, Policy, PolicyInput, PrincipalError, TargetId};

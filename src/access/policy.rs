@@ -2,11 +2,35 @@
 //! and active flags, and [`Policy::decide`], which answers with a decision
 //! and its reasons.
 
-use super::{Access, Decision, Grant, Principal, PrincipalError, Reason, Role, Subject, Target};
+use super::{Access, Decision, Grant, Principal, Reason, Role, Subject, Target};
+use crate::untrusted::Untrusted;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
+
+/// Why a principal could not be formed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrincipalError {
+    /// `app:NAME` names no declared application.
+    #[error("unknown application `{}`: applications must be declared under `[[applications]]`", Untrusted(.0))]
+    UnknownApplication(String),
+    /// A subject that cannot call (`group:…`).
+    #[error("`{}` cannot act: tasks run as `user:ID` or `app:NAME`", Untrusted(.0))]
+    NotACaller(String),
+    /// The scope names no declared group.
+    #[error("unknown group `{}`", Untrusted(.0))]
+    UnknownGroup(String),
+    /// The scope names a group the caller is not in.
+    #[error("`{}` is not a member of group `{}`, so it cannot act as that group", Untrusted(.subject), Untrusted(.group))]
+    NotAMember {
+        /// The caller.
+        subject: String,
+        /// The group named.
+        group: String,
+    },
+}
 
 /// A group as the policy sees it.
 #[derive(Debug, Clone)]

@@ -81,12 +81,12 @@ impl TaskKind {
     }
 
     /// The last segment of its HTTP route (`/v1/tasks/text-complete`).
-    pub fn route(self) -> &'static str {
+    pub(crate) fn route(self) -> &'static str {
         self.names().route
     }
 
     /// The Conductor task type the worker polls for it by default (`LLM_TEXT_COMPLETE`).
-    pub fn conductor_type(self) -> &'static str {
+    pub(crate) fn conductor_type(self) -> &'static str {
         self.names().conductor
     }
 

@@ -150,7 +150,7 @@ pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let catalog = connector.catalog();
+    let catalog = connector.core().catalog();
     let target = match target(&catalog, args, io) {
         Ok(t) => t,
         Err(code) => return code,
@@ -193,7 +193,7 @@ pub(crate) fn list(args: &ListArgs, io: &mut Io<'_>) -> Exit {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let catalog = connector.catalog();
+    let catalog = connector.core().catalog();
     let mut targets: Vec<Target> = Vec::new();
     for i in catalog.integrations() {
         targets.push(Target::Integration(i.name().into()));

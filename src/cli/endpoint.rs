@@ -29,11 +29,14 @@ pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let report =
-        match rt.block_on(connector.endpoint_status(&args.integration, args.model.as_deref())) {
-            Ok(r) => r,
-            Err(e) => return connector_failed(&e, io),
-        };
+    let report = match rt.block_on(
+        connector
+            .core()
+            .endpoint_status(&args.integration, args.model.as_deref()),
+    ) {
+        Ok(r) => r,
+        Err(e) => return connector_failed(&e, io),
+    };
     let all_ok = report.models.iter().all(|m| m.probe.is_ok());
     if args.json {
         let models: Vec<_> = report

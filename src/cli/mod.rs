@@ -244,7 +244,7 @@ impl ConfigArg {
     /// Load the config and build a Connector over it, or write why not.
     pub(crate) fn connector(&self, io: &mut Io<'_>) -> Result<crate::connector::Connector, Exit> {
         let loaded = self.load(io)?;
-        crate::connector::Connector::new(loaded.catalog, loaded.runtime).map_err(|e| {
+        crate::connector::Connector::from_loaded(loaded).map_err(|e| {
             let _ = writeln!(io.err, "error: {e}");
             EXIT_FAILURE
         })
@@ -272,7 +272,7 @@ pub(crate) fn connector_failed(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
     let _ = writeln!(io.err, "error: {e}");
     match e {
         ConnectorError::NotFound(_) | ConnectorError::Config(_) => EXIT_BAD_INPUT,
-        ConnectorError::Provider(p) => exit_for_provider(p.kind()),
+        ConnectorError::Provider { kind, .. } => exit_for_provider(*kind),
         ConnectorError::Internal(_) => EXIT_FAILURE,
     }
 }

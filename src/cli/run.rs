@@ -252,7 +252,7 @@ pub(crate) fn run(args: &RunArgs, io: &mut Io<'_>) -> Exit {
     };
     let principal = match connector.principal(&subject, args.caller.group.as_deref()) {
         Ok(p) => p,
-        Err(e) => return task_failed(&e.into(), io),
+        Err(e) => return task_failed(&e, io),
     };
     let (task, output) = match &args.task {
         RunTask::TextComplete {

@@ -37,7 +37,10 @@ pub(crate) fn render(args: &RenderArgs, io: &mut Io<'_>) -> Exit {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match connector.render_chat(integration, model, &args.messages) {
+    match connector
+        .core()
+        .render_chat(integration, model, &args.messages)
+    {
         Ok(text) => {
             let _ = write!(io.out, "{text}");
             EXIT_OK

@@ -23,7 +23,7 @@ pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let report = match rt.block_on(connector.token_check(&args.integration)) {
+    let report = match rt.block_on(connector.core().token_check(&args.integration)) {
         Ok(r) => r,
         Err(e) => return connector_failed(&e, io),
     };

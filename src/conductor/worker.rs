@@ -20,7 +20,7 @@ use crate::catalog::TaskKind;
 use crate::connector::{Connector, TaskRequest};
 use crate::retry::Backoff;
 use crate::runtime::WorkerSettings;
-use crate::task::{Door, Failure, FailureKind, Task, TaskError};
+use crate::task::{Door, Failure, FailureKind, Task};
 use crate::untrusted::{Field, Untrusted};
 
 /// A report that cannot be delivered for this long is given up: the task is
@@ -97,7 +97,7 @@ impl Counters {
                 "Results that could not be delivered (Conductor re-queues the task)",
             )?,
         };
-        let m = connector.metrics();
+        let m = connector.core().metrics();
         for collector in [
             Box::new(c.polls.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(c.poll_errors.clone()),
@@ -534,10 +534,7 @@ async fn execute(
         Untrusted(t.integration()),
         Untrusted(t.model())
     ));
-    let principal = inner
-        .connector
-        .principal(&subject, group)
-        .map_err(TaskError::from)?;
+    let principal = inner.connector.principal(&subject, group)?;
     // One decision, taken once, and the result it led to.
     let ran = inner
         .connector

@@ -37,7 +37,7 @@ pub(crate) fn join_path(parent: &str, key: &str) -> String {
 #[non_exhaustive]
 pub struct Diagnostic {
     /// Error or warning.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// The file the problem is in.
     pub file: PathBuf,
     /// 1-based line, 0 when unknown.

@@ -1,5 +1,6 @@
 //! Config files: reading TOML/YAML/JSON files and directories, the raw schema,
-//! secret locations, and validation into a [`Catalog`].
+//! secret locations, and validation into the catalog and the runtime
+//! settings a [`Connector`](crate::Connector) runs on.
 //!
 //! Loading has two phases. Each file is parsed into a position-carrying tree and
 //! deserialized into raw structs that reject unknown keys (`raw`); then all
@@ -17,8 +18,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use diagnostic::{Diagnostic, Severity};
-pub use secret::{process_env, EnvLookup};
+pub use diagnostic::Diagnostic;
+pub(crate) use secret::process_env;
+pub use secret::EnvLookup;
 
 use crate::catalog::Catalog;
 use crate::origin::Origin;
@@ -35,10 +37,10 @@ pub(crate) fn diagnostic_suggest<'a>(
 }
 
 /// The largest config file read (a catalog of 10,000 models is about 3 MB).
-pub const MAX_FILE_BYTES: u64 = 32 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 32 << 20;
 
 /// The environment variable naming the config path when `--config` is not given.
-pub const CONFIG_ENV: &str = "HFCONNECT_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "HFCONNECT_CONFIG";
 
 /// How to load: where environment look-ups (key locations, `HF_ENDPOINT`) go.
 #[derive(Clone)]
@@ -78,11 +80,11 @@ impl fmt::Debug for LoadOptions {
 #[non_exhaustive]
 pub struct LoadedConfig {
     /// What is governed: integrations, models, prompts, groups, applications, grants, quotas.
-    pub catalog: Catalog,
+    pub(crate) catalog: Catalog,
     /// How hfconnect runs: admission, audit, the worker, each integration's call settings.
-    pub runtime: crate::runtime::Runtime,
+    pub(crate) runtime: crate::runtime::Runtime,
     /// The files read, in the order they were merged.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// Warnings: the config is usable, but these deserve a look.
     pub warnings: Vec<Diagnostic>,
 }

@@ -32,7 +32,7 @@ use arc_swap::ArcSwap;
 use futures_util::Stream;
 use secrecy::SecretString;
 
-use crate::access::{Principal, PrincipalError, Subject};
+use crate::access::{Access, Decision, Principal, PrincipalError, Subject, Target};
 use crate::catalog::{Catalog, Integration};
 use crate::config::{ConfigError, LoadOptions};
 use crate::metrics::Metrics;
@@ -63,12 +63,28 @@ pub enum ConnectorError {
     /// The config could not be loaded; the connector keeps the snapshot it had.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The provider failed.
-    #[error(transparent)]
-    Provider(#[from] ProviderError),
+    /// The provider failed: its client could not be built, or a call
+    /// outside a task (the Hub, the management API) was refused.
+    #[error("{message}")]
+    Provider {
+        /// What kind of failure it was.
+        kind: crate::task::ProviderErrorKind,
+        /// The failure, in words (never a key).
+        message: String,
+    },
     /// Something in hfconnect itself failed (such as building the metrics registry).
     #[error("{0}")]
     Internal(String),
+}
+
+impl ConnectorError {
+    /// A provider's failure outside a task.
+    pub(crate) fn from_provider(e: ProviderError) -> ConnectorError {
+        ConnectorError::Provider {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// A streamed task: chunks, then the output, or an error; and what is
@@ -140,30 +156,20 @@ struct ConfigState {
     last_refused: Option<(SystemTime, usize)>,
 }
 
-/// The connector: what front doors call to run tasks. `P` is the provider
-/// it calls, Hugging Face unless built with [`Connector::with_provider`].
-pub struct Connector<P = HuggingFace> {
-    state: ArcSwap<Snapshot<P>>,
-    build: ProviderFactory<P>,
-    metrics: Arc<Metrics>,
-    config: Mutex<ConfigState>,
-}
+/// The connector: what an engine (and every front door) runs tasks with.
+///
+/// Built from the config files ([`Connector::from_path`]); it calls Hugging
+/// Face. It is cheap to share (`Arc<Connector>`): every task reads one
+/// snapshot of the catalog, and [`Connector::reload_from`] swaps in a new one.
+pub struct Connector(Core<HuggingFace>);
 
-impl<P> std::fmt::Debug for Connector<P> {
+impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector")
-            .field("state", &self.state.load())
-            .finish_non_exhaustive()
+        self.0.fmt(f)
     }
 }
 
 impl Connector {
-    /// A connector over `catalog` run as `runtime` says, with one Hugging
-    /// Face client per integration.
-    pub fn new(catalog: Catalog, runtime: Runtime) -> Result<Connector, ConnectorError> {
-        Connector::with_provider(catalog, runtime, Arc::new(hugging_face))
-    }
-
     /// Load the config at `path` and build a connector over it.
     pub fn from_path(path: &Path, options: &LoadOptions) -> Result<Connector, ConnectorError> {
         Connector::from_loaded(crate::config::load(path, options)?)
@@ -172,22 +178,90 @@ impl Connector {
     /// A connector over a loaded config (its files identify it in `/readyz`
     /// and `hfconnect_config_info`).
     pub fn from_loaded(loaded: crate::config::LoadedConfig) -> Result<Connector, ConnectorError> {
-        Connector::from_loaded_with(loaded, Arc::new(hugging_face))
+        Core::from_loaded_with(loaded, Arc::new(hugging_face)).map(Connector)
+    }
+
+    /// Run a task: the one way to, plain or streamed ([`TaskRequest`]).
+    pub async fn run(&self, req: TaskRequest<'_>) -> Ran {
+        self.0.run(req).await
+    }
+
+    /// Load `path` and swap it in; a config that fails validation is refused
+    /// and the old one stays. Tasks in flight finish on the snapshot they
+    /// started with. Either way the outcome is counted
+    /// (`hfconnect_config_reloads_total`).
+    pub fn reload_from(&self, path: &Path, options: &LoadOptions) -> Result<(), ConnectorError> {
+        self.0.reload_from(path, options)
+    }
+
+    /// Resolve a caller: its groups and roles, optionally narrowed to one
+    /// group; an unknown application or group, or a group the caller is not
+    /// in, is refused (`?` in a task path).
+    pub fn principal(
+        &self,
+        subject: &Subject,
+        group: Option<&str>,
+    ) -> Result<Principal, TaskError> {
+        self.0
+            .principal(subject, group)
+            .map_err(TaskError::from_principal)
+    }
+
+    /// Ask the policy in force, without running anything: may `principal`
+    /// do `access` on `target`? The decision says why.
+    pub fn decide(&self, principal: &Principal, access: Access, target: &Target) -> Decision {
+        self.0.decide(principal, access, target)
+    }
+
+    /// The metrics in Prometheus text form.
+    pub fn metrics_text(&self) -> String {
+        self.0.metrics_text()
+    }
+
+    /// The connector under the facade, for the front doors.
+    pub(crate) fn core(&self) -> &Core<HuggingFace> {
+        &self.0
     }
 }
 
-impl<P: LlmProvider> Connector<P> {
+/// The connector's machinery, generic over the provider it calls
+/// ([`Connector`] is this over Hugging Face; tests and the benchmark run it
+/// over an in-process provider, feature `test-support`).
+pub struct Core<P> {
+    state: ArcSwap<Snapshot<P>>,
+    build: ProviderFactory<P>,
+    metrics: Arc<Metrics>,
+    config: Mutex<ConfigState>,
+}
+
+impl<P> std::fmt::Debug for Core<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("state", &self.state.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core<HuggingFace> {
+    /// A connector over `catalog` run as `runtime` says, with one Hugging
+    /// Face client per integration.
+    pub fn new(catalog: Catalog, runtime: Runtime) -> Result<Core<HuggingFace>, ConnectorError> {
+        Core::with_provider(catalog, runtime, Arc::new(hugging_face))
+    }
+}
+
+impl<P: LlmProvider> Core<P> {
     /// A connector over `catalog` whose integrations call the providers
     /// `build` makes (an in-process provider in tests, another server).
     pub fn with_provider(
         catalog: Catalog,
         runtime: Runtime,
         build: ProviderFactory<P>,
-    ) -> Result<Connector<P>, ConnectorError> {
+    ) -> Result<Core<P>, ConnectorError> {
         let metrics = Metrics::new().map_err(|e| {
             ConnectorError::Internal(format!("the metrics registry could not be built: {e}"))
         })?;
-        Ok(Connector {
+        Ok(Core {
             state: ArcSwap::from_pointee(Snapshot::new(catalog, runtime, &metrics, &build, None)?),
             build,
             metrics: Arc::new(metrics),
@@ -202,9 +276,9 @@ impl<P: LlmProvider> Connector<P> {
     pub fn from_loaded_with(
         loaded: crate::config::LoadedConfig,
         build: ProviderFactory<P>,
-    ) -> Result<Connector<P>, ConnectorError> {
+    ) -> Result<Core<P>, ConnectorError> {
         let hash = config_hash(&loaded.files);
-        let c = Connector::with_provider(loaded.catalog, loaded.runtime, build)?;
+        let c = Core::with_provider(loaded.catalog, loaded.runtime, build)?;
         c.loaded(hash);
         Ok(c)
     }
@@ -413,8 +487,9 @@ impl<P: LlmProvider> Connector<P> {
     }
 }
 
-impl From<PrincipalError> for TaskError {
-    fn from(e: PrincipalError) -> TaskError {
+impl TaskError {
+    /// Why a caller could not be resolved, as a task error.
+    pub(crate) fn from_principal(e: PrincipalError) -> TaskError {
         let kind = match e {
             PrincipalError::UnknownGroup(_) => TaskErrorKind::NotFound,
             PrincipalError::NotACaller(_) => TaskErrorKind::InvalidInput,

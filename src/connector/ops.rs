@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::prepare::{invalid, unknown_integration, unknown_model};
 use super::views::{CatalogView, IntegrationView, ModelView, PromptView, RunnableModel};
-use super::{Connector, ConnectorError};
+use super::{ConnectorError, Core};
 use crate::access::{Access, Principal, Target};
 use crate::catalog::Model;
 use crate::provider::huggingface::HuggingFace;
@@ -60,7 +60,7 @@ pub struct EndpointStatus {
     pub management_unavailable: Option<String>,
 }
 
-impl<P: LlmProvider> Connector<P> {
+impl<P: LlmProvider> Core<P> {
     /// The integrations, models and prompts `principal` may READ.
     pub fn visible(&self, principal: &Principal) -> CatalogView {
         let snap = self.state.load();
@@ -192,12 +192,15 @@ impl<P: LlmProvider> Connector<P> {
 }
 
 /// What only Hugging Face can answer: the Hub and the management API.
-impl Connector<HuggingFace> {
+impl Core<HuggingFace> {
     /// Who owns the integration's token, and whether it fits the integration.
     pub async fn token_check(&self, integration: &str) -> Result<TokenReport, ConnectorError> {
         let snap = self.state.load_full();
         let (i, provider) = snap.integration(integration)?;
-        let owner = provider.whoami().await?;
+        let owner = provider
+            .whoami()
+            .await
+            .map_err(ConnectorError::from_provider)?;
         let mut warnings = Vec::new();
         let namespace_ok = i.namespace().map(|ns| owner.covers(ns));
         if namespace_ok == Some(false) {

@@ -18,7 +18,7 @@ use futures_util::{Stream, StreamExt};
 use super::audit::{record_refusal, Audit, Labels, Outcome, Refusal, TaskId, UNKNOWN};
 use super::prepare::{embed_output, prepare, to_output, Call, Prepared};
 use super::snapshot::Plan;
-use super::{Connector, Snapshot, TaskStream};
+use super::{Core, Snapshot, TaskStream};
 use crate::access::{Decision, Principal};
 use crate::admission::{AdmissionError, Headroom, Limited, Permit};
 use crate::metrics::{InFlight, Metrics};
@@ -57,7 +57,7 @@ impl<'a> TaskRequest<'a> {
     }
 
     /// The door the task came by.
-    pub fn via(mut self, door: Door) -> Self {
+    pub(crate) fn via(mut self, door: Door) -> Self {
         self.door = door;
         self
     }
@@ -66,26 +66,6 @@ impl<'a> TaskRequest<'a> {
     pub fn streamed(mut self) -> Self {
         self.stream = true;
         self
-    }
-
-    /// Who asks.
-    pub fn principal(&self) -> &Principal {
-        &self.principal
-    }
-
-    /// The task.
-    pub fn task(&self) -> &Task {
-        &self.task
-    }
-
-    /// The door.
-    pub fn door(&self) -> Door {
-        self.door
-    }
-
-    /// Whether the text is streamed.
-    pub fn is_streamed(&self) -> bool {
-        self.stream
     }
 
     fn into_owned(self) -> TaskRequest<'static> {
@@ -246,7 +226,7 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
                     .map_or_else(|_| upstream.elapsed(), |v| v.timings.total);
                 self.upstream(took);
                 return done
-                    .map_err(TaskError::from)
+                    .map_err(TaskError::from_provider)
                     .and_then(|v| embed_output(v, e, plan.model.name()))
                     .map(|o| with_headroom(o, headroom));
             }
@@ -266,7 +246,7 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
         json_output: bool,
     ) -> Result<TaskOutput, TaskError> {
         self.upstream(took);
-        done.map_err(TaskError::from)
+        done.map_err(TaskError::from_provider)
             .and_then(|c| to_output(c, json_output))
     }
 
@@ -337,7 +317,7 @@ enum Step {
     Event(Result<TaskEvent, TaskError>),
 }
 
-impl<P: LlmProvider> Connector<P> {
+impl<P: LlmProvider> Core<P> {
     /// Run a task: plain or streamed as the request says. Refusals before
     /// anything is sent upstream (unknown names, inactive, denied, invalid
     /// input, rate limited) are the reply's error, for both.

@@ -132,7 +132,8 @@ impl<P> Snapshot<P> {
                 .map(|m| catalog.policy().target_id(m.target()))
                 .collect();
             clients.push(Client {
-                provider: build(i, &runtime.calls(i.name()), key.clone())?,
+                provider: build(i, &runtime.calls(i.name()), key.clone())
+                    .map_err(ConnectorError::from_provider)?,
                 key: (source, key),
                 series,
                 targets,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{Connector, TaskRequest};
+use super::{Core, TaskRequest};
 use crate::access::Subject;
 use crate::config::LoadOptions;
 use crate::provider::scripted::{Reply, Scripted};
@@ -90,7 +90,7 @@ access = ["EXECUTE"]
 
 /// A connector over `CONFIG` plus `extra` (appended, or replacing what
 /// `edit` says), calling one scripted provider.
-fn connector_with(edit: impl Fn(&str) -> String) -> (Connector<Scripted>, Scripted) {
+fn connector_with(edit: impl Fn(&str) -> String) -> (Core<Scripted>, Scripted) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, edit(CONFIG)).unwrap();
@@ -98,7 +98,7 @@ fn connector_with(edit: impl Fn(&str) -> String) -> (Connector<Scripted>, Script
     let loaded = crate::config::load(&path, &LoadOptions::new().env(env)).unwrap();
     let scripted = Scripted::new();
     let s = scripted.clone();
-    let c = Connector::from_loaded_with(
+    let c = Core::from_loaded_with(
         loaded,
         Arc::new(move |i, _calls, _key| Ok(s.serving(i.name()))),
     )
@@ -106,7 +106,7 @@ fn connector_with(edit: impl Fn(&str) -> String) -> (Connector<Scripted>, Script
     (c, scripted)
 }
 
-fn connector() -> (Connector<Scripted>, Scripted) {
+fn connector() -> (Core<Scripted>, Scripted) {
     connector_with(str::to_string)
 }
 
@@ -909,7 +909,7 @@ async fn a_wait_known_to_pass_the_queue_timeout_is_refused_at_once_and_waits_are
 
 /// A streamed task's items; a refusal is the only item.
 async fn streamed(
-    c: &Connector<Scripted>,
+    c: &Core<Scripted>,
     who: &crate::access::Principal,
     task: &Task,
 ) -> Vec<Result<TaskEvent, crate::task::TaskError>> {

@@ -245,7 +245,7 @@ impl FinishReason {
     /// Map the servers' words (`eos_token`, `stop`, `length`, `stop_sequence`);
     /// any other word is kept escaped and bounded (it reaches outputs and
     /// task logs).
-    pub fn from_wire(s: &str) -> FinishReason {
+    pub(crate) fn from_wire(s: &str) -> FinishReason {
         match s {
             "eos_token" | "stop" | "end_turn" => FinishReason::Stop,
             "length" | "max_tokens" => FinishReason::Length,

@@ -4,7 +4,7 @@
 //! `tokio::time::pause` waits for nothing; no HTTP, no fake server.
 //!
 //! ```
-//! # use hfconnect::provider::scripted::{Reply, Scripted};
+//! # use hfconnect::testing::provider::scripted::{Reply, Scripted};
 //! let provider = Scripted::new();
 //! provider.then(Reply::text("first answer"));
 //! provider.always(Reply::echo());

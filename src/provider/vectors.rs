@@ -28,12 +28,12 @@ pub struct VectorsError(String);
 
 impl Vectors {
     /// No rows.
-    pub fn new() -> Vectors {
+    pub(crate) fn new() -> Vectors {
         Vectors::default()
     }
 
     /// Rows given one by one; they must all be of one size, and not empty.
-    pub fn from_rows<R: AsRef<[f32]>>(
+    pub(crate) fn from_rows<R: AsRef<[f32]>>(
         rows: impl IntoIterator<Item = R>,
     ) -> Result<Vectors, VectorsError> {
         let mut v = Vectors::new();
@@ -44,7 +44,7 @@ impl Vectors {
     }
 
     /// Add a row of the size of the others.
-    pub fn push(&mut self, row: &[f32]) -> Result<(), VectorsError> {
+    pub(crate) fn push(&mut self, row: &[f32]) -> Result<(), VectorsError> {
         if row.is_empty() {
             return Err(VectorsError("an embedding is empty".into()));
         }
@@ -150,7 +150,7 @@ impl Vectors {
     }
 
     /// `f32`s, little-endian, base64-encoded: OpenAI's `encoding_format: base64`.
-    pub fn row_base64(row: &[f32]) -> String {
+    pub(crate) fn row_base64(row: &[f32]) -> String {
         use base64::Engine;
         let mut bytes = Vec::with_capacity(row.len() * 4);
         for x in row {

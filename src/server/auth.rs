@@ -159,7 +159,7 @@ impl Claimed {
     /// may act for users and only when no header named one; a value that
     /// is present and meant but unusable is refused, never taken as absent.
     pub(crate) fn act_for(&mut self, connector: &Connector, value: &str) -> Result<(), ApiError> {
-        if self.user.is_some() || !connector.may_act_for_users(&self.app) {
+        if self.user.is_some() || !connector.core().may_act_for_users(&self.app) {
             return Ok(());
         }
         self.user = Some(user_field(value)?);
@@ -178,12 +178,7 @@ impl Claimed {
         };
         connector
             .principal(&subject, self.group.as_deref())
-            .map_err(|e| {
-                (
-                    ApiError::from(crate::task::TaskError::from(e)),
-                    self.presented(),
-                )
-            })
+            .map_err(|e| (ApiError::from(e), self.presented()))
     }
 }
 
@@ -194,7 +189,7 @@ pub(crate) fn claimed(
     headers: &HeaderMap,
 ) -> Result<Claimed, (ApiError, Presented)> {
     let key = bearer_key(headers).map_err(|e| (e, Presented::NoKey))?;
-    let Some(app) = connector.authenticate(key) else {
+    let Some(app) = connector.core().authenticate(key) else {
         let hint = key_hint(key);
         return Err((
             ApiError::new(
@@ -216,7 +211,7 @@ pub(crate) fn claimed(
         None => None,
         Some(value) => {
             let id = user_named(value, "X-Hfconnect-User").map_err(|e| (e, presented()))?;
-            if !connector.may_act_for_users(&app) {
+            if !connector.core().may_act_for_users(&app) {
                 return Err((
                     ApiError::new(
                         StatusCode::FORBIDDEN,

@@ -123,7 +123,7 @@ pub(crate) async fn layer(State(d): State<DoorLayer>, req: Request, next: Next) 
     let kind = (d.kind_of)(req.uri().path());
     let mut r = next.run(req).await;
     if let Some(here) = r.extensions_mut().remove::<RefusedHere>() {
-        d.state.connector.record_refusal(&Refusal {
+        d.state.connector.core().record_refusal(&Refusal {
             caller: &here.seen.caller,
             kind,
             integration: here.seen.integration.as_deref(),
@@ -137,6 +137,7 @@ pub(crate) async fn layer(State(d): State<DoorLayer>, req: Request, next: Next) 
     }
     d.state
         .connector
+        .core()
         .metrics()
         .doors
         .count(d.door, r.status().as_u16());

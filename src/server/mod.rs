@@ -106,8 +106,8 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
 /// hold traffic); a refused reload keeps it ready (the previous config
 /// serves) and shows here. Not ready is a 503 with the reasons.
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    let config = state.connector.config_status();
-    let keys = state.connector.key_status();
+    let config = state.connector.core().config_status();
+    let keys = state.connector.core().key_status();
     let missing: Vec<String> = keys
         .iter()
         .filter(|k| k.active)
@@ -145,7 +145,7 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
         "models": config.models,
         "keys": keys,
         "config": config,
-        "admission": state.connector.admission_status().await,
+        "admission": state.connector.core().admission_status().await,
     }));
     let status = if ready {
         axum::http::StatusCode::OK
@@ -237,7 +237,7 @@ pub async fn serve(
         options.config.clone(),
         options.watch_interval,
     );
-    let connections = connector.connection_metrics();
+    let connections = connector.core().connection_metrics();
     let app = app(
         connector,
         options.body_timeout,

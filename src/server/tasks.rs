@@ -144,5 +144,5 @@ pub(crate) async fn catalog(
     State(state): State<AppState>,
     Caller { principal, .. }: Caller,
 ) -> Json<crate::connector::CatalogView> {
-    Json(state.connector.visible(&principal))
+    Json(state.connector.core().visible(&principal))
 }

@@ -1,6 +1,6 @@
 //! The three paths to the same fake TGI endpoint, and the interleaved runs
 //! that compare them: `direct` (reqwest posting the body hfconnect would
-//! send: the limit), `library` (`Connector::execute`: catalog, RBAC,
+//! send: the limit), `library` (`Connector::run`: catalog, RBAC,
 //! admission, provider, output shaping, audit and metrics), and `serve`
 //! (HTTP to a running `hfconnect serve` process); and the same comparison
 //! for embeddings on the fake text-embeddings-inference (one text, and a
@@ -37,7 +37,7 @@ pub const EMBED_DIM: usize = 384;
 pub enum PathKind {
     /// reqwest straight to the endpoint.
     Direct,
-    /// `Connector::execute` in this process.
+    /// `Connector::run` in this process.
     Library,
     /// The library with a quota and a rate limit, admitted in-process.
     LibraryLimits,
@@ -53,11 +53,11 @@ pub enum PathKind {
     ServeOpenAi,
     /// reqwest straight to TEI's `/embed`, one text.
     DirectEmbed,
-    /// An embeddings task of one text through `Connector::execute`.
+    /// An embeddings task of one text through `Connector::run`.
     LibraryEmbed,
     /// reqwest straight to TEI's `/embed`, [`EMBED_BATCH`] texts.
     DirectEmbedBatch,
-    /// An embeddings task of [`EMBED_BATCH`] texts through `Connector::execute`.
+    /// An embeddings task of [`EMBED_BATCH`] texts through `Connector::run`.
     LibraryEmbedBatch,
 }
 
@@ -100,7 +100,7 @@ impl PathKind {
 /// The config the library and `serve` run with: one TGI model, one application
 /// in one group with an `EXECUTE` grant on the integration; no limits.
 pub fn config(upstream: &str) -> String {
-    let hash = hfconnect::server::key_hash(APP_KEY);
+    let hash = hfconnect::testing::server::key_hash(APP_KEY);
     format!(
         r#"
 [[integrations]]

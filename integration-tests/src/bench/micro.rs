@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hfconnect::access::{Access, Subject, Target};
 use hfconnect::config::LoadOptions;
-use hfconnect::provider::huggingface::sse::SseParser;
+use hfconnect::testing::provider::huggingface::sse::SseParser;
 
 /// Groups in every policy of the RBAC figures.
 pub const GROUPS: usize = 1000;
@@ -77,7 +77,7 @@ pub fn rbac(dir: &Path, sizes: &[usize], iterations: u64) -> Result<Vec<RbacRow>
         std::fs::write(&path, generated_config(models, grants, GROUPS))
             .map_err(|e| e.to_string())?;
         let loaded = hfconnect::config::load(&path, &env()).map_err(|e| e.to_string())?;
-        let policy = loaded.catalog.policy();
+        let policy = hfconnect::testing::catalog_of(&loaded).policy();
         let user = Subject::User("bench-user".into());
         let all = policy.principal(&user, None).map_err(|e| e.to_string())?;
         let scoped = policy
@@ -136,10 +136,10 @@ pub fn config_load(
             let start = Instant::now();
             let loaded = hfconnect::config::load(&path, &env()).map_err(|e| e.to_string())?;
             times.push(start.elapsed());
-            if loaded.catalog.model_count() != n {
+            if hfconnect::testing::catalog_of(&loaded).model_count() != n {
                 return Err(format!(
                     "loaded {} models, not {n}",
-                    loaded.catalog.model_count()
+                    hfconnect::testing::catalog_of(&loaded).model_count()
                 ));
             }
             black_box(loaded);
@@ -174,7 +174,7 @@ pub fn authentication(
         for a in 0..n {
             text.push_str(&format!(
                 "[[applications]]\nname = \"app{a}\"\ngroups = [\"g0\"]\nkeys = [\"{}\"]\n\n",
-                hfconnect::server::key_hash(&format!("hfc_bench_key_{a}"))
+                hfconnect::testing::server::key_hash(&format!("hfc_bench_key_{a}"))
             ));
         }
         let path = dir.join(format!("auth-{n}.toml"));
@@ -186,14 +186,14 @@ pub fn authentication(
             ("known key", known.as_str(), Some(format!("app{}", n - 1))),
             ("unknown key", "hfc_nobody_holds_this_key", None),
         ] {
-            if connector.authenticate(key) != want {
+            if hfconnect::testing::core(&connector).authenticate(key) != want {
                 return Err(format!(
                     "authentication at {n} applications: wrong answer for the {case}"
                 ));
             }
             let start = Instant::now();
             for _ in 0..iterations {
-                black_box(connector.authenticate(black_box(key)));
+                black_box(hfconnect::testing::core(&connector).authenticate(black_box(key)));
             }
             rows.push(AuthRow {
                 applications: n,

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use hfconnect::access::Subject;
-use hfconnect::conductor::Worker;
 use hfconnect::config::LoadOptions;
-use hfconnect::provider::ErrorKind;
 use hfconnect::task::{EmbedInput, Task, TaskErrorKind, TaskOutput, TaskResult, Vectors};
+use hfconnect::testing::conductor::Worker;
+use hfconnect::testing::provider::ErrorKind;
 use hfconnect::Connector;
 use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_conductor::{FakeConductor, Schedule};
@@ -647,7 +647,11 @@ async fn the_worker_completes_llm_generate_embeddings() {
     let cfg = config(&hf.url()) + "\n[worker]\napp = \"indexer\"\npoll_timeout = 0.2\n";
     let path = dir.write("c.toml", &cfg);
     let connector = Arc::new(Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap());
-    let settings = connector.runtime().worker().cloned().unwrap();
+    let settings = hfconnect::testing::core(&connector)
+        .runtime()
+        .worker()
+        .cloned()
+        .unwrap();
     assert!(
         settings
             .task_types
@@ -739,7 +743,7 @@ fn run_embed_prints_one_array_per_line() {
 
 #[tokio::test]
 async fn a_tei_probe_reads_its_info() {
-    use hfconnect::provider::{Api, LlmProvider, ModelEndpoint};
+    use hfconnect::testing::provider::{Api, LlmProvider, ModelEndpoint};
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let p = crate::support::provider::provider(&fake);
     let tei = ModelEndpoint {
@@ -759,7 +763,7 @@ async fn a_tei_probe_reads_its_info() {
     let e = p
         .generate(
             &tei,
-            &hfconnect::provider::TextRequest {
+            &hfconnect::testing::provider::TextRequest {
                 prompt: "x".into(),
                 params: Default::default(),
             },

@@ -27,16 +27,17 @@ fn quickstart_and_multi_team_are_valid() {
 #[test]
 fn the_example_worker_sections_mean_what_they_say() {
     use hfconnect::config::LoadOptions;
-    use hfconnect::runtime::WorkerIdentity;
+    use hfconnect::testing::runtime::WorkerIdentity;
     let load = |rel: &str| {
-        hfconnect::config::load(std::path::Path::new(&example(rel)), &LoadOptions::new())
-            .unwrap()
-            .runtime
+        let loaded =
+            hfconnect::config::load(std::path::Path::new(&example(rel)), &LoadOptions::new())
+                .unwrap();
+        hfconnect::testing::runtime_of(&loaded).clone()
     };
     let quick = load("quickstart.toml");
     let w = quick.worker().unwrap();
     assert_eq!(w.identity, WorkerIdentity::Fixed("billing-service".into()));
-    assert_eq!(w.task_types.len(), hfconnect::catalog::TaskKind::ALL.len());
+    assert_eq!(w.task_types.len(), hfconnect::task::TaskKind::ALL.len());
     assert!(w.auth.is_none());
     let multi = load("multi-team.yaml");
     let w = multi.worker().unwrap();
@@ -116,7 +117,7 @@ fn the_kubernetes_config_passes_strictly_with_the_secrets_the_readme_makes() {
         .map(|l| l.trim_start())
         .collect::<Vec<_>>()
         .join("\n");
-    let hash = hfconnect::server::key_hash("hfc_kubernetes_example_key");
+    let hash = hfconnect::testing::server::key_hash("hfc_kubernetes_example_key");
     dir.write(
         "etc-hfconnect/applications.toml",
         &apps.replace("sha256:…", &hash),

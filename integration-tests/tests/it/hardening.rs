@@ -261,7 +261,10 @@ async fn redirects_are_never_followed_and_their_target_never_named() {
         &hfconnect::config::LoadOptions::new().env(crate::support::env()),
     )
     .unwrap();
-    let e = c.token_check("hf").await.unwrap_err();
+    let e = hfconnect::testing::core(&c)
+        .token_check("hf")
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("307"), "{e}");
     assert!(
         capture.requests().is_empty(),

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use hfconnect::access::Subject;
 use hfconnect::config::LoadOptions;
-use hfconnect::provider::{Api, ErrorKind, LlmProvider};
-use hfconnect::provider::{ColdStartPolicy, RetryPolicy};
 use hfconnect::task::TextCompleteInput;
 use hfconnect::task::{Task, TaskErrorKind};
+use hfconnect::testing::provider::{Api, ErrorKind, LlmProvider};
+use hfconnect::testing::provider::{ColdStartPolicy, RetryPolicy};
 use hfconnect::Connector;
 use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_conductor::Schedule;
@@ -27,7 +27,7 @@ use crate::support::TOKEN;
 use crate::support::{config, env};
 use crate::support::{hash, post, serve_config, start_with, APP_KEY, PORTAL_KEY};
 use crate::support::{scrape, Dir, Run};
-use hfconnect::server::ServeOptions;
+use hfconnect::testing::server::ServeOptions;
 
 fn task(model: &str) -> Task {
     Task::TextComplete(TextCompleteInput {
@@ -52,7 +52,7 @@ async fn only_evidence_of_a_cold_start_may_use_the_cold_start_wait() {
         wait: Duration::from_secs(6),
         resume_paused: false,
     };
-    let p = hfconnect::provider::huggingface::HuggingFace::new(
+    let p = hfconnect::testing::provider::huggingface::HuggingFace::new(
         s,
         Ok(secrecy::SecretString::from(TOKEN)),
     )
@@ -463,7 +463,8 @@ async fn every_refusal_at_the_door_is_audited_and_counted_once() {
         .filter(|l| l.contains("hfconnect::audit") && l.contains("app:auditor-app"))
         .collect();
     assert_eq!(mine.len(), cases.len(), "{mine:#?}");
-    let hint = hfconnect::server::key_hash("hfc_nobody_holds_this_0005")["sha256:".len()..][..8]
+    let hint = hfconnect::testing::server::key_hash("hfc_nobody_holds_this_0005")
+        ["sha256:".len()..][..8]
         .to_string();
     assert_eq!(
         text.lines()

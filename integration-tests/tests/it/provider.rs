@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use hfconnect::provider::huggingface::HuggingFace;
-use hfconnect::provider::{
+use hfconnect::testing::provider::huggingface::HuggingFace;
+use hfconnect::testing::provider::{
     Api, ChatMessage, ChatRequest, ChatRole, ErrorKind, FinishReason, GenerationParams,
     LlmProvider, SummarizeRequest, TextRequest,
 };

@@ -2,7 +2,7 @@
 //! Debug, not in a log line, for every failure in the matrix, even when the
 //! server echoes the key back.
 
-use hfconnect::provider::{Api, LlmProvider};
+use hfconnect::testing::provider::{Api, LlmProvider};
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::json;
 
@@ -11,7 +11,7 @@ use crate::support::provider::{
     collect, failure_cases, model, provider, quick_provider, text, Case,
 };
 use crate::support::TOKEN;
-use hfconnect::provider::ErrorKind;
+use hfconnect::testing::provider::ErrorKind;
 
 #[tokio::test]
 async fn the_key_never_appears_in_errors_debug_or_logs() {
@@ -70,7 +70,7 @@ async fn the_key_never_appears_in_errors_debug_or_logs() {
     // A wrong key: the rejected key must not show either.
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let wrong = "hf_WRONGkeyMARKER42";
-    let p = hfconnect::provider::huggingface::HuggingFace::new(
+    let p = hfconnect::testing::provider::huggingface::HuggingFace::new(
         crate::support::provider::settings(&fake),
         Ok(secrecy::SecretString::from(wrong)),
     )

@@ -142,7 +142,7 @@ fn keys_never_appear_in_debug_dumps() {
     let env: hfconnect::config::EnvLookup =
         std::sync::Arc::new(|k| (k == "SECRET_UNDER_TEST").then(|| format!("{MARKER}-env")));
     let loaded = load(&path, &LoadOptions::new().env(env)).unwrap();
-    for i in loaded.catalog.integrations() {
+    for i in hfconnect::testing::catalog_of(&loaded).integrations() {
         assert!(
             i.api_key().is_available(),
             "{}: {:?}",

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use hfconnect::access::Subject;
 use hfconnect::config::LoadOptions;
-use hfconnect::provider::LlmProvider;
 use hfconnect::task::TextCompleteInput;
 use hfconnect::task::{Task, TaskErrorKind};
+use hfconnect::testing::provider::LlmProvider;
 use hfconnect::Connector;
 use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_conductor::Schedule;
@@ -618,7 +618,7 @@ async fn answers_over_the_limit_fail_with_the_limit_named() {
         llm_provider: "hf".into(),
         model: "org/chat-model".into(),
         messages: vec![hfconnect::task::InputMessage {
-            role: hfconnect::provider::ChatRole::User,
+            role: hfconnect::testing::provider::ChatRole::User,
             message: "hi".into(),
         }],
         ..Default::default()
@@ -700,7 +700,7 @@ async fn the_fakes_take_faults_and_work_over_http() {
         .unwrap();
     assert_eq!(r["queued"], 2);
     let provider = crate::support::provider::provider(&fake);
-    let model = crate::support::provider::model(&fake, hfconnect::provider::Api::Tgi);
+    let model = crate::support::provider::model(&fake, hfconnect::testing::provider::Api::Tgi);
     let e = provider
         .generate(&model, &crate::support::provider::text("x"))
         .await

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hfconnect::server::ServeOptions;
+use hfconnect::testing::server::ServeOptions;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use hfconnect::access::Subject;
 use hfconnect::config::{EnvLookup, LoadOptions};
 use hfconnect::task::{Task, TaskErrorKind, TextCompleteInput};
+use hfconnect::testing::AdmissionStatus;
 use hfconnect::Connector;
-use hfconnect::{AdmissionStatus, TaskRequest};
+use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::FakeHf;
 use hfconnect_integration_tests::redis::RedisServer;
 use serde_json::{json, Value};
@@ -177,7 +178,9 @@ async fn two_connectors_share_one_quota_and_a_third_started_later_sees_it_used()
     if let Some(e) = e {
         assert!(e.contains("45 tasks per minute"), "{e}");
     }
-    let status = restarted.admission_status().await;
+    let status = hfconnect::testing::core(&restarted)
+        .admission_status()
+        .await;
     assert!(
         matches!(
             status,
@@ -304,7 +307,7 @@ async fn redis_down_or_frozen_falls_back_to_local_limits_and_comes_back() {
             "{m}"
         );
         assert!(matches!(
-            c.admission_status().await,
+            hfconnect::testing::core(&c).admission_status().await,
             AdmissionStatus::Redis {
                 reachable: false,
                 ..
@@ -319,7 +322,7 @@ async fn redis_down_or_frozen_falls_back_to_local_limits_and_comes_back() {
         let mut back = false;
         for _ in 0..50 {
             if matches!(
-                c.admission_status().await,
+                hfconnect::testing::core(&c).admission_status().await,
                 AdmissionStatus::Redis {
                     reachable: true,
                     ..
@@ -415,9 +418,9 @@ async fn a_password_in_the_url_works_and_never_shows() {
     );
     let shown = format!(
         "{c:?} {wrong:?} {:?} {:?} {:?} {}",
-        c.catalog(),
-        c.admission_status().await,
-        wrong.admission_status().await,
+        hfconnect::testing::core(&c).catalog(),
+        hfconnect::testing::core(&c).admission_status().await,
+        hfconnect::testing::core(&wrong).admission_status().await,
         c.metrics_text()
     );
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -613,7 +616,7 @@ async fn a_redis_that_restarted_empty_is_noticed_counted_and_logged() {
     );
     crate::support::wait_for("the server's run id", Duration::from_secs(10), || async {
         matches!(
-            c.admission_status().await,
+            hfconnect::testing::core(&c).admission_status().await,
             AdmissionStatus::Redis {
                 run_id_known: true,
                 ..

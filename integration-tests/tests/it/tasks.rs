@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use hfconnect::access::Subject;
-use hfconnect::config::{load, LoadOptions};
+use hfconnect::config::LoadOptions;
 use hfconnect::task::{
     ChatCompleteInput, InputMessage, SummarizeInput, TaskEvent, TextCompleteInput,
 };
-use hfconnect::task::{FinishReason, Task, TaskError, TaskErrorKind, TaskResult};
+use hfconnect::task::{FinishReason, Task, TaskErrorKind, TaskResult};
 use hfconnect::Connector;
 use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
@@ -174,7 +174,7 @@ async fn group_scoping_narrows_grants() {
         llm_provider: "hf".into(),
         model: "org/chat-model".into(),
         messages: vec![InputMessage {
-            role: hfconnect::provider::ChatRole::User,
+            role: hfconnect::testing::provider::ChatRole::User,
             message: "hi".into(),
         }],
         ..Default::default()
@@ -199,7 +199,7 @@ async fn group_scoping_narrows_grants() {
         TaskErrorKind::Denied,
         "research alone has no grant on hf:tgi"
     );
-    let e = TaskError::from(c.principal(&user("bob"), Some("support")).unwrap_err());
+    let e = c.principal(&user("bob"), Some("support")).unwrap_err();
     assert_eq!(e.kind(), TaskErrorKind::Denied);
     assert!(
         e.to_string().contains("not a member of group `support`"),
@@ -333,7 +333,7 @@ async fn provider_errors_keep_their_kind_and_predicates() {
         .unwrap_err();
     assert_eq!(
         e.kind(),
-        TaskErrorKind::Provider(hfconnect::provider::ErrorKind::RateLimited)
+        TaskErrorKind::Provider(hfconnect::testing::provider::ErrorKind::RateLimited)
     );
     assert!(e.is_retryable());
     assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(30)));
@@ -389,12 +389,11 @@ async fn reload_under_concurrent_tasks() {
         "subject = \"group:support\"\ntarget = \"integration:hf\"",
         "subject = \"group:research\"\ntarget = \"integration:hf\"",
     );
-    let loaded = load(
+    c.reload_from(
         &dir.write("c2.toml", &without),
         &LoadOptions::new().env(env()),
     )
     .unwrap();
-    c.reload(loaded.catalog, loaded.runtime).unwrap();
     let alice = c.principal(&user("alice"), None).unwrap();
     // alice is in research too, so scope her to support to see the removal.
     let alice_support = c.principal(&user("alice"), Some("support")).unwrap();

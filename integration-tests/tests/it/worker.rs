@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hfconnect::conductor::Worker;
+use hfconnect::testing::conductor::Worker;
 use hfconnect_integration_tests::fake_conductor::{CFault, CRoute, FakeConductor, Schedule};
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};

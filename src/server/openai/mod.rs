@@ -73,7 +73,7 @@ impl OpenAiError {
             FailureKind::NOT_FOUND => Some("model_not_found"),
             FailureKind::DENIED => Some("permission_denied"),
             FailureKind::Task(TaskErrorKind::RateLimited) => Some("rate_limit_exceeded"),
-            FailureKind::INVALID_INPUT | FailureKind::InvalidJson => None,
+            FailureKind::INVALID_INPUT => None,
             other => Some(other.as_str()),
         };
         OpenAiError {
@@ -623,6 +623,7 @@ pub(crate) async fn list_models(
 ) -> Json<Value> {
     let data: Vec<Value> = state
         .connector
+        .core()
         .executable_models(&caller.principal)
         .into_iter()
         .map(|m| model_json(&m))
@@ -640,6 +641,7 @@ pub(crate) async fn get_model(
     let found = split_id(&id).and_then(|(i, m)| {
         state
             .connector
+            .core()
             .executable_models(&caller.principal)
             .into_iter()
             .find(|r| r.integration == i && r.model == m)

@@ -142,7 +142,7 @@ pub const APP_KEY: &str = "hfc_test_app_key_0001";
 pub const PORTAL_KEY: &str = "hfc_test_portal_key_0002";
 
 pub fn hash(key: &str) -> String {
-    hfconnect::server::key_hash(key)
+    hfconnect::testing::server::key_hash(key)
 }
 
 pub fn serve_config(url: &str) -> String {

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hfconnect::provider::huggingface::{HuggingFace, Settings};
-use hfconnect::provider::{
+use hfconnect::testing::provider::huggingface::{HuggingFace, Settings};
+use hfconnect::testing::provider::{
     Api, ColdStartPolicy, Completion, ErrorKind, GenerationParams, ModelEndpoint, ProviderError,
     RetryPolicy, StreamEvent, TextRequest,
 };
@@ -73,7 +73,7 @@ pub fn text(prompt: &str) -> TextRequest {
 
 /// Collect a stream: the tokens and the final completion, or the error (with tokens seen before it).
 pub async fn collect(
-    mut s: hfconnect::provider::CompletionStream,
+    mut s: hfconnect::testing::provider::CompletionStream,
 ) -> (Vec<String>, Result<Completion, ProviderError>) {
     let mut tokens = Vec::new();
     while let Some(item) = s.next().await {

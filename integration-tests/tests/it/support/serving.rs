@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hfconnect::config::LoadOptions;
-use hfconnect::server::{serve, ServeOptions};
+use hfconnect::testing::server::{serve, ServeOptions};
 use hfconnect::Connector;
 use hfconnect_integration_tests::fake_hf::FakeHf;
 use serde_json::{json, Value};

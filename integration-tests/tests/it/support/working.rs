@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hfconnect::conductor::{Worker, WorkerReport};
 use hfconnect::config::LoadOptions;
-use hfconnect::runtime::WorkerSettings;
+use hfconnect::testing::conductor::{Worker, WorkerReport};
+use hfconnect::testing::runtime::WorkerSettings;
 use hfconnect::Connector;
 use hfconnect_integration_tests::fake_conductor::FakeConductor;
 use hfconnect_integration_tests::fake_hf::FakeHf;
@@ -72,7 +72,11 @@ pub async fn setup(worker: &str) -> Setup {
     let dir = Dir::new();
     let path = dir.write("c.toml", &worker_config(&hf.url(), worker));
     let connector = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
-    let settings = connector.runtime().worker().cloned().unwrap();
+    let settings = hfconnect::testing::core(&connector)
+        .runtime()
+        .worker()
+        .cloned()
+        .unwrap();
     Setup {
         hf,
         conductor,
