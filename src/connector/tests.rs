@@ -17,7 +17,8 @@ use crate::task::{
     TextCompleteInput,
 };
 
-const CONFIG: &str = r#"
+const CONFIG: &str = concat!(
+    r#"
 [[integrations]]
 name = "hf"
 api_key = { env = "HF_TOKEN" }
@@ -54,39 +55,13 @@ endpoint = "http://127.0.0.1:9/"
 api = "tgi"
 tasks = ["text-generation"]
 
-[[prompts]]
-name = "ticket"
-template = "Summarize ticket ${id}: ${body}"
-models = ["hf:tgi"]
-
-[[groups]]
-name = "support"
-members = ["alice"]
-
-[[groups]]
-name = "research"
-members = ["alice", "bob"]
-
-[[grants]]
-subject = "group:support"
-target = "integration:hf"
-access = ["READ", "EXECUTE"]
-
-[[grants]]
-subject = "group:support"
-target = "prompt:ticket"
-access = ["READ"]
-
 [[grants]]
 subject = "group:research"
 target = "model:hf:chat"
 access = ["EXECUTE"]
-
-[[grants]]
-subject = "group:support"
-target = "integration:hf-off"
-access = ["EXECUTE"]
-"#;
+"#,
+    include_str!("../../integration-tests/fixtures/teams.toml")
+);
 
 /// A connector over `CONFIG` plus `extra` (appended, or replacing what
 /// `edit` says), calling one scripted provider.

@@ -1,6 +1,9 @@
-//! The configs every area runs on: the fake endpoint's token, the test
+//! The configs the areas run on: the fake endpoint's token, the test
 //! config (integration `hf` on the fake, its groups and grants) and its
-//! environment, and the serve config with its two applications' keys.
+//! environment, the serve config with its two applications' keys, and the
+//! access questions' catalog. The test config's prompt, groups and grants
+//! are `integration-tests/fixtures/teams.toml`, which the connector's unit
+//! tests include too.
 
 use std::sync::Arc;
 
@@ -61,6 +64,9 @@ active = false
     )
 }
 
+/// The prompt, groups and grants the connector's unit tests share.
+const TEAMS: &str = include_str!("../../../fixtures/teams.toml");
+
 pub fn config(url: &str) -> String {
     hf_on_fake(
         url,
@@ -89,32 +95,9 @@ api = "tgi"
 tasks = ["text-generation"]
 
 [[prompts]]
-name = "ticket"
-template = "Summarize ticket ${{id}}: ${{body}}"
-models = ["hf:tgi"]
-
-[[prompts]]
 name = "sys"
 template = "You answer in ${{lang}}."
 models = ["hf:org/chat-model"]
-
-[[groups]]
-name = "support"
-members = ["alice"]
-
-[[groups]]
-name = "research"
-members = ["alice", "bob"]
-
-[[grants]]
-subject = "group:support"
-target = "integration:hf"
-access = ["READ", "EXECUTE"]
-
-[[grants]]
-subject = "group:support"
-target = "prompt:ticket"
-access = ["READ"]
 
 [[grants]]
 subject = "group:research"
@@ -126,12 +109,8 @@ subject = "group:research"
 target = "prompt:sys"
 access = ["READ"]
 
-[[grants]]
-subject = "group:support"
-target = "integration:hf-off"
-access = ["EXECUTE"]
 "##
-    )
+    ) + TEAMS
 }
 
 pub fn env() -> EnvLookup {
@@ -153,3 +132,107 @@ pub fn serve_config(url: &str) -> String {
             hash(PORTAL_KEY)
         )
 }
+
+/// A catalog for access questions (`hfconnect access explain` and `list`):
+/// three integrations, one of them inactive, a prompt, groups with and
+/// without `ADMIN`, and grants on integrations, models and the prompt.
+pub const ACCESS_CONFIG: &str = r#"
+[[integrations]]
+name = "hf-prod"
+api_key = { env = "HF_TOKEN" }
+
+[[integrations.models]]
+name = "mistral"
+endpoint = "https://mistral.example"
+api = "tgi"
+tasks = ["text-generation", "chat"]
+
+[[integrations.models]]
+name = "bart"
+endpoint = "https://bart.example"
+api = "pipeline"
+tasks = ["summarization"]
+
+[[integrations.models]]
+name = "retired"
+endpoint = "https://retired.example"
+api = "chat"
+tasks = ["chat"]
+active = false
+
+[[integrations]]
+name = "hf-staging"
+api_key = { env = "HF_TOKEN" }
+active = false
+
+[[integrations.models]]
+name = "mistral"
+endpoint = "https://staging.example"
+api = "tgi"
+tasks = ["text-generation"]
+
+[[integrations]]
+name = "hf-research"
+api_key = { env = "HF_TOKEN" }
+
+[[integrations.models]]
+name = "llama"
+endpoint = "https://llama.example"
+api = "chat"
+tasks = ["chat"]
+
+[[prompts]]
+name = "summary"
+template = "Summarize: ${text}"
+models = ["hf-prod:mistral"]
+
+[[groups]]
+name = "support"
+members = ["alice@acme.com", "carol@acme.com"]
+
+[[groups]]
+name = "research"
+members = ["carol@acme.com"]
+
+[[groups]]
+name = "admins"
+members = ["root@acme.com"]
+roles = ["ADMIN"]
+
+[[applications]]
+name = "billing"
+
+[[applications]]
+name = "batch"
+groups = ["research"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf-prod"
+access = ["READ", "EXECUTE"]
+
+[[grants]]
+subject = "group:research"
+target = "model:hf-research:llama"
+access = ["EXECUTE"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf-research"
+access = ["READ"]
+
+[[grants]]
+subject = "app:billing"
+target = "model:hf-prod:bart"
+access = ["EXECUTE"]
+
+[[grants]]
+subject = "group:support"
+target = "integration:hf-staging"
+access = ["EXECUTE"]
+
+[[grants]]
+subject = "group:support"
+target = "prompt:summary"
+access = ["READ"]
+"#;
