@@ -1,28 +1,22 @@
 //! `hfconnect access explain` and `access list` through the binary: allowed,
 //! denied, group-scoped, admin, inactive, and bad input.
 
-use crate::support::assert_exit;
 use crate::support::fixtures::ACCESS_CONFIG as CONFIG;
+use crate::support::{assert_exit, assert_stdout, words};
 use crate::support::{run, Dir, Output};
 
-fn explain(dir: &Dir, args: &[&str]) -> Output {
+/// `access explain` with the words of `line`, on the dir's `c.toml`.
+fn explain(dir: &Dir, line: &str) -> Output {
     let path = dir.path().join("c.toml");
     let mut all = vec!["access", "explain", "--config", path.to_str().unwrap()];
-    all.extend_from_slice(args);
+    all.extend(words(line));
     run(&all)
 }
 
-/// `access explain ARGS` (split at spaces) exits with `code`, and `needle`
-/// is in what it printed.
-fn expect(dir: &Dir, args: &str, code: i32, needle: &str) -> Output {
-    let args: Vec<&str> = args.split_whitespace().collect();
-    let out = explain(dir, &args);
-    assert_eq!(out.code, code, "{args:?}: {}", out.all());
-    assert!(
-        out.all().contains(needle),
-        "{args:?}: want `{needle}` in {}",
-        out.all()
-    );
+/// `access explain LINE` exits with `code` and prints each of `needles`.
+fn expect(dir: &Dir, line: &str, code: i32, needles: &[&str]) -> Output {
+    let out = explain(dir, line);
+    assert_exit(&out, code, needles);
     out
 }
 
@@ -39,7 +33,7 @@ fn allowed_by_an_integration_grant_names_the_grant() {
         &dir,
         "--as user:alice@acme.com --integration hf-prod --model mistral",
         0,
-        "",
+        &[],
     );
     assert!(
         out.stdout
@@ -67,65 +61,60 @@ fn denied_says_what_was_checked_and_what_is_missing() {
         &dir,
         "--as user:alice@acme.com --integration hf-research --model llama",
         3,
-        "",
+        &[],
     );
     assert!(out.stdout.starts_with("DENIED"), "{}", out.stdout);
-    for needle in [
-        "no grant gives `EXECUTE` on `model:hf-research:llama`",
-        "checked subjects `user:alice@acme.com`, `group:support`",
-        "`group:support` has only READ on `integration:hf-research`",
-        "needed: a grant of `EXECUTE` on `model:hf-research:llama` or `integration:hf-research` to `user:alice@acme.com` or one of its groups",
-    ] {
-        assert!(out.stdout.contains(needle), "missing `{needle}` in {}", out.stdout);
-    }
+    assert_stdout(
+        &out,
+        3,
+        &[
+            "no grant gives `EXECUTE` on `model:hf-research:llama`",
+            "checked subjects `user:alice@acme.com`, `group:support`",
+            "`group:support` has only READ on `integration:hf-research`",
+            "needed: a grant of `EXECUTE` on `model:hf-research:llama` or `integration:hf-research` to `user:alice@acme.com` or one of its groups",
+        ],
+    );
 }
 
 #[test]
 fn an_undeclared_user_is_a_principal_without_grants() {
     let dir = setup();
-    let out = explain(
-        &dir,
-        &["--as", "user:nobody@acme.com", "--integration", "hf-prod"],
-    );
+    let out = explain(&dir, "--as user:nobody@acme.com --integration hf-prod");
     assert_exit(&out, 3, &["(no groups)"]);
 }
 
 #[test]
 fn group_scoping_narrows_to_one_group() {
     let dir = setup();
-    let base = [
-        "--as",
-        "user:carol@acme.com",
-        "--integration",
-        "hf-research",
-        "--model",
-        "llama",
-    ];
+    let base = "--as user:carol@acme.com --integration hf-research --model llama";
     // carol is in support and research: unscoped, research's grant allows.
-    let out = explain(&dir, &base);
-    assert_eq!(out.code, 0, "{}", out.all());
-    let scoped_research = [&base[..], &["--group", "research"]].concat();
-    let out = explain(&dir, &scoped_research);
-    assert_exit(&out, 0, &["scoped to group `research`"]);
+    expect(&dir, base, 0, &[]);
+    expect(
+        &dir,
+        &format!("{base} --group research"),
+        0,
+        &["scoped to group `research`"],
+    );
     // Scoped to support, research's grant no longer counts.
-    let scoped_support = [&base[..], &["--group", "support"]].concat();
-    let out = explain(&dir, &scoped_support);
-    assert_exit(
-        &out,
+    expect(
+        &dir,
+        &format!("{base} --group support"),
         3,
         &["scoped to group `support`: grants of the caller's other groups do not count"],
     );
     // A group the caller is not in is bad input.
-    let not_member = [&base[..], &["--group", "admins"]].concat();
-    let out = explain(&dir, &not_member);
-    assert_exit(
-        &out,
+    expect(
+        &dir,
+        &format!("{base} --group admins"),
         2,
         &["`user:carol@acme.com` is not a member of group `admins`"],
     );
-    let unknown = [&base[..], &["--group", "nope"]].concat();
-    let out = explain(&dir, &unknown);
-    assert_exit(&out, 2, &["unknown group `nope`"]);
+    expect(
+        &dir,
+        &format!("{base} --group nope"),
+        2,
+        &["unknown group `nope`"],
+    );
 }
 
 #[test]
@@ -135,19 +124,19 @@ fn applications_get_their_grants_and_their_groups() {
         &dir,
         "--as app:billing --integration hf-prod --model bart",
         0,
-        "",
+        &[],
     );
     expect(
         &dir,
         "--as app:billing --integration hf-prod --model mistral",
         3,
-        "",
+        &[],
     );
     expect(
         &dir,
         "--as app:batch --integration hf-research --model llama",
         0,
-        "`group:research` may EXECUTE on `model:hf-research:llama`",
+        &["`group:research` may EXECUTE on `model:hf-research:llama`"],
     );
 }
 
@@ -157,22 +146,9 @@ fn admin_is_allowed_everything_active() {
     for access in ["EXECUTE", "DELETE", "CREATE"] {
         let out = explain(
             &dir,
-            &[
-                "--as",
-                "user:root@acme.com",
-                "--integration",
-                "hf-research",
-                "--access",
-                access,
-            ],
+            &format!("--as user:root@acme.com --integration hf-research --access {access}"),
         );
-        assert_eq!(out.code, 0, "{}", out.all());
-        assert!(
-            out.stdout
-                .contains("allowed by the `ADMIN` role of group `admins`"),
-            "{}",
-            out.stdout
-        );
+        assert_stdout(&out, 0, &["allowed by the `ADMIN` role of group `admins`"]);
     }
 }
 
@@ -184,19 +160,16 @@ fn inactive_integration_and_model_are_refused_before_grants() {
         &dir,
         "--as user:alice@acme.com --integration hf-staging --model mistral",
         3,
-        "integration `hf-staging` is inactive",
+        &["integration `hf-staging` is inactive"],
     );
     // Even an admin.
-    let out = explain(
-        &dir,
-        &["--as", "user:root@acme.com", "--integration", "hf-staging"],
-    );
+    let out = explain(&dir, "--as user:root@acme.com --integration hf-staging");
     assert_eq!(out.code, 3, "{}", out.all());
     expect(
         &dir,
         "--as user:alice@acme.com --integration hf-prod --model retired",
         3,
-        "model `retired` of integration `hf-prod` is inactive",
+        &["model `retired` of integration `hf-prod` is inactive"],
     );
 }
 
@@ -207,57 +180,27 @@ fn prompts_need_their_own_grant() {
         &dir,
         "--as user:alice@acme.com --prompt summary --access READ",
         0,
-        "",
+        &[],
     );
-    expect(&dir, "--as app:batch --prompt summary --access READ", 3, "");
+    expect(
+        &dir,
+        "--as app:batch --prompt summary --access READ",
+        3,
+        &[],
+    );
 }
 
 #[test]
 fn bad_input_exits_2_with_a_clear_message() {
     let dir = setup();
-    let cases: &[(&[&str], &str)] = &[
-        (
-            &["--as", "app:nope", "--integration", "hf-prod"],
-            "unknown application `nope`",
-        ),
-        (
-            &["--as", "group:support", "--integration", "hf-prod"],
-            "`--as` names `group:support`; it takes `user:…` or `app:…`",
-        ),
-        (
-            &["--as", "alice@acme.com", "--integration", "hf-prod"],
-            "`alice@acme.com` is not a subject; write `user:ID` or `app:NAME` (did you mean `user:alice@acme.com`?)",
-        ),
-        (
-            &["--as", "user:alice@acme.com", "--integration", "hf-prd"],
-            "unknown integration `hf-prd` (did you mean `hf-prod`?)",
-        ),
-        (
-            &[
-                "--as",
-                "user:alice@acme.com",
-                "--integration",
-                "hf-prod",
-                "--model",
-                "mistrl",
-            ],
-            "unknown model `mistrl` of integration `hf-prod` (did you mean `mistral`?)",
-        ),
-        (
-            &["--as", "user:alice@acme.com", "--prompt", "sumary"],
-            "unknown prompt `sumary` (did you mean `summary`?)",
-        ),
-        (
-            &[
-                "--as",
-                "user:alice@acme.com",
-                "--integration",
-                "hf-prod",
-                "--access",
-                "RUN",
-            ],
-            "unknown access `RUN`",
-        ),
+    let cases: &[(&str, &str)] = &[
+        ("--as app:nope --integration hf-prod", "unknown application `nope`"),
+        ("--as group:support --integration hf-prod", "`--as` names `group:support`; it takes `user:…` or `app:…`"),
+        ("--as alice@acme.com --integration hf-prod", "`alice@acme.com` is not a subject; write `user:ID` or `app:NAME` (did you mean `user:alice@acme.com`?)"),
+        ("--as user:alice@acme.com --integration hf-prd", "unknown integration `hf-prd` (did you mean `hf-prod`?)"),
+        ("--as user:alice@acme.com --integration hf-prod --model mistrl", "unknown model `mistrl` of integration `hf-prod` (did you mean `mistral`?)"),
+        ("--as user:alice@acme.com --prompt sumary", "unknown prompt `sumary` (did you mean `summary`?)"),
+        ("--as user:alice@acme.com --integration hf-prod --access RUN", "unknown access `RUN`"),
     ];
     for (args, needle) in cases {
         let out = explain(&dir, args);
@@ -275,15 +218,7 @@ fn explain_json_carries_the_decision_and_grant() {
     let dir = setup();
     let out = explain(
         &dir,
-        &[
-            "--as",
-            "user:alice@acme.com",
-            "--integration",
-            "hf-prod",
-            "--model",
-            "mistral",
-            "--json",
-        ],
+        "--as user:alice@acme.com --integration hf-prod --model mistral --json",
     );
     assert_eq!(out.code, 0);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();

@@ -5,9 +5,9 @@ use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use hfconnect_integration_tests::{Output, Run};
 use serde_json::json;
 
-use crate::support::assert_exit;
 use crate::support::Dir;
 use crate::support::TOKEN;
+use crate::support::{assert_exit, assert_stdout};
 
 fn config(fake: &FakeHf, namespace: &str) -> String {
     let url = fake.url();
@@ -38,9 +38,11 @@ tasks = ["summarization"]
     )
 }
 
-async fn hfconnect(dir: &Dir, token: Option<&str>, args: &[&str]) -> Output {
+/// `hfconnect` with the words of `line` and `--config` the dir's `c.toml`,
+/// the integration's key set to `token` when there is one.
+async fn hfconnect(dir: &Dir, token: Option<&str>, line: &str) -> Output {
     let path = dir.path().join("c.toml");
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let mut all: Vec<String> = line.split_whitespace().map(str::to_string).collect();
     all.extend(["--config".to_string(), path.to_str().unwrap().to_string()]);
     let token = token.map(str::to_string);
     tokio::task::spawn_blocking(move || {
@@ -59,33 +61,25 @@ async fn token_check_reports_owner_role_and_namespace() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let dir = Dir::new();
     dir.write("c.toml", &config(&fake, "acme"));
-    let out = hfconnect(
-        &dir,
-        Some(TOKEN),
-        &["token", "check", "--integration", "hf-test"],
-    )
-    .await;
-    assert_eq!(out.code, 0, "{}", out.all());
-    for needle in [
-        "token of integration `hf-test` is valid",
-        "owner: `alice` (user)",
-        "organizations: `acme`",
-        "role `read`",
-        "namespace `acme`: owned by",
-    ] {
-        assert!(
-            out.stdout.contains(needle),
-            "want `{needle}` in {}",
-            out.stdout
-        );
-    }
+    let out = hfconnect(&dir, Some(TOKEN), "token check --integration hf-test").await;
+    assert_stdout(
+        &out,
+        0,
+        &[
+            "token of integration `hf-test` is valid",
+            "owner: `alice` (user)",
+            "organizations: `acme`",
+            "role `read`",
+            "namespace `acme`: owned by",
+        ],
+    );
     assert!(!out.all().contains(TOKEN));
     assert_eq!(fake.requests_to("/api/whoami-v2").len(), 1);
 
     let out = hfconnect(
         &dir,
         Some(TOKEN),
-        &["token", "check", "--integration", "hf-test", "--json"],
+        "token check --integration hf-test --json",
     )
     .await;
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -96,12 +90,7 @@ async fn token_check_reports_owner_role_and_namespace() {
 
     fake.behave(|b| b.token_role = "write".into());
     dir.write("c.toml", &config(&fake, "someone-else"));
-    let out = hfconnect(
-        &dir,
-        Some(TOKEN),
-        &["token", "check", "--integration", "hf-test"],
-    )
-    .await;
+    let out = hfconnect(&dir, Some(TOKEN), "token check --integration hf-test").await;
     // A token that cannot use the namespace's endpoints fails the check (4).
     assert_exit(
         &out,
@@ -122,7 +111,7 @@ async fn token_check_failures_have_their_exit_codes() {
     let out = hfconnect(
         &dir,
         Some("hf_wrong_key_value"),
-        &["token", "check", "--integration", "hf-test"],
+        "token check --integration hf-test",
     )
     .await;
     assert_exit(
@@ -135,15 +124,10 @@ async fn token_check_failures_have_their_exit_codes() {
     );
     assert!(!out.all().contains("hf_wrong_key_value"));
 
-    let out = hfconnect(&dir, None, &["token", "check", "--integration", "hf-test"]).await;
+    let out = hfconnect(&dir, None, "token check --integration hf-test").await;
     assert_exit(&out, 4, &["integration `hf-test` has no usable API key; environment variable `HF_TEST_TOKEN` is not set"]);
 
-    let out = hfconnect(
-        &dir,
-        Some(TOKEN),
-        &["token", "check", "--integration", "hf-tset"],
-    )
-    .await;
+    let out = hfconnect(&dir, Some(TOKEN), "token check --integration hf-tset").await;
     assert_exit(
         &out,
         2,
@@ -151,12 +135,7 @@ async fn token_check_failures_have_their_exit_codes() {
     );
 
     fake.push(Route::WhoAmI, Fault::text(500, "Internal Server Error"));
-    let out = hfconnect(
-        &dir,
-        Some(TOKEN),
-        &["token", "check", "--integration", "hf-test"],
-    )
-    .await;
+    let out = hfconnect(&dir, Some(TOKEN), "token check --integration hf-test").await;
     assert_eq!(out.code, 5, "{}", out.all());
 }
 
@@ -166,34 +145,22 @@ async fn endpoint_status_shows_health_info_and_management_state() {
     fake.add_endpoint("mistral-ep", "running", &format!("{}/", fake.url()));
     let dir = Dir::new();
     dir.write("c.toml", &config(&fake, "acme"));
-    let out = hfconnect(
-        &dir,
-        Some(TOKEN),
-        &["endpoint", "status", "--integration", "hf-test"],
-    )
-    .await;
-    assert_eq!(out.code, 0, "{}", out.all());
-    for needle in [
+    let out = hfconnect(&dir, Some(TOKEN), "endpoint status --integration hf-test").await;
+    assert_stdout(
+        &out,
+        0,
+        &[
         "model `mistral` (api `tgi`",
         "probe: healthy, serves `fake/model`, max input tokens 4096, max total tokens 8192, max batch size 4, version fake-2.4.0",
         "model `bart` (api `pipeline`",
         "management: endpoint `mistral-ep` is `running`",
-    ] {
-        assert!(out.stdout.contains(needle), "want `{needle}` in {}", out.stdout);
-    }
+        ],
+    );
 
     let out = hfconnect(
         &dir,
         Some(TOKEN),
-        &[
-            "endpoint",
-            "status",
-            "--integration",
-            "hf-test",
-            "--model",
-            "mistral",
-            "--json",
-        ],
+        "endpoint status --integration hf-test --model mistral --json",
     )
     .await;
     assert_eq!(out.code, 0, "{}", out.all());
@@ -212,14 +179,7 @@ async fn endpoint_status_shows_health_info_and_management_state() {
     let out = hfconnect(
         &dir,
         Some(TOKEN),
-        &[
-            "endpoint",
-            "status",
-            "--integration",
-            "hf-test",
-            "--model",
-            "mistral",
-        ],
+        "endpoint status --integration hf-test --model mistral",
     )
     .await;
     assert_exit(&out, 5, &["probe: FAILED (endpoint_unavailable)"]);
@@ -227,14 +187,7 @@ async fn endpoint_status_shows_health_info_and_management_state() {
     let out = hfconnect(
         &dir,
         Some(TOKEN),
-        &[
-            "endpoint",
-            "status",
-            "--integration",
-            "hf-test",
-            "--model",
-            "mistrl",
-        ],
+        "endpoint status --integration hf-test --model mistrl",
     )
     .await;
     assert_exit(

@@ -11,6 +11,7 @@ use hfconnect_integration_tests::{Output, Run};
 
 use crate::support::assert_exit;
 use crate::support::global_logs;
+use crate::support::words;
 use crate::support::Dir;
 use crate::support::TOKEN;
 use crate::support::{config, env};
@@ -33,27 +34,30 @@ async fn hfconnect(path: &std::path::Path, args: &[&str]) -> Output {
     .unwrap()
 }
 
+/// `hfconnect run --as WHO text-complete` on model `tgi` of `hf` with `prompt`, then `extra`.
+async fn complete(path: &std::path::Path, who: &str, prompt: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--as",
+        who,
+        "text-complete",
+        "--integration",
+        "hf",
+        "--model",
+        "tgi",
+        "--prompt",
+        prompt,
+    ];
+    args.extend_from_slice(extra);
+    hfconnect(path, &args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_prints_results_and_exits_with_the_right_code() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let dir = Dir::new();
     let path = dir.write("c.toml", &config(&fake.url()));
 
-    let out = hfconnect(
-        &path,
-        &[
-            "--as",
-            "user:alice",
-            "text-complete",
-            "--integration",
-            "hf",
-            "--model",
-            "tgi",
-            "--prompt",
-            "Say hi",
-        ],
-    )
-    .await;
+    let out = complete(&path, "user:alice", "Say hi", &[]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(out.stdout, "Hello from the \n");
     // `--config`, `--as` and `--group` may also follow the task's name.
@@ -90,15 +94,7 @@ async fn run_prints_results_and_exits_with_the_right_code() {
     );
     let no_subject = hfconnect(
         &path,
-        &[
-            "text-complete",
-            "--integration",
-            "hf",
-            "--model",
-            "tgi",
-            "--prompt",
-            "x",
-        ],
+        &words("text-complete --integration hf --model tgi --prompt x"),
     )
     .await;
     assert_exit(&no_subject, 2, &["needs `--as SUBJECT`"]);
@@ -109,50 +105,13 @@ async fn run_prints_results_and_exits_with_the_right_code() {
         out.stderr
     );
 
-    let out = hfconnect(
-        &path,
-        &[
-            "--as",
-            "user:alice",
-            "text-complete",
-            "--integration",
-            "hf",
-            "--model",
-            "tgi",
-            "--prompt",
-            "x",
-            "--max-tokens",
-            "50",
-            "--json",
-        ],
-    )
-    .await;
+    let out = complete(&path, "user:alice", "x", &["--max-tokens", "50", "--json"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["result"], "Hello from the fake endpoint");
     assert_eq!(v["finishReason"], "STOP");
 
-    let out = hfconnect(
-        &path,
-        &[
-            "--as",
-            "user:alice",
-            "text-complete",
-            "--integration",
-            "hf",
-            "--model",
-            "tgi",
-            "--prompt-name",
-            "ticket",
-            "--var",
-            "id=4",
-            "--var",
-            "body=broken",
-            "--max-tokens",
-            "50",
-            "--stream",
-        ],
-    )
+    let out = hfconnect(&path, &words("--as user:alice text-complete --integration hf --model tgi --prompt-name ticket --var id=4 --var body=broken --max-tokens 50 --stream"))
     .await;
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(out.stdout, "Hello from the fake endpoint\n");
@@ -161,40 +120,13 @@ async fn run_prints_results_and_exits_with_the_right_code() {
         "Summarize ticket 4: broken"
     );
 
-    let out = hfconnect(
-        &path,
-        &[
-            "--as",
-            "user:bob",
-            "chat-complete",
-            "--integration",
-            "hf",
-            "--model",
-            "org/chat-model",
-            "--message",
-            "user:hi",
-            "--instructions",
-            "sys",
-            "--var",
-            "lang=Dutch",
-        ],
-    )
+    let out = hfconnect(&path, &words("--as user:bob chat-complete --integration hf --model org/chat-model --message user:hi --instructions sys --var lang=Dutch"))
     .await;
     assert_eq!(out.code, 0, "{}", out.all());
 
     let out = hfconnect(
         &path,
-        &[
-            "--as",
-            "user:alice",
-            "summarize",
-            "--integration",
-            "hf",
-            "--model",
-            "bart",
-            "--text",
-            "long",
-        ],
+        &words("--as user:alice summarize --integration hf --model bart --text long"),
     )
     .await;
     assert_eq!(
@@ -205,100 +137,20 @@ async fn run_prints_results_and_exits_with_the_right_code() {
     );
 
     // Denied and inactive: 3. Bad input: 2. Provider failure: 5.
-    let cases: &[(&[&str], i32, &str)] = &[
+    let cases: &[(&str, i32, &str)] = &[
         (
-            &[
-                "--as",
-                "user:bob",
-                "text-complete",
-                "--integration",
-                "hf",
-                "--model",
-                "tgi",
-                "--prompt",
-                "x",
-            ],
+            "--as user:bob text-complete --integration hf --model tgi --prompt x",
             3,
             "no grant gives `EXECUTE` on `model:hf:tgi`",
         ),
-        (
-            &[
-                "--as",
-                "user:alice",
-                "text-complete",
-                "--integration",
-                "hf",
-                "--model",
-                "off",
-                "--prompt",
-                "x",
-            ],
-            3,
-            "is inactive",
-        ),
-        (
-            &[
-                "--as",
-                "user:alice",
-                "text-complete",
-                "--integration",
-                "hf",
-                "--model",
-                "tgi",
-                "--prompt-name",
-                "ticket",
-            ],
-            2,
-            "missing prompt variables: `body`, `id`",
-        ),
-        (
-            &[
-                "--as",
-                "user:alice",
-                "text-complete",
-                "--integration",
-                "nope",
-                "--model",
-                "tgi",
-                "--prompt",
-                "x",
-            ],
-            2,
-            "unknown integration `nope`",
-        ),
-        (
-            &[
-                "--as",
-                "app:ghost",
-                "text-complete",
-                "--integration",
-                "hf",
-                "--model",
-                "tgi",
-                "--prompt",
-                "x",
-            ],
-            3,
-            "unknown application `ghost`",
-        ),
-        (
-            &[
-                "--as",
-                "user:alice",
-                "chat-complete",
-                "--integration",
-                "hf",
-                "--model",
-                "org/chat-model",
-                "--message",
-                "robot:hi",
-            ],
-            2,
-            "unknown role `robot`",
-        ),
+        ("--as user:alice text-complete --integration hf --model off --prompt x", 3, "is inactive"),
+        ("--as user:alice text-complete --integration hf --model tgi --prompt-name ticket", 2, "missing prompt variables: `body`, `id`"),
+        ("--as user:alice text-complete --integration nope --model tgi --prompt x", 2, "unknown integration `nope`"),
+        ("--as app:ghost text-complete --integration hf --model tgi --prompt x", 3, "unknown application `ghost`"),
+        ("--as user:alice chat-complete --integration hf --model org/chat-model --message robot:hi", 2, "unknown role `robot`"),
     ];
     for (args, code, needle) in cases {
-        let out = hfconnect(&path, args).await;
+        let out = hfconnect(&path, &words(args)).await;
         assert_eq!(out.code, *code, "{args:?}: {}", out.all());
         assert!(
             out.stderr.contains(needle),
@@ -311,21 +163,7 @@ async fn run_prints_results_and_exits_with_the_right_code() {
         Fault::json(500, serde_json::json!({"error": "boom"})),
         10,
     );
-    let out = hfconnect(
-        &path,
-        &[
-            "--as",
-            "user:alice",
-            "text-complete",
-            "--integration",
-            "hf",
-            "--model",
-            "tgi",
-            "--prompt",
-            "x",
-        ],
-    )
-    .await;
+    let out = complete(&path, "user:alice", "x", &[]).await;
     assert_exit(&out, 5, &["upstream said: boom"]);
     assert!(!out.all().contains(TOKEN));
 }

@@ -184,6 +184,19 @@ impl SecretMount {
     }
 }
 
+/// A command line's words (for lines none of whose words holds a space).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// A command exited with `code` and printed each of `needles` on stdout.
+pub fn assert_stdout(out: &Output, code: i32, needles: &[&str]) {
+    assert_eq!(out.code, code, "{}", out.all());
+    for n in needles {
+        assert!(out.stdout.contains(n), "want `{n}` in {}", out.stdout);
+    }
+}
+
 /// A command exited with `code` and printed each of `needles` (on stdout
 /// or stderr).
 pub fn assert_exit(out: &Output, code: i32, needles: &[&str]) {
