@@ -113,6 +113,17 @@ impl Audit<'_> {
         // A catalog model's latency is in its striped series whatever the
         // outcome (the family has no outcome label); failures are counted in
         // the vector, whose `outcome` label keeps them apart from successes.
+        let count = || {
+            m.tasks
+                .with_label_values(&[
+                    kind.as_str(),
+                    outcome_kind,
+                    integration,
+                    model,
+                    self.door.as_str(),
+                ])
+                .inc();
+        };
         match (outcome, handles) {
             (Ok(o), Some(h)) => {
                 h.task_ok(
@@ -125,26 +136,10 @@ impl Audit<'_> {
             }
             (Err(_), Some(h)) => {
                 h.task_failed(kind, seconds);
-                m.tasks
-                    .with_label_values(&[
-                        kind.as_str(),
-                        outcome_kind,
-                        integration,
-                        model,
-                        self.door.as_str(),
-                    ])
-                    .inc();
+                count();
             }
             (_, None) => {
-                m.tasks
-                    .with_label_values(&[
-                        kind.as_str(),
-                        outcome_kind,
-                        integration,
-                        model,
-                        self.door.as_str(),
-                    ])
-                    .inc();
+                count();
                 m.latency
                     .with_label_values(&[kind.as_str(), integration, model])
                     .observe(seconds);

@@ -100,11 +100,7 @@ access = ["EXECUTE"]
 }
 
 async fn setup() -> (FakeHf, Dir, Connector) {
-    let fake = FakeHf::start(TOKEN).await.unwrap();
-    let dir = Dir::new();
-    let path = dir.write("c.toml", &config(&fake.url()));
-    let c = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
-    (fake, dir, c)
+    crate::support::connector_on_fake(config).await
 }
 
 fn one(model: &str, text: &str) -> Task {

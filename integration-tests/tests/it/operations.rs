@@ -349,32 +349,33 @@ async fn every_refusal_at_the_door_is_audited_and_counted_once() {
     let big = "x".repeat(ServeOptions::new(Default::default()).body_limit + 1);
     /// Route, headers, body, status, kind.
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, u16, &'a str);
+    let x = json!({"llmProvider": "hf", "model": "tgi", "prompt": "x"}).to_string();
     let cases: Vec<Case> = vec![
         (
             "text-complete",
             vec![("x-hfconnect-user", "alice")],
-            json!({"llmProvider": "hf", "model": "tgi", "prompt": "x"}).to_string(),
+            x.clone(),
             403,
             "denied",
         ),
         (
             "text-complete",
             vec![("x-hfconnect-group", "research")],
-            json!({"llmProvider": "hf", "model": "tgi", "prompt": "x"}).to_string(),
+            x.clone(),
             403,
             "denied",
         ),
         (
             "text-complete",
             vec![("x-hfconnect-group", "nope")],
-            json!({"llmProvider": "hf", "model": "tgi", "prompt": "x"}).to_string(),
+            x.clone(),
             404,
             "not_found",
         ),
         (
             "text-complete",
             vec![("x-hfconnect-user", "")],
-            json!({"llmProvider": "hf", "model": "tgi", "prompt": "x"}).to_string(),
+            x.clone(),
             400,
             "invalid_input",
         ),
@@ -597,10 +598,7 @@ async fn a_refused_reload_is_visible_and_sighup_with_an_edit_reloads_once() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let dir = Dir::new();
     let path = dir.write("c.toml", &serve_config(&fake.url()));
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = crate::support::unused_port();
     let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
     let child = tokio::process::Command::new(bin)
         .args([
@@ -756,10 +754,7 @@ async fn the_worker_binary_serves_its_metrics() {
         "LLM_TEXT_COMPLETE",
         json!({"llmProvider": "hf", "model": "tgi", "prompt": "hi"}),
     ));
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = crate::support::unused_port();
     let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
     let mut child = tokio::process::Command::new(bin)
         .args([

@@ -371,10 +371,7 @@ async fn every_error_kind_through_real_http() {
     assert!(e.to_string().contains("`HF_TOKEN` is not set"), "{e}");
 
     // Nothing listening.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = crate::support::unused_port();
     let mut m = model(&fake, Api::Tgi);
     m.base_url = format!("http://127.0.0.1:{closed}/").parse().unwrap();
     let e = provider(&fake).generate(&m, &text("hi")).await.unwrap_err();

@@ -338,12 +338,7 @@ async fn unknown_names_never_grow_the_metrics() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let s = start(&fake).await;
     let series = || async {
-        let m = reqwest::get(format!("{}/metrics", s.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = crate::support::scrape(&s.url).await;
         assert!(!m.contains("ghost-"), "a caller's name became a label");
         m.lines().filter(|l| !l.starts_with('#')).count()
     };
@@ -368,12 +363,7 @@ async fn unknown_names_never_grow_the_metrics() {
     flood(200, 2_000).await;
     let after = series().await;
     assert_eq!(before, after, "2,000 more distinct names added series");
-    let m = reqwest::get(format!("{}/metrics", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = crate::support::scrape(&s.url).await;
     assert!(
         m.contains("integration=\"_unknown\"") && m.contains("model=\"_unknown\""),
         "{m}"
@@ -653,10 +643,7 @@ async fn answers_over_the_limit_fail_with_the_limit_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_get_names_and_the_cause_never_the_endpoint_url() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = crate::support::unused_port();
     let fake_port = fake.url().rsplit(':').next().unwrap().to_string();
     let extra = format!(
         "\n[[integrations]]\nname = \"far\"\napi_key = {{ env = \"HF_TOKEN\" }}\nretry = {{ max_attempts = 1 }}\n\n\
@@ -786,10 +773,7 @@ async fn the_binary_logs_escape_caller_text_in_both_formats() {
     let path = dir.write("c.toml", &serve_config(&fake.url()));
     let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
     for format in ["human", "json"] {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = crate::support::unused_port();
         let child = tokio::process::Command::new(&bin)
             .args([
                 "serve",

@@ -294,10 +294,7 @@ async fn the_binary_finishes_in_flight_requests_on_sigterm_and_reloads_on_sighup
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let dir = Dir::new();
     let path = dir.write("c.toml", &serve_config(&fake.url()));
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = crate::support::unused_port();
     let bin = hfconnect_integration_tests::hfconnect_bin().unwrap();
     let mut child = tokio::process::Command::new(bin)
         .args([
@@ -568,21 +565,8 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
 async fn metrics_change_with_tasks() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let s = start(&fake).await;
-    let scrape = || async {
-        reqwest::get(format!("{}/metrics", s.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let value = |text: &str, line_start: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(line_start))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let scrape = || crate::support::scrape(&s.url);
+    let value = crate::support::metric;
     let ok = "hfconnect_tasks_total{door=\"task\",integration=\"hf\",kind=\"text-generation\",model=\"tgi\",outcome=\"ok\"}";
     let before = scrape().await;
     assert_eq!(value(&before, ok), 0.0);

@@ -16,14 +16,10 @@ use hfconnect::TaskRequest;
 use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::json;
 
-use crate::support::{config, env, Dir, TOKEN};
+use crate::support::{config, env, Dir};
 
-pub async fn setup() -> (FakeHf, Dir, Connector) {
-    let fake = FakeHf::start(TOKEN).await.unwrap();
-    let dir = Dir::new();
-    let path = dir.write("c.toml", &config(&fake.url()));
-    let connector = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
-    (fake, dir, connector)
+async fn setup() -> (FakeHf, Dir, Connector) {
+    crate::support::connector_on_fake(config).await
 }
 
 fn text_task(model: &str, prompt: &str) -> Task {

@@ -18,6 +18,32 @@ use std::path::{Path, PathBuf};
 
 pub use hfconnect_integration_tests::{Output, Run};
 
+/// The fake endpoint, a directory holding `config(fake's url)` as `c.toml`,
+/// and a Connector over it.
+pub async fn connector_on_fake(
+    config: impl Fn(&str) -> String,
+) -> (
+    hfconnect_integration_tests::fake_hf::FakeHf,
+    Dir,
+    hfconnect::Connector,
+) {
+    let fake = hfconnect_integration_tests::fake_hf::FakeHf::start(TOKEN)
+        .await
+        .unwrap();
+    let dir = Dir::new();
+    let path = dir.write("c.toml", &config(&fake.url()));
+    let options = hfconnect::config::LoadOptions::new().env(env());
+    let connector = hfconnect::Connector::from_path(&path, &options).unwrap();
+    (fake, dir, connector)
+}
+
+/// A loopback port the system just handed out and nothing listens on now
+/// (for a process the test starts with `--listen`, or a refused connection).
+pub fn unused_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 /// A temporary directory holding config files.
 pub struct Dir {
     pub dir: tempfile::TempDir,
