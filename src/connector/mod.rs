@@ -23,6 +23,7 @@ mod snapshot;
 mod tests;
 mod views;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -182,8 +183,13 @@ impl Connector {
     }
 
     /// Run a task: the one way to, plain or streamed ([`TaskRequest`]).
-    pub async fn run(&self, req: TaskRequest<'_>) -> Ran {
-        self.0.run(req).await
+    /// What comes back says what the policy decided and holds the reply;
+    /// refusals made before anything is sent upstream (unknown names,
+    /// inactive, denied, invalid input, rate limited) are its error.
+    // The core's future itself, not one wrapping it: the facade adds nothing
+    // to a task's path.
+    pub fn run<'a>(&'a self, req: TaskRequest<'a>) -> impl Future<Output = Ran> + Send + 'a {
+        self.0.run(req)
     }
 
     /// Load `path` and swap it in; a config that fails validation is refused
