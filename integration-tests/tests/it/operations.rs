@@ -806,20 +806,8 @@ async fn a_missing_or_refused_token_exits_4_from_every_command() {
     let dir = Dir::new();
     let path = dir.write("c.toml", &config(&fake.url()));
     let p = path.to_str().unwrap();
-    let run_task = [
-        "run",
-        "--config",
-        p,
-        "--as",
-        "user:alice",
-        "text-complete",
-        "--integration",
-        "hf",
-        "--model",
-        "tgi",
-        "--prompt",
-        "x",
-    ];
+    let run_task = crate::support::text_complete_args(&path, "user:alice", "x", &[]);
+    let run_task: Vec<&str> = run_task.iter().map(String::as_str).collect();
     let status = ["endpoint", "status", "--config", p, "--integration", "hf"];
     let check = ["token", "check", "--config", p, "--integration", "hf"];
     for args in [&run_task[..], &status[..], &check[..]] {

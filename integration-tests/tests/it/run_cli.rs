@@ -11,10 +11,10 @@ use hfconnect_integration_tests::{Output, Run};
 
 use crate::support::assert_exit;
 use crate::support::global_logs;
-use crate::support::words;
 use crate::support::Dir;
 use crate::support::TOKEN;
 use crate::support::{config, env};
+use crate::support::{text_complete_args, words};
 
 async fn hfconnect(path: &std::path::Path, args: &[&str]) -> Output {
     let mut all: Vec<String> = vec![
@@ -23,8 +23,13 @@ async fn hfconnect(path: &std::path::Path, args: &[&str]) -> Output {
         path.to_str().unwrap().into(),
     ];
     all.extend(args.iter().map(|s| s.to_string()));
+    with_token(all).await
+}
+
+/// The binary with `args` and the fake's token, off the async threads.
+async fn with_token(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
-        Run::new(&all)
+        Run::new(&args)
             .unwrap()
             .env("HF_TOKEN", TOKEN)
             .output()
@@ -36,19 +41,7 @@ async fn hfconnect(path: &std::path::Path, args: &[&str]) -> Output {
 
 /// `hfconnect run --as WHO text-complete` on model `tgi` of `hf` with `prompt`, then `extra`.
 async fn complete(path: &std::path::Path, who: &str, prompt: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "--as",
-        who,
-        "text-complete",
-        "--integration",
-        "hf",
-        "--model",
-        "tgi",
-        "--prompt",
-        prompt,
-    ];
-    args.extend_from_slice(extra);
-    hfconnect(path, &args).await
+    with_token(text_complete_args(path, who, prompt, extra)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

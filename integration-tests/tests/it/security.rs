@@ -419,21 +419,12 @@ async fn the_key_never_leaves_on_the_streaming_path() {
             event: json!({"error": format!("bad token {TOKEN}"), "error_type": "generation"}),
         },
     );
-    let out = Run::new([
-        "run",
-        "--config",
-        path.to_str().unwrap(),
-        "--as",
+    let out = Run::new(crate::support::text_complete_args(
+        &path,
         "user:alice",
-        "text-complete",
-        "--integration",
-        "hf",
-        "--model",
-        "tgi",
-        "--prompt",
         "x",
-        "--stream",
-    ])
+        &["--stream"],
+    ))
     .unwrap()
     .env("HF_TOKEN", TOKEN)
     .output()

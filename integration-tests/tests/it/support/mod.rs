@@ -215,6 +215,19 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
+/// `hfconnect run --config CONFIG --as WHO text-complete` on model `tgi` of
+/// integration `hf` with `prompt`, then `extra`: the task the CLI areas run.
+pub fn text_complete_args(config: &Path, who: &str, prompt: &str, extra: &[&str]) -> Vec<String> {
+    let config = config.to_str().unwrap();
+    let head = ["run", "--config", config, "--as", who, "text-complete"];
+    let task = ["--integration", "hf", "--model", "tgi", "--prompt", prompt];
+    head.iter()
+        .chain(&task)
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// A command exited with `code` and printed each of `needles` on stdout.
 pub fn assert_stdout(out: &Output, code: i32, needles: &[&str]) {
     assert_eq!(out.code, code, "{}", out.all());
