@@ -131,7 +131,7 @@ pub type ProviderFactory<P> = Arc<
         + Sync,
 >;
 
-/// The state of one integration's key ([`Connector::key_status`]).
+/// The state of one integration's key ([`Core::key_status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyStatus {
@@ -278,7 +278,7 @@ impl<P: LlmProvider> Core<P> {
         })
     }
 
-    /// [`Connector::with_provider`] over a loaded config.
+    /// [`Core::with_provider`] over a loaded config.
     pub fn from_loaded_with(
         loaded: crate::config::LoadedConfig,
         build: ProviderFactory<P>,
@@ -300,7 +300,7 @@ impl<P: LlmProvider> Core<P> {
 
     /// Load `path` and swap it in; a config that fails validation is refused
     /// and the old one stays. Either way the outcome is counted
-    /// (`hfconnect_config_reloads_total`) and shown by [`Connector::config_status`].
+    /// (`hfconnect_config_reloads_total`) and shown by [`Core::config_status`].
     pub fn reload_from(&self, path: &Path, options: &LoadOptions) -> Result<(), ConnectorError> {
         let outcome = crate::config::load(path, options)
             .map_err(ConnectorError::from)
@@ -442,7 +442,7 @@ impl<P: LlmProvider> Core<P> {
         self.state.load().catalog.clone()
     }
 
-    /// The runtime settings in force (a snapshot, as [`Connector::catalog`]).
+    /// The runtime settings in force (a snapshot, as [`Core::catalog`]).
     pub fn runtime(&self) -> Arc<Runtime> {
         self.state.load().runtime.clone()
     }
@@ -483,7 +483,7 @@ impl<P: LlmProvider> Core<P> {
     }
 
     /// Resolve a caller: its groups and roles, optionally narrowed to one
-    /// group. The error converts into a [`TaskError`] (`?` in a task path).
+    /// group (`TaskError::from_principal` makes the error a task's).
     pub fn principal(
         &self,
         subject: &Subject,

@@ -1,5 +1,5 @@
 //! The one way to run a task: a [`TaskRequest`] (who, what, by which door,
-//! streamed or not) and [`Connector::run`]. Plain and streamed tasks share
+//! streamed or not) and [`Connector::run`](super::Connector::run). Plain and streamed tasks share
 //! every step — plan, decide and prepare, admit, call, time, shape, record —
 //! and differ only in how the provider's answer reaches the caller.
 //!

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::catalog::TaskKind;
 use crate::provider::Api;
 
-/// The config in force and how reloads went ([`Connector::config_status`](super::Connector::config_status)).
+/// The config in force and how reloads went ([`Core::config_status`](super::Core::config_status)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ConfigStatus {
@@ -37,7 +37,7 @@ pub struct RefusedReload {
     pub errors: usize,
 }
 
-/// Where limits and quotas are kept ([`Connector::admission_status`](super::Connector::admission_status)).
+/// Where limits and quotas are kept ([`Core::admission_status`](super::Core::admission_status)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "backend", rename_all = "lowercase")]
 #[non_exhaustive]
@@ -55,7 +55,7 @@ pub enum AdmissionStatus {
     },
 }
 
-/// What a caller may see ([`Connector::visible`](super::Connector::visible)).
+/// What a caller may see ([`Core::visible`](super::Core::visible)).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct CatalogView {
