@@ -11,6 +11,7 @@
 //! the shared backend falls back to the in-process one or denies, as
 //! `admission.on_unavailable` says.
 
+pub(crate) mod budget;
 mod local;
 mod redis;
 

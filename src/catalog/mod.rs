@@ -16,9 +16,11 @@ use crate::access::{Policy, Role, Target};
 use crate::chat_template::ChatTemplate;
 use crate::provider::{Api, ModelEndpoint};
 
+mod budget;
 mod key;
 mod kind;
 
+pub use budget::{Budget, Counts, Payer, Span, Window};
 pub(crate) use key::{shown_path, shown_var};
 pub use key::{ApiKey, KeySource};
 pub use kind::TaskKind;
@@ -398,6 +400,7 @@ pub struct Catalog {
     pub(crate) groups: Vec<Group>,
     pub(crate) applications: Vec<Application>,
     pub(crate) quotas: Vec<Quota>,
+    pub(crate) budgets: Vec<Budget>,
     pub(crate) policy: Policy,
 }
 
@@ -445,6 +448,11 @@ impl Catalog {
     /// Request quotas.
     pub fn quotas(&self) -> &[Quota] {
         &self.quotas
+    }
+
+    /// Token budgets.
+    pub fn budgets(&self) -> &[Budget] {
+        &self.budgets
     }
     /// The compiled access policy.
     pub fn policy(&self) -> &Policy {

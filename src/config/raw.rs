@@ -24,6 +24,8 @@ pub(crate) struct RawFile {
     pub grants: Items<RawGrant>,
     #[serde(default)]
     pub quotas: Items<RawQuota>,
+    #[serde(default)]
+    pub budgets: Items<RawBudget>,
     pub audit: Option<Spanned<RawAudit>>,
     pub admission: Option<Spanned<RawAdmission>>,
     pub worker: Option<Spanned<RawWorker>>,
@@ -102,6 +104,27 @@ pub(crate) struct RawQuota {
     pub subject: Spanned<String>,
     pub integration: Spanned<String>,
     pub requests_per_minute: Spanned<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBudget {
+    pub name: Spanned<String>,
+    pub subject: Spanned<String>,
+    pub each_member: Option<Spanned<bool>>,
+    pub target: Option<Spanned<String>>,
+    pub tokens: Spanned<u64>,
+    pub window: Spanned<String>,
+    pub counts: Option<Spanned<RawCounts>>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawCounts {
+    All,
+    Prompt,
+    Completion,
 }
 
 #[derive(Debug, Deserialize)]

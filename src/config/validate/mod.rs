@@ -11,6 +11,7 @@ use url::Url;
 
 mod access;
 mod admission;
+mod budget;
 mod integration;
 mod worker;
 
@@ -239,6 +240,7 @@ pub(crate) fn validate(
     let mut raw_apps = Vec::new();
     let mut raw_grants = Vec::new();
     let mut raw_quotas = Vec::new();
+    let mut raw_budgets = Vec::new();
     let mut audit: Option<Spanned<super::raw::RawAudit>> = None;
     let mut raw_worker: Option<Spanned<RawWorker>> = None;
     let mut raw_admission: Option<Spanned<super::raw::RawAdmission>> = None;
@@ -254,6 +256,7 @@ pub(crate) fn validate(
             }
         }
         raw_quotas.extend(p.raw.quotas.0);
+        raw_budgets.extend(p.raw.budgets.0);
         if let Some(a) = p.raw.admission {
             match &raw_admission {
                 Some(first) => {
@@ -420,6 +423,8 @@ pub(crate) fn validate(
         }
     }
 
+    let budgets = budget::budgets(&mut v, raw_budgets, &group_names, &app_names, &integrations);
+
     let diags = std::mem::take(&mut v.diags);
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
@@ -466,6 +471,7 @@ pub(crate) fn validate(
         groups,
         applications,
         quotas,
+        budgets,
         policy,
     };
     let runtime = Runtime {
