@@ -401,6 +401,10 @@ pub enum TaskErrorKind {
     InvalidOutput,
     /// The caller or the endpoint is over its rate or concurrency limit.
     RateLimited,
+    /// A token budget that covers the task has too little left for its worst
+    /// case; the message names the budget and `retry_after` says when it
+    /// resets. Not retryable: the reset may be hours or weeks away.
+    BudgetExhausted,
     /// hfconnect cannot admit tasks now: its shared limits cannot be checked
     /// (Redis unreachable with `admission.on_unavailable = "deny"`). Retryable.
     Overloaded,
@@ -418,6 +422,7 @@ impl TaskErrorKind {
             TaskErrorKind::InvalidInput => "invalid_input",
             TaskErrorKind::InvalidOutput => "invalid_output",
             TaskErrorKind::RateLimited => "rate_limited",
+            TaskErrorKind::BudgetExhausted => "budget_exhausted",
             TaskErrorKind::Overloaded => "overloaded",
             TaskErrorKind::Provider(k) => k.as_str(),
         }
@@ -447,6 +452,13 @@ impl TaskError {
         TaskError {
             retry_after: Some(retry_after),
             ..TaskError::new(TaskErrorKind::RateLimited, message)
+        }
+    }
+
+    pub(crate) fn budget_exhausted(message: impl Into<String>, retry_after: Duration) -> TaskError {
+        TaskError {
+            retry_after: Some(retry_after),
+            ..TaskError::new(TaskErrorKind::BudgetExhausted, message)
         }
     }
 

@@ -19,6 +19,7 @@ mod ops;
 mod prepare;
 mod run;
 mod snapshot;
+mod spend;
 #[cfg(test)]
 mod tests;
 mod views;

@@ -18,6 +18,7 @@ use futures_util::{Stream, StreamExt};
 use super::audit::{record_refusal, Audit, Labels, Outcome, Refusal, TaskId, UNKNOWN};
 use super::prepare::{embed_output, prepare, to_output, Call, Prepared};
 use super::snapshot::Plan;
+use super::spend::{self, Ending, Held};
 use super::{Core, Snapshot, TaskStream};
 use crate::access::{Decision, Principal};
 use crate::admission::{AdmissionError, Headroom, Limited, Permit};
@@ -144,6 +145,11 @@ struct TaskRun<'a, P> {
     door: Door,
     /// Time spent waiting for admission.
     queued: Duration,
+    /// The task's hold on the budgets that cover it, until it is settled.
+    budget: Option<Held>,
+    /// Whether the task's text is being streamed, and how many tokens were.
+    streamed: bool,
+    delivered: u64,
     _in_flight: InFlight<'a>,
 }
 
@@ -171,6 +177,9 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
             decided: None,
             done: false,
             queued: Duration::ZERO,
+            budget: None,
+            streamed: false,
+            delivered: 0,
             _in_flight: InFlight::new(metrics),
         }
     }
@@ -201,6 +210,14 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
                 .waited
                 .observe(permit.waited.as_secs_f64());
         }
+        self.budget = spend::reserve(
+            &self.snap.ledger,
+            &self.snap.catalog,
+            self.principal,
+            plan.integration.name(),
+            plan.model,
+            &p.call,
+        )?;
         Ok((p, permit))
     }
 
@@ -283,12 +300,18 @@ impl<P> TaskRun<'_, P> {
     }
 
     fn finish(&mut self, result: &Result<TaskOutput, TaskError>) {
+        if let Some(held) = self.budget.take() {
+            held.settle(Ending::Done(result), self.streamed, self.delivered);
+        }
         self.record(Outcome::Done(result));
     }
 }
 
 impl<P> Drop for TaskRun<'_, P> {
     fn drop(&mut self) {
+        if let Some(held) = self.budget.take() {
+            held.settle(Ending::Cancelled, self.streamed, self.delivered);
+        }
         self.record(Outcome::Cancelled);
     }
 }
@@ -409,9 +432,11 @@ impl<P: LlmProvider> Core<P> {
                     return;
                 }
             };
+            run.streamed = true;
             while let Some(item) = inner.next().await {
                 let done = match item {
                     Ok(StreamEvent::Token(t)) => {
+                        run.delivered += 1;
                         yield Step::Event(Ok(TaskEvent::Chunk(t)));
                         continue;
                     }

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use super::audit::{Labels, UNKNOWN};
 use super::{prepare, ConnectorError, ProviderFactory};
 use crate::access::TargetId;
+use crate::admission::budget::Ledger;
 use crate::admission::{Admission, Place};
 use crate::catalog::{Catalog, Integration, KeySource, Model};
 use crate::metrics::{Metrics, ModelSeries};
@@ -53,6 +54,8 @@ pub(crate) struct Snapshot<P> {
     /// digest takes a preimage of SHA-256 of a 256-bit random key. For the
     /// same reason callers cannot choose digests that collide in the map.
     pub(super) keys_by_digest: FxHashMap<[u8; 32], usize>,
+    /// The budgets' spend, shared with the snapshot this one replaced.
+    pub(super) ledger: Ledger,
 }
 
 /// A task's integration and model, looked up once per task and passed by
@@ -158,6 +161,7 @@ impl<P> Snapshot<P> {
             clients,
             admission,
             keys_by_digest,
+            ledger: old.map(|o| o.ledger.clone()).unwrap_or_default(),
         })
     }
 

@@ -893,3 +893,104 @@ async fn streamed(
         Err(e) => vec![Err(e)],
     }
 }
+
+/// A budget of `tokens` a day for group support on model `tgi` (whose
+/// completions are capped at 3 tokens).
+fn with_budget(tokens: u64) -> impl Fn(&str) -> String {
+    move |c: &str| {
+        format!(
+            "{c}\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = {tokens}\nwindow = \"day\"\n"
+        )
+    }
+}
+
+/// What the budgets of `c` stand at: (used, reserved) of the first.
+fn spent(c: &Core<Scripted>) -> (u64, u64) {
+    let snap = c.state.load();
+    let s = snap
+        .ledger
+        .standing(snap.catalog.budgets(), std::time::SystemTime::now());
+    s.first().map_or((0, 0), |s| (s.used, s.reserved))
+}
+
+#[tokio::test]
+async fn a_budget_refuses_what_does_not_fit_before_the_call_and_charges_usage() {
+    let (c, scripted) = connector_with(with_budget(45));
+    scripted.always(Reply::text("ok").tokens(Some(7), Some(3)));
+    let alice = c.principal(&user("alice"), Some("support")).unwrap();
+    // Each task reserves its prompt's bytes plus the markers (1 + 16) and the
+    // model's cap (3): 20; each is charged the 10 it reports.
+    for n in 1..=3 {
+        c.run(TaskRequest::new(&alice, &text("tgi", "x")))
+            .await
+            .output()
+            .unwrap();
+        assert_eq!(spent(&c), (10 * n, 0));
+    }
+    let e = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .unwrap_err();
+    assert_eq!(e.kind(), TaskErrorKind::BudgetExhausted, "{e}");
+    assert!(!e.is_retryable());
+    assert!(e
+        .retry_after()
+        .is_some_and(|w| w <= Duration::from_secs(86_400)));
+    let m = e.to_string();
+    assert!(
+        m.contains(
+            "budget `support-tgi` has 15 of its 45 tokens left and the task may use up to 20"
+        ),
+        "{m}"
+    );
+    assert_eq!(scripted.asked().len(), 3, "the refused task was never sent");
+    // Another group's caller is not under the budget.
+    let bob = c.principal(&user("bob"), None).unwrap();
+    let denied_anyway = c
+        .run(TaskRequest::new(&bob, &text("tgi", "x")))
+        .await
+        .output();
+    assert_ne!(
+        denied_anyway.err().map(|e| e.kind()),
+        Some(TaskErrorKind::BudgetExhausted)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_call_is_refunded_and_a_stream_without_usage_pays_what_it_delivered() {
+    let (c, scripted) = connector_with(with_budget(40));
+    let alice = c.principal(&user("alice"), Some("support")).unwrap();
+    scripted.then(Reply::error(ErrorKind::Upstream));
+    assert!(c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")))
+        .await
+        .output()
+        .is_err());
+    assert_eq!(spent(&c), (0, 0), "a failed call is refunded");
+    scripted.then(Reply::text("abc").chunks(["a", "b"]).tokens(None, None));
+    let items = streamed(&c, &alice, &text("tgi", "x")).await;
+    assert!(items.last().is_some_and(Result::is_ok), "{items:?}");
+    // The prompt's worst case (17) and the two tokens it delivered.
+    assert_eq!(spent(&c), (19, 0));
+}
+
+#[tokio::test]
+async fn a_cancelled_stream_pays_what_it_delivered() {
+    let (c, scripted) = connector_with(with_budget(100));
+    let alice = c.principal(&user("alice"), Some("support")).unwrap();
+    scripted.then(
+        Reply::text("abc")
+            .chunks(["a", "b", "c"])
+            .tokens(Some(5), Some(3)),
+    );
+    let mut s = c
+        .run(TaskRequest::new(&alice, &text("tgi", "x")).streamed())
+        .await
+        .stream()
+        .unwrap();
+    assert!(matches!(s.next().await, Some(Ok(TaskEvent::Chunk(_)))));
+    assert_eq!(spent(&c), (0, 20), "reserved while it runs");
+    drop(s);
+    assert_eq!(spent(&c), (18, 0), "its prompt's worst case and one token");
+}

@@ -59,7 +59,9 @@ pub(crate) fn status_of(e: &TaskError) -> StatusCode {
         TaskErrorKind::Inactive => StatusCode::CONFLICT,
         TaskErrorKind::Denied => StatusCode::FORBIDDEN,
         TaskErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
-        TaskErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        TaskErrorKind::RateLimited | TaskErrorKind::BudgetExhausted => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         TaskErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         TaskErrorKind::Provider(k) => match k {
             ProviderErrorKind::RateLimited | ProviderErrorKind::Overloaded => {

@@ -9,7 +9,7 @@ use hfconnect_integration_tests::fake_hf::{FakeHf, Fault, Route};
 use serde_json::{json, Value};
 
 use crate::support::{
-    post, serve_config, start, text_body, Dir, APP_KEY, PORTAL_KEY, TOKEN, WATCH,
+    post, serve_config, start, start_with, text_body, Dir, APP_KEY, PORTAL_KEY, TOKEN, WATCH,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -655,4 +655,49 @@ async fn slow_headers_are_cut_off() {
 
     let ok = reqwest::get(format!("{}/healthz", s.url)).await.unwrap();
     assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_is_refused_with_its_name_and_reset_on_both_doors() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    // Model `tgi` caps completions at 3 tokens; "hello" and the markers are
+    // 21 more: no task fits in 5.
+    let cfg = serve_config(&fake.url())
+        + "\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = 5\nwindow = \"day\"\n";
+    let s = start_with(cfg, |_| {}).await;
+    let (status, headers, body) =
+        post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["kind"], "budget_exhausted", "{body}");
+    assert_eq!(body["retryable"], false, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("budget `support-tgi` has 5 of its 5 tokens left"),
+        "{message}"
+    );
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&wait), "{wait}");
+    assert_eq!(headers["x-should-retry"], "false");
+
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth(APP_KEY)
+        .json(&json!({"model": "hf/tgi", "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["error"]["type"].as_str(), v["error"]["code"].as_str()),
+        (Some("insufficient_quota"), Some("insufficient_quota")),
+        "{v}"
+    );
+    for route in ["/generate", "/v1/chat/completions"] {
+        assert!(
+            fake.requests_to(route).is_empty(),
+            "nothing reached `{route}`"
+        );
+    }
 }

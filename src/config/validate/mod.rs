@@ -69,6 +69,13 @@ impl V<'_> {
         &mut self.diags[last]
     }
 
+    /// An error at a value validated already (it keeps its origin, not its `Loc`).
+    fn error_at(&mut self, origin: &Origin, message: impl Into<String>) -> &mut Diagnostic {
+        self.diags.push(Diagnostic::error(origin, message));
+        let last = self.diags.len() - 1;
+        &mut self.diags[last]
+    }
+
     fn warn(&mut self, loc: &Loc, message: impl Into<String>) -> &mut Diagnostic {
         let d = Diagnostic::warning(&self.origin(loc), message);
         self.diags.push(d);
@@ -424,6 +431,17 @@ pub(crate) fn validate(
     }
 
     let budgets = budget::budgets(&mut v, raw_budgets, &group_names, &app_names, &integrations);
+    if let (Some(first), crate::runtime::AdmissionBackend::Redis(_)) = (budgets.first(), &admission)
+    {
+        // Until budgets are kept on Redis, each replica would count only its
+        // own spend: a limit times the number of replicas. Refuse it.
+        let at = first.origin().to_string();
+        v.error_at(
+            first.origin(),
+            format!("budget `{}` cannot be kept with `admission.backend = \"redis\"` yet", first.name()),
+        )
+        .help = Some(format!("budgets are kept in process for now (budget at {at}); each replica would count only its own spend"));
+    }
 
     let diags = std::mem::take(&mut v.diags);
     if diags.iter().any(Diagnostic::is_error) {

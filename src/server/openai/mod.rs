@@ -61,6 +61,10 @@ impl OpenAiError {
         message: impl Into<String>,
     ) -> OpenAiError {
         let kind = match status.as_u16() {
+            // OpenAI's answer when an account's quota is spent.
+            429 if outcome == FailureKind::Task(TaskErrorKind::BudgetExhausted) => {
+                "insufficient_quota"
+            }
             401 => "authentication_error",
             403 => "permission_error",
             404 => "not_found_error",
@@ -73,6 +77,7 @@ impl OpenAiError {
             FailureKind::NOT_FOUND => Some("model_not_found"),
             FailureKind::DENIED => Some("permission_denied"),
             FailureKind::Task(TaskErrorKind::RateLimited) => Some("rate_limit_exceeded"),
+            FailureKind::Task(TaskErrorKind::BudgetExhausted) => Some("insufficient_quota"),
             FailureKind::INVALID_INPUT => None,
             other => Some(other.as_str()),
         };
