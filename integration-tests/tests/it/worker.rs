@@ -760,3 +760,23 @@ async fn an_idle_queue_is_not_polled_in_a_busy_loop() {
         "{queries:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_is_a_terminal_failure_naming_it() {
+    // `tgi` caps completions at 64 tokens: no task fits in 10.
+    let budget = "\n[[budgets]]\nname = \"nightly\"\nsubject = \"app:batch\"\ntarget = \"model:hf:tgi\"\ntokens = 10\nwindow = \"month\"\n";
+    let s = setup(&format!("{FIXED}\n{budget}")).await;
+    let c = &s.conductor;
+    let wf = c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "x")));
+    let run = s.run_all().await;
+    let t = c.last_task(&wf).unwrap();
+    assert_eq!(t.status, "FAILED_WITH_TERMINAL_ERROR");
+    let reason = t.reason.unwrap();
+    assert!(
+        reason.starts_with("budget_exhausted") && reason.contains("budget `nightly`"),
+        "{reason}"
+    );
+    assert_eq!(c.workflow(&wf).unwrap().tasks.len(), 1, "not retried");
+    assert_eq!(run.terminal, 1);
+    assert!(s.hf.requests_to("/generate").is_empty());
+}
