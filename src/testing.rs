@@ -36,8 +36,9 @@ pub mod conductor {
 }
 
 pub use crate::connector::{
-    AdmissionStatus, CatalogView, ConfigStatus, Core, EndpointStatus, IntegrationView, KeyStatus,
-    ModelStatus, ModelView, PromptView, ProviderFactory, RefusedReload, TokenReport,
+    AdmissionStatus, BudgetUsage, CatalogView, ConfigStatus, Core, EndpointStatus, IntegrationView,
+    KeyStatus, ModelStatus, ModelView, PromptView, ProviderFactory, RefusedReload, TokenReport,
+    UsageView,
 };
 
 /// The catalog a config loaded into.

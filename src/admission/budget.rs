@@ -35,8 +35,6 @@ pub(crate) struct Exhausted {
 }
 
 /// A budget's spend as it stands.
-// Read by the usage view, the next step of issue 22; the tests read it now.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Standing {
     pub budget: Arc<str>,
@@ -47,7 +45,6 @@ pub(crate) struct Standing {
     pub span: Span,
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 impl Standing {
     pub(crate) fn remaining(&self) -> u64 {
         self.limit
@@ -177,7 +174,6 @@ impl Ledger {
         })
     }
 
-    #[cfg_attr(not(test), allow(dead_code))]
     /// Each of `budgets`' spend for `payer`s seen so far, in the window in
     /// force at `now`.
     pub(crate) fn standing(&self, budgets: &[Budget], now: SystemTime) -> Vec<Standing> {
@@ -200,6 +196,34 @@ impl Ledger {
         }
         out.sort_by(|a, b| (&a.budget, &a.payer).cmp(&(&b.budget, &b.payer)));
         out
+    }
+}
+
+impl Ledger {
+    /// One budget's spend for one payer at `now` (nothing spent when unseen).
+    pub(crate) fn standing_of(&self, b: &Budget, payer: &Payer, now: SystemTime) -> Standing {
+        let span = b.window().span_at(now);
+        let key = Key {
+            budget: Identity::of(b),
+            payer: payer.clone(),
+        };
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = slots.get(&key).map_or(
+            Slot {
+                span,
+                used: 0,
+                reserved: 0,
+            },
+            |s| roll(*s, span),
+        );
+        Standing {
+            budget: b.name().into(),
+            payer: payer.clone(),
+            limit: b.tokens().get(),
+            used: s.used,
+            reserved: s.reserved,
+            span,
+        }
     }
 }
 

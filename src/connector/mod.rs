@@ -49,6 +49,7 @@ pub(crate) use prepare::MAX_EMBED_TEXTS;
 pub use run::{Ran, Reply, TaskRequest};
 use snapshot::hugging_face;
 pub(crate) use snapshot::Snapshot;
+pub use spend::{BudgetUsage, UsageView};
 pub(crate) use views::RunnableModel;
 pub use views::{
     AdmissionStatus, CatalogView, ConfigStatus, IntegrationView, ModelView, PromptView,

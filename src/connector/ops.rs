@@ -62,6 +62,12 @@ pub struct EndpointStatus {
 
 impl<P: LlmProvider> Core<P> {
     /// The integrations, models and prompts `principal` may READ.
+    /// The budgets' spend `principal` may see (`GET /v1/usage`).
+    pub fn usage(&self, principal: &Principal) -> super::spend::UsageView {
+        let snap = self.state.load();
+        super::spend::usage(&snap.ledger, &snap.catalog, principal)
+    }
+
     pub fn visible(&self, principal: &Principal) -> CatalogView {
         let snap = self.state.load();
         let policy = snap.catalog.policy();

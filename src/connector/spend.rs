@@ -152,3 +152,91 @@ impl Held {
         self.reservation.settle(used);
     }
 }
+
+/// What a caller may see of the budgets (`GET /v1/usage`): the budgets that
+/// cover it, as it stands under each; `ADMIN` sees every payer's spend.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UsageView {
+    /// One row per budget and payer, by budget name.
+    pub budgets: Vec<BudgetUsage>,
+}
+
+/// One budget's spend for one payer, in the window in force.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BudgetUsage {
+    /// The budget.
+    pub name: String,
+    /// Who it charges (`group:…`, `app:…`, `user:…`).
+    pub subject: String,
+    /// With `each_member`: the member this row is for.
+    pub member: Option<String>,
+    /// `day`, `month` or a span in seconds (`3600s`).
+    pub window: String,
+    /// Tokens per window.
+    pub limit: u64,
+    /// Charged in this window.
+    pub used: u64,
+    /// Held by tasks running now.
+    pub reserved: u64,
+    /// What a task may still reserve.
+    pub remaining: u64,
+    /// When the window ends and the budget is whole again (RFC 3339, UTC).
+    pub resets_at: String,
+}
+
+/// The usage `principal` may see.
+pub(super) fn usage(ledger: &Ledger, catalog: &Catalog, principal: &Principal) -> UsageView {
+    use crate::access::Subject;
+    let now = SystemTime::now();
+    let applies = |b: &Budget| match b.subject() {
+        Subject::Group(g) => principal.groups().iter().any(|pg| pg == g),
+        s => s == principal.subject(),
+    };
+    let mut rows: Vec<(&Budget, crate::admission::budget::Standing)> = Vec::new();
+    for b in catalog.budgets() {
+        if principal.admin_via().is_some() {
+            rows.extend(
+                ledger
+                    .standing(std::slice::from_ref(b), now)
+                    .into_iter()
+                    .map(|s| (b, s)),
+            );
+        }
+        if applies(b) {
+            let payer = if b.each_member() {
+                Payer::Member(principal.subject().clone())
+            } else {
+                Payer::Whole
+            };
+            if !rows
+                .iter()
+                .any(|(r, s)| r.name() == b.name() && s.payer == payer)
+            {
+                rows.push((b, ledger.standing_of(b, &payer, now)));
+            }
+        }
+    }
+    let at = |secs: u64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp(secs as i64, 0)
+            .map_or_else(|| secs.to_string(), |t| t.to_rfc3339())
+    };
+    UsageView {
+        budgets: rows
+            .into_iter()
+            .map(|(b, s)| BudgetUsage {
+                name: b.name().to_string(),
+                subject: b.subject().to_string(),
+                member: match &s.payer {
+                    Payer::Member(m) => Some(m.to_string()),
+                    Payer::Whole => None,
+                },
+                window: b.window().describe(),
+                limit: s.limit,
+                used: s.used,
+                reserved: s.reserved,
+                remaining: s.remaining(),
+                resets_at: at(s.span.end),
+            })
+            .collect(),
+    }
+}

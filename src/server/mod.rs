@@ -182,6 +182,7 @@ fn app(
     let tasks = Router::new()
         .route("/v1/tasks/{kind}", post(tasks::run_task))
         .route("/v1/catalog", get(tasks::catalog))
+        .route("/v1/usage", get(tasks::usage))
         .layer(door(Door::Task, tasks::kind_of));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))

@@ -122,6 +122,8 @@ pub fn openapi() -> Value {
             "/v1/models/{id}": models("one of them"),
             "/v1/catalog": {"get": {"summary": "integrations, models and prompts the caller can READ", "security": [{"applicationKey": []}],
                 "responses": {"200": {"description": "the catalog"}, "401": {"description": "no or bad application key"}}}},
+            "/v1/usage": {"get": {"summary": "the token budgets that cover the caller: limit, used, reserved, remaining, resets_at; ADMIN sees every payer's", "security": [{"applicationKey": []}],
+                "responses": {"200": {"description": "the usage"}, "401": {"description": "no or bad application key"}}}},
             "/healthz": {"get": {"summary": "alive", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "config loaded", "responses": {"200": {"description": "ready, with counts and `config`: hash, loaded_at, reloads, refused_reloads, last_refused {at, errors}; a refused reload stays ready; `admission`: backend (local, redis), and for redis whether it is reachable and on_unavailable"}}}},
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},

@@ -139,6 +139,14 @@ pub(crate) fn kind_of(path: &str) -> Option<TaskKind> {
         .and_then(TaskKind::from_route)
 }
 
+/// `GET /v1/usage`: the budgets that cover the caller and what is spent.
+pub(crate) async fn usage(
+    State(state): State<AppState>,
+    Caller { principal, .. }: Caller,
+) -> Json<crate::connector::UsageView> {
+    Json(state.connector.core().usage(&principal))
+}
+
 /// `GET /v1/catalog`: what the caller may see.
 pub(crate) async fn catalog(
     State(state): State<AppState>,

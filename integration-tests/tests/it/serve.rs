@@ -701,3 +701,57 @@ async fn a_spent_budget_is_refused_with_its_name_and_reset_on_both_doors() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_shows_the_callers_budgets_and_what_its_tasks_were_charged() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let cfg = serve_config(&fake.url())
+        + "\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = 1000\nwindow = \"day\"\n";
+    let s = start_with(cfg, |_| {}).await;
+    let (status, _, out) = post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi")).await;
+    assert_eq!(status, 200, "{out}");
+    let used = out["tokenUsed"].as_u64().unwrap();
+    assert!(used > 0, "{out}");
+    let usage = |key: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let url = format!("{}/v1/usage", s.url);
+        async move {
+            let mut r = reqwest::Client::new().get(url).bearer_auth(key);
+            for (h, v) in headers {
+                r = r.header(*h, *v);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let mine = usage(APP_KEY, &[]).await;
+    let rows = mine["budgets"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{mine}");
+    let row = &rows[0];
+    assert_eq!(
+        (
+            row["name"].as_str(),
+            row["subject"].as_str(),
+            row["limit"].as_u64(),
+            row["used"].as_u64(),
+            row["reserved"].as_u64(),
+            row["remaining"].as_u64()
+        ),
+        (
+            Some("support-tgi"),
+            Some("group:support"),
+            Some(1000),
+            Some(used),
+            Some(0),
+            Some(1000 - used)
+        ),
+        "{mine}"
+    );
+    assert!(
+        row["resets_at"].as_str().unwrap().ends_with("+00:00"),
+        "{row}"
+    );
+    // bob is in research only: no budget covers him.
+    let bobs = usage(PORTAL_KEY, &[("x-hfconnect-user", "bob")]).await;
+    assert_eq!(bobs["budgets"], json!([]), "{bobs}");
+}
