@@ -68,7 +68,7 @@ pub mod task;
 pub mod testing;
 mod untrusted;
 
-pub use catalog::Headroom;
+pub use catalog::{Headroom, TokenHeadroom};
 #[cfg(feature = "cli")]
 pub use cli::run as run_cli;
 pub use connector::{Connector, ConnectorError, Ran, Reply, TaskRequest, TaskStream};

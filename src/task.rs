@@ -304,6 +304,10 @@ pub struct TaskOutput {
     /// task (for a door's rate-limit headers; not part of the output).
     #[serde(skip)]
     pub headroom: Option<crate::catalog::Headroom>,
+    /// The tightest token budget that admitted the task, once the task's
+    /// worst case was reserved (`x-ratelimit-remaining-tokens`).
+    #[serde(skip)]
+    pub token_headroom: Option<crate::catalog::TokenHeadroom>,
 }
 
 /// A task's answer, typed until a door writes it.

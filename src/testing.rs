@@ -36,9 +36,9 @@ pub mod conductor {
 }
 
 pub use crate::connector::{
-    AdmissionStatus, BudgetUsage, CatalogView, ConfigStatus, Core, EndpointStatus, IntegrationView,
-    KeyStatus, ModelStatus, ModelView, PromptView, ProviderFactory, RefusedReload, TokenReport,
-    UsageView,
+    AdmissionStatus, BudgetUsage, CatalogView, ConfigStatus, Core, DayUsage, EndpointStatus,
+    IntegrationView, KeyStatus, ModelStatus, ModelView, PromptView, ProviderFactory, RefusedReload,
+    TokenReport, UsageView,
 };
 
 /// The catalog a config loaded into.

@@ -275,6 +275,19 @@ impl Principal {
         self.scope.as_deref()
     }
 
+    /// Who reads what `serve` recorded from the command line, holding the
+    /// config: `ADMIN` for views (`hfconnect usage`), in no group, granted
+    /// nothing to run.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn operator() -> Principal {
+        Principal {
+            subject: Subject::App("(operator)".into()),
+            groups: Arc::from(Vec::new()),
+            admin_via: Some("(the config file)".into()),
+            scope: None,
+        }
+    }
+
     /// The group through which the caller holds `ADMIN`, if any.
     pub(crate) fn admin_via(&self) -> Option<&str> {
         self.admin_via.as_deref()

@@ -267,6 +267,11 @@ impl Policy {
     /// Where `target` is in the compiled policy (`None`: not in the
     /// catalog), for a caller that decides on it often: a task's plan holds
     /// its model's, so a task looks its names up once.
+    /// Whether `name` is a declared group.
+    pub(crate) fn has_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
+    }
+
     pub(crate) fn target_id(&self, target: &Target) -> Option<TargetId> {
         self.targets.get(target).copied().map(TargetId)
     }

@@ -14,6 +14,8 @@
 pub(crate) mod budget;
 mod local;
 mod redis;
+mod shared_budget;
+pub(crate) mod store;
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -22,11 +24,13 @@ use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use self::budget::{Exhausted, Ledger, Reservation, Standing, Tokens};
 use self::local::Local;
 use self::redis::{Lease, Shared};
+use self::shared_budget::{Scripts, SharedReservation};
 use crate::access::{Principal, Subject};
-use crate::catalog::Catalog;
 pub(crate) use crate::catalog::Headroom;
+use crate::catalog::{Budget, Catalog, Payer, TokenHeadroom};
 use crate::metrics::AdmissionMetrics;
 use crate::runtime::{AdmissionBackend, OnUnavailable};
 
@@ -37,6 +41,42 @@ pub(crate) struct Admission {
     local: Local,
     shared: Option<Arc<Shared>>,
     metrics: AdmissionMetrics,
+    /// The budgets' spend in process: the backend's, or the fallback's
+    /// while Redis is away.
+    ledger: Ledger,
+    scripts: Scripts,
+}
+
+impl std::fmt::Debug for Scripts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scripts")
+    }
+}
+
+/// A task's hold on its budgets: settle it with what the task used; dropped
+/// unsettled, it is charged in full.
+#[derive(Debug)]
+pub(crate) enum Hold {
+    Local(Reservation),
+    Shared(SharedReservation),
+}
+
+impl Hold {
+    pub(crate) fn settle(self, used: Tokens) {
+        match self {
+            Hold::Local(r) => r.settle(used),
+            Hold::Shared(r) => r.settle(used),
+        }
+    }
+}
+
+/// Why a task's tokens were not reserved.
+#[derive(Debug)]
+pub(crate) enum TokenRefusal {
+    /// A budget has not got room for it.
+    Exhausted(Exhausted),
+    /// The shared budgets cannot be checked and `on_unavailable` is `deny`.
+    Unavailable(AdmissionError),
 }
 
 impl Admission {
@@ -48,6 +88,7 @@ impl Admission {
         backend: &AdmissionBackend,
         old: Option<&Admission>,
         metrics: &AdmissionMetrics,
+        ledger: Ledger,
     ) -> Admission {
         let shared = match backend {
             AdmissionBackend::Redis(settings) => Some(Arc::new(Shared::new(
@@ -62,7 +103,131 @@ impl Admission {
             local: Local::new(catalog, old.map(|o| &o.local)),
             shared,
             metrics: metrics.clone(),
+            ledger,
+            scripts: Scripts::default(),
         }
+    }
+
+    /// The admission metrics (budgets' among them).
+    pub(crate) fn metrics(&self) -> &AdmissionMetrics {
+        &self.metrics
+    }
+
+    /// The in-process ledger (the backend's, or the fallback's on Redis).
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Reserve `need` against every budget of `covering`, all or none, on
+    /// the backend; while Redis is away, as `on_unavailable` says.
+    pub(crate) async fn reserve_tokens(
+        &self,
+        covering: &[(&Budget, Payer)],
+        need: Tokens,
+    ) -> Result<(Hold, Vec<TokenHeadroom>), TokenRefusal> {
+        let now = std::time::SystemTime::now();
+        let local = || {
+            self.ledger
+                .reserve(covering, need, now)
+                .map(|(r, h)| (Hold::Local(r), h))
+                .map_err(|e| match e {
+                    budget::LocalRefusal::Exhausted(e) => TokenRefusal::Exhausted(e),
+                    budget::LocalRefusal::Store(why) => TokenRefusal::Unavailable(AdmissionError {
+                        limited: Limited::Unavailable,
+                        message: format!("budgets cannot be kept: {why}"),
+                        retry_after: Duration::from_secs(30),
+                    }),
+                })
+        };
+        let Some(shared) = &self.shared else {
+            return local();
+        };
+        match shared
+            .reserve_tokens(&self.scripts, covering, need, now)
+            .await
+        {
+            Ok(Ok((r, h))) => Ok((Hold::Shared(r), h)),
+            Ok(Err(e)) => Err(TokenRefusal::Exhausted(e)),
+            Err(redis::Unavailable) => match shared.on_unavailable {
+                OnUnavailable::Deny => {
+                    self.metrics.fallbacks.with_label_values(&["deny"]).inc();
+                    Err(TokenRefusal::Unavailable(AdmissionError {
+                        limited: Limited::Unavailable,
+                        message: "the shared budgets cannot be checked (Redis is unreachable) and `admission.on_unavailable` is `deny`; retry shortly".into(),
+                        retry_after: Duration::from_secs(1),
+                    }))
+                }
+                _ => {
+                    self.metrics.fallbacks.with_label_values(&["local"]).inc();
+                    local()
+                }
+            },
+        }
+    }
+
+    /// Count what `subject` used on a model today, for the usage history.
+    pub(crate) fn record_day(
+        &self,
+        subject: &Subject,
+        integration: &Arc<str>,
+        model: &Arc<str>,
+        used: Tokens,
+    ) {
+        let now = std::time::SystemTime::now();
+        match &self.shared {
+            Some(shared) => shared.record_day_shared(subject, integration, model, used, now),
+            None => self
+                .ledger
+                .record_day(subject, integration, model, used, now),
+        }
+    }
+
+    /// Each budget's spend on the backend, for every payer seen (`None`) or
+    /// one: on Redis, what Redis holds (an error while it is away).
+    pub(crate) async fn standing(
+        &self,
+        rows: &[(&Budget, Option<Payer>)],
+    ) -> Result<Vec<Standing>, AdmissionError> {
+        let now = std::time::SystemTime::now();
+        if let Some(shared) = &self.shared {
+            return shared
+                .standing_tokens(rows, now)
+                .await
+                .map_err(|_| unavailable("usage"));
+        }
+        let mut out = Vec::new();
+        for (b, only) in rows {
+            match only {
+                Some(p) => out.push(self.ledger.standing_of(b, p, now)),
+                None => out.extend(self.ledger.standing(std::slice::from_ref(*b), now)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tokens by day from `since` (days since the epoch) through today,
+    /// as (day, subject, integration, model) and tokens.
+    pub(crate) async fn days(
+        &self,
+        since: u64,
+    ) -> Result<Vec<((u64, String, String, String), Tokens)>, AdmissionError> {
+        let now = std::time::SystemTime::now();
+        let today = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            / 86_400;
+        if let Some(shared) = &self.shared {
+            return shared
+                .days_shared(since, today)
+                .await
+                .map_err(|_| unavailable("usage history"));
+        }
+        Ok(self
+            .ledger
+            .days(since, |_| true)
+            .into_iter()
+            .map(|((d, s, i, m), t)| ((d, s.to_string(), i.to_string(), m.to_string()), t))
+            .collect())
     }
 
     /// Wait for a turn on every limit that applies, or fail as rate limited
@@ -110,6 +275,14 @@ impl Admission {
     pub(crate) async fn status(&self) -> Option<(bool, OnUnavailable, bool)> {
         let s = self.shared.as_ref()?;
         Some((s.reachable().await, s.on_unavailable, s.run_id_known()))
+    }
+}
+
+fn unavailable(what: &str) -> AdmissionError {
+    AdmissionError {
+        limited: Limited::Unavailable,
+        message: format!("the shared {what} cannot be read (Redis is unreachable); retry shortly"),
+        retry_after: Duration::from_secs(1),
     }
 }
 

@@ -215,19 +215,19 @@ pub(crate) struct Shared {
     /// Made on first use: its driver task needs the runtime, which a
     /// connector built before one starts does not have yet.
     conn: tokio::sync::OnceCell<ConnectionManager>,
-    prefix: String,
+    pub(super) prefix: String,
     pub(crate) on_unavailable: OnUnavailable,
-    timeout: Duration,
-    lease: Duration,
+    pub(super) timeout: Duration,
+    pub(super) lease: Duration,
     /// By the catalog's integration position: its limits, queue timeout, and
     /// its models' limits by their positions.
     integrations: Vec<(Limits, Duration, Vec<Limits>)>,
     quotas: Vec<QuotaRule>,
     health: Arc<Health>,
-    metrics: AdmissionMetrics,
+    pub(super) metrics: AdmissionMetrics,
     /// This process's part of every lease member.
-    replica: u64,
-    leases: Arc<AtomicU64>,
+    pub(super) replica: u64,
+    pub(super) leases: Arc<AtomicU64>,
     admit: Script,
     renew: Script,
     /// Held while this snapshot's admission lives: its run-id watcher stops after.
@@ -321,7 +321,7 @@ impl Shared {
     }
 
     /// The connection (made on first use), or `None` without a usable URL.
-    async fn conn(&self) -> Option<&ConnectionManager> {
+    pub(super) async fn conn(&self) -> Option<&ConnectionManager> {
         let client = self.client.as_ref()?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
@@ -375,14 +375,14 @@ impl Shared {
             .is_some()
     }
 
-    fn up(&self) {
+    pub(super) fn up(&self) {
         if self.health.down.swap(false, Ordering::Relaxed) {
             tracing::warn!("Redis is reachable again; shared limits apply");
             self.metrics.redis_up.set(1);
         }
     }
 
-    fn failed(&self, why: &str) {
+    pub(super) fn failed(&self, why: &str) {
         self.metrics.redis_errors.inc();
         *self
             .health
@@ -401,7 +401,7 @@ impl Shared {
     }
 
     /// Whether a call may be tried now (not within a second of a failure).
-    fn may_try(&self) -> bool {
+    pub(super) fn may_try(&self) -> bool {
         if !self.health.down.load(Ordering::Relaxed) {
             return true;
         }

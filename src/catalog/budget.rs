@@ -13,6 +13,26 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use crate::access::{Principal, Subject, Target};
 use crate::origin::Origin;
 
+/// What is left of the tightest budget a task was admitted under, once its
+/// worst case was reserved: what `x-ratelimit-remaining-tokens` and
+/// `x-ratelimit-reset-tokens` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenHeadroom {
+    /// The budget's tokens per window.
+    pub limit: u64,
+    /// Tokens left for other tasks.
+    pub remaining: u64,
+    /// When the budget's window ends (seconds since the Unix epoch).
+    pub reset_at: u64,
+}
+
+impl TokenHeadroom {
+    /// The tightest of `rows` (fewest tokens left).
+    pub(crate) fn tightest(rows: impl IntoIterator<Item = TokenHeadroom>) -> Option<Self> {
+        rows.into_iter().min_by_key(|h| (h.remaining, h.reset_at))
+    }
+}
+
 /// A window of a budget: its spend starts again at each window's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Window {

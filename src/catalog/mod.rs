@@ -20,7 +20,7 @@ mod budget;
 mod key;
 mod kind;
 
-pub use budget::{Budget, Counts, Payer, Span, Window};
+pub use budget::{Budget, Counts, Payer, Span, TokenHeadroom, Window};
 pub(crate) use key::{shown_path, shown_var};
 pub use key::{ApiKey, KeySource};
 pub use kind::TaskKind;

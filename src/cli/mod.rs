@@ -11,6 +11,7 @@ mod serve;
 mod service;
 mod template;
 mod token;
+mod usage;
 mod worker;
 
 /// Exit code: the token was rejected (or there is none, or it may not be used here).
@@ -104,6 +105,8 @@ enum Command {
     /// Application keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Token budgets and usage: each budget's limit, used, reserved, remaining and reset; tokens by day and model (31 days).
+    Usage(usage::UsageArgs),
     /// Print a shell completion script: `hfconnect completions bash > /etc/bash_completion.d/hfconnect`.
     Completions {
         /// The shell.
@@ -273,7 +276,7 @@ pub(crate) fn connector_failed(e: &ConnectorError, io: &mut Io<'_>) -> Exit {
     match e {
         ConnectorError::NotFound(_) | ConnectorError::Config(_) => EXIT_BAD_INPUT,
         ConnectorError::Provider { kind, .. } => exit_for_provider(*kind),
-        ConnectorError::Internal(_) => EXIT_FAILURE,
+        ConnectorError::Internal(_) | ConnectorError::Store(_) => EXIT_FAILURE,
     }
 }
 
@@ -365,6 +368,7 @@ where
         Command::Serve(args) => serve::run(&args, &mut io),
         Command::Worker(args) => worker::run(&args, &mut io),
         Command::Keys(KeysCommand::New(args)) => keys::new(&args, &mut io),
+        Command::Usage(args) => usage::run(&args, &mut io),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "hfconnect", io.out);

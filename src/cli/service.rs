@@ -23,6 +23,13 @@ pub(crate) struct Service {
     _logs: Option<crate::logging::LogGuard>,
 }
 
+impl Drop for Service {
+    /// What the service charged is on disk before the process ends.
+    fn drop(&mut self) {
+        self.connector.core().flush_usage();
+    }
+}
+
 /// For long-running commands: logs on, the Connector over `catalog`, and a
 /// multi-threaded runtime; or the message and exit code.
 pub(crate) fn start_service(
@@ -38,6 +45,12 @@ pub(crate) fn start_service(
         let _ = writeln!(io.err, "error: {e}");
         EXIT_FAILURE
     })?;
+    // A usage store that cannot be used (in use by another process, not
+    // writable) stops the service now, not task by task.
+    if let Err(e) = connector.core().open_usage_store() {
+        let _ = writeln!(io.err, "error: {e}");
+        return Err(EXIT_FAILURE);
+    }
     let rt = super::runtime(true, io)?;
     rt.block_on(async { crate::logging::spawn_drain() });
     Ok(Service {

@@ -67,6 +67,7 @@ pub(crate) struct RawAdmission {
     pub on_unavailable: Option<Spanned<OnUnavailableName>>,
     pub timeout: Option<Spanned<f64>>,
     pub lease: Option<Spanned<f64>>,
+    pub store: Option<Spanned<String>>,
 }
 
 /// `admission.backend` as written.

@@ -88,6 +88,9 @@ pub(crate) struct Audit<'a> {
     pub door: Door,
     /// Time spent waiting for admission.
     pub queued: std::time::Duration,
+    /// The tokens the task was charged (what its budgets and the usage
+    /// history count), and the budgets charged.
+    pub charged: (u64, &'a [std::sync::Arc<str>]),
 }
 
 impl Audit<'_> {
@@ -191,6 +194,7 @@ impl Audit<'_> {
         } else {
             (None, None)
         };
+        let budgets = self.charged.1.join(",");
         Event {
             task_id: self.task_id,
             caller: caller_field(self.principal.subject()),
@@ -205,6 +209,8 @@ impl Audit<'_> {
             queued_ms: u64::try_from(self.queued.as_millis()).unwrap_or(u64::MAX),
             prompt_tokens,
             completion_tokens,
+            tokens_charged: self.charged.0,
+            budgets: Field::new(&budgets),
             input: input.as_deref().map(Field::text),
             output: output.as_deref().map(Field::text),
         }
@@ -270,6 +276,8 @@ pub(crate) fn record_refusal(metrics: &Metrics, r: &Refusal<'_>, labels: Labels<
         queued_ms: 0,
         prompt_tokens: None,
         completion_tokens: None,
+        tokens_charged: 0,
+        budgets: Field::new(""),
         input: None,
         output: None,
     }
@@ -294,6 +302,10 @@ pub(crate) struct Event<'a, R: std::fmt::Display> {
     pub queued_ms: u64,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
+    /// Tokens charged to the budgets and the usage history.
+    pub tokens_charged: u64,
+    /// The budgets charged, by name, comma-separated.
+    pub budgets: Field<'a>,
     pub input: Option<Field<'a>>,
     pub output: Option<Field<'a>>,
 }
@@ -328,6 +340,8 @@ impl<R: std::fmt::Display> Event<'_, R> {
             queued_ms = self.queued_ms,
             prompt_tokens = self.prompt_tokens,
             completion_tokens = self.completion_tokens,
+            tokens_charged = self.tokens_charged,
+            budgets = %self.budgets,
             input = self.input.map(tracing::field::display),
             output = self.output.map(tracing::field::display),
             "task"
@@ -368,6 +382,10 @@ impl<R: std::fmt::Display> Event<'_, R> {
                 push_u64(out, u64::from(n));
             }
         }
+        out.push_str(" tokens_charged=");
+        push_u64(out, self.tokens_charged);
+        out.push_str(" budgets=");
+        self.budgets.write_to(out)?;
         for (name, f) in [(" input=", &self.input), (" output=", &self.output)] {
             if let Some(f) = f {
                 out.push_str(name);
@@ -452,6 +470,12 @@ mod tests {
                 queued_ms: 345,
                 prompt_tokens: tokens,
                 completion_tokens: tokens.map(|t| t + 1),
+                tokens_charged: tokens.map_or(0, |t| u64::from(t) * 2 + 1),
+                budgets: Field::new(if tokens.is_some() {
+                    "team,each \"x\""
+                } else {
+                    ""
+                }),
                 input: text.map(Field::text),
                 output: text.map(Field::text),
             };

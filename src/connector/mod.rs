@@ -49,7 +49,7 @@ pub(crate) use prepare::MAX_EMBED_TEXTS;
 pub use run::{Ran, Reply, TaskRequest};
 use snapshot::hugging_face;
 pub(crate) use snapshot::Snapshot;
-pub use spend::{BudgetUsage, UsageView};
+pub use spend::{BudgetUsage, DayUsage, UsageView, HISTORY_DAYS};
 pub(crate) use views::RunnableModel;
 pub use views::{
     AdmissionStatus, CatalogView, ConfigStatus, IntegrationView, ModelView, PromptView,
@@ -75,6 +75,9 @@ pub enum ConnectorError {
         /// The failure, in words (never a key).
         message: String,
     },
+    /// The usage store (`admission.store`) cannot be opened or is in use.
+    #[error("{0}")]
+    Store(String),
     /// Something in hfconnect itself failed (such as building the metrics registry).
     #[error("{0}")]
     Internal(String),
@@ -95,9 +98,16 @@ impl ConnectorError {
 pub struct TaskStream {
     inner: Pin<Box<dyn Stream<Item = Result<TaskEvent, TaskError>> + Send>>,
     headroom: Option<crate::catalog::Headroom>,
+    token_headroom: Option<crate::catalog::TokenHeadroom>,
 }
 
 impl TaskStream {
+    /// The tightest token budget that admitted the task, once its worst
+    /// case was reserved (`None` when no budget covers it).
+    pub fn token_headroom(&self) -> Option<crate::catalog::TokenHeadroom> {
+        self.token_headroom
+    }
+
     /// The tightest rate limit or quota that admitted the task, as it
     /// stood then (`None` when no limit applied, or the stream was refused).
     pub fn headroom(&self) -> Option<crate::catalog::Headroom> {

@@ -61,13 +61,62 @@ pub struct EndpointStatus {
 }
 
 impl<P: LlmProvider> Core<P> {
-    /// The integrations, models and prompts `principal` may READ.
-    /// The budgets' spend `principal` may see (`GET /v1/usage`).
-    pub fn usage(&self, principal: &Principal) -> super::spend::UsageView {
-        let snap = self.state.load();
-        super::spend::usage(&snap.ledger, &snap.catalog, principal)
+    /// The budgets' spend and the tokens by day `principal` may see
+    /// (`GET /v1/usage`); on Redis, an `overloaded` error while it is away.
+    pub async fn usage(&self, principal: &Principal) -> Result<super::spend::UsageView, TaskError> {
+        let snap = self.state.load_full();
+        super::spend::usage(&snap.admission, &snap.catalog, principal).await
     }
 
+    /// [`Core::usage`] read without taking the in-process store's lock (a
+    /// copy of what the store holds on disk, beside a `serve` that writes
+    /// it): what `hfconnect usage` shows. On Redis, the same as `usage`.
+    pub async fn usage_read_only(
+        &self,
+        principal: &Principal,
+    ) -> Result<super::spend::UsageView, ConnectorError> {
+        let snap = self.state.load_full();
+        let on_disk = match snap.runtime.admission() {
+            crate::runtime::AdmissionBackend::Local => snap.runtime.usage_store(),
+            _ => None,
+        };
+        let Some(path) = on_disk else {
+            return super::spend::usage(&snap.admission, &snap.catalog, principal)
+                .await
+                .map_err(|e| ConnectorError::Store(e.to_string()));
+        };
+        let copy = crate::admission::budget::Ledger::read_copy(path, std::time::SystemTime::now())
+            .map_err(|e| ConnectorError::Store(e.to_string()))?;
+        let admission = crate::admission::Admission::new(
+            &snap.catalog,
+            snap.runtime.admission(),
+            None,
+            &self.metrics.admission,
+            copy,
+        );
+        super::spend::usage(&admission, &snap.catalog, principal)
+            .await
+            .map_err(|e| ConnectorError::Store(e.to_string()))
+    }
+
+    /// Open the in-process usage store now (`serve` and `worker` do at
+    /// start, so a store that cannot be used stops them at once rather
+    /// than refusing every budgeted task).
+    pub fn open_usage_store(&self) -> Result<(), ConnectorError> {
+        self.state
+            .load()
+            .admission
+            .ledger()
+            .ready()
+            .map_err(ConnectorError::Store)
+    }
+
+    /// Wait until every change to the usage store is on disk.
+    pub fn flush_usage(&self) {
+        self.state.load().admission.ledger().flush();
+    }
+
+    /// The integrations, models and prompts `principal` may READ.
     pub fn visible(&self, principal: &Principal) -> CatalogView {
         let snap = self.state.load();
         let policy = snap.catalog.policy();

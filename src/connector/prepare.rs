@@ -148,6 +148,7 @@ pub(crate) fn to_output(c: Completion, json_output: bool) -> Result<TaskOutput, 
         prompt_tokens: c.usage.prompt_tokens,
         completion_tokens: c.usage.completion_tokens,
         headroom: None,
+        token_headroom: None,
     })
 }
 
@@ -190,6 +191,7 @@ pub(crate) fn embed_output(
         prompt_tokens: e.usage.prompt_tokens,
         completion_tokens: None,
         headroom: None,
+        token_headroom: None,
     })
 }
 

@@ -18,10 +18,12 @@ use futures_util::{Stream, StreamExt};
 use super::audit::{record_refusal, Audit, Labels, Outcome, Refusal, TaskId, UNKNOWN};
 use super::prepare::{embed_output, prepare, to_output, Call, Prepared};
 use super::snapshot::Plan;
-use super::spend::{self, Ending, Held};
+use super::spend::{self, Charged, Ending, Held};
 use super::{Core, Snapshot, TaskStream};
 use crate::access::{Decision, Principal};
+use crate::admission::budget::Tokens;
 use crate::admission::{AdmissionError, Headroom, Limited, Permit};
+use crate::catalog::TokenHeadroom;
 use crate::metrics::{InFlight, Metrics};
 use crate::provider::{Completion, CompletionStream, LlmProvider, ProviderError, StreamEvent};
 use crate::task::{Door, Task, TaskError, TaskErrorKind, TaskEvent, TaskOutput};
@@ -120,6 +122,7 @@ impl Ran {
             Reply::Stream(s) => Ok(s),
             Reply::Output(o) => Ok(TaskStream {
                 headroom: o.headroom,
+                token_headroom: o.token_headroom,
                 inner: Box::pin(futures_util::stream::once(std::future::ready(Ok(
                     TaskEvent::Done(o),
                 )))),
@@ -147,6 +150,10 @@ struct TaskRun<'a, P> {
     queued: Duration,
     /// The task's hold on the budgets that cover it, until it is settled.
     budget: Option<Held>,
+    /// The most tokens the task can use, when that is known.
+    need: Option<Tokens>,
+    /// What the task was charged, once it ended.
+    charged: Charged,
     /// Whether the task's text is being streamed, and how many tokens were.
     streamed: bool,
     delivered: u64,
@@ -178,6 +185,8 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
             done: false,
             queued: Duration::ZERO,
             budget: None,
+            need: None,
+            charged: Charged::default(),
             streamed: false,
             delivered: 0,
             _in_flight: InFlight::new(metrics),
@@ -210,14 +219,16 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
                 .waited
                 .observe(permit.waited.as_secs_f64());
         }
+        self.need = spend::worst_case(&p.call, plan.model);
         self.budget = spend::reserve(
-            &self.snap.ledger,
+            &self.snap.admission,
             &self.snap.catalog,
             self.principal,
             plan.integration.name(),
             plan.model,
             &p.call,
-        )?;
+        )
+        .await?;
         Ok((p, permit))
     }
 
@@ -245,14 +256,15 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
                 return done
                     .map_err(TaskError::from_provider)
                     .and_then(|v| embed_output(v, e, plan.model.name()))
-                    .map(|o| with_headroom(o, headroom));
+                    .map(|o| with_headroom(o, headroom, self.token_headroom()));
             }
         };
         let took = done
             .as_ref()
             .map_or_else(|_| upstream.elapsed(), |c| c.timings.total);
+        let tokens = self.token_headroom();
         self.complete(done, took, json_output)
-            .map(|o| with_headroom(o, headroom))
+            .map(|o| with_headroom(o, headroom, tokens))
     }
 
     /// A finished generation, timed and shaped.
@@ -265,6 +277,11 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
         self.upstream(took);
         done.map_err(TaskError::from_provider)
             .and_then(|c| to_output(c, json_output))
+    }
+
+    /// What is left of the tightest budget the task was reserved under.
+    fn token_headroom(&self) -> Option<TokenHeadroom> {
+        self.budget.as_ref().and_then(|b| b.headroom)
     }
 
     /// Time spent calling the model, retries included.
@@ -295,29 +312,72 @@ impl<P> TaskRun<'_, P> {
             started: self.started,
             door: self.door,
             queued: self.queued,
+            charged: (
+                self.charged
+                    .tokens
+                    .prompt
+                    .saturating_add(self.charged.tokens.completion),
+                &self.charged.budgets,
+            ),
         };
         audit.record(self.decided.as_ref(), outcome, series);
     }
 
     fn finish(&mut self, result: &Result<TaskOutput, TaskError>) {
-        if let Some(held) = self.budget.take() {
-            held.settle(Ending::Done(result), self.streamed, self.delivered);
-        }
+        self.charge(Ending::Done(result));
         self.record(Outcome::Done(result));
+    }
+
+    /// Settle the task's budgets to what it used, and count that (by day,
+    /// by group); only once, and only for a task that reached the model.
+    fn charge(&mut self, ending: Ending<'_>) {
+        if self.done {
+            return;
+        }
+        let (Some(plan), Some(_)) = (&self.plan, &self.decided) else {
+            return;
+        };
+        let reached = self.need.is_some() || self.budget.is_some();
+        let used = spend::used(ending, self.streamed, self.delivered, self.need);
+        let budgets = match self.budget.take() {
+            Some(held) => held.settle(used),
+            None => Vec::new(),
+        };
+        if !reached && budgets.is_empty() {
+            return;
+        }
+        let (integration, model) = (plan.integration.name_arc(), plan.model.name_arc());
+        self.snap
+            .admission
+            .record_day(self.principal.subject(), integration, model, used);
+        spend::count_by_group(
+            self.snap.admission.metrics(),
+            &self.snap.catalog,
+            self.principal,
+            (integration, model),
+            used,
+        );
+        self.charged = Charged {
+            tokens: used,
+            budgets,
+        };
     }
 }
 
 impl<P> Drop for TaskRun<'_, P> {
     fn drop(&mut self) {
-        if let Some(held) = self.budget.take() {
-            held.settle(Ending::Cancelled, self.streamed, self.delivered);
-        }
+        self.charge(Ending::Cancelled);
         self.record(Outcome::Cancelled);
     }
 }
 
-fn with_headroom(mut o: TaskOutput, headroom: Option<Headroom>) -> TaskOutput {
+fn with_headroom(
+    mut o: TaskOutput,
+    headroom: Option<Headroom>,
+    tokens: Option<TokenHeadroom>,
+) -> TaskOutput {
     o.headroom = headroom;
+    o.token_headroom = tokens;
     o
 }
 
@@ -335,7 +395,7 @@ fn refused(e: AdmissionError) -> TaskError {
 /// What the stream of a task yields inside: whether it started (with the
 /// decision and headroom), then events.
 enum Step {
-    Started(Option<Decision>, Option<Headroom>),
+    Started(Option<Decision>, Option<Headroom>, Option<TokenHeadroom>),
     Refused(Option<Decision>, TaskError),
     Event(Result<TaskEvent, TaskError>),
 }
@@ -370,7 +430,7 @@ impl<P: LlmProvider> Core<P> {
     async fn start_stream(&self, req: TaskRequest<'static>) -> Ran {
         let mut steps = Box::pin(self.steps(req));
         match steps.next().await {
-            Some(Step::Started(decision, headroom)) => Ran {
+            Some(Step::Started(decision, headroom, token_headroom)) => Ran {
                 decision,
                 reply: Ok(Reply::Stream(TaskStream {
                     inner: Box::pin(steps.filter_map(|s| {
@@ -380,6 +440,7 @@ impl<P: LlmProvider> Core<P> {
                         })
                     })),
                     headroom,
+                    token_headroom,
                 })),
             },
             Some(Step::Refused(decision, e)) => Ran {
@@ -409,7 +470,7 @@ impl<P: LlmProvider> Core<P> {
                     return;
                 }
             };
-            yield Step::Started(run.decided.clone(), permit.headroom);
+            yield Step::Started(run.decided.clone(), permit.headroom, run.token_headroom());
             // Held until the stream ends, whichever way.
             let _permit = permit;
             let Prepared { plan, call, json_output, .. } = p;

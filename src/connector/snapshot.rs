@@ -54,8 +54,6 @@ pub(crate) struct Snapshot<P> {
     /// digest takes a preimage of SHA-256 of a 256-bit random key. For the
     /// same reason callers cannot choose digests that collide in the map.
     pub(super) keys_by_digest: FxHashMap<[u8; 32], usize>,
-    /// The budgets' spend, shared with the snapshot this one replaced.
-    pub(super) ledger: Ledger,
 }
 
 /// A task's integration and model, looked up once per task and passed by
@@ -92,6 +90,32 @@ impl<P> std::fmt::Debug for Snapshot<P> {
             .field("integrations", &self.catalog.integrations().len())
             .field("admission", &self.admission)
             .finish_non_exhaustive()
+    }
+}
+
+/// The in-process ledger of a snapshot: the one it replaces (budgets keep
+/// their spend across reloads), opened on the usage store when there is one.
+/// A store is opened once; a reload naming another one is warned about and
+/// takes effect on restart.
+fn ledger(runtime: &Runtime, old: Option<&Ledger>) -> Result<Ledger, ConnectorError> {
+    let want = match runtime.admission() {
+        crate::runtime::AdmissionBackend::Local => runtime.usage_store(),
+        _ => None,
+    };
+    match (old, want) {
+        (Some(l), Some(path)) if l.store_path().is_none() => Ok(Ledger::on_disk(path)),
+        (Some(l), Some(path)) => {
+            if l.store_path() != Some(path) {
+                tracing::warn!(
+                    store = %crate::untrusted::Field::new(&path.display().to_string()),
+                    "`admission.store` changed; the store opened at start keeps being written until a restart"
+                );
+            }
+            Ok(l.clone())
+        }
+        (Some(l), None) => Ok(l.clone()),
+        (None, Some(path)) => Ok(Ledger::on_disk(path)),
+        (None, None) => Ok(Ledger::default()),
     }
 }
 
@@ -142,11 +166,13 @@ impl<P> Snapshot<P> {
                 targets,
             });
         }
+        let ledger = ledger(&runtime, old.map(|o| o.admission.ledger()))?;
         let admission = Admission::new(
             &catalog,
             runtime.admission(),
             old.map(|o| &o.admission),
             &metrics.admission,
+            ledger,
         );
         let mut keys_by_digest = FxHashMap::default();
         for (at, app) in catalog.applications().iter().enumerate() {
@@ -161,7 +187,6 @@ impl<P> Snapshot<P> {
             clients,
             admission,
             keys_by_digest,
-            ledger: old.map(|o| o.ledger.clone()).unwrap_or_default(),
         })
     }
 

@@ -9,12 +9,15 @@
 //! completion cap (the task's `maxTokens`, else the model's
 //! `defaults.max_tokens`, which validation requires under a budget).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::prepare::Call;
 use crate::access::Principal;
-use crate::admission::budget::{Ledger, Reservation, Tokens};
-use crate::catalog::{Budget, Catalog, Model, Payer};
+use crate::admission::budget::Tokens;
+use crate::admission::{Admission, Hold, TokenRefusal};
+use crate::catalog::{Budget, Catalog, Model, Payer, TokenHeadroom};
+use crate::metrics::AdmissionMetrics;
 use crate::task::{TaskError, TaskErrorKind, TaskOutput};
 use crate::untrusted::Untrusted;
 
@@ -25,8 +28,11 @@ pub(super) const MARKERS: u64 = 16;
 /// A task's hold on its budgets.
 #[derive(Debug)]
 pub(super) struct Held {
-    reservation: Reservation,
-    need: Tokens,
+    hold: Hold,
+    /// The budgets reserved against, by name.
+    pub(super) budgets: Vec<Arc<str>>,
+    /// What is left of the tightest of them.
+    pub(super) headroom: Option<TokenHeadroom>,
 }
 
 /// How a task ended, as its spend sees it.
@@ -37,10 +43,17 @@ pub(super) enum Ending<'r> {
     Cancelled,
 }
 
+/// What a task was charged: the tokens, and the budgets they were charged to.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Charged {
+    pub tokens: Tokens,
+    pub budgets: Vec<Arc<str>>,
+}
+
 /// Reserve the worst case of `call` against every budget of `catalog`
 /// covering `principal` on `model` of `integration`; `None` when none does.
-pub(super) fn reserve(
-    ledger: &Ledger,
+pub(super) async fn reserve(
+    admission: &Admission,
     catalog: &Catalog,
     principal: &Principal,
     integration: &str,
@@ -68,20 +81,41 @@ pub(super) fn reserve(
             ),
         )
     })?;
-    let now = SystemTime::now();
-    match ledger.reserve(&covering, need, now) {
-        Ok(reservation) => Ok(Some(Held { reservation, need })),
-        Err(e) => {
+    match admission.reserve_tokens(&covering, need).await {
+        Ok((hold, left)) => {
+            let m = admission.metrics();
+            for ((b, payer), l) in covering.iter().zip(&left) {
+                if *payer == Payer::Whole {
+                    m.budget_remaining
+                        .with_label_values(&[b.name()])
+                        .set(i64::try_from(l.remaining).unwrap_or(i64::MAX));
+                }
+            }
+            Ok(Some(Held {
+                hold,
+                budgets: covering.iter().map(|(b, _)| Arc::from(b.name())).collect(),
+                headroom: TokenHeadroom::tightest(left),
+            }))
+        }
+        Err(TokenRefusal::Unavailable(e)) => Err(TaskError::overloaded(e.message, e.retry_after)),
+        Err(TokenRefusal::Exhausted(e)) => {
+            let now = SystemTime::now();
             let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let reset = chrono::DateTime::<chrono::Utc>::from_timestamp(e.reset as i64, 0)
-                .map_or_else(|| e.reset.to_string(), |t| t.to_rfc3339());
+            if let Some((b, Payer::Whole)) = covering.iter().find(|(b, _)| *b.name() == *e.budget) {
+                admission
+                    .metrics()
+                    .budget_remaining
+                    .with_label_values(&[b.name()])
+                    .set(i64::try_from(e.remaining).unwrap_or(i64::MAX));
+            }
             Err(TaskError::budget_exhausted(
                 format!(
-                    "budget `{}` has {} of its {} tokens left and the task may use up to {}; it resets at {reset}",
+                    "budget `{}` has {} of its {} tokens left and the task may use up to {}; it resets at {}",
                     Untrusted(&e.budget),
                     e.remaining,
                     e.limit,
-                    e.needed
+                    e.needed,
+                    rfc3339(e.reset)
                 ),
                 Duration::from_secs(e.reset.saturating_sub(secs).max(1)),
             ))
@@ -89,8 +123,13 @@ pub(super) fn reserve(
     }
 }
 
+pub(super) fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp(secs as i64, 0)
+        .map_or_else(|| secs.to_string(), |t| t.to_rfc3339())
+}
+
 /// The most tokens `call` can use: `None` for a generation with no cap.
-fn worst_case(call: &Call, model: &Model) -> Option<Tokens> {
+pub(super) fn worst_case(call: &Call, model: &Model) -> Option<Tokens> {
     let bytes = |s: &str| s.len() as u64;
     let cap = |task: Option<u32>| {
         task.or(model.defaults().max_tokens.map(std::num::NonZeroU32::get))
@@ -122,44 +161,86 @@ fn worst_case(call: &Call, model: &Model) -> Option<Tokens> {
     })
 }
 
-impl Held {
-    /// Charge what the task used: the usage the provider reported; for what
-    /// it did not report, the tokens a stream delivered, else the worst
-    /// case. A call that failed before streaming anything is refunded; a
-    /// cancelled stream is charged its prompt and what it delivered, a
-    /// cancelled plain call its worst case (its answer may have been made).
-    pub(super) fn settle(self, ending: Ending<'_>, streamed: bool, delivered: u64) {
-        let need = self.need;
-        let used = match ending {
-            Ending::Done(Ok(o)) => Tokens {
-                prompt: o.prompt_tokens.map_or(need.prompt, u64::from),
-                completion: o.completion_tokens.map_or(
-                    if streamed { delivered } else { need.completion },
-                    u64::from,
-                ),
-            },
-            Ending::Done(Err(_)) if delivered == 0 => Tokens::default(),
-            Ending::Done(Err(_)) => Tokens {
-                prompt: need.prompt,
-                completion: delivered,
-            },
-            Ending::Cancelled if streamed => Tokens {
-                prompt: need.prompt,
-                completion: delivered,
-            },
-            Ending::Cancelled => need,
-        };
-        self.reservation.settle(used);
+/// What a task used, as it is charged: the usage the provider reported;
+/// for what it did not report, the tokens a stream delivered, else the
+/// worst case (`need`; without one, nothing more). A call that failed
+/// before streaming anything used nothing; a cancelled stream used its
+/// prompt and what it delivered, a cancelled plain call its worst case (its
+/// answer may have been made).
+pub(super) fn used(
+    ending: Ending<'_>,
+    streamed: bool,
+    delivered: u64,
+    need: Option<Tokens>,
+) -> Tokens {
+    let need = need.unwrap_or_default();
+    match ending {
+        Ending::Done(Ok(o)) => Tokens {
+            prompt: o.prompt_tokens.map_or(need.prompt, u64::from),
+            completion: o.completion_tokens.map_or(
+                if streamed { delivered } else { need.completion },
+                u64::from,
+            ),
+        },
+        Ending::Done(Err(_)) if delivered == 0 => Tokens::default(),
+        Ending::Done(Err(_)) => Tokens {
+            prompt: need.prompt,
+            completion: delivered,
+        },
+        Ending::Cancelled if streamed => Tokens {
+            prompt: need.prompt,
+            completion: delivered,
+        },
+        Ending::Cancelled => need,
     }
 }
 
-/// What a caller may see of the budgets (`GET /v1/usage`): the budgets that
-/// cover it, as it stands under each; `ADMIN` sees every payer's spend.
+impl Held {
+    /// Charge what the task used to every budget it reserved against.
+    pub(super) fn settle(self, used: Tokens) -> Vec<Arc<str>> {
+        self.hold.settle(used);
+        self.budgets
+    }
+}
+
+/// Count a task's tokens by the caller's groups (catalog names only).
+pub(super) fn count_by_group(
+    metrics: &AdmissionMetrics,
+    catalog: &Catalog,
+    principal: &Principal,
+    labels: (&str, &str),
+    used: Tokens,
+) {
+    if used == Tokens::default() {
+        return;
+    }
+    for g in principal.groups() {
+        if catalog.policy().has_group(g) {
+            for (kind, n) in [("prompt", used.prompt), ("completion", used.completion)] {
+                metrics
+                    .group_tokens
+                    .with_label_values(&[g, labels.0, labels.1, kind])
+                    .inc_by(n);
+            }
+        }
+    }
+}
+
+/// What a caller may see of the budgets and the tokens used
+/// (`GET /v1/usage`, `hfconnect usage`): the budgets that cover it, as it
+/// stands under each, and its tokens by day; `ADMIN` sees every payer's
+/// spend and everyone's tokens.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UsageView {
     /// One row per budget and payer, by budget name.
     pub budgets: Vec<BudgetUsage>,
+    /// Tokens by UTC day, subject and model, for the last [`HISTORY_DAYS`]
+    /// days (today included), oldest first; days without tokens are left out.
+    pub history: Vec<DayUsage>,
 }
+
+/// How many days of history a usage view shows.
+pub const HISTORY_DAYS: u64 = 31;
 
 /// One budget's spend for one payer, in the window in force.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -184,23 +265,37 @@ pub struct BudgetUsage {
     pub resets_at: String,
 }
 
-/// The usage `principal` may see.
-pub(super) fn usage(ledger: &Ledger, catalog: &Catalog, principal: &Principal) -> UsageView {
+/// The tokens one subject used on one model in one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DayUsage {
+    /// The day (`YYYY-MM-DD`, UTC).
+    pub day: String,
+    /// Who ran the tasks (`user:…`, `app:…`).
+    pub subject: String,
+    /// The integration and model.
+    pub integration: String,
+    pub model: String,
+    /// Prompt (input) and completion tokens charged.
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// The usage `principal` may see on `admission`'s backend.
+pub(super) async fn usage(
+    admission: &Admission,
+    catalog: &Catalog,
+    principal: &Principal,
+) -> Result<UsageView, TaskError> {
     use crate::access::Subject;
-    let now = SystemTime::now();
+    let admin = principal.admin_via().is_some();
     let applies = |b: &Budget| match b.subject() {
         Subject::Group(g) => principal.groups().iter().any(|pg| pg == g),
         s => s == principal.subject(),
     };
-    let mut rows: Vec<(&Budget, crate::admission::budget::Standing)> = Vec::new();
+    let mut asked: Vec<(&Budget, Option<Payer>)> = Vec::new();
     for b in catalog.budgets() {
-        if principal.admin_via().is_some() {
-            rows.extend(
-                ledger
-                    .standing(std::slice::from_ref(b), now)
-                    .into_iter()
-                    .map(|s| (b, s)),
-            );
+        if admin {
+            asked.push((b, None));
         }
         if applies(b) {
             let payer = if b.each_member() {
@@ -208,35 +303,65 @@ pub(super) fn usage(ledger: &Ledger, catalog: &Catalog, principal: &Principal) -
             } else {
                 Payer::Whole
             };
-            if !rows
-                .iter()
-                .any(|(r, s)| r.name() == b.name() && s.payer == payer)
-            {
-                rows.push((b, ledger.standing_of(b, &payer, now)));
-            }
+            asked.push((b, Some(payer)));
         }
     }
-    let at = |secs: u64| {
-        chrono::DateTime::<chrono::Utc>::from_timestamp(secs as i64, 0)
-            .map_or_else(|| secs.to_string(), |t| t.to_rfc3339())
-    };
-    UsageView {
-        budgets: rows
-            .into_iter()
-            .map(|(b, s)| BudgetUsage {
-                name: b.name().to_string(),
-                subject: b.subject().to_string(),
-                member: match &s.payer {
-                    Payer::Member(m) => Some(m.to_string()),
-                    Payer::Whole => None,
-                },
-                window: b.window().describe(),
-                limit: s.limit,
-                used: s.used,
-                reserved: s.reserved,
-                remaining: s.remaining(),
-                resets_at: at(s.span.end),
-            })
-            .collect(),
+    let unavailable =
+        |e: crate::admission::AdmissionError| TaskError::overloaded(e.message, e.retry_after);
+    let standing = admission.standing(&asked).await.map_err(unavailable)?;
+    let mut rows: Vec<BudgetUsage> = Vec::new();
+    for s in standing {
+        let Some(b) = catalog.budgets().iter().find(|b| *b.name() == *s.budget) else {
+            continue;
+        };
+        let member = match &s.payer {
+            Payer::Member(m) => Some(m.to_string()),
+            Payer::Whole => None,
+        };
+        if rows
+            .iter()
+            .any(|r| r.name == b.name() && r.member == member)
+        {
+            continue;
+        }
+        rows.push(BudgetUsage {
+            name: b.name().to_string(),
+            subject: b.subject().to_string(),
+            member,
+            window: b.window().describe(),
+            limit: s.limit,
+            used: s.used,
+            reserved: s.reserved,
+            remaining: s.remaining(),
+            resets_at: rfc3339(s.span.end),
+        });
     }
+    rows.sort_by(|a, b| (&a.name, &a.member).cmp(&(&b.name, &b.member)));
+    let today = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        / 86_400;
+    let mine = crate::admission::budget::subject_key(principal.subject());
+    let history = admission
+        .days(today.saturating_sub(HISTORY_DAYS - 1))
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .filter(|((_, s, _, _), _)| admin || *s == mine)
+        .map(|((day, subject, integration, model), t)| DayUsage {
+            day: chrono::DateTime::<chrono::Utc>::from_timestamp((day * 86_400) as i64, 0)
+                .map_or_else(|| day.to_string(), |d| d.format("%Y-%m-%d").to_string()),
+            subject: subject
+                .parse::<Subject>()
+                .map_or_else(|_| Untrusted(&subject).to_string(), |s| s.to_string()),
+            integration: Untrusted(&integration).to_string(),
+            model: Untrusted(&model).to_string(),
+            prompt_tokens: t.prompt,
+            completion_tokens: t.completion,
+        })
+        .collect();
+    Ok(UsageView {
+        budgets: rows,
+        history,
+    })
 }

@@ -897,9 +897,12 @@ async fn streamed(
 /// A budget of `tokens` a day for group support on model `tgi` (whose
 /// completions are capped at 3 tokens).
 fn with_budget(tokens: u64) -> impl Fn(&str) -> String {
+    let store =
+        std::env::temp_dir().join(format!("hfconnect-unit-{:016x}.sqlite", fastrand::u64(..)));
     move |c: &str| {
         format!(
-            "{c}\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = {tokens}\nwindow = \"day\"\n"
+            "{c}\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = {tokens}\nwindow = \"day\"\n\n[admission]\nstore = {:?}\n",
+            store.display().to_string()
         )
     }
 }
@@ -908,7 +911,8 @@ fn with_budget(tokens: u64) -> impl Fn(&str) -> String {
 fn spent(c: &Core<Scripted>) -> (u64, u64) {
     let snap = c.state.load();
     let s = snap
-        .ledger
+        .admission
+        .ledger()
         .standing(snap.catalog.budgets(), std::time::SystemTime::now());
     s.first().map_or((0, 0), |s| (s.used, s.reserved))
 }

@@ -92,6 +92,12 @@ pub(crate) struct AdmissionMetrics {
     pub redis_restarts: IntCounter,
     /// How long tasks that had to wait for a turn waited.
     pub waited: Histogram,
+    /// Settles of budget reservations Redis never took.
+    pub budget_settle_failures: IntCounter,
+    /// Each budget's tokens left (by budget name, a catalog label).
+    pub budget_remaining: IntGaugeVec,
+    /// Tokens charged by the caller's groups (catalog names only).
+    pub group_tokens: IntCounterVec,
 }
 
 impl AdmissionMetrics {
@@ -129,6 +135,24 @@ impl AdmissionMetrics {
                 "hfconnect_admission_redis_restarts_total",
                 "Times the Redis server of the shared admission backend restarted (its run id changed); an empty Redis forgets the limits' counts",
             )?,
+            budget_settle_failures: IntCounter::new(
+                "hfconnect_budget_settle_failures_total",
+                "Tasks whose tokens could not be charged on Redis within ten minutes of their end",
+            )?,
+            budget_remaining: IntGaugeVec::new(
+                Opts::new(
+                    "hfconnect_budget_remaining_tokens",
+                    "Tokens a budget has left in its window, as this replica last saw it (per budget; members of an each_member budget are not labels)",
+                ),
+                &["budget"],
+            )?,
+            group_tokens: IntCounterVec::new(
+                Opts::new(
+                    "hfconnect_group_tokens_total",
+                    "Tokens charged by group of the caller, integration, model and type (prompt, completion); a caller in two groups counts in both",
+                ),
+                &["group", "integration", "model", "type"],
+            )?,
             waited: Histogram::with_opts(
                 HistogramOpts::new(
                     "hfconnect_admission_wait_seconds",
@@ -145,6 +169,9 @@ impl AdmissionMetrics {
         registry.register(Box::new(m.fallbacks.clone()))?;
         registry.register(Box::new(m.redis_restarts.clone()))?;
         registry.register(Box::new(m.waited.clone()))?;
+        registry.register(Box::new(m.budget_settle_failures.clone()))?;
+        registry.register(Box::new(m.budget_remaining.clone()))?;
+        registry.register(Box::new(m.group_tokens.clone()))?;
         Ok(m)
     }
 }

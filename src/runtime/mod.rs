@@ -22,6 +22,8 @@ use crate::provider::CallSettings;
 #[non_exhaustive]
 pub struct Runtime {
     pub(crate) admission: AdmissionBackend,
+    /// The in-process backend's usage store (`admission.store`).
+    pub(crate) usage_store: Option<std::path::PathBuf>,
     pub(crate) audit_include_text: bool,
     pub(crate) worker: Option<WorkerSettings>,
     /// By integration name.
@@ -32,6 +34,12 @@ impl Runtime {
     /// Where limits and quotas are kept (`[admission]`).
     pub fn admission(&self) -> &AdmissionBackend {
         &self.admission
+    }
+
+    /// Where the in-process backend keeps budgets' spend and the usage
+    /// history (`admission.store`), if it does.
+    pub fn usage_store(&self) -> Option<&std::path::Path> {
+        self.usage_store.as_deref()
     }
 
     /// Whether audit events carry the task's input and output text (`[audit] include_text`).

@@ -94,6 +94,9 @@ impl IntoResponse for ApiError {
             self.failure.retryable,
             self.failure.retry_after_secs(),
         );
+        if self.failure.kind == FailureKind::Task(TaskErrorKind::BudgetExhausted) {
+            super::ratelimit::exhausted(r.headers_mut(), self.failure.retry_after_secs());
+        }
         r
     }
 }

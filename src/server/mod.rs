@@ -17,6 +17,7 @@ mod error;
 mod limits;
 mod openai;
 mod openapi;
+mod ratelimit;
 mod tasks;
 
 use std::future::Future;

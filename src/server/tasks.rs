@@ -110,10 +110,17 @@ pub(crate) async fn run_task(
     // for a plain and a streamed task. Only what fails after the stream
     // started is an SSE `error`.
     let stream = match state.connector.run(req).await.reply {
-        Ok(Reply::Output(out)) => return Ok(Json(out).into_response()),
+        Ok(Reply::Output(out)) => {
+            let (headroom, tokens) = (out.headroom, out.token_headroom);
+            let mut r = Json(out).into_response();
+            super::ratelimit::requests(r.headers_mut(), headroom);
+            super::ratelimit::tokens(r.headers_mut(), tokens);
+            return Ok(r);
+        }
         Ok(Reply::Stream(s)) => s,
         Err(e) => return Ok(ApiError::from(e).into_response()),
     };
+    let (headroom, tokens) = (stream.headroom(), stream.token_headroom());
     let events = stream.map(|ev| {
         let event = match ev {
             Ok(TaskEvent::Chunk(t)) => Event::default()
@@ -128,9 +135,12 @@ pub(crate) async fn run_task(
             event.unwrap_or_else(|_| Event::default().event("error").data("{}")),
         )
     });
-    Ok(Sse::new(events)
+    let mut r = Sse::new(events)
         .keep_alive(KeepAlive::default())
-        .into_response())
+        .into_response();
+    super::ratelimit::requests(r.headers_mut(), headroom);
+    super::ratelimit::tokens(r.headers_mut(), tokens);
+    Ok(r)
 }
 
 /// The task kind a task route's path names, for its count.
@@ -143,8 +153,8 @@ pub(crate) fn kind_of(path: &str) -> Option<TaskKind> {
 pub(crate) async fn usage(
     State(state): State<AppState>,
     Caller { principal, .. }: Caller,
-) -> Json<crate::connector::UsageView> {
-    Json(state.connector.core().usage(&principal))
+) -> Result<Json<crate::connector::UsageView>, super::error::ApiError> {
+    Ok(Json(state.connector.core().usage(&principal).await?))
 }
 
 /// `GET /v1/catalog`: what the caller may see.

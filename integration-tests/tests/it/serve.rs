@@ -663,7 +663,7 @@ async fn a_spent_budget_is_refused_with_its_name_and_reset_on_both_doors() {
     // Model `tgi` caps completions at 3 tokens; "hello" and the markers are
     // 21 more: no task fits in 5.
     let cfg = serve_config(&fake.url())
-        + "\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = 5\nwindow = \"day\"\n";
+        + "\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = 5\nwindow = \"day\"\n\n[admission]\nstore = \"usage.sqlite\"\n";
     let s = start_with(cfg, |_| {}).await;
     let (status, headers, body) =
         post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi")).await;
@@ -678,6 +678,8 @@ async fn a_spent_budget_is_refused_with_its_name_and_reset_on_both_doors() {
     let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&wait), "{wait}");
     assert_eq!(headers["x-should-retry"], "false");
+    assert_eq!(headers["x-ratelimit-remaining-tokens"], "0");
+    assert!(headers.contains_key("x-ratelimit-reset-tokens"));
 
     let r = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", s.url))
@@ -688,6 +690,7 @@ async fn a_spent_budget_is_refused_with_its_name_and_reset_on_both_doors() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 429);
     assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.headers()["x-ratelimit-remaining-tokens"], "0");
     let v: Value = r.json().await.unwrap();
     assert_eq!(
         (v["error"]["type"].as_str(), v["error"]["code"].as_str()),
@@ -706,12 +709,19 @@ async fn a_spent_budget_is_refused_with_its_name_and_reset_on_both_doors() {
 async fn usage_shows_the_callers_budgets_and_what_its_tasks_were_charged() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let cfg = serve_config(&fake.url())
-        + "\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = 1000\nwindow = \"day\"\n";
+        + "\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = 1000\nwindow = \"day\"\n\n[admission]\nstore = \"usage.sqlite\"\n";
     let s = start_with(cfg, |_| {}).await;
-    let (status, _, out) = post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi")).await;
+    let (status, headers, out) =
+        post(&s, "text-complete", Some(APP_KEY), &[], text_body("tgi")).await;
     assert_eq!(status, 200, "{out}");
     let used = out["tokenUsed"].as_u64().unwrap();
     assert!(used > 0, "{out}");
+    // The tightest budget once the task's worst case (the prompt's 5 bytes,
+    // the markers' 16 and the model's cap of 3) was held: 1000 - 24.
+    assert_eq!(headers["x-ratelimit-limit-tokens"], "1000");
+    assert_eq!(headers["x-ratelimit-remaining-tokens"], "976");
+    let reset = headers["x-ratelimit-reset-tokens"].to_str().unwrap();
+    assert!(reset.ends_with('s'), "{reset}");
     let usage = |key: &'static str, headers: &'static [(&'static str, &'static str)]| {
         let url = format!("{}/v1/usage", s.url);
         async move {
@@ -751,7 +761,26 @@ async fn usage_shows_the_callers_budgets_and_what_its_tasks_were_charged() {
         row["resets_at"].as_str().unwrap().ends_with("+00:00"),
         "{row}"
     );
+    // Today's tokens, by subject and model.
+    let today = mine["history"].as_array().unwrap();
+    assert_eq!(today.len(), 1, "{mine}");
+    assert_eq!(
+        (
+            today[0]["subject"].as_str(),
+            today[0]["integration"].as_str(),
+            today[0]["model"].as_str(),
+            today[0]["prompt_tokens"].as_u64().unwrap()
+                + today[0]["completion_tokens"].as_u64().unwrap()
+        ),
+        (Some("app:batch"), Some("hf"), Some("tgi"), used),
+        "{mine}"
+    );
     // bob is in research only: no budget covers him.
     let bobs = usage(PORTAL_KEY, &[("x-hfconnect-user", "bob")]).await;
     assert_eq!(bobs["budgets"], json!([]), "{bobs}");
+    assert_eq!(
+        bobs["history"],
+        json!([]),
+        "bob sees nobody else's tokens: {bobs}"
+    );
 }

@@ -764,7 +764,7 @@ async fn an_idle_queue_is_not_polled_in_a_busy_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_budget_is_a_terminal_failure_naming_it() {
     // `tgi` caps completions at 64 tokens: no task fits in 10.
-    let budget = "\n[[budgets]]\nname = \"nightly\"\nsubject = \"app:batch\"\ntarget = \"model:hf:tgi\"\ntokens = 10\nwindow = \"month\"\n";
+    let budget = "\n[[budgets]]\nname = \"nightly\"\nsubject = \"app:batch\"\ntarget = \"model:hf:tgi\"\ntokens = 10\nwindow = \"month\"\n\n[admission]\nstore = \"usage.sqlite\"\n";
     let s = setup(&format!("{FIXED}\n{budget}")).await;
     let c = &s.conductor;
     let wf = c.schedule(Schedule::new("LLM_TEXT_COMPLETE", text("tgi", "x")));

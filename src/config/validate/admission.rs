@@ -1,6 +1,7 @@
 //! The `[admission]` section: the backend, the Redis URL's location (resolved
 //! once, never shown), the key prefix and the bounds on Redis calls.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::super::de::Spanned;
@@ -14,13 +15,37 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a concurrency slot outlives a replica that died, by default.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
-pub(super) fn admission(v: &mut V<'_>, raw: Option<Spanned<RawAdmission>>) -> AdmissionBackend {
+/// The backend, and (in process) where the usage store is: `store`, as
+/// written relative to the file that says it.
+pub(super) fn admission(
+    v: &mut V<'_>,
+    raw: Option<Spanned<RawAdmission>>,
+) -> (AdmissionBackend, Option<PathBuf>) {
     let Some(raw) = raw else {
-        return AdmissionBackend::Local;
+        return (AdmissionBackend::Local, None);
     };
     let loc = raw.loc.clone();
     let r = raw.value;
     let backend = r.backend.as_ref().map_or(BackendName::Local, |b| b.value);
+    let store = r.store.and_then(|s| {
+        if backend == BackendName::Redis {
+            v.warn(
+                &s.loc,
+                "`admission.store` is ignored: with `backend = \"redis\"` budgets are kept on Redis",
+            );
+            return None;
+        }
+        if s.value.trim().is_empty() || s.value.contains('\0') {
+            v.error(&s.loc, "`admission.store` must be a file path");
+            return None;
+        }
+        let p = Path::new(&s.value);
+        Some(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            v.dir_of(&s.loc).join(p)
+        })
+    });
     if backend == BackendName::Local {
         for (set, key) in [
             (r.url.as_ref().map(|s| &s.loc), "url"),
@@ -37,7 +62,7 @@ pub(super) fn admission(v: &mut V<'_>, raw: Option<Spanned<RawAdmission>>) -> Ad
                 .help = Some("set `backend = \"redis\"` to share limits across replicas".into());
             }
         }
-        return AdmissionBackend::Local;
+        return (AdmissionBackend::Local, store);
     }
     let mut ok = true;
     let url = match r.url {
@@ -133,7 +158,7 @@ pub(super) fn admission(v: &mut V<'_>, raw: Option<Spanned<RawAdmission>>) -> Ad
             ok = false;
         }
     }
-    match (ok, url) {
+    let backend = match (ok, url) {
         (true, Some(url)) => AdmissionBackend::Redis(Box::new(RedisSettings {
             url,
             key_prefix,
@@ -143,5 +168,6 @@ pub(super) fn admission(v: &mut V<'_>, raw: Option<Spanned<RawAdmission>>) -> Ad
             origin: v.origin(&loc),
         })),
         _ => AdmissionBackend::Local,
-    }
+    };
+    (backend, store)
 }

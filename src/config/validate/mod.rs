@@ -406,7 +406,8 @@ pub(crate) fn validate(
             }
         }
     }
-    let admission = admission(&mut v, raw_admission);
+    let admission_loc = raw_admission.as_ref().map(|a| a.loc.clone());
+    let (admission, usage_store) = admission(&mut v, raw_admission);
 
     let mut grants = Vec::new();
     for rg in raw_grants {
@@ -431,16 +432,28 @@ pub(crate) fn validate(
     }
 
     let budgets = budget::budgets(&mut v, raw_budgets, &group_names, &app_names, &integrations);
-    if let (Some(first), crate::runtime::AdmissionBackend::Redis(_)) = (budgets.first(), &admission)
+    if let (Some(first), crate::runtime::AdmissionBackend::Local, None) =
+        (budgets.first(), &admission, &usage_store)
     {
-        // Until budgets are kept on Redis, each replica would count only its
-        // own spend: a limit times the number of replicas. Refuse it.
+        // In memory only, a restart would reset every budget's spend.
         let at = first.origin().to_string();
-        v.error_at(
-            first.origin(),
-            format!("budget `{}` cannot be kept with `admission.backend = \"redis\"` yet", first.name()),
-        )
-        .help = Some(format!("budgets are kept in process for now (budget at {at}); each replica would count only its own spend"));
+        let d = match &admission_loc {
+            Some(loc) => v.error(
+                loc,
+                format!(
+                    "budget `{}` needs a usage store: `[admission]` has no `store`",
+                    first.name()
+                ),
+            ),
+            None => v.error_at(
+                first.origin(),
+                format!(
+                    "budget `{}` needs a usage store: there is no `[admission]` section",
+                    first.name()
+                ),
+            ),
+        };
+        d.help = Some(format!("write `[admission]` with `store = \"usage.sqlite\"` (a file path, relative to the config file), or `backend = \"redis\"`, so that a restart keeps what was spent (budget at {at})"));
     }
 
     let diags = std::mem::take(&mut v.diags);
@@ -494,6 +507,7 @@ pub(crate) fn validate(
     };
     let runtime = Runtime {
         admission,
+        usage_store,
         audit_include_text: audit.and_then(|a| a.value.include_text).unwrap_or(false),
         worker,
         calls,

@@ -155,6 +155,9 @@ impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(self.body())).into_response();
         super::error::retry_headers(r.headers_mut(), self.retryable, self.retry_after);
+        if self.outcome == FailureKind::Task(TaskErrorKind::BudgetExhausted) {
+            super::ratelimit::exhausted(r.headers_mut(), self.retry_after);
+        }
         if self.outcome == FailureKind::Task(TaskErrorKind::RateLimited) {
             let h = r.headers_mut();
             h.insert(
@@ -162,9 +165,9 @@ impl IntoResponse for OpenAiError {
                 axum::http::HeaderValue::from_static("0"),
             );
             if let Some(v) = self.retry_after.and_then(|s| {
-                axum::http::HeaderValue::from_str(&openai_duration(std::time::Duration::from_secs(
-                    s,
-                )))
+                axum::http::HeaderValue::from_str(&super::ratelimit::duration(
+                    std::time::Duration::from_secs(s),
+                ))
                 .ok()
             }) {
                 h.insert("x-ratelimit-reset-requests", v);
@@ -357,9 +360,9 @@ async fn serve(
                 Ok(out) => out,
                 Err(e) => return Ok(OpenAiError::from(&e).into_response()),
             };
-            let headroom = out.headroom;
             let mut r = Json(embeddings_answer(&out, id, base64)).into_response();
-            ratelimit_headers(r.headers_mut(), headroom);
+            super::ratelimit::requests(r.headers_mut(), out.headroom);
+            super::ratelimit::tokens(r.headers_mut(), out.token_headroom);
             Ok(r)
         }
         Route::Chat | Route::Completions => {
@@ -377,46 +380,19 @@ async fn serve(
             let events = match state.connector.run(req).await.reply {
                 Ok(Reply::Output(out)) => {
                     let mut r = answer(route, &out, id);
-                    ratelimit_headers(r.headers_mut(), out.headroom);
+                    super::ratelimit::requests(r.headers_mut(), out.headroom);
+                    super::ratelimit::tokens(r.headers_mut(), out.token_headroom);
                     return Ok(r);
                 }
                 Ok(Reply::Stream(s)) => s,
                 Err(e) => return Ok(OpenAiError::from(&e).into_response()),
             };
-            let headroom = events.headroom();
+            let (headroom, tokens) = (events.headroom(), events.token_headroom());
             let mut r = stream_answer(route, events, id.to_string(), include_usage);
-            ratelimit_headers(r.headers_mut(), headroom);
+            super::ratelimit::requests(r.headers_mut(), headroom);
+            super::ratelimit::tokens(r.headers_mut(), tokens);
             Ok(r)
         }
-    }
-}
-
-/// OpenAI's `x-ratelimit-{limit,remaining,reset}-requests` for the
-/// tightest rate limit or quota that admitted the task, when one did.
-fn ratelimit_headers(headers: &mut HeaderMap, headroom: Option<crate::Headroom>) {
-    let Some(h) = headroom else { return };
-    for (name, value) in [
-        ("x-ratelimit-limit-requests", h.limit.to_string()),
-        ("x-ratelimit-remaining-requests", h.remaining.to_string()),
-        ("x-ratelimit-reset-requests", openai_duration(h.reset)),
-    ] {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
-    }
-}
-
-/// A duration as OpenAI writes it in its rate-limit headers: `20ms`, `1s`, `6m0s`.
-fn openai_duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    if secs < 60 {
-        format!("{secs}s")
-    } else {
-        format!("{}m{}s", secs / 60, secs % 60)
     }
 }
 
