@@ -71,7 +71,10 @@ mod untrusted;
 pub use catalog::{Headroom, TokenHeadroom};
 #[cfg(feature = "cli")]
 pub use cli::run as run_cli;
-pub use connector::{Connector, ConnectorError, Ran, Reply, TaskRequest, TaskStream};
+pub use connector::{
+    BudgetUsage, Connector, ConnectorError, DayUsage, Ran, Reply, TaskRequest, TaskStream,
+    UsageView,
+};
 
 /// The README's code examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

@@ -432,8 +432,8 @@ impl Ledger {
     pub(crate) fn record_day(
         &self,
         subject: &Subject,
-        integration: &Arc<str>,
-        model: &Arc<str>,
+        integration: &str,
+        model: &str,
         used: Tokens,
         now: SystemTime,
     ) {
@@ -453,7 +453,7 @@ impl Ledger {
             });
         }
         let mut days = self.lock_days();
-        let key = (day, subject, integration.clone(), model.clone());
+        let key: DayKey = (day, subject, integration.into(), model.into());
         if let Some(t) = days.rows.get_mut(&key) {
             t.prompt = t.prompt.saturating_add(used.prompt);
             t.completion = t.completion.saturating_add(used.completion);

@@ -58,17 +58,11 @@ impl std::fmt::Debug for Scripts {
 #[derive(Debug)]
 pub(crate) enum Hold {
     Local(Reservation),
-    Shared(SharedReservation),
+    Shared(Box<SharedReservation>),
 }
 
-impl Hold {
-    pub(crate) fn settle(self, used: Tokens) {
-        match self {
-            Hold::Local(r) => r.settle(used),
-            Hold::Shared(r) => r.settle(used),
-        }
-    }
-}
+/// Whose tokens a task's end adds to the history: the caller, on a model.
+pub(crate) use self::shared_budget::DayOf;
 
 /// Why a task's tokens were not reserved.
 #[derive(Debug)]
@@ -146,7 +140,7 @@ impl Admission {
             .reserve_tokens(&self.scripts, covering, need, now)
             .await
         {
-            Ok(Ok((r, h))) => Ok((Hold::Shared(r), h)),
+            Ok(Ok((r, h))) => Ok((Hold::Shared(Box::new(r)), h)),
             Ok(Err(e)) => Err(TokenRefusal::Exhausted(e)),
             Err(redis::Unavailable) => match shared.on_unavailable {
                 OnUnavailable::Deny => {
@@ -165,12 +159,30 @@ impl Admission {
         }
     }
 
+    /// Settle `hold` to what the task used, and add that to `day`'s history
+    /// (on Redis, in the same script).
+    pub(crate) fn settle(&self, hold: Hold, used: Tokens, day: DayOf<'_>) {
+        match hold {
+            Hold::Local(r) => {
+                r.settle(used);
+                self.ledger.record_day(
+                    day.subject,
+                    day.integration,
+                    day.model,
+                    used,
+                    std::time::SystemTime::now(),
+                );
+            }
+            Hold::Shared(r) => r.settle(used, day),
+        }
+    }
+
     /// Count what `subject` used on a model today, for the usage history.
     pub(crate) fn record_day(
         &self,
         subject: &Subject,
-        integration: &Arc<str>,
-        model: &Arc<str>,
+        integration: &str,
+        model: &str,
         used: Tokens,
     ) {
         let now = std::time::SystemTime::now();

@@ -232,6 +232,8 @@ pub(crate) struct Shared {
     renew: Script,
     /// Held while this snapshot's admission lives: its run-id watcher stops after.
     alive: Arc<()>,
+    /// Usage history waiting to be written, carried over reloads.
+    pub(super) days_pending: Arc<super::shared_budget::PendingDays>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -317,6 +319,7 @@ impl Shared {
             admit: Script::new(ADMIT),
             renew: Script::new(RENEW),
             alive: Arc::new(()),
+            days_pending: old.map_or_else(Arc::default, |o| o.days_pending.clone()),
         }
     }
 

@@ -75,16 +75,19 @@ end
 return out
 ";
 
-/// Settles a reservation once: releases it where it still holds, and
-/// charges each budget its part of what was used.
+/// Settles a reservation once: releases it where it still holds, charges
+/// each budget its part of what was used, and adds the task's tokens to its
+/// day's history.
 ///
-/// KEYS: per budget its slot hash and lease set, then the marker. ARGV: the
-/// reservation id, then per budget the charge and the keys' lifetime (ms).
+/// KEYS: per budget its slot hash and lease set, then the marker, then the
+/// day's history hash. ARGV: the reservation id, the number of budgets, per
+/// budget the charge and the keys' lifetime (ms); then the history's two
+/// fields, the prompt and completion tokens and the day's lifetime (s).
 /// Answers 0 (settled now) or 1 (settled before).
 const SETTLE: &str = r"
 local id = ARGV[1]
-local n = (#KEYS - 1) / 2
-if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', 86400000) then return 1 end
+local n = tonumber(ARGV[2])
+if not redis.call('SET', KEYS[2 * n + 1], '1', 'NX', 'PX', 86400000) then return 1 end
 for i = 1, n do
   local h, z = KEYS[2 * i - 1], KEYS[2 * i]
   local amt = redis.call('HGET', h, 'r:' .. id)
@@ -93,9 +96,17 @@ for i = 1, n do
     redis.call('HDEL', h, 'r:' .. id)
     redis.call('ZREM', z, id)
   end
-  local charge = tonumber(ARGV[2 * i])
+  local charge = tonumber(ARGV[1 + 2 * i])
   if charge > 0 then redis.call('HINCRBY', h, 'used', charge) end
-  if redis.call('PTTL', h) < 0 then redis.call('PEXPIRE', h, tonumber(ARGV[2 * i + 1])) end
+  if redis.call('PTTL', h) < 0 then redis.call('PEXPIRE', h, tonumber(ARGV[2 + 2 * i])) end
+end
+local b = 2 + 2 * n
+local day = KEYS[2 * n + 2]
+local p, c = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+if p + c > 0 then
+  redis.call('HINCRBY', day, ARGV[b + 1], p)
+  redis.call('HINCRBY', day, ARGV[b + 2], c)
+  redis.call('EXPIRE', day, tonumber(ARGV[b + 5]))
 end
 return 0
 ";
@@ -116,6 +127,21 @@ const SETTLE_TRIES_FOR: Duration = Duration::from_secs(600);
 
 /// A day's history hash lives this long (the history shows 31 days).
 const DAY_TTL: Duration = Duration::from_secs(94 * 86_400);
+
+/// How often a replica writes the history of tasks no budget covered.
+const DAY_FLUSH: Duration = Duration::from_secs(1);
+
+/// The most history rows a replica holds before writing them (callers'
+/// ids are theirs to choose).
+const MAX_PENDING_DAYS: usize = 50_000;
+
+/// History not written to Redis yet, shared by the snapshots a reload
+/// replaces (and the task that writes it).
+#[derive(Debug, Default)]
+pub(crate) struct PendingDays {
+    rows: std::sync::Mutex<rustc_hash::FxHashMap<(String, String), Tokens>>,
+    flushing: std::sync::atomic::AtomicBool,
+}
 
 /// The scripts, made once per snapshot.
 pub(crate) struct Scripts {
@@ -188,6 +214,7 @@ struct Part {
 /// unsettled, it is charged in full).
 pub(crate) struct SharedReservation {
     conn: ConnectionManager,
+    prefix: String,
     settle: Script,
     marker: String,
     id: String,
@@ -302,6 +329,7 @@ impl Shared {
                 Ok(Ok((
                     SharedReservation {
                         conn: conn.clone(),
+                        prefix: self.prefix.clone(),
                         settle: scripts.settle.clone(),
                         marker: format!("{}:budget-settled:{id}", self.prefix),
                         id,
@@ -441,8 +469,10 @@ impl Shared {
         }
     }
 
-    /// Count `used` for `subject` on a model in the UTC day of `now`, in the
-    /// background (history never holds a task up).
+    /// Count `used` for `subject` on a model in the UTC day of `now`: added
+    /// to this replica's pending history, which one task writes to Redis
+    /// every [`DAY_FLUSH`] in one pipeline (history never holds a task up,
+    /// and costs Redis one call a second, not one a task).
     pub(crate) fn record_day_shared(
         self: &Arc<Self>,
         subject: &Subject,
@@ -454,32 +484,107 @@ impl Shared {
         if used == Tokens::default() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let (key, field) = self.day_field(subject, integration, model, now);
+        let mut pending = self
+            .days_pending
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.len() >= MAX_PENDING_DAYS && !pending.contains_key(&(key.clone(), field.clone()))
+        {
             return;
-        };
-        let field = serde_json::to_string(&[subject_key(subject).as_str(), integration, model])
-            .unwrap_or_default();
-        let key = day_key(&self.prefix, secs(now) / 86_400);
+        }
+        let t = pending.entry((key, field)).or_default();
+        t.prompt = t.prompt.saturating_add(used.prompt);
+        t.completion = t.completion.saturating_add(used.completion);
+        drop(pending);
+        if !self.days_pending.flushing.swap(true, Ordering::AcqRel) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                self.spawn_day_flusher(&runtime);
+            } else {
+                self.days_pending.flushing.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    /// The task that writes the pending history, every [`DAY_FLUSH`], for
+    /// as long as a snapshot's admission holds the pending rows.
+    fn spawn_day_flusher(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
+        let (pending, timeout) = (self.days_pending.clone(), self.timeout);
         let this = self.clone();
         runtime.spawn(async move {
-            let Some(conn) = this.conn().await else {
+            // The connection, then not the snapshot: it may be replaced.
+            let conn = this.conn().await.cloned();
+            drop(this);
+            let Some(conn) = conn else {
+                pending.flushing.store(false, Ordering::Release);
                 return;
             };
-            let mut c = conn.clone();
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .hincr(&key, format!("p{field}"), used.prompt)
-                .ignore()
-                .hincr(&key, format!("c{field}"), used.completion)
-                .ignore()
-                .expire(&key, DAY_TTL.as_secs() as i64)
-                .ignore();
-            if this.bounded(pipe.query_async::<()>(&mut c)).await.is_err() {
-                tracing::warn!(
-                    "the tokens of a task could not be added to the usage history on Redis"
-                );
+            loop {
+                tokio::time::sleep(DAY_FLUSH).await;
+                let rows: Vec<((String, String), Tokens)> = pending
+                    .rows
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .drain()
+                    .collect();
+                if !rows.is_empty() {
+                    let mut pipe = redis::pipe();
+                    for ((key, field), t) in &rows {
+                        pipe.hincr(key, format!("p{field}"), t.prompt)
+                            .ignore()
+                            .hincr(key, format!("c{field}"), t.completion)
+                            .ignore()
+                            .expire(key, DAY_TTL.as_secs() as i64)
+                            .ignore();
+                    }
+                    let mut c = conn.clone();
+                    let ok = matches!(
+                        tokio::time::timeout(timeout * 5, pipe.query_async::<()>(&mut c)).await,
+                        Ok(Ok(()))
+                    );
+                    if !ok {
+                        // Back in, for the next try (bounded as new rows are).
+                        let mut back = pending
+                            .rows
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for (k, t) in rows {
+                            if back.len() >= MAX_PENDING_DAYS && !back.contains_key(&k) {
+                                continue;
+                            }
+                            let e = back.entry(k).or_default();
+                            e.prompt = e.prompt.saturating_add(t.prompt);
+                            e.completion = e.completion.saturating_add(t.completion);
+                        }
+                        tracing::debug!(
+                            "the usage history could not be written to Redis; it is tried again"
+                        );
+                    }
+                }
+                // No snapshot holds the rows any more: the last were written.
+                if Arc::strong_count(&pending) == 1 {
+                    pending.flushing.store(false, Ordering::Release);
+                    return;
+                }
             }
         });
+    }
+
+    /// The history hash of `now`'s day, and the field (less its `p` or
+    /// `c`) of `subject` on a model.
+    fn day_field(
+        &self,
+        subject: &Subject,
+        integration: &str,
+        model: &str,
+        now: SystemTime,
+    ) -> (String, String) {
+        (
+            day_key(&self.prefix, secs(now) / 86_400),
+            serde_json::to_string(&[subject_key(subject).as_str(), integration, model])
+                .unwrap_or_default(),
+        )
     }
 
     /// The tokens by day on Redis since `since` (days since the epoch),
@@ -524,13 +629,21 @@ impl Shared {
     }
 }
 
+/// Whose tokens a settle adds to the history.
+pub(crate) struct DayOf<'a> {
+    pub subject: &'a Subject,
+    pub integration: &'a str,
+    pub model: &'a str,
+}
+
 impl SharedReservation {
-    /// Settle to what the task used (see [`super::budget::Reservation::settle`]).
-    pub(crate) fn settle(mut self, used: Tokens) {
-        self.finish(Some(used));
+    /// Settle to what the task used (see [`super::budget::Reservation::settle`]),
+    /// adding it to `day`'s history in the same script.
+    pub(crate) fn settle(mut self, used: Tokens, day: DayOf<'_>) {
+        self.finish(Some(used), Some(day));
     }
 
-    fn finish(&mut self, used: Option<Tokens>) {
+    fn finish(&mut self, used: Option<Tokens>, day: Option<DayOf<'_>>) {
         if self.settled {
             return;
         }
@@ -549,17 +662,35 @@ impl SharedReservation {
             })
             .collect();
         let (script, id, marker) = (self.settle.clone(), self.id.clone(), self.marker.clone());
+        let now = SystemTime::now();
+        let (day_key, field) = match &day {
+            Some(d) => (
+                day_key(&self.prefix, secs(now) / 86_400),
+                serde_json::to_string(&[subject_key(d.subject).as_str(), d.integration, d.model])
+                    .unwrap_or_default(),
+            ),
+            None => (day_key(&self.prefix, secs(now) / 86_400), String::new()),
+        };
+        let counted = match (&day, used) {
+            (Some(_), Some(u)) => u,
+            _ => Tokens::default(),
+        };
         let (conn, timeout, metrics) = (self.conn.clone(), self.timeout, self.metrics.clone());
         runtime.spawn(async move {
             let began = tokio::time::Instant::now();
             let mut wait = Duration::from_millis(100);
             let mut call = script.prepare_invoke();
-            call.arg(&id);
+            call.arg(&id).arg(charges.len());
             for (slot, leases, charge, ttl) in &charges {
                 call.key(slot).key(leases);
                 call.arg(charge).arg(ttl);
             }
-            call.key(&marker);
+            call.key(&marker).key(&day_key);
+            call.arg(format!("p{field}"))
+                .arg(format!("c{field}"))
+                .arg(counted.prompt)
+                .arg(counted.completion)
+                .arg(DAY_TTL.as_secs());
             loop {
                 let mut c = conn.clone();
                 match tokio::time::timeout(timeout, call.invoke_async::<i64>(&mut c)).await {
@@ -581,6 +712,6 @@ impl SharedReservation {
 
 impl Drop for SharedReservation {
     fn drop(&mut self) {
-        self.finish(None);
+        self.finish(None, None);
     }
 }

@@ -236,6 +236,20 @@ impl Connector {
         self.0.metrics_text()
     }
 
+    /// The token budgets that cover `principal`, what each has left, and
+    /// its tokens by day (everyone's for an `ADMIN`): what `GET /v1/usage`
+    /// answers. On Redis, an `overloaded` error while it cannot be read.
+    pub async fn usage(&self, principal: &Principal) -> Result<UsageView, TaskError> {
+        self.0.usage(principal).await
+    }
+
+    /// Open the in-process usage store (`admission.store`) now, so that one
+    /// that cannot be used (in use by another process, not writable) is an
+    /// error at start rather than a refusal of every budgeted task.
+    pub fn open_usage_store(&self) -> Result<(), ConnectorError> {
+        self.0.open_usage_store()
+    }
+
     /// The connector under the facade, for the front doors.
     pub(crate) fn core(&self) -> &Core<HuggingFace> {
         &self.0

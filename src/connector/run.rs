@@ -154,6 +154,8 @@ struct TaskRun<'a, P> {
     need: Option<Tokens>,
     /// What the task was charged, once it ended.
     charged: Charged,
+    /// Whether it was admitted (its tokens, if any, count).
+    admitted: bool,
     /// Whether the task's text is being streamed, and how many tokens were.
     streamed: bool,
     delivered: u64,
@@ -187,6 +189,7 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
             budget: None,
             need: None,
             charged: Charged::default(),
+            admitted: false,
             streamed: false,
             delivered: 0,
             _in_flight: InFlight::new(metrics),
@@ -229,6 +232,7 @@ impl<'a, P: LlmProvider> TaskRun<'a, P> {
             &p.call,
         )
         .await?;
+        self.admitted = true;
         Ok((p, permit))
     }
 
@@ -337,19 +341,23 @@ impl<P> TaskRun<'_, P> {
         let (Some(plan), Some(_)) = (&self.plan, &self.decided) else {
             return;
         };
-        let reached = self.need.is_some() || self.budget.is_some();
         let used = spend::used(ending, self.streamed, self.delivered, self.need);
-        let budgets = match self.budget.take() {
-            Some(held) => held.settle(used),
-            None => Vec::new(),
+        let (integration, model) = (plan.integration.name(), plan.model.name());
+        let day = crate::admission::DayOf {
+            subject: self.principal.subject(),
+            integration,
+            model,
         };
-        if !reached && budgets.is_empty() {
-            return;
-        }
-        let (integration, model) = (plan.integration.name_arc(), plan.model.name_arc());
-        self.snap
-            .admission
-            .record_day(self.principal.subject(), integration, model, used);
+        let budgets = match self.budget.take() {
+            Some(held) => held.settle(&self.snap.admission, used, day),
+            None if self.admitted => {
+                self.snap
+                    .admission
+                    .record_day(self.principal.subject(), integration, model, used);
+                Vec::new()
+            }
+            None => return,
+        };
         spend::count_by_group(
             self.snap.admission.metrics(),
             &self.snap.catalog,

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::prepare::Call;
 use crate::access::Principal;
 use crate::admission::budget::Tokens;
-use crate::admission::{Admission, Hold, TokenRefusal};
+use crate::admission::{Admission, DayOf, Hold, TokenRefusal};
 use crate::catalog::{Budget, Catalog, Model, Payer, TokenHeadroom};
 use crate::metrics::AdmissionMetrics;
 use crate::task::{TaskError, TaskErrorKind, TaskOutput};
@@ -196,9 +196,15 @@ pub(super) fn used(
 }
 
 impl Held {
-    /// Charge what the task used to every budget it reserved against.
-    pub(super) fn settle(self, used: Tokens) -> Vec<Arc<str>> {
-        self.hold.settle(used);
+    /// Charge what the task used to every budget it reserved against, and
+    /// to `day`'s history.
+    pub(super) fn settle(
+        self,
+        admission: &Admission,
+        used: Tokens,
+        day: DayOf<'_>,
+    ) -> Vec<Arc<str>> {
+        admission.settle(self.hold, used, day);
         self.budgets
     }
 }

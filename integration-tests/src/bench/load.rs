@@ -43,6 +43,11 @@ pub enum PathKind {
     LibraryLimits,
     /// The same limits shared on Redis (loopback).
     LibraryRedis,
+    /// The library with one token budget covering the task, kept in
+    /// process with its SQLite store (no limits: against `library`).
+    LibraryBudget,
+    /// The same budget kept on Redis (loopback).
+    LibraryBudgetRedis,
     /// HTTP to `hfconnect serve`.
     Serve,
     /// HTTP to a second `hfconnect serve` logging at `warn`: no audit lines,
@@ -69,6 +74,8 @@ impl PathKind {
             PathKind::Library => "library",
             PathKind::LibraryLimits => "library+limits",
             PathKind::LibraryRedis => "library+redis",
+            PathKind::LibraryBudget => "library+budget",
+            PathKind::LibraryBudgetRedis => "library+budget+redis",
             PathKind::Serve => "serve",
             PathKind::ServeQuiet => "serve, RUST_LOG=warn",
             PathKind::ServeOpenAi => "serve (openai door)",
@@ -143,6 +150,17 @@ pub fn config_with_limits(upstream: &str, admission: &str) -> String {
         "tasks = [\"text-generation\"]\n",
         "tasks = [\"text-generation\"]\nrate_limit = { per_second = 1000000, burst = 1000000 }\n",
     ) + "\n[[quotas]]\nsubject = \"group:bench\"\nintegration = \"hf\"\nrequests_per_minute = 100000000\n\n"
+        + admission
+}
+
+/// [`config`] with one token budget too large to refuse anything covering
+/// the task (every task reserves and settles), the model's completion cap
+/// it needs, and `admission`.
+pub fn config_with_budget(upstream: &str, admission: &str) -> String {
+    config(upstream).replace(
+        "tasks = [\"text-generation\"]\n",
+        "tasks = [\"text-generation\"]\ndefaults = { max_tokens = 64 }\n",
+    ) + "\n[[budgets]]\nname = \"bench\"\nsubject = \"group:bench\"\ntarget = \"model:hf:tgi\"\ntokens = 1000000000000000\nwindow = \"day\"\n\n"
         + admission
 }
 
@@ -252,6 +270,8 @@ pub struct Targets {
     connector: Arc<Connector>,
     limited: Option<Arc<Connector>>,
     shared: Option<Arc<Connector>>,
+    budget: Option<Arc<Connector>>,
+    budget_shared: Option<Arc<Connector>>,
     principal: Principal,
     task: Task,
     serve_url: Option<String>,
@@ -293,11 +313,25 @@ impl Targets {
                 .map_err(|e| e.to_string())
         };
         let limited = with("limits.toml", "")?;
+        const REDIS: &str = "[admission]\nbackend = \"redis\"\nurl = { env = \"HFCONNECT_REDIS_URL\" }\non_unavailable = \"deny\"\n";
         let shared = match redis_url {
-            Some(_) => with(
-                "redis.toml",
-                "[admission]\nbackend = \"redis\"\nurl = { env = \"HFCONNECT_REDIS_URL\" }\non_unavailable = \"deny\"\n",
-            )?,
+            Some(_) => with("redis.toml", REDIS)?,
+            None => None,
+        };
+        let budgeted = |name: &str, admission: &str| -> Result<Option<Arc<Connector>>, String> {
+            let path = config_path.with_file_name(name);
+            std::fs::write(&path, config_with_budget(upstream, admission))
+                .map_err(|e| e.to_string())?;
+            let c = Connector::from_path(&path, &LoadOptions::new().env(env.clone()))
+                .map_err(|e| e.to_string())?;
+            hfconnect::testing::core(&c)
+                .open_usage_store()
+                .map_err(|e| e.to_string())?;
+            Ok(Some(Arc::new(c)))
+        };
+        let budget = budgeted("budget.toml", "[admission]\nstore = \"usage.sqlite\"\n")?;
+        let budget_shared = match redis_url {
+            Some(_) => budgeted("budget-redis.toml", REDIS)?,
             None => None,
         };
         let principal = connector
@@ -344,6 +378,8 @@ impl Targets {
             connector: Arc::new(connector),
             limited,
             shared,
+            budget,
+            budget_shared,
             principal,
             task,
             serve_url: serve.map(|s| format!("{}/v1/tasks/text-complete", s.url)),
@@ -387,11 +423,15 @@ impl Targets {
                 .output()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            PathKind::LibraryLimits | PathKind::LibraryRedis => {
-                let c = if path == PathKind::LibraryLimits {
-                    self.limited.as_ref()
-                } else {
-                    self.shared.as_ref()
+            PathKind::LibraryLimits
+            | PathKind::LibraryRedis
+            | PathKind::LibraryBudget
+            | PathKind::LibraryBudgetRedis => {
+                let c = match path {
+                    PathKind::LibraryLimits => self.limited.as_ref(),
+                    PathKind::LibraryRedis => self.shared.as_ref(),
+                    PathKind::LibraryBudget => self.budget.as_ref(),
+                    _ => self.budget_shared.as_ref(),
                 };
                 c.ok_or("no Redis for this path")?
                     .run(TaskRequest::new(&self.principal, &self.task))

@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     audit_rounds: usize,
     /// Run only this path (for profiling one path at a time).
-    #[arg(long, value_parser = ["direct", "library", "library+limits", "library+redis", "serve", "embed"])]
+    #[arg(long, value_parser = ["direct", "library", "library+limits", "library+redis", "library+budget", "library+budget+redis", "serve", "embed"])]
     only: Option<String>,
     /// Skip the micro figures.
     #[arg(long)]
@@ -236,7 +236,9 @@ async fn measure(
         None
     };
     // A real redis-server on loopback for the shared-limits path.
-    let redis = if paths.contains(&PathKind::LibraryRedis) {
+    let redis = if paths.contains(&PathKind::LibraryRedis)
+        || paths.contains(&PathKind::LibraryBudgetRedis)
+    {
         Some(hfconnect_integration_tests::redis::RedisServer::start()?)
     } else {
         None
@@ -369,6 +371,8 @@ async fn load_table(args: &Args) -> Result<(), String> {
         PathKind::Library,
         PathKind::LibraryLimits,
         PathKind::LibraryRedis,
+        PathKind::LibraryBudget,
+        PathKind::LibraryBudgetRedis,
     ]
     .into_iter()
     .filter(|p| wants(*p))
@@ -380,6 +384,10 @@ async fn load_table(args: &Args) -> Result<(), String> {
     if !has_redis && shared.contains(&PathKind::LibraryRedis) {
         shared.retain(|p| *p != PathKind::LibraryRedis);
         println!("- no `redis-server` on PATH: the `library+redis` path is skipped\n");
+    }
+    if !has_redis && shared.contains(&PathKind::LibraryBudgetRedis) {
+        shared.retain(|p| *p != PathKind::LibraryBudgetRedis);
+        println!("- no `redis-server` on PATH: the `library+budget+redis` path is skipped\n");
     }
     if with_serve && split.is_none() {
         shared.extend([PathKind::Serve, PathKind::ServeOpenAi, PathKind::ServeQuiet]);
@@ -501,6 +509,11 @@ fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<S
         .iter()
         .find(|(p, _)| *p == PathKind::LibraryLimits)
         .map(|(_, c)| quantiles(&mut c.clone()).0);
+    // The library's p50 without budgets, which the budgeted paths add to.
+    let library_p50 = cells
+        .iter()
+        .find(|(p, _)| *p == PathKind::Library)
+        .map(|(_, c)| quantiles(&mut c.clone()).0);
     for (p, cell) in cells {
         let mut cell = cell.clone();
         let (p50, p99, p999) = quantiles(&mut cell);
@@ -545,6 +558,15 @@ fn rows(c: usize, cells: &[(PathKind, Cell)], pinned: bool, findings: &mut Vec<S
                             per(&cell) / per(task).max(f64::MIN_POSITIVE)
                         ),
                     ));
+            }
+        }
+        if matches!(p, PathKind::LibraryBudget | PathKind::LibraryBudgetRedis) {
+            if let Some(l50) = library_p50 {
+                findings.push(format!(
+                    "{} added p50 over library (the same task without budgets) at c={c}: {} µs",
+                    p.name(),
+                    us_diff(p50, l50)
+                ));
             }
         }
         let Some((_, d99, dtp)) = base else { continue };

@@ -8,6 +8,7 @@
 )]
 
 mod access_cli;
+mod budgets;
 mod chat_templates;
 mod config_errors;
 mod embeddings;
