@@ -168,6 +168,14 @@ fn watch_run_id(
     });
 }
 
+/// Usage history not written to Redis yet (`shared_budget` writes it),
+/// shared by the snapshots a reload replaces and the task that writes it.
+#[derive(Debug, Default)]
+pub(crate) struct PendingDays {
+    pub(super) rows: Mutex<rustc_hash::FxHashMap<(String, String), super::budget::Tokens>>,
+    pub(super) flushing: AtomicBool,
+}
+
 /// A rate to check: its key, and GCRA's emission interval and tolerance (µs).
 struct RateSpec {
     key: String,
@@ -233,7 +241,7 @@ pub(crate) struct Shared {
     /// Held while this snapshot's admission lives: its run-id watcher stops after.
     alive: Arc<()>,
     /// Usage history waiting to be written, carried over reloads.
-    pub(super) days_pending: Arc<super::shared_budget::PendingDays>,
+    pub(super) days_pending: Arc<PendingDays>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -558,28 +566,7 @@ impl Shared {
             for s in &slots {
                 call.arg(s.max);
             }
-            let mut c = conn.clone();
-            let started = std::time::Instant::now();
-            let answer =
-                tokio::time::timeout(self.timeout, call.invoke_async::<Vec<i64>>(&mut c)).await;
-            self.metrics
-                .redis_seconds
-                .observe(started.elapsed().as_secs_f64());
-            let answer = match answer {
-                Ok(Ok(a)) => a,
-                Ok(Err(e)) => {
-                    self.failed(&format!("{:?}", e.kind()));
-                    return Err(Unavailable);
-                }
-                Err(_) => {
-                    self.failed(&format!(
-                        "no answer within {:.3}s",
-                        self.timeout.as_secs_f64()
-                    ));
-                    return Err(Unavailable);
-                }
-            };
-            self.up();
+            let answer = self.invoke(conn, &call).await?;
             let index = |i: i64| usize::try_from(i).ok().and_then(|i| i.checked_sub(1));
             match answer.as_slice() {
                 [0, whole_in @ ..] => {
@@ -638,6 +625,39 @@ impl Shared {
                     self.failed("an answer the script cannot give");
                     return Err(Unavailable);
                 }
+            }
+        }
+    }
+
+    /// Run a script that answers numbers, within `admission.timeout`,
+    /// timed; a failure marks Redis down.
+    pub(super) async fn invoke(
+        &self,
+        conn: &ConnectionManager,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<Vec<i64>, Unavailable> {
+        let mut c = conn.clone();
+        let started = std::time::Instant::now();
+        let answer =
+            tokio::time::timeout(self.timeout, call.invoke_async::<Vec<i64>>(&mut c)).await;
+        self.metrics
+            .redis_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match answer {
+            Ok(Ok(a)) => {
+                self.up();
+                Ok(a)
+            }
+            Ok(Err(e)) => {
+                self.failed(&format!("{:?}", e.kind()));
+                Err(Unavailable)
+            }
+            Err(_) => {
+                self.failed(&format!(
+                    "no answer within {:.3}s",
+                    self.timeout.as_secs_f64()
+                ));
+                Err(Unavailable)
             }
         }
     }

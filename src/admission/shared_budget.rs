@@ -135,14 +135,6 @@ const DAY_FLUSH: Duration = Duration::from_secs(1);
 /// ids are theirs to choose).
 const MAX_PENDING_DAYS: usize = 50_000;
 
-/// History not written to Redis yet, shared by the snapshots a reload
-/// replaces (and the task that writes it).
-#[derive(Debug, Default)]
-pub(crate) struct PendingDays {
-    rows: std::sync::Mutex<rustc_hash::FxHashMap<(String, String), Tokens>>,
-    flushing: std::sync::atomic::AtomicBool,
-}
-
 /// The scripts, made once per snapshot.
 pub(crate) struct Scripts {
     reserve: Script,
@@ -285,28 +277,7 @@ impl Shared {
             });
             spans.push(span);
         }
-        let mut c = conn.clone();
-        let started = std::time::Instant::now();
-        let answer =
-            tokio::time::timeout(self.timeout, call.invoke_async::<Vec<i64>>(&mut c)).await;
-        self.metrics
-            .redis_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let answer = match answer {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
-                self.failed(&format!("{:?}", e.kind()));
-                return Err(Unavailable);
-            }
-            Err(_) => {
-                self.failed(&format!(
-                    "no answer within {:.3}s",
-                    self.timeout.as_secs_f64()
-                ));
-                return Err(Unavailable);
-            }
-        };
-        self.up();
+        let answer = self.invoke(conn, &call).await?;
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
         match answer.as_slice() {
             [0, left @ ..] if left.len() == covering.len() => {

@@ -707,6 +707,7 @@ async fn a_spent_budget_is_refused_with_its_name_and_reset_on_both_doors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_shows_the_callers_budgets_and_what_its_tasks_were_charged() {
+    let logs = crate::support::global_logs();
     let fake = FakeHf::start(TOKEN).await.unwrap();
     let cfg = serve_config(&fake.url())
         + "\n[[budgets]]\nname = \"support-tgi\"\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\ntokens = 1000\nwindow = \"day\"\n\n[admission]\nstore = \"usage.sqlite\"\n";
@@ -783,4 +784,66 @@ async fn usage_shows_the_callers_budgets_and_what_its_tasks_were_charged() {
         json!([]),
         "bob sees nobody else's tokens: {bobs}"
     );
+
+    // The audit line says what the task was charged, and to which budget.
+    let text = logs.text();
+    assert!(
+        text.lines().any(|l| l.contains("hfconnect::audit")
+            && l.contains("caller=app:batch")
+            && l.contains(&format!("tokens_charged={used}"))
+            && l.contains("budgets=support-tgi")),
+        "no audit line with the charge"
+    );
+    // Metrics: tokens by group (catalog names), and what the budget has left.
+    let m = crate::support::scrape(&s.url).await;
+    let by_group: f64 = ["prompt", "completion"]
+        .iter()
+        .map(|t| {
+            crate::support::metric(
+                &m,
+                &format!("hfconnect_group_tokens_total{{group=\"support\",integration=\"hf\",model=\"tgi\",type=\"{t}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(by_group, used as f64, "{m}");
+    assert_eq!(
+        crate::support::metric(
+            &m,
+            "hfconnect_budget_remaining_tokens{budget=\"support-tgi\"}"
+        ),
+        976.0,
+        "as the reservation left it: {m}"
+    );
+
+    // A streamed answer and the OpenAI door carry the token headers too.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/tasks/text-complete", s.url))
+        .bearer_auth(APP_KEY)
+        .json(&json!({"llmProvider": "hf", "model": "tgi", "prompt": "hello", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let left: u64 = r.headers()["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        left,
+        1000 - used - 24,
+        "the first task's charge and this one's worst case"
+    );
+    let _ = r.text().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/completions", s.url))
+        .bearer_auth(APP_KEY)
+        .json(&json!({"model": "hf/tgi", "prompt": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-ratelimit-limit-tokens"], "1000");
+    assert!(r.headers().contains_key("x-ratelimit-remaining-tokens"));
+    assert!(r.headers().contains_key("x-ratelimit-reset-tokens"));
 }
