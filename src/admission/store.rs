@@ -27,6 +27,10 @@ use crate::catalog::Span;
 /// The store's schema version; a newer file is refused, not rewritten.
 const SCHEMA: i64 = 1;
 
+/// How long the writer lets writes gather before it commits them: what a
+/// crash of the process can lose of the spend recorded just before it.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// How long rows are kept: spend of windows that ended more than this ago,
 /// and days older than this, are pruned when a store is opened.
 pub(crate) const KEEP_DAYS: u64 = 93;
@@ -310,9 +314,34 @@ impl Drop for Store {
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Write>, path: String) {
     let mut failing = false;
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter().take(4_096));
+        // Let a burst gather (a flush is not kept waiting): at most one
+        // commit every LINGER, whatever the rate of tasks.
+        if !matches!(first, Write::Flush(_)) {
+            std::thread::sleep(LINGER);
+        }
+        // Coalesce what queued: a slot's latest figures win (they are
+        // absolute), a day's tokens add up; under load a batch of thousands
+        // of writes is a handful of rows.
+        let mut slots: rustc_hash::FxHashMap<(String, String, u64), SlotRow> =
+            rustc_hash::FxHashMap::default();
+        let mut days: rustc_hash::FxHashMap<(u64, String, String, String), (u64, u64)> =
+            rustc_hash::FxHashMap::default();
         let mut flushed = Vec::new();
+        for w in std::iter::once(first).chain(rx.try_iter().take(65_536)) {
+            match w {
+                Write::Slot(r) => {
+                    slots.insert((r.budget.clone(), r.payer.clone(), r.span.start), r);
+                }
+                Write::Day(r) => {
+                    let t = days
+                        .entry((r.day, r.subject, r.integration, r.model))
+                        .or_default();
+                    t.0 = t.0.saturating_add(r.prompt);
+                    t.1 = t.1.saturating_add(r.completion);
+                }
+                Write::Flush(done) => flushed.push(done),
+            }
+        }
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             {
@@ -328,30 +357,19 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Write>, path: String) {
                      ON CONFLICT (day, subject, integration, model)
                      DO UPDATE SET prompt = prompt + excluded.prompt, completion = completion + excluded.completion",
                 )?;
-                for w in batch {
-                    match w {
-                        Write::Slot(r) => {
-                            slot.execute(params![
-                                r.budget,
-                                r.payer,
-                                r.span.start as i64,
-                                r.span.end as i64,
-                                r.used.min(i64::MAX as u64) as i64,
-                                r.reserved.min(i64::MAX as u64) as i64
-                            ])?;
-                        }
-                        Write::Day(r) => {
-                            day.execute(params![
-                                r.day as i64,
-                                r.subject,
-                                r.integration,
-                                r.model,
-                                r.prompt.min(i64::MAX as u64) as i64,
-                                r.completion.min(i64::MAX as u64) as i64
-                            ])?;
-                        }
-                        Write::Flush(done) => flushed.push(done),
-                    }
+                let n = |v: u64| v.min(i64::MAX as u64) as i64;
+                for r in slots.values() {
+                    slot.execute(params![
+                        r.budget,
+                        r.payer,
+                        n(r.span.start),
+                        n(r.span.end),
+                        n(r.used),
+                        n(r.reserved)
+                    ])?;
+                }
+                for ((d, subject, integration, model), (p, c)) in &days {
+                    day.execute(params![n(*d), subject, integration, model, n(*p), n(*c)])?;
                 }
             }
             tx.commit()

@@ -240,7 +240,7 @@ pub(super) fn count_by_group(
 pub struct UsageView {
     /// One row per budget and payer, by budget name.
     pub budgets: Vec<BudgetUsage>,
-    /// Tokens by UTC day, subject and model, for the last [`HISTORY_DAYS`]
+    /// Tokens by UTC day, subject and model, for the last 31
     /// days (today included), oldest first; days without tokens are left out.
     pub history: Vec<DayUsage>,
 }
