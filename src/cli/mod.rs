@@ -6,6 +6,7 @@ mod access;
 mod config;
 mod endpoint;
 mod keys;
+mod lifecycle;
 mod run;
 mod serve;
 mod service;
@@ -137,6 +138,16 @@ enum TokenCommand {
 enum EndpointCommand {
     /// Health and info of each model endpoint, plus the management API's view: exit 0 all healthy, 4 token missing or refused, 5 otherwise.
     Status(endpoint::EndpointStatusArgs),
+    /// Pause a model's Inference Endpoint as a subject (needs `UPDATE` on the model): not billed until resumed.
+    Pause(lifecycle::LifecycleArgs),
+    /// Resume it (`UPDATE`); `--wait` follows it until it runs.
+    Resume(lifecycle::LifecycleArgs),
+    /// Scale it to zero (`UPDATE`): the next request wakes it.
+    ScaleToZero(lifecycle::LifecycleArgs),
+    /// Set its replicas (`UPDATE`): `--min N --max N [--scale-to-zero-after MINUTES]`.
+    Scale(lifecycle::ScaleArgs),
+    /// Delete it, irreversibly (`DELETE`).
+    Delete(lifecycle::LifecycleArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,6 +374,21 @@ where
         Command::Access(AccessCommand::List(args)) => access::list(&args, &mut io),
         Command::Token(TokenCommand::Check(args)) => token::check(&args, &mut io),
         Command::Endpoint(EndpointCommand::Status(args)) => endpoint::status(&args, &mut io),
+        Command::Endpoint(EndpointCommand::Pause(args)) => {
+            lifecycle::run(&args, crate::connector::EndpointOperation::Pause, &mut io)
+        }
+        Command::Endpoint(EndpointCommand::Resume(args)) => {
+            lifecycle::run(&args, crate::connector::EndpointOperation::Resume, &mut io)
+        }
+        Command::Endpoint(EndpointCommand::ScaleToZero(args)) => lifecycle::run(
+            &args,
+            crate::connector::EndpointOperation::ScaleToZero,
+            &mut io,
+        ),
+        Command::Endpoint(EndpointCommand::Scale(args)) => lifecycle::scale(&args, &mut io),
+        Command::Endpoint(EndpointCommand::Delete(args)) => {
+            lifecycle::run(&args, crate::connector::EndpointOperation::Delete, &mut io)
+        }
         Command::Run(args) => run::run(&args, &mut io),
         Command::Template(TemplateCommand::Render(args)) => template::render(&args, &mut io),
         Command::Serve(args) => serve::run(&args, &mut io),

@@ -15,6 +15,7 @@
 //! - `ops`: what else front doors ask (token, endpoints, templates, catalog).
 
 mod audit;
+mod lifecycle;
 mod ops;
 mod prepare;
 mod run;
@@ -44,6 +45,7 @@ use crate::runtime::Runtime;
 use crate::task::{TaskError, TaskErrorKind, TaskEvent};
 
 pub(crate) use audit::Refusal;
+pub use lifecycle::{EndpointAnswer, EndpointOperation};
 pub use ops::{EndpointStatus, ModelStatus, TokenReport};
 pub(crate) use prepare::MAX_EMBED_TEXTS;
 pub use run::{Ran, Reply, TaskRequest};

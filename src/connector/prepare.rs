@@ -274,7 +274,7 @@ pub(crate) fn prepare<'s, P>(
 }
 
 /// The error a refusing decision is: inactive, or denied.
-fn refusal(d: &Decision) -> TaskError {
+pub(super) fn refusal(d: &Decision) -> TaskError {
     match d.reason.kind() {
         "integration_inactive" | "model_inactive" => {
             TaskError::new(TaskErrorKind::Inactive, d.reason.to_string())

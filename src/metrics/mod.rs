@@ -192,6 +192,7 @@ pub struct Metrics {
     pub(crate) config_loaded: Gauge,
     pub(crate) admission: AdmissionMetrics,
     pub(crate) doors: DoorMetrics,
+    pub(crate) endpoint_operations: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -309,7 +310,16 @@ impl Metrics {
             names: NAMES,
         }))?;
         let admission = AdmissionMetrics::new(&registry)?;
+        let endpoint_operations = IntCounterVec::new(
+            Opts::new(
+                "hfconnect_endpoint_operations_total",
+                "Inference Endpoint operations (status, pause, resume, scale-to-zero, scale, delete) by outcome, integration and model",
+            ),
+            &["operation", "outcome", "integration", "model"],
+        )?;
+        registry.register(Box::new(endpoint_operations.clone()))?;
         Ok(Metrics {
+            endpoint_operations,
             admission,
             registry,
             tasks,

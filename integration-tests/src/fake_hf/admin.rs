@@ -269,11 +269,7 @@ pub(super) fn handle(s: &Arc<State>, method: &Method, path: &str, body: &[u8]) -
         },
         ("POST", "endpoints") => match parse::<NewEndpoint>(body) {
             Ok(e) => {
-                lock(&s.endpoints).push(FakeEndpoint {
-                    name: e.name,
-                    state: e.state,
-                    url: e.url,
-                });
+                lock(&s.endpoints).push(FakeEndpoint::new(&e.name, &e.state, &e.url));
                 ok(json!({"endpoints": lock(&s.endpoints).len()}))
             }
             Err(m) => bad(m),

@@ -9,6 +9,7 @@
 //! faults per route.
 
 pub mod admin;
+mod management;
 pub mod tei;
 
 use std::collections::{HashMap, VecDeque};
@@ -225,6 +226,32 @@ pub struct FakeEndpoint {
     pub state: String,
     /// Its URL.
     pub url: String,
+    /// `compute.scaling`: replicas and the scale-to-zero timeout (minutes).
+    pub min_replica: u32,
+    pub max_replica: u32,
+    pub scale_to_zero_timeout: Option<u32>,
+    /// `model.repository` and `model.task`.
+    pub repository: String,
+    pub task: String,
+    /// When it entered its state (the state machine's clock).
+    pub since: std::time::Instant,
+}
+
+impl FakeEndpoint {
+    /// An endpoint of one replica serving `fake/model`, in `state` since now.
+    pub fn new(name: &str, state: &str, url: &str) -> FakeEndpoint {
+        FakeEndpoint {
+            name: name.into(),
+            state: state.into(),
+            url: url.into(),
+            min_replica: 1,
+            max_replica: 1,
+            scale_to_zero_timeout: None,
+            repository: "fake/model".into(),
+            task: "text-generation".into(),
+            since: std::time::Instant::now(),
+        }
+    }
 }
 
 /// How streams and answers look; tests flip these.
@@ -265,6 +292,14 @@ pub struct Behaviour {
     /// `/generate` answers with the `stop` list it was sent (a hostile
     /// server echoing what it received), whatever the prompt.
     pub echo_stop: bool,
+    /// How long a managed endpoint that is starting (pending, initializing,
+    /// updating) takes to run; `None`: it stays until a test moves it.
+    pub endpoint_start: Option<Duration>,
+    /// Managed endpoints that never finish starting.
+    pub stuck_endpoints: Vec<String>,
+    /// The token lacks `inference.endpoints.write`: every management call
+    /// that changes an endpoint is refused with 403.
+    pub manage_forbidden: bool,
 }
 
 impl Default for Behaviour {
@@ -286,6 +321,9 @@ impl Default for Behaviour {
             tei_max_input: 512,
             fe_per_token: false,
             echo_stop: false,
+            endpoint_start: None,
+            stuck_endpoints: Vec::new(),
+            manage_forbidden: false,
         }
     }
 }
@@ -401,11 +439,7 @@ impl FakeHf {
 
     /// Register a managed endpoint.
     pub fn add_endpoint(&self, name: &str, state: &str, url: &str) {
-        lock(&self.state.endpoints).push(FakeEndpoint {
-            name: name.into(),
-            state: state.into(),
-            url: url.into(),
-        });
+        lock(&self.state.endpoints).push(FakeEndpoint::new(name, state, url));
     }
 
     /// The state of a managed endpoint.
@@ -531,6 +565,9 @@ fn route_of(method: &Method, path: &str) -> Option<Route> {
             _ => None,
         };
     }
+    if (method == Method::PUT || method == Method::DELETE) && p.starts_with("/v2/endpoint/") {
+        return Some(Route::Endpoints);
+    }
     if method != Method::POST {
         return None;
     }
@@ -544,6 +581,7 @@ fn route_of(method: &Method, path: &str) -> Option<Route> {
         _ if p.ends_with("/pipeline/feature-extraction") => Some(Route::FeatureExtraction),
         _ if p.ends_with("/chat/completions") => Some(Route::Chat),
         _ if p.starts_with("/v2/endpoint/") && p.ends_with("/resume") => Some(Route::Resume),
+        _ if p.starts_with("/v2/endpoint/") => Some(Route::Endpoints),
         _ if p.starts_with("/hf-inference/models/") => Some(Route::Pipeline),
         _ => None,
     }
@@ -651,8 +689,9 @@ async fn handle(
         Route::Health => respond(200, Body::Empty, &[]),
         Route::Info => info(&behaviour),
         Route::WhoAmI => whoami(&behaviour),
-        Route::Endpoints => endpoints(&state, &path),
-        Route::Resume => resume(&state, &path),
+        Route::Endpoints | Route::Resume => {
+            management::handle(&state.endpoints, &method, &path, &body, &behaviour)
+        }
         Route::Generate => generate(&headers, &body, &behaviour),
         Route::GenerateStream => generate_stream(&headers, &body, &behaviour, stream_faults),
         Route::Chat => chat(&headers, &body, &behaviour, stream_faults),
@@ -829,56 +868,6 @@ fn whoami(b: &Behaviour) -> Response {
         }),
         &[],
     )
-}
-
-fn endpoint_json(e: &FakeEndpoint) -> Value {
-    json!({
-        "name": e.name,
-        "type": "protected",
-        "model": {"repository": "fake/model", "task": "text-generation"},
-        "status": {"state": e.state, "url": e.url, "message": format!("endpoint is {}", e.state), "readyReplica": 0, "targetReplica": 1},
-    })
-}
-
-fn endpoints(state: &State, path: &str) -> Response {
-    let parts: Vec<&str> = path
-        .trim_start_matches("/v2/endpoint/")
-        .split('/')
-        .filter(|p| !p.is_empty())
-        .collect();
-    let eps = lock(&state.endpoints);
-    match parts.as_slice() {
-        [_ns] => json_response(
-            &json!({"items": eps.iter().map(endpoint_json).collect::<Vec<_>>()}),
-            &[],
-        ),
-        [_ns, name] => match eps.iter().find(|e| e.name == *name) {
-            Some(e) => json_response(&endpoint_json(e), &[]),
-            None => respond(404, Body::Json(json!({"error": "Endpoint not found"})), &[]),
-        },
-        _ => respond(404, Body::Empty, &[]),
-    }
-}
-
-fn resume(state: &State, path: &str) -> Response {
-    let parts: Vec<&str> = path
-        .trim_start_matches("/v2/endpoint/")
-        .split('/')
-        .collect();
-    let name = parts.get(1).copied().unwrap_or_default();
-    let mut eps = lock(&state.endpoints);
-    match eps.iter_mut().find(|e| e.name == name) {
-        Some(e) if e.state == "running" => respond(
-            400,
-            Body::Json(json!({"error": "Endpoint is already running"})),
-            &[],
-        ),
-        Some(e) => {
-            e.state = "initializing".into();
-            json_response(&endpoint_json(e), &[])
-        }
-        None => respond(404, Body::Json(json!({"error": "Endpoint not found"})), &[]),
-    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

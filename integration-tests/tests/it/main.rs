@@ -17,6 +17,7 @@ mod hardening;
 mod http_docs;
 mod hub_cli;
 mod layering;
+mod lifecycle;
 mod openai_door;
 mod operations;
 mod provider;

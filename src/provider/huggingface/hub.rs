@@ -7,6 +7,11 @@ use serde_json::Value;
 use crate::untrusted::bounded;
 
 /// A string field of an upstream answer, escaped and bounded.
+fn count(v: Option<&Value>) -> Option<u32> {
+    v.and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+}
+
 fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str).map(bounded)
 }
@@ -69,6 +74,16 @@ pub struct ManagedEndpoint {
     pub message: Option<String>,
     /// The model repository it serves.
     pub repository: Option<String>,
+    /// Replicas ready, and the number it is scaling to.
+    pub ready_replica: Option<u32>,
+    pub target_replica: Option<u32>,
+    /// `compute.scaling`: the replicas it may run, and after how many idle
+    /// minutes it scales to zero.
+    pub min_replica: Option<u32>,
+    pub max_replica: Option<u32>,
+    pub scale_to_zero_timeout: Option<u32>,
+    /// The route that answers 200 once it serves (`/health`).
+    pub health_route: Option<String>,
 }
 
 impl ManagedEndpoint {
@@ -80,6 +95,12 @@ impl ManagedEndpoint {
             url: text(status.and_then(|s| s.get("url"))),
             message: text(status.and_then(|s| s.get("message"))),
             repository: text(v.get("model").and_then(|m| m.get("repository"))),
+            ready_replica: count(status.and_then(|s| s.get("readyReplica"))),
+            target_replica: count(status.and_then(|s| s.get("targetReplica"))),
+            min_replica: count(v.pointer("/compute/scaling/minReplica")),
+            max_replica: count(v.pointer("/compute/scaling/maxReplica")),
+            scale_to_zero_timeout: count(v.pointer("/compute/scaling/scaleToZeroTimeout")),
+            health_route: text(v.get("healthRoute")),
         })
     }
 

@@ -56,6 +56,30 @@ use crate::untrusted::bounded;
 
 /// The Hub base URL when nothing else is configured.
 pub const DEFAULT_HUB_URL: &str = "https://huggingface.co";
+/// A change to an Inference Endpoint, as the management API makes it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EndpointChange {
+    /// `POST …/pause`: not billed; only a resume starts it again.
+    Pause,
+    /// `POST …/resume` (one already running counts as resumed).
+    Resume,
+    /// `POST …/scale-to-zero`: not billed; the next request wakes it.
+    ScaleToZero,
+    /// `PUT …`: a partial update, such as `compute.scaling`.
+    Update(serde_json::Value),
+    /// `DELETE …`: irreversible.
+    Delete,
+    /// `POST /endpoint/{namespace}`: a new endpoint from its body.
+    Create(serde_json::Value),
+}
+
+/// An endpoint name as one path segment (names are DNS labels; anything
+/// else is escaped rather than trusted).
+fn encode(name: &str) -> String {
+    url::form_urlencoded::byte_serialize(name.as_bytes()).collect()
+}
+
 /// The Inference Endpoints management API.
 pub const DEFAULT_MANAGEMENT_URL: &str = "https://api.endpoints.huggingface.cloud/v2";
 /// The serverless router.
@@ -274,6 +298,84 @@ impl HuggingFace {
     pub async fn resume(&self, name: &str) -> Result<(), ProviderError> {
         let r = self.inner.resume(name).await;
         self.out(r)
+    }
+
+    /// One Inference Endpoint of the namespace, by name.
+    pub async fn endpoint(&self, name: &str) -> Result<ManagedEndpoint, ProviderError> {
+        let r = self
+            .endpoint_call(reqwest::Method::GET, name, "", None)
+            .await;
+        self.out(r)
+    }
+
+    /// Change an endpoint: pause, resume, scale it to zero, update it
+    /// (partially, as `body` says) or delete it; its state after (a delete
+    /// answers with what it was).
+    pub async fn change_endpoint(
+        &self,
+        name: &str,
+        change: &EndpointChange,
+    ) -> Result<Option<ManagedEndpoint>, ProviderError> {
+        use reqwest::Method;
+        let r = match change {
+            EndpointChange::Pause => self
+                .endpoint_call(Method::POST, name, "/pause", None)
+                .await
+                .map(Some),
+            EndpointChange::ScaleToZero => self
+                .endpoint_call(Method::POST, name, "/scale-to-zero", None)
+                .await
+                .map(Some),
+            EndpointChange::Resume => match self.inner.resume(name).await {
+                Ok(()) => self
+                    .endpoint_call(Method::GET, name, "", None)
+                    .await
+                    .map(Some),
+                Err(e) => Err(e),
+            },
+            EndpointChange::Update(body) => self
+                .endpoint_call(Method::PUT, name, "", Some(body))
+                .await
+                .map(Some),
+            EndpointChange::Delete => self
+                .inner
+                .manage(Method::DELETE, &encode(name), None)
+                .await
+                .map(|_| None),
+            EndpointChange::Create(body) => {
+                match self.inner.manage(Method::POST, "", Some(body)).await {
+                    Ok(v) => ManagedEndpoint::from_json(&v).map(Some).ok_or_else(|| {
+                        self.inner.invalid(
+                            None,
+                            &http::HeaderMap::new(),
+                            "the management API answered a create without the endpoint's `name`",
+                        )
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        self.out(r)
+    }
+
+    async fn endpoint_call(
+        &self,
+        method: reqwest::Method,
+        name: &str,
+        suffix: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ManagedEndpoint, ProviderError> {
+        let v = self
+            .inner
+            .manage(method, &format!("{}{suffix}", encode(name)), body)
+            .await?;
+        ManagedEndpoint::from_json(&v).ok_or_else(|| {
+            self.inner.invalid(
+                None,
+                &http::HeaderMap::new(),
+                "the management API answered without the endpoint's `name`",
+            )
+        })
     }
 
     /// What leaves the provider: the key scrubbed from every upstream text.

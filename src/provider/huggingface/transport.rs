@@ -225,6 +225,32 @@ impl Inner {
         self.read_json(model, resp).await
     }
 
+    /// A management API call on `route` (under `endpoint/{namespace}`)
+    /// with an optional JSON body, answered with JSON (an empty answer is
+    /// `null`).
+    pub(super) async fn manage(
+        &self,
+        method: reqwest::Method,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ProviderError> {
+        let ns = self.namespace()?;
+        let path = if route.is_empty() {
+            format!("endpoint/{ns}")
+        } else {
+            format!("endpoint/{ns}/{route}")
+        };
+        let url = join(&self.settings.management_url, &path);
+        let mut b = self
+            .builder(method, url)?
+            .timeout(self.settings.calls.request_timeout);
+        if let Some(body) = body {
+            b = b.json(body);
+        }
+        let resp = self.send(b, None).await?;
+        self.read_json(None, resp).await.map(|(_, v)| v)
+    }
+
     pub(super) async fn resume(&self, name: &str) -> Result<(), ProviderError> {
         let ns = self.namespace()?;
         let url = join(

@@ -1,0 +1,145 @@
+//! The endpoint lifecycle under the policy, through the command line: an
+//! allowed pause, resume (followed with `--wait` through the fake's state
+//! machine) and scale change the endpoint; a denied one makes no upstream
+//! call and exits with the denied code; a token without
+//! `inference.endpoints.write` is a clear error; no token byte is shown.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hfconnect_integration_tests::fake_hf::FakeHf;
+use serde_json::Value;
+
+use crate::support::{serve_config, Dir, Output, Run, TOKEN};
+
+/// The fake's endpoint `tgi-ep` serves model `hf:tgi`; group `support`
+/// (alice) may READ and UPDATE it, nobody may DELETE it.
+fn setup(fake: &FakeHf, dir: &Dir) -> std::path::PathBuf {
+    fake.add_endpoint("tgi-ep", "running", &fake.url());
+    dir.write(
+        "c.toml",
+        &(serve_config(&fake.url())
+            + "\n[[grants]]\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\naccess = [\"READ\", \"UPDATE\"]\n"),
+    )
+}
+
+fn endpoint(config: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["endpoint"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "hf",
+        "--model",
+        "tgi",
+    ]);
+    let out = Run::new(&all)
+        .unwrap()
+        .env("HF_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        !out.all().contains(TOKEN),
+        "the token showed: {}",
+        out.all()
+    );
+    out
+}
+
+fn operations(fake: &FakeHf, op: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v2/endpoint/") && r.path.ends_with(op))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_scale_are_governed_and_followed_to_running() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    fake.behave(|b| b.endpoint_start = Some(Duration::from_millis(600)));
+    let dir = Dir::new();
+    let config = setup(&fake, &dir);
+
+    // bob may not: exit 3, the reason, and nothing sent to the management API.
+    let out = endpoint(&config, &["pause", "--as", "user:bob"]);
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(out.stderr.contains("`UPDATE`"), "{}", out.all());
+    assert_eq!(operations(&fake, "/pause"), 0);
+    assert_eq!(fake.endpoint_state("tgi-ep").as_deref(), Some("running"));
+
+    let out = endpoint(&config, &["pause", "--as", "user:alice"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("endpoint `tgi-ep` is paused"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(fake.endpoint_state("tgi-ep").as_deref(), Some("paused"));
+
+    let out = endpoint(
+        &config,
+        &["resume", "--as", "user:alice", "--wait", "--timeout", "20"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let states: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(states, ["initializing", "running"], "{}", out.all());
+
+    let out = endpoint(
+        &config,
+        &[
+            "scale",
+            "--as",
+            "user:alice",
+            "--min",
+            "0",
+            "--max",
+            "3",
+            "--scale-to-zero-after",
+            "15",
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["status"]["min_replica"].as_u64(),
+            v["status"]["max_replica"].as_u64(),
+            v["status"]["scale_to_zero_timeout"].as_u64(),
+            v["status"]["state"].as_str()
+        ),
+        (Some(0), Some(3), Some(15), Some("updating")),
+        "{v}"
+    );
+    let bad = endpoint(
+        &config,
+        &["scale", "--as", "user:alice", "--min", "4", "--max", "3"],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.all());
+
+    // No grant gives DELETE: denied, and the endpoint is still there.
+    let out = endpoint(&config, &["delete", "--as", "user:alice"]);
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(fake.endpoint_state("tgi-ep").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_cannot_manage_endpoints_is_a_clear_error() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    fake.behave(|b| b.manage_forbidden = true);
+    let dir = Dir::new();
+    let config = setup(&fake, &dir);
+    let out = endpoint(&config, &["pause", "--as", "user:alice"]);
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains("inference.endpoints.write"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(fake.endpoint_state("tgi-ep").as_deref(), Some("running"));
+}
