@@ -13,6 +13,7 @@
 
 mod auth;
 mod door;
+mod endpoints;
 mod error;
 mod limits;
 mod openai;
@@ -184,6 +185,10 @@ fn app(
         .route("/v1/tasks/{kind}", post(tasks::run_task))
         .route("/v1/catalog", get(tasks::catalog))
         .route("/v1/usage", get(tasks::usage))
+        .route(
+            "/v1/endpoints/{integration}/{*model}",
+            get(endpoints::status).post(endpoints::change),
+        )
         .layer(door(Door::Task, tasks::kind_of));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))

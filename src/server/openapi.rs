@@ -124,6 +124,11 @@ pub fn openapi() -> Value {
                 "responses": {"200": {"description": "the catalog"}, "401": {"description": "no or bad application key"}}}},
             "/v1/usage": {"get": {"summary": "the token budgets that cover the caller: limit, used, reserved, remaining, resets_at; ADMIN sees every payer's", "security": [{"applicationKey": []}],
                 "responses": {"200": {"description": "the usage"}, "401": {"description": "no or bad application key"}}}},
+            "/v1/endpoints/{integration}/{model}": {
+                "get": {"summary": "the model's Inference Endpoint: state, replicas, scaling (READ on the model)", "security": [{"applicationKey": []}],
+                    "responses": {"200": {"description": "the endpoint"}, "401": {"description": "no or bad application key"}, "403": {"description": "denied, with the reason"}, "404": {"description": "unknown integration or model, or no endpoint serves it"}}},
+                "post": {"summary": "`{model}/pause`, `/resume`, `/scale-to-zero`, `/scale` (body `{min, max, scale_to_zero_after}`): UPDATE on the model; `/delete`: DELETE", "security": [{"applicationKey": []}],
+                    "responses": {"200": {"description": "the endpoint after the operation"}, "401": {"description": "no or bad application key"}, "403": {"description": "denied, with the reason; nothing was sent upstream"}, "422": {"description": "an unknown operation or a bad scale body"}}}},
             "/healthz": {"get": {"summary": "alive", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "config loaded", "responses": {"200": {"description": "ready, with counts and `config`: hash, loaded_at, reloads, refused_reloads, last_refused {at, errors}; a refused reload stays ready; `admission`: backend (local, redis), and for redis whether it is reachable and on_unavailable"}}}},
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},

@@ -143,3 +143,97 @@ async fn a_token_that_cannot_manage_endpoints_is_a_clear_error() {
     );
     assert_eq!(fake.endpoint_state("tgi-ep").as_deref(), Some("running"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_governs_the_endpoint_routes() {
+    use crate::support::{start_with, APP_KEY, PORTAL_KEY};
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let config = setup(&fake, &dir);
+    let s = start_with(std::fs::read_to_string(config).unwrap(), |_| {}).await;
+    let client = reqwest::Client::new();
+    let url = |rest: &str| format!("{}/v1/endpoints/hf/tgi{rest}", s.url);
+
+    let r = client
+        .get(url(""))
+        .bearer_auth(APP_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["endpoint"].as_str(), v["status"]["state"].as_str()),
+        (Some("tgi-ep"), Some("running")),
+        "{v}"
+    );
+
+    // bob, through the portal, may not pause it: 403, nothing sent upstream.
+    let r = client
+        .post(url("/pause"))
+        .bearer_auth(PORTAL_KEY)
+        .header("x-hfconnect-user", "bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(operations(&fake, "/pause"), 0);
+
+    let r = client
+        .post(url("/pause"))
+        .bearer_auth(APP_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(fake.endpoint_state("tgi-ep").as_deref(), Some("paused"));
+
+    let r = client
+        .post(url("/scale"))
+        .bearer_auth(APP_KEY)
+        .json(&serde_json::json!({"min": 0, "max": 2, "scale_to_zero_after": 30}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"]["max_replica"], 2, "{v}");
+    for (body, needle) in [
+        (serde_json::json!({"min": 3, "max": 2}), "more than `max`"),
+        (serde_json::json!({"max": 2}), "`min` is required"),
+        (
+            serde_json::json!({"min": 0, "max": 1, "replicas": 4}),
+            "unknown field `replicas`",
+        ),
+    ] {
+        let r = client
+            .post(url("/scale"))
+            .bearer_auth(APP_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 422);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].as_str().unwrap().contains(needle), "{v}");
+    }
+    let r = client
+        .post(url("/reboot"))
+        .bearer_auth(APP_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let r = client
+        .post(url("/delete"))
+        .bearer_auth(APP_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "no grant gives DELETE");
+    let m = crate::support::scrape(&s.url).await;
+    assert!(
+        crate::support::metric(&m, "hfconnect_endpoint_operations_total{integration=\"hf\",model=\"tgi\",operation=\"pause\",outcome=\"denied\"}") == 1.0,
+        "{m}"
+    );
+}
