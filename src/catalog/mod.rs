@@ -96,6 +96,8 @@ pub struct Model {
     pub(crate) tasks: Vec<TaskKind>,
     pub(crate) active: bool,
     pub(crate) upstream_model: Option<String>,
+    /// The Inference Endpoint serving it, by name (`inference_endpoint`).
+    pub(crate) inference_endpoint: Option<Arc<str>>,
     pub(crate) defaults: ModelDefaults,
     pub(crate) dimensions: Option<NonZeroU32>,
     pub(crate) chat_template: Option<(PathBuf, Arc<ChatTemplate>)>,
@@ -140,6 +142,11 @@ impl Model {
     pub fn is_active(&self) -> bool {
         self.active
     }
+    /// The Inference Endpoint that serves it, when the config names it.
+    pub fn inference_endpoint(&self) -> Option<&str> {
+        self.inference_endpoint.as_deref()
+    }
+
     /// The model id sent upstream (`upstream_model`, else the name).
     pub fn upstream_model(&self) -> &str {
         self.upstream_model.as_deref().unwrap_or(&self.name)

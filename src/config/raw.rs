@@ -185,6 +185,7 @@ pub(crate) struct RawModel {
     pub tasks: Spanned<Vec<Spanned<TaskKind>>>,
     pub active: Option<bool>,
     pub upstream_model: Option<Spanned<String>>,
+    pub inference_endpoint: Option<Spanned<String>>,
     pub defaults: Option<Spanned<RawDefaults>>,
     pub chat_template: Option<Spanned<String>>,
     pub dimensions: Option<Spanned<u32>>,

@@ -131,6 +131,9 @@ impl Core<HuggingFace> {
                 return Err((refusal(&decision), Some(decision)));
             }
             let found = async {
+                if let Some(named) = m.inference_endpoint() {
+                    return Ok(named.to_string());
+                }
                 let list = provider.endpoints().await.map_err(TaskError::from_provider)?;
                 list.into_iter()
                     .find(|e| e.serves(m.endpoint().as_str()))

@@ -237,3 +237,36 @@ async fn serve_governs_the_endpoint_routes() {
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_may_name_its_endpoint() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let config = setup(&fake, &dir);
+    // `tgi` names `named-ep` (served elsewhere): its URL is not matched.
+    fake.add_endpoint("named-ep", "running", "https://elsewhere.invalid");
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "name = \"tgi\"\n",
+        "name = \"tgi\"\ninference_endpoint = \"named-ep\"\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = endpoint(&config, &["pause", "--as", "user:alice"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(fake.endpoint_state("named-ep").as_deref(), Some("paused"));
+    assert_eq!(fake.endpoint_state("tgi-ep").as_deref(), Some("running"));
+    // A name that cannot be one is a config error, located.
+    let bad = std::fs::read_to_string(&config).unwrap().replace(
+        "inference_endpoint = \"named-ep\"",
+        "inference_endpoint = \"Named_EP\"",
+    );
+    std::fs::write(&config, bad).unwrap();
+    let out = crate::support::check(&config);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("`inference_endpoint` `Named_EP` is not an Inference Endpoint name"),
+        "{}",
+        out.all()
+    );
+}

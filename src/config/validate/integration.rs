@@ -381,6 +381,25 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
         }
     }
 
+    if let Some(e) = &r.inference_endpoint {
+        // Inference Endpoint names are DNS labels: 1–32 lowercase letters,
+        // digits and `-`, not starting or ending with `-`.
+        let n = &e.value;
+        let fine = (1..=32).contains(&n.len())
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-');
+        if !fine {
+            v.error(
+                &e.loc,
+                format!("`inference_endpoint` `{n}` is not an Inference Endpoint name"),
+            )
+            .help = Some("names are 1 to 32 lowercase letters, digits and `-`, not starting or ending with `-`".into());
+            ok = false;
+        }
+    }
+
     let defaults = match &r.defaults {
         None => ModelDefaults::default(),
         Some(d) => {
@@ -534,6 +553,7 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
         tasks,
         active: r.active.unwrap_or(true),
         upstream_model,
+        inference_endpoint: r.inference_endpoint.map(|e| e.value.into()),
         defaults,
         dimensions,
         chat_template,
