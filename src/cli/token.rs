@@ -80,6 +80,21 @@ pub(crate) fn check(args: &TokenCheckArgs, io: &mut Io<'_>) -> Exit {
             let _ = writeln!(io.out, "  namespace: none configured");
         }
     }
+    match report.may_manage {
+        Some(true) => {
+            let _ = writeln!(
+                io.out,
+                "  endpoint management: allowed (pause, resume, scale, create, delete)"
+            );
+        }
+        Some(false) => {
+            let _ = writeln!(
+                io.out,
+                "  endpoint management: NOT allowed (a fine-grained token needs `inference.endpoints.write` on the namespace; a `read` token cannot)"
+            );
+        }
+        None => {}
+    }
     for w in &report.warnings {
         let _ = writeln!(io.err, "warning: {w}");
     }

@@ -28,6 +28,9 @@ pub struct TokenReport {
     pub namespace: Option<String>,
     /// Whether the namespace is the owner or one of its organizations.
     pub namespace_ok: Option<bool>,
+    /// Whether the token may manage the namespace's endpoints (pause,
+    /// resume, scale, create, delete): `inference.endpoints.write`.
+    pub may_manage: Option<bool>,
     /// Things worth changing.
     pub warnings: Vec<String>,
 }
@@ -270,11 +273,13 @@ impl Core<HuggingFace> {
                 "the token has the `write` role; running tasks needs only `read` (or a fine-grained token with inference permissions): use a narrower token".into(),
             );
         }
+        let may_manage = i.namespace().map(|ns| owner.may_manage(ns));
         Ok(TokenReport {
             integration: i.name().to_string(),
             owner,
             namespace: i.namespace().map(str::to_string),
             namespace_ok,
+            may_manage,
             warnings,
         })
     }

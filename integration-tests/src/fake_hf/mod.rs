@@ -275,6 +275,8 @@ pub struct Behaviour {
     pub legacy_info: bool,
     /// The token role `whoami-v2` reports.
     pub token_role: String,
+    /// A fine-grained token's permissions on namespace `acme`.
+    pub token_permissions: Vec<String>,
     /// Answer with the input itself (the prompt, the last chat message, the
     /// text to summarize) instead of `reply`, so that tests can tell answers apart.
     pub echo: bool,
@@ -314,6 +316,7 @@ impl Default for Behaviour {
             pipeline_task: "summarization".into(),
             legacy_info: false,
             token_role: "read".into(),
+            token_permissions: vec!["inference.endpoints.infer.write".into()],
             echo: false,
             delay: Duration::ZERO,
             embed_dim: 8,
@@ -864,7 +867,10 @@ fn whoami(b: &Behaviour) -> Response {
             "type": "user",
             "name": "alice",
             "orgs": [{"name": "acme"}],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "ci-token", "role": b.token_role}},
+            "auth": {"type": "access_token", "accessToken": {
+                "displayName": "ci-token", "role": b.token_role,
+                "fineGrained": {"global": [], "scoped": [{"entity": {"_id": "0", "type": "org", "name": "acme"}, "permissions": b.token_permissions}]},
+            }},
         }),
         &[],
     )

@@ -270,3 +270,42 @@ async fn a_model_may_name_its_endpoint() {
         out.all()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_check_says_whether_the_token_may_manage_endpoints() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let config = setup(&fake, &dir);
+    let check = || {
+        let out = Run::new([
+            "token",
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            "--integration",
+            "hf",
+        ])
+        .unwrap()
+        .env("HF_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+        assert!(!out.all().contains(TOKEN));
+        out
+    };
+    let out = check();
+    assert!(
+        out.stdout.contains("endpoint management: NOT allowed"),
+        "{}",
+        out.all()
+    );
+    fake.behave(|b| {
+        b.token_role = "fineGrained".into();
+        b.token_permissions.push("inference.endpoints.write".into());
+    });
+    let out = check();
+    assert!(
+        out.stdout.contains("endpoint management: allowed"),
+        "{}",
+        out.all()
+    );
+}

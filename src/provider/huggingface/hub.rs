@@ -16,6 +16,9 @@ fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str).map(bounded)
 }
 
+/// The fine-grained permission that manages Inference Endpoints.
+pub const MANAGE_SCOPE: &str = "inference.endpoints.write";
+
 /// What `GET {hub}/api/whoami-v2` says about a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -30,6 +33,10 @@ pub struct WhoAmI {
     pub token_name: Option<String>,
     /// `read`, `write` or `fineGrained`.
     pub role: Option<String>,
+    /// For a fine-grained token: the namespaces whose endpoints it may
+    /// manage (`inference.endpoints.write`), and whether it may everywhere.
+    pub manage_scoped: Vec<String>,
+    pub manage_global: bool,
 }
 
 impl WhoAmI {
@@ -51,7 +58,41 @@ impl WhoAmI {
                 .unwrap_or_default(),
             token_name: text(token.and_then(|t| t.get("displayName"))),
             role: text(token.and_then(|t| t.get("role"))),
+            manage_global: token
+                .and_then(|t| t.pointer("/fineGrained/global"))
+                .and_then(Value::as_array)
+                .is_some_and(|g| g.iter().any(|p| p.as_str() == Some(MANAGE_SCOPE))),
+            manage_scoped: token
+                .and_then(|t| t.pointer("/fineGrained/scoped"))
+                .and_then(Value::as_array)
+                .map(|scoped| {
+                    scoped
+                        .iter()
+                        .take(1000)
+                        .filter(|s| {
+                            s.get("permissions")
+                                .and_then(Value::as_array)
+                                .is_some_and(|p| p.iter().any(|p| p.as_str() == Some(MANAGE_SCOPE)))
+                        })
+                        .filter_map(|s| text(s.pointer("/entity/name")))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
+    }
+
+    /// Whether the token may manage the endpoints of `namespace`: a `write`
+    /// (or `admin`) token of the namespace or a member of it, or a
+    /// fine-grained one with `inference.endpoints.write` there.
+    pub fn may_manage(&self, namespace: &str) -> bool {
+        match self.role.as_deref() {
+            Some("write" | "admin") => self.covers(namespace),
+            Some("fineGrained") => {
+                self.covers(namespace)
+                    && (self.manage_global || self.manage_scoped.iter().any(|n| n == namespace))
+            }
+            _ => false,
+        }
     }
 
     /// Whether `namespace` is the owner or one of its organizations.
