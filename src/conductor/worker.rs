@@ -17,9 +17,9 @@ use url::Url;
 use super::client::{ConductorClient, PolledTask, ReportStatus, TaskLog, TaskResult};
 use super::identity::Identities;
 use crate::catalog::TaskKind;
-use crate::connector::{Connector, TaskRequest};
+use crate::connector::{Connector, EndpointAnswer, EndpointOperation, TaskRequest};
 use crate::retry::Backoff;
-use crate::runtime::WorkerSettings;
+use crate::runtime::{EndpointTask, WorkerSettings};
 use crate::task::{Door, Failure, FailureKind, Task};
 use crate::untrusted::{Field, Untrusted};
 
@@ -134,7 +134,7 @@ struct Inner {
     client: ConductorClient,
     settings: WorkerSettings,
     worker_id: String,
-    kinds: HashMap<String, TaskKind>,
+    kinds: HashMap<String, Work>,
     identities: Identities,
     counters: Counters,
 }
@@ -195,7 +195,17 @@ impl Worker {
         let client =
             ConductorClient::new(conductor_url, auth).map_err(|e| WorkerError(e.to_string()))?;
         let worker_id = settings.worker_id.clone().unwrap_or_else(default_worker_id);
-        let kinds = settings.task_types.iter().cloned().collect();
+        let kinds = settings
+            .task_types
+            .iter()
+            .map(|(t, k)| (t.clone(), Work::Task(*k)))
+            .chain(
+                settings
+                    .endpoint_task_types
+                    .iter()
+                    .map(|(t, e)| (t.clone(), Work::Endpoint(*e))),
+            )
+            .collect();
         let identities = Identities::new(settings.identity.clone());
         let counters = Counters::new(&connector)
             .map_err(|e| WorkerError(format!("the worker's metrics cannot be registered: {e}")))?;
@@ -229,12 +239,12 @@ impl Worker {
         tracing::info!(
             worker_id = %inner.worker_id,
             conductor = %inner.client.base(),
-            task_types = ?s.task_types.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+            task_types = ?inner.kinds.keys().map(String::as_str).collect::<Vec<_>>(),
             concurrency = slots_total,
             "hfconnect worker polling"
         );
         let mut pollers = tokio::task::JoinSet::new();
-        for (task_type, _) in &s.task_types {
+        for task_type in inner.kinds.keys() {
             pollers.spawn(poll_loop(
                 inner.clone(),
                 task_type.clone(),
@@ -368,7 +378,33 @@ async fn run_task(inner: Arc<Inner>, task: PolledTask, _slot: OwnedSemaphorePerm
     };
     let elapsed = started.elapsed().as_millis();
     let line = match outcome {
-        Ok(output) => {
+        Ok(Done::Endpoint(answer, again)) => {
+            let state = answer
+                .status
+                .as_ref()
+                .map_or("deleted", |s| s.state.as_str())
+                .to_string();
+            if let Ok(Value::Object(m)) = serde_json::to_value(&answer) {
+                result.output_data = m;
+            }
+            match again {
+                Some(secs) => {
+                    result.status = ReportStatus::InProgress;
+                    result.callback_after_seconds = Some(secs);
+                    format!(
+                        "IN_PROGRESS in {elapsed} ms: endpoint `{}` is `{}`, again in {secs} s",
+                        Untrusted(&answer.endpoint),
+                        Untrusted(&state)
+                    )
+                }
+                None => format!(
+                    "COMPLETED in {elapsed} ms: endpoint `{}` is `{}`",
+                    Untrusted(&answer.endpoint),
+                    Untrusted(&state)
+                ),
+            }
+        }
+        Ok(Done::Task(output)) => {
             let summary = format!(
                 "COMPLETED in {elapsed} ms: finishReason {}, {} tokens",
                 output
@@ -495,13 +531,27 @@ fn task_of(kind: TaskKind, task_type: &str, input: &Map<String, Value>) -> Resul
     })
 }
 
+/// What a polled task type runs.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    Task(TaskKind),
+    Endpoint(EndpointTask),
+}
+
+/// What a polled task gave: a task's output, or an endpoint operation's
+/// answer and, while the endpoint is still starting, when to look again.
+enum Done {
+    Task(crate::task::TaskOutput),
+    Endpoint(Box<EndpointAnswer>, Option<u64>),
+}
+
 /// Run a polled task through the Connector: its output, or why not.
 async fn execute(
     inner: &Inner,
     task: &PolledTask,
     logs: &mut Vec<String>,
-) -> Result<crate::task::TaskOutput, Failure> {
-    let Some(&kind) = inner.kinds.get(&task.task_type) else {
+) -> Result<Done, Failure> {
+    let Some(&work) = inner.kinds.get(&task.task_type) else {
         return Err(Failure::terminal(
             FailureKind::INVALID_INPUT,
             format!(
@@ -523,6 +573,15 @@ async fn execute(
         }
     };
     let subject = inner.identities.subject(&inner.client, task, input).await?;
+    let kind = match work {
+        Work::Task(k) => k,
+        Work::Endpoint(e) => {
+            let principal = inner.connector.principal(&subject, group)?;
+            return endpoint_task(inner, task, input, e, &principal, logs)
+                .await
+                .map(|(a, again)| Done::Endpoint(Box::new(a), again));
+        }
+    };
     let t = task_of(kind, &task.task_type, input)?;
     let scope = group
         .map(|g| format!(" in group `{}`", Untrusted(g)))
@@ -547,7 +606,104 @@ async fn execute(
             d.reason
         ));
     }
-    Ok(ran.output()?)
+    Ok(Done::Task(ran.output()?))
+}
+
+/// An endpoint task: `llmProvider` and `model` name the model whose
+/// endpoint it acts on; a scale takes `minReplica`, `maxReplica` and
+/// `scaleToZeroAfter` (minutes); a resume takes `pollSeconds` (10 by
+/// default, 1 to 300), how often it is looked at again while it starts. A
+/// resume looks first: one already starting is not resumed again, one
+/// running completes at once.
+async fn endpoint_task(
+    inner: &Inner,
+    task: &PolledTask,
+    input: &Map<String, Value>,
+    kind: EndpointTask,
+    principal: &crate::access::Principal,
+    logs: &mut Vec<String>,
+) -> Result<(EndpointAnswer, Option<u64>), Failure> {
+    let bad = |m: String| Failure::terminal(FailureKind::INVALID_INPUT, m);
+    let text = |k: &str| -> Result<String, Failure> {
+        match input.get(k) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+            _ => Err(bad(format!(
+                "the input of `{}` task needs `{k}`",
+                Untrusted(&task.task_type)
+            ))),
+        }
+    };
+    let number = |k: &str| -> Result<Option<u32>, Failure> {
+        match input.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| bad(format!("`{k}` must be a whole number"))),
+        }
+    };
+    let (integration, model) = (text("llmProvider")?, text("model")?);
+    logs.push(format!(
+        "hfconnect worker `{}`: `{}` on the endpoint of `{}/{}`",
+        Untrusted(&inner.worker_id),
+        Untrusted(&task.task_type),
+        Untrusted(&integration),
+        Untrusted(&model)
+    ));
+    let core = inner.connector.core();
+    let run = |op| core.manage_endpoint(principal, &integration, &model, op);
+    let answer = match kind {
+        EndpointTask::Pause => run(EndpointOperation::Pause).await?,
+        EndpointTask::Scale => {
+            let (Some(min), Some(max)) = (number("minReplica")?, number("maxReplica")?) else {
+                return Err(bad("a scale needs `minReplica` and `maxReplica`".into()));
+            };
+            if min > max {
+                return Err(bad(format!(
+                    "`minReplica` ({min}) is more than `maxReplica` ({max})"
+                )));
+            }
+            run(EndpointOperation::Scale {
+                min,
+                max,
+                scale_to_zero_after: number("scaleToZeroAfter")?,
+            })
+            .await?
+        }
+        EndpointTask::Resume => {
+            let poll = u64::from(number("pollSeconds")?.unwrap_or(10).clamp(1, 300));
+            let now = run(EndpointOperation::Status).await?;
+            let state = now
+                .status
+                .as_ref()
+                .map(|s| s.state.clone())
+                .unwrap_or_default();
+            let answer = match state.as_str() {
+                "running" => return Ok((now, None)),
+                "pending" | "initializing" | "updating" => now,
+                "failed" | "updateFailed" => {
+                    let e = now.failure().unwrap_or_else(|| {
+                        crate::task::TaskError::new(
+                            crate::task::TaskErrorKind::InvalidOutput,
+                            format!(
+                                "endpoint `{}` is `{}`",
+                                Untrusted(&now.endpoint),
+                                Untrusted(&state)
+                            ),
+                        )
+                    });
+                    let mut f = Failure::from(e);
+                    f.retryable = false;
+                    return Err(f);
+                }
+                _ => run(EndpointOperation::Resume).await?,
+            };
+            let running = answer.status.as_ref().is_some_and(|s| s.state == "running");
+            return Ok((answer, (!running).then_some(poll)));
+        }
+    };
+    Ok((answer, None))
 }
 
 #[cfg(test)]

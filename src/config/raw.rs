@@ -56,6 +56,9 @@ pub(crate) struct RawTaskTypes {
     pub chat_complete: Option<Spanned<String>>,
     pub summarize: Option<Spanned<String>>,
     pub generate_embeddings: Option<Spanned<String>>,
+    pub endpoint_resume: Option<Spanned<String>>,
+    pub endpoint_pause: Option<Spanned<String>>,
+    pub endpoint_scale: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -105,6 +105,29 @@ pub struct EndpointAnswer {
     pub decision: Option<Decision>,
 }
 
+impl EndpointAnswer {
+    /// Whether the endpoint is in a state that ends a wait as an error
+    /// (`failed`, `updateFailed`): the error it is.
+    pub fn failure(&self) -> Option<TaskError> {
+        let state = self.status.as_ref()?.state.as_str();
+        matches!(state, "failed" | "updateFailed").then(|| {
+            TaskError::new(
+                TaskErrorKind::Provider(crate::provider::ErrorKind::Upstream),
+                format!(
+                    "endpoint `{}` of model `{}` is `{state}`{}",
+                    crate::untrusted::Untrusted(&self.endpoint),
+                    crate::untrusted::Untrusted(&self.model),
+                    self.status
+                        .as_ref()
+                        .and_then(|s| s.message.as_deref())
+                        .map(|m| format!(": {}", crate::untrusted::Untrusted(m)))
+                        .unwrap_or_default()
+                ),
+            )
+        })
+    }
+}
+
 impl Core<HuggingFace> {
     /// Do `op` on the Inference Endpoint of `model` of `integration` for
     /// `principal`, if the policy allows it.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 pub use admission::{AdmissionBackend, OnUnavailable, RedisSettings};
-pub use worker::{ConductorAuth, WorkerIdentity, WorkerSettings};
+pub use worker::{ConductorAuth, EndpointTask, WorkerIdentity, WorkerSettings};
 
 use crate::provider::CallSettings;
 

@@ -30,6 +30,30 @@ pub struct ConductorAuth {
     pub key_secret: ApiKey,
 }
 
+/// A worker task that acts on a model's Inference Endpoint, so a workflow
+/// can bracket a batch: resume before, pause after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndpointTask {
+    /// Resume it, and report `IN_PROGRESS` (polled again) until it runs.
+    Resume,
+    /// Pause it.
+    Pause,
+    /// Set its replicas (`minReplica`, `maxReplica`, `scaleToZeroAfter`).
+    Scale,
+}
+
+impl EndpointTask {
+    /// The task type it is polled as by default.
+    pub fn conductor_type(self) -> &'static str {
+        match self {
+            EndpointTask::Resume => "HF_ENDPOINT_RESUME",
+            EndpointTask::Pause => "HF_ENDPOINT_PAUSE",
+            EndpointTask::Scale => "HF_ENDPOINT_SCALE",
+        }
+    }
+}
+
 /// The validated `[worker]` section.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -37,6 +61,9 @@ pub struct WorkerSettings {
     pub conductor_url: Option<Url>,
     /// Conductor task types and the task each one runs.
     pub task_types: Vec<(String, TaskKind)>,
+    /// Conductor task types that act on a model's Inference Endpoint (none
+    /// unless `task_types` names them).
+    pub endpoint_task_types: Vec<(String, EndpointTask)>,
     /// As whom tasks run.
     pub identity: WorkerIdentity,
     /// The `workerid` sent with polls and reports; the host name and pid when unset.
@@ -65,6 +92,7 @@ impl WorkerSettings {
                 .iter()
                 .map(|k| (k.conductor_type().to_string(), *k))
                 .collect(),
+            endpoint_task_types: Vec::new(),
             identity,
             worker_id: None,
             domain: None,

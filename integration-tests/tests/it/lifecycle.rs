@@ -309,3 +309,63 @@ async fn token_check_says_whether_the_token_may_manage_endpoints() {
         out.all()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_resumes_the_endpoint_runs_its_batch_and_pauses_it() {
+    use crate::support::working::setup_on;
+    let s = setup_on(|url| {
+        serve_config(url)
+            + "\n[[grants]]\nsubject = \"group:support\"\ntarget = \"model:hf:tgi\"\naccess = [\"READ\", \"UPDATE\"]\n"
+            + "\n[worker]\napp = \"batch\"\npoll_timeout = 0.2\nconcurrency = 4\ntask_types = { summarize = \"LLM_SUMMARIZE\", endpoint_resume = \"HF_ENDPOINT_RESUME\", endpoint_pause = \"HF_ENDPOINT_PAUSE\", endpoint_scale = \"HF_ENDPOINT_SCALE\" }\n"
+    })
+    .await;
+    s.hf.add_endpoint("tgi-ep", "paused", &s.hf.url());
+    s.hf.behave(|b| b.endpoint_start = Some(Duration::from_millis(1500)));
+    let root = hfconnect_integration_tests::repo_root().join("config-examples/conductor");
+    let client = reqwest::Client::new();
+    let api = s.conductor.url();
+    for (route, file) in [
+        ("metadata/taskdefs", "taskdefs.json"),
+        ("metadata/workflow", "batch-workflow.json"),
+    ] {
+        let r = client
+            .post(format!("{api}/{route}"))
+            .header("content-type", "application/json")
+            .body(std::fs::read_to_string(root.join(file)).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{route}: {}", r.status());
+    }
+    let wf = client
+        .post(format!("{api}/workflow/hfconnect_resume_batch_pause"))
+        .header("content-type", "application/json")
+        .body(r#"{"llmProvider": "hf", "model": "tgi", "text": "The printer prints every page twice."}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    s.run_all().await;
+    let w = s.conductor.workflow(wf.trim()).unwrap();
+    assert_eq!(w.status, "COMPLETED", "{w:?}");
+    assert_eq!(s.hf.endpoint_state("tgi-ep").as_deref(), Some("paused"));
+    // The resume waited: at least one IN_PROGRESS before it completed, and
+    // the summary ran only once the endpoint ran.
+    let statuses: Vec<String> = s
+        .conductor
+        .reports()
+        .iter()
+        .map(|r| r.status.clone())
+        .collect();
+    assert!(
+        statuses.iter().any(|st| st == "IN_PROGRESS"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        operations(&s.hf, "/resume"),
+        1,
+        "a starting endpoint is not resumed again"
+    );
+}

@@ -427,6 +427,8 @@ async fn the_binary_finishes_in_flight_requests_on_sigterm_and_reloads_on_sighup
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_describes_exactly_the_routes() {
     let fake = FakeHf::start(TOKEN).await.unwrap();
+    // The endpoint routes find model `tgi`'s endpoint.
+    fake.add_endpoint("tgi-ep", "running", &fake.url());
     let s = start(&fake).await;
     let doc: Value = reqwest::get(format!("{}/openapi.json", s.url))
         .await
@@ -452,7 +454,13 @@ async fn openapi_describes_exactly_the_routes() {
     let client = reqwest::Client::new();
     for (method, path) in &routes {
         // A path parameter gets a value that exists.
-        let url = format!("{}{}", s.url, path.replace("{id}", "hf/tgi"));
+        let url = format!(
+            "{}{}",
+            s.url,
+            path.replace("{id}", "hf/tgi")
+                .replace("{integration}", "hf")
+                .replace("{model}", "tgi")
+        );
         let resp = match method.as_str() {
             "get" => client.get(&url).bearer_auth(APP_KEY).send().await.unwrap(),
             _ => client.post(&url).bearer_auth(APP_KEY).json(&json!({"llmProvider": "hf", "model": "bart", "text": "t", "prompt": "p", "messages": [{"role": "user", "message": "m"}]})).send().await.unwrap(),

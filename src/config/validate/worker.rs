@@ -8,8 +8,11 @@ use super::super::raw::{IdentityMode, RawWorker};
 use super::super::secret;
 use super::{at_least_one, parse_http_url, seconds, suggest, V};
 use crate::catalog::TaskKind;
-use crate::runtime::{ConductorAuth, WorkerIdentity, WorkerSettings};
+use crate::runtime::{ConductorAuth, EndpointTask, WorkerIdentity, WorkerSettings};
 /// The `[worker]` section; `None` (after reporting) when it is invalid.
+/// A task type as written, and what it runs: a task, or an endpoint task.
+type Named<'a> = (&'a Option<Spanned<String>>, Result<TaskKind, EndpointTask>);
+
 pub(super) fn worker(
     v: &mut V<'_>,
     rw: Spanned<RawWorker>,
@@ -77,6 +80,7 @@ pub(super) fn worker(
         None => None,
     };
 
+    let mut endpoint_task_types: Vec<(String, EndpointTask)> = Vec::new();
     let task_types = match &r.task_types {
         None => TaskKind::ALL
             .iter()
@@ -84,12 +88,16 @@ pub(super) fn worker(
             .collect(),
         Some(t) => {
             let mut out: Vec<(String, TaskKind)> = Vec::new();
-            for (name, kind) in [
-                (&t.value.text_complete, TaskKind::TextGeneration),
-                (&t.value.chat_complete, TaskKind::Chat),
-                (&t.value.summarize, TaskKind::Summarization),
-                (&t.value.generate_embeddings, TaskKind::Embeddings),
-            ] {
+            let named: [Named<'_>; 7] = [
+                (&t.value.text_complete, Ok(TaskKind::TextGeneration)),
+                (&t.value.chat_complete, Ok(TaskKind::Chat)),
+                (&t.value.summarize, Ok(TaskKind::Summarization)),
+                (&t.value.generate_embeddings, Ok(TaskKind::Embeddings)),
+                (&t.value.endpoint_resume, Err(EndpointTask::Resume)),
+                (&t.value.endpoint_pause, Err(EndpointTask::Pause)),
+                (&t.value.endpoint_scale, Err(EndpointTask::Scale)),
+            ];
+            for (name, kind) in named {
                 let Some(name) = name else { continue };
                 let n = name.value.trim();
                 if n.is_empty() || n.chars().any(|c| c.is_whitespace() || c == '/') {
@@ -102,21 +110,26 @@ pub(super) fn worker(
                     )
                     .help = Some("task type names hold no spaces or `/`".into());
                     ok = false;
-                } else if out.iter().any(|(x, _)| x == n) {
+                } else if out.iter().any(|(x, _)| x == n)
+                    || endpoint_task_types.iter().any(|(x, _)| x == n)
+                {
                     v.error(&name.loc, format!("task type `{n}` is listed twice"))
                         .help = Some("each task type runs one kind of task".into());
                     ok = false;
                 } else {
-                    out.push((n.to_string(), kind));
+                    match kind {
+                        Ok(k) => out.push((n.to_string(), k)),
+                        Err(e) => endpoint_task_types.push((n.to_string(), e)),
+                    }
                 }
             }
-            if out.is_empty() && ok {
+            if out.is_empty() && endpoint_task_types.is_empty() && ok {
                 v.error(
                     &t.loc,
                     "`worker.task_types` lists no task type; the worker would poll nothing",
                 )
                 .help = Some(
-                    "name at least one of `text_complete`, `chat_complete`, `summarize`, `generate_embeddings`".into(),
+                    "name at least one of `text_complete`, `chat_complete`, `summarize`, `generate_embeddings`, `endpoint_resume`, `endpoint_pause`, `endpoint_scale`".into(),
                 );
                 ok = false;
             }
@@ -211,6 +224,7 @@ pub(super) fn worker(
     ok.then_some(WorkerSettings {
         conductor_url,
         task_types,
+        endpoint_task_types,
         identity,
         worker_id,
         domain,

@@ -66,11 +66,16 @@ pub struct Setup {
 }
 
 pub async fn setup(worker: &str) -> Setup {
+    setup_on(|url| worker_config(url, worker)).await
+}
+
+/// [`setup`] on the config `config` makes for the fake's URL.
+pub async fn setup_on(config: impl FnOnce(&str) -> String) -> Setup {
     let hf = FakeHf::start(TOKEN).await.unwrap();
     hf.behave(|b| b.echo = true);
     let conductor = FakeConductor::start().await.unwrap();
     let dir = Dir::new();
-    let path = dir.write("c.toml", &worker_config(&hf.url(), worker));
+    let path = dir.write("c.toml", &config(&hf.url()));
     let connector = Connector::from_path(&path, &LoadOptions::new().env(env())).unwrap();
     let settings = hfconnect::testing::core(&connector)
         .runtime()
