@@ -310,9 +310,16 @@ pub(crate) fn write_info(target: &str, fields: impl FnOnce(&mut String)) -> bool
 /// Install the global subscriber: `format`, level from `RUST_LOG` (default
 /// `info`), to stderr through a [`LineBuffer`]. Keep the guard until the end.
 pub fn init(format: LogFormat) -> Option<LogGuard> {
+    init_with(format, "info")
+}
+
+/// [`init`] with `default` as the level when `RUST_LOG` is unset (the
+/// one-shot commands that change things log only their audit events:
+/// `hfconnect::audit=info`).
+pub fn init_with(format: LogFormat, default: &str) -> Option<LogGuard> {
     crate::untrusted::set_json_logs(format == LogFormat::Json);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let (buffer, guard) = LineBuffer::new(Box::new(std::io::stderr()));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

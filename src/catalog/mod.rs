@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::access::{Policy, Role, Target};
 use crate::chat_template::ChatTemplate;
+use crate::provider::huggingface::EndpointSpec;
 use crate::provider::{Api, ModelEndpoint};
 
 mod budget;
@@ -98,6 +99,11 @@ pub struct Model {
     pub(crate) upstream_model: Option<String>,
     /// The Inference Endpoint serving it, by name (`inference_endpoint`).
     pub(crate) inference_endpoint: Option<Arc<str>>,
+    /// What its Inference Endpoint should be (`deployment`).
+    pub(crate) deployment: Option<Arc<EndpointSpec>>,
+    /// Whether its URL comes from the management API (`inference_endpoint`
+    /// without `endpoint`); `endpoint` is then the endpoint's management resource.
+    pub(crate) url_from_management: bool,
     pub(crate) defaults: ModelDefaults,
     pub(crate) dimensions: Option<NonZeroU32>,
     pub(crate) chat_template: Option<(PathBuf, Arc<ChatTemplate>)>,
@@ -145,6 +151,15 @@ impl Model {
     /// The Inference Endpoint that serves it, when the config names it.
     pub fn inference_endpoint(&self) -> Option<&str> {
         self.inference_endpoint.as_deref()
+    }
+    /// What its Inference Endpoint should be, from its `deployment` block.
+    pub fn deployment(&self) -> Option<&EndpointSpec> {
+        self.deployment.as_deref()
+    }
+    /// Whether its URL is the management API's (it names an Inference
+    /// Endpoint and gives no `endpoint`).
+    pub fn url_from_management(&self) -> bool {
+        self.url_from_management
     }
 
     /// The model id sent upstream (`upstream_model`, else the name).

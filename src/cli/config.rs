@@ -6,15 +6,27 @@ use serde_json::json;
 
 use super::{ConfigArg, Exit, Io, EXIT_BAD_INPUT, EXIT_OK, EXIT_WARNINGS};
 use crate::catalog::Catalog;
-use crate::config::{ConfigError, LoadOptions, LoadedConfig};
+use crate::config::{ConfigError, Diagnostic, LoadOptions, LoadedConfig};
 
 /// `strict`: warnings fail the check too, with their own exit code.
-pub(crate) fn check(arg: &ConfigArg, json: bool, strict: bool, io: &mut Io<'_>) -> Exit {
+/// Unless `offline`, an integration with models that carry a `deployment`
+/// block has its token asked (`whoami-v2`) whether it may manage endpoints.
+pub(crate) fn check(
+    arg: &ConfigArg,
+    json: bool,
+    strict: bool,
+    offline: bool,
+    io: &mut Io<'_>,
+) -> Exit {
     let path = match arg.path(io) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let result = crate::config::load(path, &LoadOptions::new());
+    let mut result = crate::config::load(path, &LoadOptions::new());
+    if let (Ok(loaded), false) = (&mut result, offline) {
+        let more = management_warnings(path, &loaded.catalog);
+        loaded.warnings.extend(more);
+    }
     let passed = |loaded: &LoadedConfig| {
         if strict && !loaded.warnings.is_empty() {
             EXIT_WARNINGS
@@ -65,6 +77,58 @@ pub(crate) fn check(arg: &ConfigArg, json: bool, strict: bool, io: &mut Io<'_>) 
     }
 }
 
+/// A warning for each model with a `deployment` block whose integration's
+/// token may not manage endpoints (or could not be asked).
+fn management_warnings(path: &std::path::Path, catalog: &Catalog) -> Vec<Diagnostic> {
+    let deploying: Vec<_> = catalog
+        .integrations()
+        .iter()
+        .filter(|i| i.models().iter().any(|m| m.deployment().is_some()))
+        .collect();
+    if deploying.is_empty() {
+        return Vec::new();
+    }
+    let Ok(connector) = crate::connector::Connector::from_path(path, &LoadOptions::new()) else {
+        return Vec::new();
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for i in deploying {
+        let asked = rt.block_on(connector.core().token_check(i.name()));
+        let problem = match asked {
+            Ok(r) if r.may_manage == Some(true) => continue,
+            Ok(r) => match r.namespace {
+                None => format!("integration `{}` has no `namespace`, so its endpoints cannot be managed", i.name()),
+                Some(ns) => format!(
+                    "the token of integration `{}` may not manage the Inference Endpoints of namespace `{ns}` (it lacks `inference.endpoints.write`)",
+                    i.name()
+                ),
+            },
+            Err(e) => format!(
+                "whether the token of integration `{}` may manage endpoints could not be checked: {e}",
+                i.name()
+            ),
+        };
+        for m in i.models().iter().filter(|m| m.deployment().is_some()) {
+            let mut d = Diagnostic::warning(
+                m.origin(),
+                format!(
+                    "model `{}` has a `deployment` block, but {problem}",
+                    m.name()
+                ),
+            );
+            d.help = Some("`hfconnect endpoint create|apply` will be refused upstream: use a token with `inference.endpoints.write` for the namespace (`hfconnect token check` shows it), or `--offline` to skip this check".into());
+            out.push(d);
+        }
+    }
+    out
+}
+
 fn error_json(e: &ConfigError) -> serde_json::Value {
     json!({
         "valid": false,
@@ -88,7 +152,9 @@ fn summary_json(c: &Catalog) -> serde_json::Value {
                 "name": m.name(),
                 "api": m.api(),
                 "tasks": m.tasks(),
-                "endpoint": m.endpoint().as_str(),
+                "endpoint": if m.url_from_management() { None } else { Some(m.endpoint().as_str()) },
+                "inference_endpoint": m.inference_endpoint(),
+                "deployment": m.deployment().is_some(),
                 "active": m.is_active(),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
@@ -149,7 +215,11 @@ fn write_summary(out: &mut dyn Write, path: &std::path::Path, loaded: &LoadedCon
                 m.name(),
                 m.api(),
                 tasks.join(", "),
-                m.endpoint(),
+                match (m.url_from_management(), m.inference_endpoint()) {
+                    (true, Some(e)) =>
+                        format!("Inference Endpoint `{e}`, URL from the management API"),
+                    _ => m.endpoint().to_string(),
+                },
                 if m.is_active() { "" } else { " [inactive]" },
             );
         }

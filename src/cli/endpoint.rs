@@ -19,12 +19,38 @@ pub(crate) struct EndpointStatusArgs {
     /// Only this model.
     #[arg(long)]
     model: Option<String>,
+    /// Ask as this subject (`user:ID` or `app:NAME`), under the policy
+    /// (`READ` on the model; needs `--model`): the management API's view of
+    /// the model's endpoint, audited. Without it, the config's holder
+    /// probes every model.
+    #[arg(long = "as", value_name = "SUBJECT")]
+    subject: Option<String>,
+    /// With `--as`: act as this one group of the subject's.
+    #[arg(long, value_name = "GROUP", requires = "subject")]
+    group: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub(crate) fn status(args: &EndpointStatusArgs, io: &mut Io<'_>) -> Exit {
+    if let Some(subject) = &args.subject {
+        let Some(model) = &args.model else {
+            let _ = writeln!(io.err, "error: `--as` asks about one model: pass `--model`");
+            return super::EXIT_BAD_INPUT;
+        };
+        let governed = super::lifecycle::LifecycleArgs::status(
+            super::CallerArgs {
+                config: args.config.clone(),
+                subject: subject.clone(),
+                group: args.group.clone(),
+            },
+            &args.integration,
+            model,
+            args.json,
+        );
+        return super::lifecycle::run(&governed, crate::connector::EndpointOperation::Status, io);
+    }
     let (connector, rt) = match connector_and_runtime(&args.config, io) {
         Ok(x) => x,
         Err(code) => return code,

@@ -1,14 +1,16 @@
-//! `hfconnect endpoint pause|resume|scale-to-zero|scale|delete`: change a
-//! model's Inference Endpoint as a subject, under the policy (`UPDATE`, or
-//! `DELETE`); `--wait` follows a resume or a scale until the endpoint runs,
-//! showing each state it passes and the time taken, bounded by `--timeout`.
+//! `hfconnect endpoint pause|resume|scale-to-zero|scale|create|delete|plan|apply`:
+//! change a model's Inference Endpoint as a subject, under the policy
+//! (`UPDATE`, `CREATE`, `DELETE`; `READ` for a plan); `--wait` follows a
+//! resume, scale, create or apply until the endpoint runs and its health
+//! route answers, showing each state it passes and the time taken, bounded
+//! by `--timeout`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 
 use super::{exit_for_task, CallerArgs, Exit, Io, EXIT_OK, EXIT_PROVIDER};
-use crate::connector::{EndpointAnswer, EndpointOperation};
+use crate::connector::{EndpointAnswer, EndpointOperation, WaitStep};
 
 #[derive(Debug, Args)]
 pub(crate) struct LifecycleArgs {
@@ -20,15 +22,34 @@ pub(crate) struct LifecycleArgs {
     /// The model whose endpoint it is.
     #[arg(long)]
     model: String,
-    /// Wait until the endpoint runs (resume, scale).
+    /// Wait until the endpoint runs and its health route answers (resume,
+    /// scale, create, apply).
     #[arg(long)]
     wait: bool,
     /// How long `--wait` waits, in seconds.
     #[arg(long, default_value_t = 900)]
     timeout: u64,
+    /// How often `--wait` asks, in milliseconds.
+    #[arg(long, default_value_t = 2000, hide = true)]
+    poll_ms: u64,
     /// Print the endpoint's state as JSON.
     #[arg(long)]
     json: bool,
+}
+
+impl LifecycleArgs {
+    /// `endpoint status --as`: the governed status of one model's endpoint.
+    pub(crate) fn status(caller: CallerArgs, integration: &str, model: &str, json: bool) -> Self {
+        LifecycleArgs {
+            caller,
+            integration: integration.to_string(),
+            model: model.to_string(),
+            wait: false,
+            timeout: 0,
+            poll_ms: 0,
+            json,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +88,9 @@ pub(crate) fn scale(args: &ScaleArgs, io: &mut Io<'_>) -> Exit {
 }
 
 pub(crate) fn run(args: &LifecycleArgs, op: EndpointOperation, io: &mut Io<'_>) -> Exit {
+    // Who did what to which endpoint is recorded here too, on stderr.
+    let _audit =
+        crate::logging::init_with(crate::logging::LogFormat::Human, "hfconnect::audit=info");
     let (connector, rt) = match super::connector_and_runtime(&args.caller.config, io) {
         Ok(x) => x,
         Err(code) => return code,
@@ -94,60 +118,58 @@ pub(crate) fn run(args: &LifecycleArgs, op: EndpointOperation, io: &mut Io<'_>) 
                 return exit_for_task(&e);
             }
         };
-    show(&answer, args.json, io);
-    if !args.wait
-        || matches!(
-            op,
-            EndpointOperation::Delete | EndpointOperation::Pause | EndpointOperation::ScaleToZero
-        )
-    {
+    let waits = matches!(
+        op,
+        EndpointOperation::Resume
+            | EndpointOperation::Scale { .. }
+            | EndpointOperation::Create
+            | EndpointOperation::Apply
+    );
+    if !args.wait || !waits {
+        show(&answer, args.json, io);
         return EXIT_OK;
     }
-    let started = Instant::now();
-    let mut last = state_of(&answer);
-    let _ = writeln!(io.err, "{:>6.1}s  {last}", 0.0);
-    loop {
-        match last.as_str() {
-            "running" => return EXIT_OK,
-            "failed" | "updateFailed" => {
-                let _ = writeln!(io.err, "error: the endpoint is `{last}`");
-                return EXIT_PROVIDER;
-            }
-            _ => {}
-        }
-        if started.elapsed() > Duration::from_secs(args.timeout) {
+    if !args.json {
+        show(&answer, false, io);
+    }
+    let err = &mut *io.err;
+    let waited = rt.block_on(core.wait_for_endpoint(
+        &principal,
+        &args.integration,
+        &args.model,
+        Duration::from_secs(args.timeout),
+        Duration::from_millis(args.poll_ms),
+        &mut |step: &WaitStep| {
             let _ = writeln!(
-                io.err,
-                "error: the endpoint is still `{last}` after {} s (`--timeout`)",
-                args.timeout
+                err,
+                "{:>6.1}s  {}{}",
+                step.elapsed.as_secs_f64(),
+                step.state,
+                if step.serving {
+                    " and serving (its health route answers)"
+                } else {
+                    ""
+                }
             );
-            return EXIT_PROVIDER;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        let now = match rt.block_on(core.manage_endpoint(
-            &principal,
-            &args.integration,
-            &args.model,
-            EndpointOperation::Status,
-        )) {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = writeln!(io.err, "error: {e}");
-                return exit_for_task(&e);
+        },
+    ));
+    match waited {
+        Ok(done) => {
+            if args.json {
+                show(&done, true, io);
             }
-        };
-        let state = state_of(&now);
-        if state != last {
-            let _ = writeln!(io.err, "{:>6.1}s  {state}", started.elapsed().as_secs_f64());
-            last = state;
+            EXIT_OK
+        }
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e}");
+            if e.kind() == crate::task::TaskErrorKind::Provider(crate::provider::ErrorKind::Timeout)
+            {
+                EXIT_PROVIDER
+            } else {
+                exit_for_task(&e)
+            }
         }
     }
-}
-
-fn state_of(a: &EndpointAnswer) -> String {
-    a.status
-        .as_ref()
-        .map_or_else(|| "deleted".to_string(), |s| s.state.clone())
 }
 
 fn show(a: &EndpointAnswer, json: bool, io: &mut Io<'_>) {
@@ -158,6 +180,38 @@ fn show(a: &EndpointAnswer, json: bool, io: &mut Io<'_>) {
             serde_json::to_string_pretty(a).unwrap_or_default()
         );
         return;
+    }
+    if let Some(action) = a.action {
+        let what = match action {
+            "create" if a.operation == "plan" => "does not exist: `apply` creates it",
+            "create" => "created",
+            "none" => "matches its `deployment` block",
+            "update" if a.operation == "plan" => "differs from its `deployment` block: `apply` updates it",
+            "update" => "updated to match its `deployment` block",
+            _ => "differs from its `deployment` block where an update cannot change it: delete it and create it again",
+        };
+        let _ = writeln!(
+            io.out,
+            "{} {}/{}: endpoint `{}` {what}",
+            a.operation, a.integration, a.model, a.endpoint
+        );
+        for d in &a.drift {
+            let _ = writeln!(
+                io.out,
+                "  {:<24} {} -> {}{}",
+                d.field,
+                d.live.as_deref().unwrap_or("(unset)"),
+                d.wanted.as_deref().unwrap_or("(removed)"),
+                if d.updatable {
+                    ""
+                } else {
+                    "  (needs re-creation)"
+                }
+            );
+        }
+        if a.operation == "plan" || a.status.is_none() {
+            return;
+        }
     }
     let _ = match &a.status {
         Some(s) => writeln!(

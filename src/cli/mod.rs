@@ -136,7 +136,7 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum EndpointCommand {
-    /// Health and info of each model endpoint, plus the management API's view: exit 0 all healthy, 4 token missing or refused, 5 otherwise.
+    /// Health and info of each model endpoint, plus the management API's view: exit 0 all healthy, 4 token missing or refused, 5 otherwise; with `--as SUBJECT --model M`, one model's endpoint under the policy (`READ`).
     Status(endpoint::EndpointStatusArgs),
     /// Pause a model's Inference Endpoint as a subject (needs `UPDATE` on the model): not billed until resumed.
     Pause(lifecycle::LifecycleArgs),
@@ -148,6 +148,12 @@ enum EndpointCommand {
     Scale(lifecycle::ScaleArgs),
     /// Delete it, irreversibly (`DELETE`).
     Delete(lifecycle::LifecycleArgs),
+    /// Create it from the model's `deployment` block (`CREATE`); `--wait` follows it until it serves.
+    Create(lifecycle::LifecycleArgs),
+    /// Show what differs between the model's `deployment` block and the live endpoint (`READ`).
+    Plan(lifecycle::LifecycleArgs),
+    /// Change the live endpoint to match the `deployment` block (`UPDATE`; `CREATE` when it does not exist).
+    Apply(lifecycle::LifecycleArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +169,10 @@ enum ConfigCommand {
         /// questionable setting should stop a deploy.
         #[arg(long)]
         strict: bool,
+        /// Ask no server: skip asking the Hub whether the tokens of
+        /// integrations with `deployment` blocks may manage endpoints.
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -369,7 +379,8 @@ where
             config,
             json,
             strict,
-        }) => config::check(&config, json, strict, &mut io),
+            offline,
+        }) => config::check(&config, json, strict, offline, &mut io),
         Command::Access(AccessCommand::Explain(args)) => access::explain(&args, &mut io),
         Command::Access(AccessCommand::List(args)) => access::list(&args, &mut io),
         Command::Token(TokenCommand::Check(args)) => token::check(&args, &mut io),
@@ -388,6 +399,15 @@ where
         Command::Endpoint(EndpointCommand::Scale(args)) => lifecycle::scale(&args, &mut io),
         Command::Endpoint(EndpointCommand::Delete(args)) => {
             lifecycle::run(&args, crate::connector::EndpointOperation::Delete, &mut io)
+        }
+        Command::Endpoint(EndpointCommand::Create(args)) => {
+            lifecycle::run(&args, crate::connector::EndpointOperation::Create, &mut io)
+        }
+        Command::Endpoint(EndpointCommand::Plan(args)) => {
+            lifecycle::run(&args, crate::connector::EndpointOperation::Plan, &mut io)
+        }
+        Command::Endpoint(EndpointCommand::Apply(args)) => {
+            lifecycle::run(&args, crate::connector::EndpointOperation::Apply, &mut io)
         }
         Command::Run(args) => run::run(&args, &mut io),
         Command::Template(TemplateCommand::Render(args)) => template::render(&args, &mut io),

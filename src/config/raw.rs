@@ -189,11 +189,38 @@ pub(crate) struct RawModel {
     pub active: Option<bool>,
     pub upstream_model: Option<Spanned<String>>,
     pub inference_endpoint: Option<Spanned<String>>,
+    pub deployment: Option<Spanned<RawDeployment>>,
     pub defaults: Option<Spanned<RawDefaults>>,
     pub chat_template: Option<Spanned<String>>,
     pub dimensions: Option<Spanned<u32>>,
     pub rate_limit: Option<RawRate>,
     pub max_concurrency: Option<Spanned<u32>>,
+}
+
+/// A model's Inference Endpoint as it should be: the management API's
+/// create fields in snake_case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDeployment {
+    pub repository: Spanned<String>,
+    pub revision: Option<Spanned<String>>,
+    pub task: Option<Spanned<String>>,
+    pub framework: Option<Spanned<String>>,
+    /// `huggingface` (the default), `tgi`, `tei`, or a custom image URL.
+    pub image: Option<Spanned<String>>,
+    /// A custom image's port and health route.
+    pub port: Option<Spanned<u16>>,
+    pub health_route: Option<Spanned<String>>,
+    pub accelerator: Spanned<String>,
+    pub vendor: Spanned<String>,
+    pub region: Spanned<String>,
+    pub instance_type: Spanned<String>,
+    pub instance_size: Spanned<String>,
+    pub min_replica: Option<Spanned<u32>>,
+    pub max_replica: Option<Spanned<u32>>,
+    /// Minutes.
+    pub scale_to_zero_timeout: Option<Spanned<u32>>,
+    pub env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 #[derive(Debug, Deserialize)]

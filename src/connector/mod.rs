@@ -45,7 +45,7 @@ use crate::runtime::Runtime;
 use crate::task::{TaskError, TaskErrorKind, TaskEvent};
 
 pub(crate) use audit::Refusal;
-pub use lifecycle::{EndpointAnswer, EndpointOperation};
+pub use lifecycle::{EndpointAnswer, EndpointOperation, WaitStep};
 pub use ops::{EndpointStatus, ModelStatus, TokenReport};
 pub(crate) use prepare::MAX_EMBED_TEXTS;
 pub use run::{Ran, Reply, TaskRequest};

@@ -313,7 +313,7 @@ impl Metrics {
         let endpoint_operations = IntCounterVec::new(
             Opts::new(
                 "hfconnect_endpoint_operations_total",
-                "Inference Endpoint operations (status, pause, resume, scale-to-zero, scale, delete) by outcome, integration and model",
+                "Inference Endpoint operations (status, pause, resume, scale-to-zero, scale, create, delete, plan, apply, wait) by outcome, integration and model",
             ),
             &["operation", "outcome", "integration", "model"],
         )?;

@@ -113,6 +113,11 @@ pub struct ModelEndpoint {
     pub api: Api,
     /// The model id sent upstream (`model` of chat requests, repo id for the router).
     pub upstream_model: String,
+    /// The Inference Endpoint serving it, by name, when the config names it.
+    pub inference_endpoint: Option<String>,
+    /// Whether `base_url` stands in for a URL the management API gives
+    /// (`inference_endpoint` without `endpoint`): looked up before a call.
+    pub url_from_management: bool,
 }
 
 /// Generation parameters; `None` leaves the server's default.

@@ -1,7 +1,9 @@
 //! `/v1/endpoints/{integration}/{model}`: a model's Inference Endpoint under
 //! the policy, for the caller the request authenticates (`GET`: its status,
 //! `READ`; `POST …/pause`, `…/resume`, `…/scale-to-zero`, `…/scale` with
-//! `{min, max, scale_to_zero_after}`: `UPDATE`; `POST …/delete`: `DELETE`).
+//! `{min, max, scale_to_zero_after}`: `UPDATE`; `POST …/create`: `CREATE`;
+//! `POST …/delete`: `DELETE`; `POST …/plan`: `READ`, changes nothing;
+//! `POST …/apply`: `UPDATE`, and `CREATE` when it creates).
 //! Model names may hold `/`: the operation is the path's last segment.
 
 use axum::body::Body;
@@ -44,7 +46,7 @@ pub(crate) async fn change(
     let invalid = |m: String| ApiError::from(TaskError::new(TaskErrorKind::InvalidInput, m));
     let Some((model, op)) = rest.rsplit_once('/') else {
         return Err(invalid(format!(
-            "`{}` names no operation: end the path with `/pause`, `/resume`, `/scale-to-zero`, `/scale` or `/delete`",
+            "`{}` names no operation: end the path with `/pause`, `/resume`, `/scale-to-zero`, `/scale`, `/create`, `/delete`, `/plan` or `/apply`",
             Untrusted(&rest)
         )));
     };
@@ -53,13 +55,16 @@ pub(crate) async fn change(
         "resume" => EndpointOperation::Resume,
         "scale-to-zero" => EndpointOperation::ScaleToZero,
         "delete" => EndpointOperation::Delete,
+        "create" => EndpointOperation::Create,
+        "plan" => EndpointOperation::Plan,
+        "apply" => EndpointOperation::Apply,
         "scale" => {
             let bytes = read_body(&headers, body, state.body_limit, state.body_timeout).await?;
             scale_of(&bytes).map_err(invalid)?
         }
         other => {
             return Err(invalid(format!(
-                "unknown endpoint operation `{}`: `pause`, `resume`, `scale-to-zero`, `scale` or `delete`",
+                "unknown endpoint operation `{}`: `pause`, `resume`, `scale-to-zero`, `scale`, `create`, `delete`, `plan` or `apply`",
                 Untrusted(other)
             )))
         }

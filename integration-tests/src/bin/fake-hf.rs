@@ -21,10 +21,11 @@ struct Args {
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let server = FakeHf::start_on(&args.token, args.port).await?;
+    server.with_demo_endpoint(std::time::Duration::from_secs(3));
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "fake Hugging Face server on {} (token `{}`; management API at {}; faults: {}/_fake/help)",
+            "fake Hugging Face server on {} (token `{}`; management API at {}, with endpoint `local-tgi` of namespace `demo`; faults: {}/_fake/help)",
             server.url(),
             args.token,
             server.management_url(),

@@ -4,7 +4,9 @@
 //! machine (created → pending → initializing → running; updating → running;
 //! paused; scaledToZero) that moves on its own when `endpoint_start` is set,
 //! endpoints that never finish starting (`stuck_endpoints`), and a token
-//! without `inference.endpoints.write` (`manage_forbidden`).
+//! without `inference.endpoints.write` (`manage_forbidden`). A created
+//! endpoint is served by the fake itself under `/ep/{name}` while it runs
+//! (503 otherwise; a request wakes one scaled to zero).
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -15,9 +17,22 @@ use serde_json::{json, Value};
 
 use super::{json_response, lock, respond, Behaviour, Body, FakeEndpoint};
 
+/// `over` merged into `base`: objects key by key, anything else replaced
+/// (a `PUT` is a partial update).
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
 fn endpoint_json(e: &FakeEndpoint) -> Value {
     let running = e.state == "running";
-    json!({
+    let mut v = json!({
         "name": e.name,
         "type": "protected",
         "provider": {"vendor": "aws", "region": "us-east-1"},
@@ -34,7 +49,25 @@ fn endpoint_json(e: &FakeEndpoint) -> Value {
             "readyReplica": if running { e.min_replica.max(1) } else { 0 },
             "targetReplica": e.min_replica.max(1),
         },
-    })
+    });
+    let mut spec = e.spec.clone();
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("name");
+        o.remove("status");
+        if let Some(c) = o.get_mut("compute").and_then(Value::as_object_mut) {
+            c.remove("scaling");
+        }
+    }
+    if spec.is_object() {
+        merge(&mut v, &spec);
+    }
+    // One image, not a merge of two.
+    if let Some(i) = spec.pointer("/model/image") {
+        v["model"]["image"] = i.clone();
+    }
+    v["model"]["repository"] = json!(e.repository);
+    v["model"]["task"] = json!(e.task);
+    v
 }
 
 fn not_found() -> Response {
@@ -42,7 +75,7 @@ fn not_found() -> Response {
 }
 
 /// Move every starting endpoint on, as time says.
-fn advance(eps: &mut [FakeEndpoint], b: &Behaviour) {
+pub(super) fn advance(eps: &mut [FakeEndpoint], b: &Behaviour) {
     let Some(start) = b.endpoint_start else {
         return;
     };
@@ -68,6 +101,7 @@ pub(super) fn handle(
     path: &str,
     body: &[u8],
     b: &Behaviour,
+    host: &str,
 ) -> Response {
     let parts: Vec<&str> = path
         .trim_start_matches("/v2/endpoint/")
@@ -118,7 +152,7 @@ pub(super) fn handle(
             let e = FakeEndpoint {
                 name: name.into(),
                 state: "pending".into(),
-                url: format!("http://fake-endpoints.invalid/{name}"),
+                url: format!("http://{host}/ep/{name}"),
                 min_replica: n("minReplica").unwrap_or(1),
                 max_replica: n("maxReplica").unwrap_or(1),
                 scale_to_zero_timeout: n("scaleToZeroTimeout"),
@@ -133,6 +167,7 @@ pub(super) fn handle(
                     .unwrap_or_default()
                     .into(),
                 since: Instant::now(),
+                spec: v.clone(),
             };
             let answer = endpoint_json(&e);
             eps.push(e);
@@ -160,6 +195,21 @@ pub(super) fn handle(
             if let Some(r) = v.pointer("/model/repository").and_then(Value::as_str) {
                 e.repository = r.into();
             }
+            if let Some(t) = v.pointer("/model/task").and_then(Value::as_str) {
+                e.task = t.into();
+            }
+            if e.spec.is_null() {
+                e.spec = json!({});
+            }
+            // `env` and `image` are replaced whole, as the management API does.
+            if let Some(m) = e.spec.get_mut("model").and_then(Value::as_object_mut) {
+                for k in ["env", "image"] {
+                    if let Some(x) = v.pointer(&format!("/model/{k}")) {
+                        m.insert(k.into(), x.clone());
+                    }
+                }
+            }
+            merge(&mut e.spec, &v);
             set(e, "updating");
             json_response(&endpoint_json(e), &[])
         }

@@ -235,6 +235,9 @@ pub struct FakeEndpoint {
     pub task: String,
     /// When it entered its state (the state machine's clock).
     pub since: std::time::Instant,
+    /// The rest of its description as created and updated (`provider`,
+    /// `compute`, `model`, `type`), merged over the fake's defaults.
+    pub spec: Value,
 }
 
 impl FakeEndpoint {
@@ -250,6 +253,7 @@ impl FakeEndpoint {
             repository: "fake/model".into(),
             task: "text-generation".into(),
             since: std::time::Instant::now(),
+            spec: Value::Null,
         }
     }
 }
@@ -445,6 +449,25 @@ impl FakeHf {
         lock(&self.state.endpoints).push(FakeEndpoint::new(name, state, url));
     }
 
+    /// What `fake-hf` starts with for `config-examples/local.toml`: the
+    /// Inference Endpoint `local-tgi` of namespace `demo`, running at the
+    /// fake's own URL, which takes `start` to come up after a resume.
+    pub fn with_demo_endpoint(&self, start: std::time::Duration) {
+        self.add_endpoint("local-tgi", "running", &format!("{}/", self.url()));
+        self.behave(|b| b.endpoint_start = Some(start));
+    }
+
+    /// Change a managed endpoint behind the management API's back (as a
+    /// change in the Inference Endpoints UI would).
+    pub fn change_endpoint(&self, name: &str, f: impl FnOnce(&mut FakeEndpoint)) {
+        if let Some(e) = lock(&self.state.endpoints)
+            .iter_mut()
+            .find(|e| e.name == name)
+        {
+            f(e);
+        }
+    }
+
     /// The state of a managed endpoint.
     pub fn endpoint_state(&self, name: &str) -> Option<String> {
         lock(&self.state.endpoints)
@@ -601,7 +624,7 @@ async fn handle(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let path = uri.path().to_string();
+    let mut path = uri.path().to_string();
     if !state
         .no_recording
         .load(std::sync::atomic::Ordering::Relaxed)
@@ -620,6 +643,25 @@ async fn handle(
                 .collect(),
             body: body.to_vec(),
         });
+    }
+    // An endpoint the management API created is served under `/ep/{name}`:
+    // only while it runs; a request wakes one scaled to zero.
+    if let Some(rest) = path.strip_prefix("/ep/") {
+        let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let behaviour = lock(&state.behaviour).clone();
+        let mut eps = lock(&state.endpoints);
+        management::advance(&mut eps, &behaviour);
+        let Some(e) = eps.iter_mut().find(|e| e.name == name) else {
+            return respond(404, Body::Text("Not Found".into()), &[]);
+        };
+        if e.state != "running" {
+            if e.state == "scaledToZero" {
+                e.state = "initializing".into();
+                e.since = std::time::Instant::now();
+            }
+            return respond(503, Body::Text("Service Unavailable".into()), &[]);
+        }
+        path = format!("/{tail}");
     }
     let Some(route) = route_of(&method, &path) else {
         return respond(404, Body::Text("Not Found".into()), &[]);
@@ -693,7 +735,11 @@ async fn handle(
         Route::Info => info(&behaviour),
         Route::WhoAmI => whoami(&behaviour),
         Route::Endpoints | Route::Resume => {
-            management::handle(&state.endpoints, &method, &path, &body, &behaviour)
+            let host = headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            management::handle(&state.endpoints, &method, &path, &body, &behaviour, host)
         }
         Route::Generate => generate(&headers, &body, &behaviour),
         Route::GenerateStream => generate_stream(&headers, &body, &behaviour, stream_faults),

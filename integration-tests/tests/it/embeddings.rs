@@ -747,6 +747,8 @@ async fn a_tei_probe_reads_its_info() {
         base_url: format!("{}/tei", fake.url()).parse().unwrap(),
         api: Api::Tei,
         upstream_model: "fake/embedder".into(),
+        inference_endpoint: None,
+        url_from_management: false,
     };
     let info = p.probe(&tei).await.unwrap();
     assert!(info.healthy);

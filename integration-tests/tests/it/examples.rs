@@ -1054,3 +1054,61 @@ fn a_worker_polling_what_no_model_serves_is_warned_of() {
     );
     assert_eq!(run(&["config", "check", "--strict", "--config", p]).code, 6);
 }
+
+/// README.md's "The endpoint's lifecycle, governed": its three commands, as
+/// written, on the fake that `fake-hf` starts (with its demo endpoint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_endpoint_lifecycle_works() {
+    let fake = hfconnect_integration_tests::fake_hf::FakeHf::start("hf_fake_token")
+        .await
+        .unwrap();
+    fake.with_demo_endpoint(std::time::Duration::from_millis(300));
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("## The endpoint's lifecycle, governed")
+        .expect("the README has the section")..];
+    let block = section.split("```sh\n").nth(1).unwrap();
+    let block = &block[..block.find("```").unwrap()];
+    let commands: Vec<Vec<&str>> = block
+        .lines()
+        .filter_map(|l| l.strip_prefix("cargo run -- "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(commands.len(), 3, "{block}");
+    let dir = Dir::new();
+    let config = local_example(&dir, &fake.url(), None);
+    let mut codes = Vec::new();
+    for words in &commands {
+        let args: Vec<String> = words
+            .iter()
+            .map(|w| {
+                if *w == "config-examples/local.toml" {
+                    config.to_string_lossy().into_owned()
+                } else {
+                    (*w).to_string()
+                }
+            })
+            .collect();
+        let out = tokio::task::spawn_blocking(move || {
+            crate::support::Run::new(&args).unwrap().output().unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.stderr.contains("hfconnect::audit"),
+            "an audit line: {}",
+            out.all()
+        );
+        assert!(!out.all().contains("hf_fake_token"), "{}", out.all());
+        codes.push((out.code, out.all()));
+    }
+    assert_eq!(codes[0].0, 3, "{}", codes[0].1);
+    assert!(codes[0].1.contains("`UPDATE`"), "{}", codes[0].1);
+    assert_eq!(codes[1].0, 0, "{}", codes[1].1);
+    assert!(codes[1].1.contains("is paused"), "{}", codes[1].1);
+    assert_eq!(codes[2].0, 0, "{}", codes[2].1);
+    assert!(codes[2].1.contains("running and serving"), "{}", codes[2].1);
+    assert_eq!(fake.endpoint_state("local-tgi").as_deref(), Some("running"));
+    let pauses = fake.requests_to("/local-tgi/pause").len();
+    assert_eq!(pauses, 1, "the denied pause sent nothing");
+}

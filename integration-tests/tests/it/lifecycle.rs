@@ -3,6 +3,9 @@
 //! machine) and scale change the endpoint; a denied one makes no upstream
 //! call and exits with the denied code; a token without
 //! `inference.endpoints.write` is a clear error; no token byte is shown.
+//! A model's `deployment` block is created (`CREATE`), its drift planned
+//! (`READ`) and applied (`UPDATE`); a model that names its endpoint and
+//! gives no URL is called at the URL the management API gives.
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +50,20 @@ fn endpoint(config: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// The states a `--wait` reported (its `  1.2s  state` lines).
+fn states(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|t| t.strip_suffix('s'))
+                .is_some_and(|t| t.parse::<f64>().is_ok())
+        })
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect()
+}
+
 fn operations(fake: &FakeHf, op: &str) -> usize {
     fake.requests()
         .iter()
@@ -79,14 +96,19 @@ async fn pause_resume_and_scale_are_governed_and_followed_to_running() {
 
     let out = endpoint(
         &config,
-        &["resume", "--as", "user:alice", "--wait", "--timeout", "20"],
+        &[
+            "resume",
+            "--as",
+            "user:alice",
+            "--wait",
+            "--timeout",
+            "20",
+            "--poll-ms",
+            "100",
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    let states: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .collect();
+    let states = states(&out.stderr);
     assert_eq!(states, ["initializing", "running"], "{}", out.all());
 
     let out = endpoint(
@@ -368,4 +390,411 @@ async fn a_workflow_resumes_the_endpoint_runs_its_batch_and_pauses_it() {
         1,
         "a starting endpoint is not resumed again"
     );
+}
+
+/// Model `made` of `hf` names endpoint `made-ep`, gives no URL and carries a
+/// `deployment` block; group `support` (alice) may READ, UPDATE and CREATE
+/// it, `ops` (bob) may only READ it.
+fn deploying(fake: &FakeHf, dir: &Dir) -> std::path::PathBuf {
+    let model = r#"
+[[integrations.models]]
+name = "made"
+api = "tgi"
+tasks = ["text-generation"]
+inference_endpoint = "made-ep"
+defaults = { max_tokens = 3 }
+
+[integrations.models.deployment]
+repository = "org/made"
+task = "text-generation"
+image = "tgi"
+accelerator = "gpu"
+vendor = "aws"
+region = "us-east-1"
+instance_type = "nvidia-a10g"
+instance_size = "x1"
+min_replica = 0
+max_replica = 2
+scale_to_zero_timeout = 15
+env = { MAX_INPUT_TOKENS = "4096" }
+"#;
+    let text = serve_config(&fake.url()).replacen(
+        "\n[[integrations]]\nname = \"hf-off\"",
+        &format!("{model}\n[[integrations]]\nname = \"hf-off\""),
+        1,
+    );
+    assert!(text.contains("made-ep"));
+    dir.write(
+        "c.toml",
+        &(text
+            + "\n[[groups]]\nname = \"ops\"\nmembers = [\"bob\"]\n"
+            + "\n[[grants]]\nsubject = \"group:support\"\ntarget = \"model:hf:made\"\naccess = [\"READ\", \"UPDATE\", \"CREATE\", \"EXECUTE\"]\n"
+            + "\n[[grants]]\nsubject = \"group:ops\"\ntarget = \"model:hf:made\"\naccess = [\"READ\"]\n"),
+    )
+}
+
+fn on_made(config: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["endpoint"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "hf",
+        "--model",
+        "made",
+        "--poll-ms",
+        "100",
+    ]);
+    // Every log line, down to debug, is searched for the token.
+    let out = Run::new(&all)
+        .unwrap()
+        .env("HF_TOKEN", TOKEN)
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(
+        !out.all().contains(TOKEN),
+        "the token showed: {}",
+        out.all()
+    );
+    out
+}
+
+fn writes(fake: &FakeHf, method: &str) -> Vec<Value> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.starts_with("/v2/endpoint/"))
+        .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_plan_and_apply_hold_the_endpoint_to_its_deployment_block() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    fake.behave(|b| b.endpoint_start = Some(Duration::from_millis(600)));
+    let dir = Dir::new();
+    let config = deploying(&fake, &dir);
+
+    // Nothing there yet: the plan says `apply` creates it, and changes nothing.
+    let out = on_made(&config, &["plan", "--as", "user:bob"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("endpoint `made-ep` does not exist"),
+        "{}",
+        out.all()
+    );
+    assert!(writes(&fake, "POST").is_empty());
+
+    // bob may only READ: create and apply are denied, nothing is sent.
+    for op in ["create", "apply"] {
+        let out = on_made(&config, &[op, "--as", "user:bob"]);
+        assert_eq!(out.code, 3, "{op}: {}", out.all());
+        assert!(out.stderr.contains("denied"), "{}", out.all());
+    }
+    assert!(writes(&fake, "POST").is_empty());
+    assert!(fake.endpoint_state("made-ep").is_none());
+
+    // alice creates it and waits through pending and initializing until it
+    // runs and its health route answers.
+    let out = on_made(
+        &config,
+        &["create", "--as", "user:alice", "--wait", "--timeout", "20"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let states = states(&out.stderr);
+    assert_eq!(states.first(), Some(&"pending"), "{}", out.all());
+    assert_eq!(states.last(), Some(&"running"), "{}", out.all());
+    assert!(out.stderr.contains("and serving"), "{}", out.all());
+    let created = writes(&fake, "POST");
+    assert_eq!(created.len(), 1, "{created:?}");
+    let body = &created[0];
+    assert_eq!(body["name"], "made-ep");
+    assert_eq!(body["model"]["repository"], "org/made");
+    assert_eq!(body["model"]["image"], serde_json::json!({"tgi": {}}));
+    assert_eq!(body["model"]["env"]["MAX_INPUT_TOKENS"], "4096");
+    assert_eq!(body["compute"]["instanceType"], "nvidia-a10g");
+    assert_eq!(
+        body["compute"]["scaling"],
+        serde_json::json!({"minReplica": 0, "maxReplica": 2, "scaleToZeroTimeout": 15})
+    );
+    assert_eq!(body["provider"]["region"], "us-east-1");
+    // The health route was asked at the URL the endpoint got.
+    assert!(!fake.requests_to("/ep/made-ep/health").is_empty());
+
+    // The model has no URL of its own: a task goes where the management API says.
+    let run = Run::new([
+        "run",
+        "text-complete",
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "hf",
+        "--model",
+        "made",
+        "--prompt",
+        "Say hi",
+        "--as",
+        "user:alice",
+    ])
+    .unwrap()
+    .env("HF_TOKEN", TOKEN)
+    .output()
+    .unwrap();
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(fake.requests_to("/ep/made-ep/generate").len(), 1);
+
+    // In step: nothing to do.
+    let out = on_made(&config, &["plan", "--as", "user:bob", "--json"]);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["action"], "none", "{v}");
+
+    // Someone changed it in the UI: the plan shows the drift, field by field.
+    fake.change_endpoint("made-ep", |e| {
+        e.max_replica = 5;
+        e.spec["model"]["env"] = serde_json::json!({"MAX_INPUT_TOKENS": "4096", "DEBUG": "1"});
+    });
+    let out = on_made(&config, &["plan", "--as", "user:bob"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("`apply` updates it"), "{}", out.all());
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains("max_replica") && l.contains("5 -> 2")),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains("env.DEBUG") && l.contains("1 -> (removed)")),
+        "{}",
+        out.all()
+    );
+    assert!(writes(&fake, "PUT").is_empty());
+
+    // apply removes it with one partial update of just those sections.
+    let out = on_made(&config, &["apply", "--as", "user:alice", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let puts = writes(&fake, "PUT");
+    assert_eq!(
+        puts,
+        [serde_json::json!({
+            "compute": {"scaling": {"minReplica": 0, "maxReplica": 2, "scaleToZeroTimeout": 15}},
+            "model": {"env": {"MAX_INPUT_TOKENS": "4096"}},
+        })]
+    );
+    let out = on_made(&config, &["plan", "--as", "user:bob", "--json"]);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["action"], "none", "{v}");
+
+    // A region cannot be updated: apply says so and sends nothing.
+    fake.change_endpoint("made-ep", |e| {
+        e.spec["provider"]["region"] = serde_json::json!("eu-west-1");
+    });
+    let out = on_made(&config, &["apply", "--as", "user:alice"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("`region`, which an update cannot change"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(writes(&fake, "PUT").len(), 1);
+
+    // Each operation is audited: who, which operation, which endpoint, the outcome.
+    let audit = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("hfconnect::audit"))
+        .unwrap_or_default();
+    for part in [
+        "caller=user:alice",
+        "operation=\"apply\"",
+        "endpoint=made-ep",
+        "outcome=\"invalid_input\"",
+    ] {
+        assert!(audit.contains(part), "{part}: {audit} in {}", out.all());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaled_to_zero_endpoint_wakes_on_a_task() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    fake.behave(|b| b.endpoint_start = Some(Duration::from_millis(400)));
+    let dir = Dir::new();
+    let config = deploying(&fake, &dir);
+    let out = on_made(
+        &config,
+        &["create", "--as", "user:alice", "--wait", "--timeout", "20"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let out = on_made(&config, &["scale-to-zero", "--as", "user:alice"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        fake.endpoint_state("made-ep").as_deref(),
+        Some("scaledToZero")
+    );
+    // The first request wakes it (503 while it starts); the task waits it out.
+    let run = Run::new([
+        "run",
+        "text-complete",
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "hf",
+        "--model",
+        "made",
+        "--prompt",
+        "Say hi",
+        "--as",
+        "user:alice",
+    ])
+    .unwrap()
+    .env("HF_TOKEN", TOKEN)
+    .output()
+    .unwrap();
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(fake.endpoint_state("made-ep").as_deref(), Some("running"));
+    assert!(fake.requests_to("/ep/made-ep/generate").len() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_warns_when_a_deployment_cannot_be_managed() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let config = deploying(&fake, &dir);
+    let check = |extra: &[&str]| {
+        let mut args = vec!["config", "check", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = Run::new(&args)
+            .unwrap()
+            .env("HF_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert!(!out.all().contains(TOKEN));
+        out
+    };
+    // The fake's token may call endpoints but not manage them.
+    let out = check(&[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "model `made` has a `deployment` block, but the token of integration `hf` may not manage the Inference Endpoints of namespace `acme` (it lacks `inference.endpoints.write`)"
+        ),
+        "{}",
+        out.all()
+    );
+    assert!(out.stderr.contains("c.toml:"), "located: {}", out.all());
+    assert_eq!(check(&["--strict"]).code, 6);
+    // `--offline` asks nobody.
+    let asked = fake.requests_to("/api/whoami-v2").len();
+    let out = check(&["--offline"]);
+    assert!(!out.stderr.contains("`deployment` block"), "{}", out.all());
+    assert_eq!(fake.requests_to("/api/whoami-v2").len(), asked);
+    // With the scope, no warning.
+    fake.behave(|b| {
+        b.token_role = "fineGrained".into();
+        b.token_permissions.push("inference.endpoints.write".into());
+    });
+    let out = check(&[]);
+    assert!(!out.stderr.contains("`deployment` block"), "{}", out.all());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_blocks_are_validated_with_located_errors() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let config = deploying(&fake, &dir);
+    let good = std::fs::read_to_string(&config).unwrap();
+    for (from, to, says) in [
+        (
+            "env = { MAX_INPUT_TOKENS = \"4096\" }",
+            "env = { HF_TOKEN = \"whatever\" }",
+            "`deployment.env` key `HF_TOKEN` of model `made` looks like a secret",
+        ),
+        (
+            "max_replica = 2",
+            "max_replica = 0",
+            "`deployment.max_replica` must be at least 1",
+        ),
+        (
+            "inference_endpoint = \"made-ep\"\n",
+            "",
+            "model `made` has a `deployment` block but no `inference_endpoint`",
+        ),
+        (
+            "image = \"tgi\"",
+            "image = \"tgi\"\nport = 8080",
+            "`deployment.port` is only for a custom image",
+        ),
+        ("instance_size = \"x1\"\n", "", "instance_size"),
+    ] {
+        std::fs::write(&config, good.replacen(from, to, 1)).unwrap();
+        let out = crate::support::check(&config);
+        assert_eq!(out.code, 2, "{from} -> {to}: {}", out.all());
+        assert!(out.stderr.contains(says), "{says}: {}", out.all());
+        assert!(out.stderr.contains("c.toml:"), "located: {}", out.all());
+        assert!(!out.all().contains("whatever"), "{}", out.all());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_creates_plans_and_applies_deployments() {
+    use crate::support::{start_with, APP_KEY, PORTAL_KEY};
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    fake.behave(|b| b.endpoint_start = Some(Duration::from_millis(200)));
+    let dir = Dir::new();
+    let config = deploying(&fake, &dir);
+    let s = start_with(std::fs::read_to_string(config).unwrap(), |_| {}).await;
+    let client = reqwest::Client::new();
+    let post = |op: &str, key: &str, user: Option<&str>| {
+        let mut r = client
+            .post(format!("{}/v1/endpoints/hf/made/{op}", s.url))
+            .bearer_auth(key);
+        if let Some(u) = user {
+            r = r.header("x-hfconnect-user", u);
+        }
+        r.send()
+    };
+    let r = post("plan", APP_KEY, None).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["action"], "create", "{v}");
+    // bob may READ but not CREATE: 403 and no create sent.
+    let r = post("create", PORTAL_KEY, Some("bob")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(writes(&fake, "POST").is_empty());
+    let r = post("apply", APP_KEY, None).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["action"].as_str(), v["status"]["state"].as_str()),
+        (Some("create"), Some("pending")),
+        "{v}"
+    );
+    assert_eq!(writes(&fake, "POST").len(), 1);
+    // Created: a second create is the management API's conflict, not a panic.
+    let r = post("create", APP_KEY, None).await.unwrap();
+    assert_eq!(r.status().as_u16() / 100, 4);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("already exists"), "{text}");
+    assert!(!text.contains(TOKEN));
+    // A model without a `deployment` block has nothing to create from.
+    let r = client
+        .post(format!("{}/v1/endpoints/hf/tgi/plan", s.url))
+        .bearer_auth(APP_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("has no `deployment` block"),
+        "{v}"
+    );
+    assert!(!v.to_string().contains(TOKEN));
 }

@@ -111,7 +111,11 @@ pub(super) fn integration(
     for rm in r.models.0 {
         let name_ok = v.name_ok("model", &rm.value.name, true)
             && v.unique("model", &mut seen, &rm.value.name);
-        match model(v, rm) {
+        let at = Managed {
+            namespace: r.namespace.as_ref().map(|n| n.value.as_str()),
+            management_url: management_url.as_ref(),
+        };
+        match model(v, rm, at) {
             Some(m) if name_ok => models.push(m),
             _ => ok = false,
         }
@@ -308,13 +312,42 @@ fn unserved(api: Api, kind: TaskKind) -> Option<&'static str> {
     }
 }
 
-fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
+/// Where the integration's Inference Endpoints are managed.
+#[derive(Clone, Copy)]
+struct Managed<'a> {
+    namespace: Option<&'a str>,
+    management_url: Option<&'a Url>,
+}
+
+fn model(v: &mut V<'_>, rm: Spanned<RawModel>, at: Managed<'_>) -> Option<Model> {
     let loc = rm.loc;
     let r = rm.value;
     let mut ok = true;
     let api = r.api.value;
 
+    let url_from_management =
+        r.endpoint.is_none() && r.inference_endpoint.is_some() && api != Api::Router;
     let endpoint = match (&r.endpoint, api) {
+        (None, _) if url_from_management => match (at.namespace, at.management_url) {
+            // Stands in until the provider asks the management API.
+            (Some(ns), Some(m)) => r
+                .inference_endpoint
+                .as_ref()
+                .map(|e| crate::provider::huggingface::management_resource(m, ns, &e.value)),
+            (None, _) => {
+                v.error(
+                    &loc.child_of("endpoint"),
+                    format!(
+                        "model `{}` has no `endpoint` and its integration no `namespace` to find Inference Endpoint `{}` in",
+                        r.name.value,
+                        r.inference_endpoint.as_ref().map_or("", |e| e.value.as_str())
+                    ),
+                )
+                .help = Some("set the integration's `namespace`, or the model's `endpoint` URL".into());
+                None
+            }
+            (_, None) => None,
+        },
         (Some(e), _) => match parse_http_url(&e.value) {
             Ok(u) => {
                 if u.scheme() == "http" && !is_local(&u) {
@@ -399,6 +432,31 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
             ok = false;
         }
     }
+
+    let deployment = match (&r.deployment, &r.inference_endpoint) {
+        (None, _) => None,
+        (Some(d), None) => {
+            v.error(
+                &d.loc,
+                format!(
+                    "model `{}` has a `deployment` block but no `inference_endpoint`",
+                    r.name.value
+                ),
+            )
+            .help = Some(
+                "name the Inference Endpoint the block deploys: `inference_endpoint = \"NAME\"`"
+                    .into(),
+            );
+            ok = false;
+            None
+        }
+        (Some(d), Some(_)) => Some(Arc::new(super::deployment::deployment(
+            v,
+            &r.name.value,
+            d,
+            &mut ok,
+        ))),
+    };
 
     let defaults = match &r.defaults {
         None => ModelDefaults::default(),
@@ -542,6 +600,8 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
         base_url: endpoint.clone(),
         api,
         upstream_model: upstream_model.clone().unwrap_or_else(|| name.to_string()),
+        inference_endpoint: r.inference_endpoint.as_ref().map(|e| e.value.clone()),
+        url_from_management,
     });
     Some(Model {
         limits,
@@ -554,6 +614,8 @@ fn model(v: &mut V<'_>, rm: Spanned<RawModel>) -> Option<Model> {
         active: r.active.unwrap_or(true),
         upstream_model,
         inference_endpoint: r.inference_endpoint.map(|e| e.value.into()),
+        deployment,
+        url_from_management,
         defaults,
         dimensions,
         chat_template,

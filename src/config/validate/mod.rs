@@ -12,6 +12,7 @@ use url::Url;
 mod access;
 mod admission;
 mod budget;
+mod deployment;
 mod integration;
 mod worker;
 

@@ -125,6 +125,9 @@ pub struct ManagedEndpoint {
     pub scale_to_zero_timeout: Option<u32>,
     /// The route that answers 200 once it serves (`/health`).
     pub health_route: Option<String>,
+    /// What it is deployed from and on.
+    #[serde(default, skip_deserializing)]
+    pub spec: super::EndpointSpec,
 }
 
 impl ManagedEndpoint {
@@ -142,6 +145,7 @@ impl ManagedEndpoint {
             max_replica: count(v.pointer("/compute/scaling/maxReplica")),
             scale_to_zero_timeout: count(v.pointer("/compute/scaling/scaleToZeroTimeout")),
             health_route: text(v.get("healthRoute")),
+            spec: super::EndpointSpec::from_json(v),
         })
     }
 

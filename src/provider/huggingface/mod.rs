@@ -15,10 +15,12 @@
 mod auth;
 mod chat_route;
 mod classify;
+mod deployment;
 mod dispatch;
 mod embed;
 mod flavour;
 mod hub;
+mod locate;
 mod net_error;
 mod pipeline;
 mod router;
@@ -42,6 +44,7 @@ use serde_json::Value;
 use url::Url;
 
 use self::auth::Credential;
+pub use self::deployment::{Drift, EndpointImage, EndpointSpec};
 use self::dispatch::flavour;
 use self::flavour::{Flavour, Probe};
 pub use self::hub::{ManagedEndpoint, WhoAmI};
@@ -72,6 +75,15 @@ pub enum EndpointChange {
     Delete,
     /// `POST /endpoint/{namespace}`: a new endpoint from its body.
     Create(serde_json::Value),
+}
+
+/// The management API's resource for endpoint `name` of `namespace`: what
+/// stands for a model's URL until the provider asks for it.
+pub fn management_resource(management_url: &Url, namespace: &str, name: &str) -> Url {
+    join(
+        management_url,
+        &format!("endpoint/{}/{}", encode(namespace), encode(name)),
+    )
 }
 
 /// An endpoint name as one path segment (names are DNS labels; anything
@@ -141,6 +153,9 @@ struct Inner {
     model_headers: Result<Box<[HeaderMap; STRIPES]>, String>,
     /// Each embeddings endpoint's `max_client_batch_size`, by base URL, once read.
     batch_sizes: std::sync::Mutex<rustc_hash::FxHashMap<String, usize>>,
+    /// The management API's URL of each model that names its endpoint and
+    /// gives none, with when it was read.
+    located: std::sync::Mutex<rustc_hash::FxHashMap<String, (Url, Instant)>>,
 }
 
 /// Where a call stands in its retries.
@@ -259,6 +274,7 @@ impl HuggingFace {
                 credential,
                 model_headers,
                 batch_sizes: std::sync::Mutex::default(),
+                located: std::sync::Mutex::default(),
             }),
         })
     }
@@ -356,6 +372,28 @@ impl HuggingFace {
             }
         };
         self.out(r)
+    }
+
+    /// Whether a running endpoint serves: its URL and health route
+    /// (`/health` unless it says otherwise) answer 200, as
+    /// `huggingface_hub`'s `wait()` requires before it calls an endpoint ready.
+    pub async fn endpoint_serves(&self, endpoint: &ManagedEndpoint) -> bool {
+        let Some(url) = endpoint.url.as_deref().and_then(|u| Url::parse(u).ok()) else {
+            return false;
+        };
+        let route = endpoint.health_route.as_deref().unwrap_or("/health");
+        let mut health = url.clone();
+        let path = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            route.trim_start_matches('/')
+        );
+        health.set_path(&path);
+        let Ok(b) = self.inner.builder(reqwest::Method::GET, health) else {
+            return false;
+        };
+        let b = b.timeout(self.inner.settings.calls.request_timeout);
+        matches!(b.send().await, Ok(r) if r.status().is_success())
     }
 
     async fn endpoint_call(
@@ -459,7 +497,10 @@ impl LlmProvider for HuggingFace {
         model: &ModelEndpoint,
         request: &TextRequest,
     ) -> Result<Completion, ProviderError> {
-        let r = flavour!(model.api, f => f.generate(self, model, request).await);
+        let r = match self.inner.locate(model).await {
+            Ok(model) => flavour!(model.api, f => f.generate(self, &model, request).await),
+            Err(e) => Err(e),
+        };
         self.done(r)
     }
 
@@ -468,7 +509,10 @@ impl LlmProvider for HuggingFace {
         model: &ModelEndpoint,
         request: &ChatRequest,
     ) -> Result<Completion, ProviderError> {
-        let r = flavour!(model.api, f => f.chat(self, model, request).await);
+        let r = match self.inner.locate(model).await {
+            Ok(model) => flavour!(model.api, f => f.chat(self, &model, request).await),
+            Err(e) => Err(e),
+        };
         self.done(r)
     }
 
@@ -477,17 +521,36 @@ impl LlmProvider for HuggingFace {
         model: &ModelEndpoint,
         request: &SummarizeRequest,
     ) -> Result<Completion, ProviderError> {
-        let r = flavour!(model.api, f => f.summarize(self, model, request).await);
+        let r = match self.inner.locate(model).await {
+            Ok(model) => flavour!(model.api, f => f.summarize(self, &model, request).await),
+            Err(e) => Err(e),
+        };
         self.done(r)
     }
 
     fn generate_stream(&self, model: &ModelEndpoint, request: TextRequest) -> CompletionStream {
-        let s = flavour!(model.api, f => f.generate_stream(self, model, request));
+        let s = if model.url_from_management {
+            let (this, model) = (self.clone(), model.clone());
+            located_stream(async move {
+                let m = this.inner.locate(&model).await?.into_owned();
+                Ok(flavour!(m.api, f => f.generate_stream(&this, &m, request)))
+            })
+        } else {
+            flavour!(model.api, f => f.generate_stream(self, model, request))
+        };
         self.scrubbed(s)
     }
 
     fn chat_stream(&self, model: &ModelEndpoint, request: ChatRequest) -> CompletionStream {
-        let s = flavour!(model.api, f => f.chat_stream(self, model, request));
+        let s = if model.url_from_management {
+            let (this, model) = (self.clone(), model.clone());
+            located_stream(async move {
+                let m = this.inner.locate(&model).await?.into_owned();
+                Ok(flavour!(m.api, f => f.chat_stream(&this, &m, request)))
+            })
+        } else {
+            flavour!(model.api, f => f.chat_stream(self, model, request))
+        };
         self.scrubbed(s)
     }
 
@@ -496,14 +559,35 @@ impl LlmProvider for HuggingFace {
         model: &ModelEndpoint,
         request: &EmbedRequest,
     ) -> Result<Embeddings, ProviderError> {
-        let r = self.embed_unscrubbed(model, request).await;
+        let r = match self.inner.locate(model).await {
+            Ok(model) => self.embed_unscrubbed(&model, request).await,
+            Err(e) => Err(e),
+        };
         self.out(r)
     }
 
     async fn probe(&self, model: &ModelEndpoint) -> Result<EndpointInfo, ProviderError> {
-        let r = self.probe_unscrubbed(model).await;
+        let r = match self.inner.locate(model).await {
+            Ok(model) => self.probe_unscrubbed(&model).await,
+            Err(e) => Err(e),
+        };
         self.out(r)
     }
+}
+
+/// A stream that starts once `start` has found where to call.
+fn located_stream(
+    start: impl std::future::Future<Output = Result<CompletionStream, ProviderError>> + Send + 'static,
+) -> CompletionStream {
+    Box::pin(
+        futures_util::stream::once(async move {
+            match start.await {
+                Ok(s) => s,
+                Err(e) => Box::pin(futures_util::stream::iter([Err(e)])) as CompletionStream,
+            }
+        })
+        .flatten(),
+    )
 }
 
 impl HuggingFace {
@@ -591,6 +675,8 @@ mod tests {
             base_url: Url::parse(DEFAULT_ROUTER_URL).unwrap(),
             api: Api::Router,
             upstream_model: "facebook/bart-large-cnn".into(),
+            inference_endpoint: None,
+            url_from_management: false,
         };
         assert_eq!(
             router_model_url(&m).as_str(),

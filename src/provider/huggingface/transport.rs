@@ -290,10 +290,12 @@ impl Inner {
             // The token may not see the management API: no evidence either way.
             return Ok(false);
         };
-        let Some(ep) = ManagedEndpoint::list_from_json(&v)
-            .into_iter()
-            .find(|ep| ep.serves(model.base_url.as_str()))
-        else {
+        let Some(ep) = ManagedEndpoint::list_from_json(&v).into_iter().find(|ep| {
+            match model.inference_endpoint.as_deref() {
+                Some(name) => ep.name == name,
+                None => ep.serves(model.base_url.as_str()),
+            }
+        }) else {
             return Ok(false);
         };
         tracing::info!(integration = %self.settings.integration, model = %model.name, endpoint = %ep.name, state = %ep.state, "endpoint state (management API)");

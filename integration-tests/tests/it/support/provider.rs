@@ -61,6 +61,8 @@ pub fn model(fake: &FakeHf, api: Api) -> ModelEndpoint {
         base_url: base.parse().unwrap(),
         api,
         upstream_model: "org/model".into(),
+        inference_endpoint: None,
+        url_from_management: false,
     }
 }
 
