@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{exit_for_task, CallerArgs, Exit, Io, EXIT_OK, EXIT_PROVIDER};
+use super::{exit_for_task, CallerArgs, Exit, Io, EXIT_OK};
 use crate::connector::{EndpointAnswer, EndpointOperation, WaitStep};
 
 #[derive(Debug, Args)]
@@ -162,12 +162,8 @@ pub(crate) fn run(args: &LifecycleArgs, op: EndpointOperation, io: &mut Io<'_>) 
         }
         Err(e) => {
             let _ = writeln!(io.err, "error: {e}");
-            if e.kind() == crate::task::TaskErrorKind::Provider(crate::provider::ErrorKind::Timeout)
-            {
-                EXIT_PROVIDER
-            } else {
-                exit_for_task(&e)
-            }
+            // A timeout or a failed endpoint is the provider's code (5).
+            exit_for_task(&e)
         }
     }
 }

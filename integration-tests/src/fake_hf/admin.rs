@@ -166,6 +166,11 @@ struct BehaviourPatch {
     tei_max_input: Option<usize>,
     fe_per_token: Option<bool>,
     echo_stop: Option<bool>,
+    endpoint_start_ms: Option<u64>,
+    stuck_endpoints: Option<Vec<String>>,
+    failing_endpoints: Option<Vec<String>>,
+    manage_forbidden: Option<bool>,
+    token_permissions: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -256,8 +261,15 @@ pub(super) fn handle(s: &Arc<State>, method: &Method, path: &str, body: &[u8]) -
                     tei_max_batch,
                     tei_max_input,
                     fe_per_token,
-                    echo_stop
+                    echo_stop,
+                    stuck_endpoints,
+                    failing_endpoints,
+                    manage_forbidden,
+                    token_permissions
                 );
+                if let Some(ms) = p.endpoint_start_ms {
+                    b.endpoint_start = Some(Duration::from_millis(ms));
+                }
                 if let Some(ms) = p.delay_ms {
                     b.delay = Duration::from_millis(ms);
                 }

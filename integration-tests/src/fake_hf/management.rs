@@ -3,7 +3,8 @@
 //! resume (a 400 "already running" when it runs), scale-to-zero; with a state
 //! machine (created → pending → initializing → running; updating → running;
 //! paused; scaledToZero) that moves on its own when `endpoint_start` is set,
-//! endpoints that never finish starting (`stuck_endpoints`), and a token
+//! endpoints that never finish starting (`stuck_endpoints`) or end it
+//! `failed` (`failing_endpoints`), and a token
 //! without `inference.endpoints.write` (`manage_forbidden`). A created
 //! endpoint is served by the fake itself under `/ep/{name}` while it runs
 //! (503 otherwise; a request wakes one scaled to zero).
@@ -82,7 +83,12 @@ pub(super) fn advance(eps: &mut [FakeEndpoint], b: &Behaviour) {
     for e in eps.iter_mut() {
         let starting = matches!(e.state.as_str(), "pending" | "initializing" | "updating");
         if starting && !b.stuck_endpoints.contains(&e.name) && e.since.elapsed() >= start {
-            e.state = "running".into();
+            e.state = match (b.failing_endpoints.contains(&e.name), e.state.as_str()) {
+                (false, _) => "running",
+                (true, "updating") => "updateFailed",
+                (true, _) => "failed",
+            }
+            .into();
             e.since = Instant::now();
         } else if e.state == "pending" && e.since.elapsed() >= start / 2 {
             e.state = "initializing".into();

@@ -303,6 +303,9 @@ pub struct Behaviour {
     pub endpoint_start: Option<Duration>,
     /// Managed endpoints that never finish starting.
     pub stuck_endpoints: Vec<String>,
+    /// Managed endpoints that end their start `failed` (`updateFailed`
+    /// after an update) instead of running.
+    pub failing_endpoints: Vec<String>,
     /// The token lacks `inference.endpoints.write`: every management call
     /// that changes an endpoint is refused with 403.
     pub manage_forbidden: bool,
@@ -330,6 +333,7 @@ impl Default for Behaviour {
             echo_stop: false,
             endpoint_start: None,
             stuck_endpoints: Vec::new(),
+            failing_endpoints: Vec::new(),
             manage_forbidden: false,
         }
     }

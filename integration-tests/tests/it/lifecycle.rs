@@ -461,6 +461,28 @@ fn on_made(config: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// A text task on model `made` as alice, through the command line.
+fn say_hi_on_made(config: &Path) -> Output {
+    Run::new([
+        "run",
+        "text-complete",
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "hf",
+        "--model",
+        "made",
+        "--prompt",
+        "Say hi",
+        "--as",
+        "user:alice",
+    ])
+    .unwrap()
+    .env("HF_TOKEN", TOKEN)
+    .output()
+    .unwrap()
+}
+
 fn writes(fake: &FakeHf, method: &str) -> Vec<Value> {
     fake.requests()
         .iter()
@@ -523,24 +545,7 @@ async fn create_plan_and_apply_hold_the_endpoint_to_its_deployment_block() {
     assert!(!fake.requests_to("/ep/made-ep/health").is_empty());
 
     // The model has no URL of its own: a task goes where the management API says.
-    let run = Run::new([
-        "run",
-        "text-complete",
-        "--config",
-        config.to_str().unwrap(),
-        "--integration",
-        "hf",
-        "--model",
-        "made",
-        "--prompt",
-        "Say hi",
-        "--as",
-        "user:alice",
-    ])
-    .unwrap()
-    .env("HF_TOKEN", TOKEN)
-    .output()
-    .unwrap();
+    let run = say_hi_on_made(&config);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(fake.requests_to("/ep/made-ep/generate").len(), 1);
 
@@ -636,24 +641,7 @@ async fn a_scaled_to_zero_endpoint_wakes_on_a_task() {
         Some("scaledToZero")
     );
     // The first request wakes it (503 while it starts); the task waits it out.
-    let run = Run::new([
-        "run",
-        "text-complete",
-        "--config",
-        config.to_str().unwrap(),
-        "--integration",
-        "hf",
-        "--model",
-        "made",
-        "--prompt",
-        "Say hi",
-        "--as",
-        "user:alice",
-    ])
-    .unwrap()
-    .env("HF_TOKEN", TOKEN)
-    .output()
-    .unwrap();
+    let run = say_hi_on_made(&config);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(fake.endpoint_state("made-ep").as_deref(), Some("running"));
     assert!(fake.requests_to("/ep/made-ep/generate").len() >= 2);
@@ -797,4 +785,78 @@ async fn serve_creates_plans_and_applies_deployments() {
         "{v}"
     );
     assert!(!v.to_string().contains(TOKEN));
+}
+
+/// The faults, driven over HTTP as from a shell against `fake-hf`: an
+/// endpoint that never finishes starting ends `--wait` at `--timeout`, one
+/// that fails ends it at once, a 5xx of the management API is an error that
+/// says so, and a token without the scope is refused naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_end_on_failure_timeout_and_management_errors() {
+    let fake = FakeHf::start(TOKEN).await.unwrap();
+    let dir = Dir::new();
+    let config = deploying(&fake, &dir);
+    let client = reqwest::Client::new();
+    let admin = |path: &str, body: Value| {
+        client
+            .post(format!("{}/_fake/{path}", fake.url()))
+            .json(&body)
+            .send()
+    };
+    let r = admin(
+        "behaviour",
+        serde_json::json!({"endpoint_start_ms": 200, "stuck_endpoints": ["made-ep"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let out = on_made(
+        &config,
+        &["create", "--as", "user:alice", "--wait", "--timeout", "1"],
+    );
+    assert_eq!(out.code, 5, "{}", out.all());
+    assert!(
+        out.stderr.contains("is still `initializing` after 1 s"),
+        "{}",
+        out.all()
+    );
+
+    admin(
+        "behaviour",
+        serde_json::json!({"stuck_endpoints": [], "failing_endpoints": ["made-ep"]}),
+    )
+    .await
+    .unwrap();
+    let out = on_made(
+        &config,
+        &["resume", "--as", "user:alice", "--wait", "--timeout", "20"],
+    );
+    assert_eq!(out.code, 5, "{}", out.all());
+    assert!(out.stderr.contains("is `failed`"), "{}", out.all());
+
+    admin(
+        "faults",
+        serde_json::json!({"route": "endpoints", "fault": {"type": "status", "status": 502, "text": "Bad Gateway"}, "times": 5}),
+    )
+    .await
+    .unwrap();
+    let out = on_made(&config, &["plan", "--as", "user:bob"]);
+    assert_eq!(out.code, 5, "{}", out.all());
+    assert!(out.stderr.contains("502"), "{}", out.all());
+    client
+        .delete(format!("{}/_fake/faults", fake.url()))
+        .send()
+        .await
+        .unwrap();
+
+    admin("behaviour", serde_json::json!({"manage_forbidden": true}))
+        .await
+        .unwrap();
+    let out = on_made(&config, &["scale-to-zero", "--as", "user:alice"]);
+    assert_eq!(out.code, 4, "{}", out.all());
+    assert!(
+        out.stderr.contains("inference.endpoints.write"),
+        "{}",
+        out.all()
+    );
 }
