@@ -78,6 +78,18 @@ async fn pause_resume_and_scale_are_governed_and_followed_to_running() {
     let dir = Dir::new();
     let config = setup(&fake, &dir);
 
+    // The governed status: alice may READ it, bob may not.
+    let out = endpoint(&config, &["status", "--as", "user:alice", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (v["endpoint"].as_str(), v["status"]["state"].as_str()),
+        (Some("tgi-ep"), Some("running")),
+        "{v}"
+    );
+    let out = endpoint(&config, &["status", "--as", "user:bob"]);
+    assert_eq!(out.code, 3, "{}", out.all());
+
     // bob may not: exit 3, the reason, and nothing sent to the management API.
     let out = endpoint(&config, &["pause", "--as", "user:bob"]);
     assert_eq!(out.code, 3, "{}", out.all());

@@ -5,24 +5,13 @@
 use super::V;
 use crate::config::de::Spanned;
 use crate::config::raw::RawDeployment;
-use crate::provider::huggingface::{EndpointImage, EndpointSpec};
-
-/// Words in an environment variable's name that say it holds a secret.
-const SECRET_WORDS: [&str; 6] = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"];
+use crate::provider::huggingface::{looks_secret, EndpointImage, EndpointSpec};
 
 fn env_name_ok(k: &str) -> bool {
     let mut b = k.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
         && k.len() <= 128
-}
-
-/// Whether a variable looks like a secret: a secret word as a part of its
-/// name (`HF_TOKEN`, `API_KEY`; not `MONKEY`) or a value shaped like a
-/// Hugging Face token.
-fn looks_secret(k: &str, value: &str) -> bool {
-    let upper = k.to_ascii_uppercase();
-    upper.split('_').any(|part| SECRET_WORDS.contains(&part)) || value.trim().starts_with("hf_")
 }
 
 pub(super) fn deployment(
@@ -181,19 +170,5 @@ pub(super) fn deployment(
         scale_to_zero_timeout: r.scale_to_zero_timeout.as_ref().map(|t| t.value),
         visibility: None,
         env,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_told_by_name_parts_and_token_shape() {
-        assert!(looks_secret("HF_TOKEN", "x"));
-        assert!(looks_secret("api_key", "x"));
-        assert!(looks_secret("ANYTHING", "hf_abc"));
-        assert!(!looks_secret("MONKEY", "banana"));
-        assert!(!looks_secret("MAX_INPUT_TOKENS", "4096"));
     }
 }

@@ -11,6 +11,23 @@ use serde_json::{json, Map, Value};
 
 use crate::untrusted::bounded;
 
+/// Words in an environment variable's name that say it holds a secret.
+const SECRET_WORDS: [&str; 6] = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"];
+
+/// What a live endpoint's variable that looks like a secret shows instead
+/// of its value.
+pub const HIDDEN: &str = "(hidden)";
+
+/// Whether an environment variable looks like a secret: a secret word as a
+/// `_`-separated part of its name (`HF_TOKEN`, `API_KEY`; not `MONKEY` or
+/// `MAX_INPUT_TOKENS`) or a value shaped like a Hugging Face token.
+pub fn looks_secret(name: &str, value: &str) -> bool {
+    name.to_ascii_uppercase()
+        .split('_')
+        .any(|part| SECRET_WORDS.contains(&part))
+        || value.trim().starts_with("hf_")
+}
+
 /// The container an endpoint runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -145,7 +162,17 @@ impl EndpointSpec {
             .map(|o| {
                 o.iter()
                     .take(256)
-                    .filter_map(|(k, v)| Some((bounded(k), v.as_str().map(bounded)?)))
+                    .filter_map(|(k, v)| {
+                        let v = v.as_str()?;
+                        // A secret set in the UI is never repeated: not in a
+                        // plan, an answer or a log.
+                        let shown = if looks_secret(k, v) {
+                            HIDDEN.to_string()
+                        } else {
+                            bounded(v)
+                        };
+                        Some((bounded(k), shown))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -394,6 +421,22 @@ mod tests {
                 "model": {"env": {"MAX_INPUT_TOKENS": "4096"}},
             })
         );
+    }
+
+    #[test]
+    fn secrets_are_told_by_name_parts_and_token_shape_and_never_read_back() {
+        assert!(looks_secret("HF_TOKEN", "x"));
+        assert!(looks_secret("api_key", "x"));
+        assert!(looks_secret("ANYTHING", "hf_abc"));
+        assert!(!looks_secret("MONKEY", "banana"));
+        assert!(!looks_secret("MAX_INPUT_TOKENS", "4096"));
+        let live =
+            json!({"name": "e", "model": {"env": {"API_KEY": "s3cret", "X": "hf_abc", "N": "1"}}});
+        let spec = EndpointSpec::from_json(&live);
+        assert_eq!(spec.env["API_KEY"], HIDDEN);
+        assert_eq!(spec.env["X"], HIDDEN);
+        assert_eq!(spec.env["N"], "1");
+        assert!(!format!("{spec:?}").contains("s3cret"));
     }
 
     #[test]

@@ -44,7 +44,7 @@ use serde_json::Value;
 use url::Url;
 
 use self::auth::Credential;
-pub use self::deployment::{Drift, EndpointImage, EndpointSpec};
+pub use self::deployment::{looks_secret, Drift, EndpointImage, EndpointSpec};
 use self::dispatch::flavour;
 use self::flavour::{Flavour, Probe};
 pub use self::hub::{ManagedEndpoint, WhoAmI};
