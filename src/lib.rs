@@ -42,6 +42,8 @@
 
 pub mod access;
 mod admission;
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+mod analysis;
 mod catalog;
 mod chat_template;
 #[cfg(feature = "cli")]

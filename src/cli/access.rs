@@ -7,7 +7,6 @@ use serde_json::json;
 use super::{CallerArgs, Exit, Io, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_OK};
 use crate::access::{Access, Decision, Principal, Reason, Subject, Target};
 use crate::catalog::Catalog;
-use crate::config::diagnostic_suggest;
 use crate::connector::Connector;
 
 #[derive(Debug, Args)]
@@ -60,45 +59,82 @@ fn caller(args: &CallerArgs, io: &mut Io<'_>) -> Result<(Connector, Principal), 
 }
 
 fn target(catalog: &Catalog, args: &ExplainArgs, io: &mut Io<'_>) -> Result<Target, Exit> {
-    if let Some(p) = &args.prompt {
-        if catalog.prompt(p).is_none() {
-            let names = catalog.prompts().iter().map(|p| p.name());
-            return Err(bad(
-                io,
-                format!("unknown prompt `{p}`{}", diagnostic_suggest(p, names)),
+    super::analysis::named_target(
+        catalog,
+        args.integration.as_deref(),
+        args.model.as_deref(),
+        args.prompt.as_deref(),
+    )
+    .map_err(|e| bad(io, e))
+}
+
+/// What bounds `principal` on `target`: the integration's and model's
+/// limits, the quotas and the token budgets that cover it.
+fn bounds(catalog: &Catalog, principal: &Principal, target: &Target) -> Vec<String> {
+    let mut out = Vec::new();
+    let (integration, model) = match target {
+        Target::Integration(i) => (catalog.integration(i), None),
+        Target::Model(i, m) => (catalog.integration(i), catalog.model(i, m)),
+        Target::Prompt(_) => return out,
+    };
+    let Some(integration) = integration else {
+        return out;
+    };
+    let mut limits = |whose: String, l: crate::catalog::Limits| {
+        if let Some((per_second, burst)) = l.rate {
+            out.push(format!(
+                "rate limit of {whose}: {per_second} per second, burst {burst}"
             ));
         }
-        return Ok(Target::Prompt(p.as_str().into()));
+        if let Some(n) = l.max_concurrency {
+            out.push(format!("max concurrency of {whose}: {n}"));
+        }
+    };
+    limits(
+        format!("integration `{}`", integration.name()),
+        integration.limits(),
+    );
+    if let Some(m) = model {
+        limits(format!("model `{}`", m.name()), m.limits());
     }
-    let Some(i) = &args.integration else {
-        return Err(bad(
-            io,
-            "give `--integration` (with `--model`) or `--prompt`",
-        ));
+    let counts = |s: &Subject| {
+        s == principal.subject() || matches!(s, Subject::Group(g) if principal.groups().contains(g))
     };
-    let Some(integration) = catalog.integration(i) else {
-        let names = catalog.integrations().iter().map(|i| i.name());
-        return Err(bad(
-            io,
-            format!("unknown integration `{i}`{}", diagnostic_suggest(i, names)),
-        ));
-    };
-    match &args.model {
-        None => Ok(Target::Integration(i.as_str().into())),
-        Some(m) => {
-            if integration.model(m).is_none() {
-                let names = integration.models().iter().map(|m| m.name());
-                return Err(bad(
-                    io,
-                    format!(
-                        "unknown model `{m}` of integration `{i}`{}",
-                        diagnostic_suggest(m, names)
-                    ),
-                ));
-            }
-            Ok(Target::model(i, m))
+    for q in catalog.quotas() {
+        if &*q.integration == integration.name() && counts(&q.subject) {
+            out.push(format!(
+                "quota of `{}`: {} tasks per minute (at {})",
+                q.subject,
+                q.per_minute,
+                q.origin.at()
+            ));
         }
     }
+    for b in catalog.budgets() {
+        let covers = match model {
+            Some(m) => b.payer(principal, integration.name(), m.name()).is_some(),
+            None => {
+                counts(b.subject())
+                    && match b.target() {
+                        None => true,
+                        Some(Target::Integration(i)) => &**i == integration.name(),
+                        Some(_) => false,
+                    }
+            }
+        };
+        if covers {
+            out.push(format!(
+                "budget `{}`: {} tokens per {} for `{}`{} (at {})",
+                b.name(),
+                b.tokens(),
+                b.window().describe(),
+                b.subject(),
+                if b.each_member() { ", each member" } else { "" },
+                b.origin().at()
+            ));
+        }
+    }
+    out
 }
 
 fn principal_json(p: &Principal) -> serde_json::Value {
@@ -224,6 +260,7 @@ pub(crate) fn list(args: &ListArgs, io: &mut Io<'_>) -> Exit {
             "principal": principal_json(&principal),
             "targets": rows.iter().map(|(t, allowed)| json!({
                 "target": t.to_string(),
+                "bounds": bounds(&catalog, &principal, t),
                 "access": allowed.iter().map(|(a, d)| json!({
                     "access": a.as_str(),
                     "reason": reason_json(&d.reason),
@@ -247,6 +284,9 @@ pub(crate) fn list(args: &ListArgs, io: &mut Io<'_>) -> Exit {
         reasons.dedup();
         for r in reasons {
             let _ = writeln!(io.out, "    {r}");
+        }
+        for b in bounds(&catalog, &principal, t) {
+            let _ = writeln!(io.out, "    bounded by the {b}");
         }
     }
     EXIT_OK

@@ -3,6 +3,7 @@
 //! stdout/stderr and turns the returned code into the exit status.
 
 mod access;
+mod analysis;
 mod config;
 mod endpoint;
 mod keys;
@@ -180,8 +181,14 @@ enum ConfigCommand {
 enum AccessCommand {
     /// Explain whether a subject may act on an integration, model or prompt: exit 0 allowed, 3 denied, 2 bad input.
     Explain(access::ExplainArgs),
-    /// List every integration, model and prompt a subject can READ or EXECUTE, and why.
+    /// List every integration, model and prompt a subject can READ or EXECUTE, and why, with the limits, quotas and budgets on each.
     List(access::ListArgs),
+    /// Every subject that may do an access on an integration, model or prompt, each with the path that allows it.
+    WhoCan(analysis::WhoCanArgs),
+    /// What a config change grants or revokes, by subject: exit 0 no access change, 1 some (`--fail-on gained`: only gains), 2 bad input.
+    Diff(analysis::DiffArgs),
+    /// Check statements the config must keep true (`--assert FILE`): exit 0 all hold, 1 one fails, 2 bad input.
+    Check(analysis::CheckArgs),
 }
 
 /// `--config PATH`, else `HFCONNECT_CONFIG`.
@@ -383,6 +390,9 @@ where
         }) => config::check(&config, json, strict, offline, &mut io),
         Command::Access(AccessCommand::Explain(args)) => access::explain(&args, &mut io),
         Command::Access(AccessCommand::List(args)) => access::list(&args, &mut io),
+        Command::Access(AccessCommand::WhoCan(args)) => analysis::who_can(&args, &mut io),
+        Command::Access(AccessCommand::Diff(args)) => analysis::diff(&args, &mut io),
+        Command::Access(AccessCommand::Check(args)) => analysis::check(&args, &mut io),
         Command::Token(TokenCommand::Check(args)) => token::check(&args, &mut io),
         Command::Endpoint(EndpointCommand::Status(args)) => endpoint::status(&args, &mut io),
         Command::Endpoint(EndpointCommand::Pause(args)) => {

@@ -3,6 +3,7 @@
 //! figures for the access policy, config loading and SSE parsing. Run it with
 //! `cargo run --release -p hfconnect-integration-tests --bin bench -- --help`.
 
+pub mod access;
 pub mod cores;
 pub mod load;
 pub mod micro;

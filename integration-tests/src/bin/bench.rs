@@ -71,6 +71,12 @@ struct Args {
     /// Skip the micro figures.
     #[arg(long)]
     no_micro: bool,
+    /// Skip the access analysis table.
+    #[arg(long)]
+    no_access: bool,
+    /// Only the access analysis table.
+    #[arg(long)]
+    access_only: bool,
     /// Skip the embeddings table.
     #[arg(long)]
     no_embed: bool,
@@ -134,6 +140,10 @@ async fn main() {
     );
     println!();
     let mut failed = false;
+    if args.access_only {
+        args.micro_only = true;
+        args.no_micro = true;
+    }
     if !args.micro_only {
         if args.only.as_deref() != Some("embed") {
             if let Err(e) = load_table(&args).await {
@@ -150,6 +160,12 @@ async fn main() {
     }
     if !args.no_micro {
         if let Err(e) = micro_tables(&args) {
+            eprintln!("error: {e}");
+            failed = true;
+        }
+    }
+    if args.access_only || (!args.no_access && !args.micro_only && args.only.is_none()) {
+        if let Err(e) = access_table(&args) {
             eprintln!("error: {e}");
             failed = true;
         }
@@ -705,6 +721,114 @@ fn audit_cost(c: usize, mark: &str, info: &Cell, warn: &Cell) -> String {
         median <= 0.05,
         &format!("{:.1} %", median * 100.0),
     )
+}
+
+/// `hfconnect access who-can` and `access diff` on a generated config (and
+/// an edit of it), timed as processes: loading both configs included.
+fn access_table(args: &Args) -> Result<(), String> {
+    use hfconnect_integration_tests::bench::access::{config, Scale};
+    let scale = if args.smoke {
+        Scale {
+            users: 1_000,
+            groups: 100,
+            models: 100,
+            grants: 1_000,
+        }
+    } else {
+        Scale {
+            users: 10_000,
+            groups: 1_000,
+            models: 1_000,
+            grants: 10_000,
+        }
+    };
+    let bin = match &args.hfconnect_bin {
+        Some(b) => b.clone(),
+        None => hfconnect_integration_tests::hfconnect_bin_release()?,
+    };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // `BENCH_ACCESS_DIR` keeps the generated configs there, to re-run by hand.
+    let at = std::env::var_os("BENCH_ACCESS_DIR")
+        .map_or_else(|| dir.path().to_path_buf(), PathBuf::from);
+    let old = at.join("old.toml");
+    let new = at.join("new.toml");
+    std::fs::write(&old, config(scale, false)).map_err(|e| e.to_string())?;
+    std::fs::write(&new, config(scale, true)).map_err(|e| e.to_string())?;
+    let run = |words: &[&str]| -> Result<(Duration, std::process::Output), String> {
+        let start = Instant::now();
+        let out = std::process::Command::new(&bin)
+            .args(words)
+            .env("HF_TOKEN", "hf_bench")
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", bin.display()))?;
+        Ok((start.elapsed(), out))
+    };
+    let (old_s, new_s) = (old.to_string_lossy(), new.to_string_lossy());
+    let (who, out) = run(&[
+        "access",
+        "who-can",
+        "--config",
+        &old_s,
+        "--integration",
+        "i0",
+        "--model",
+        "m13",
+        "--json",
+    ])?;
+    if !out.status.success() {
+        return Err(format!(
+            "who-can failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let allowed = v["allowed"].as_array().map_or(0, Vec::len);
+    let (diffed, out) = run(&[
+        "access", "diff", "--old", &old_s, "--new", &new_s, "--format", "json",
+    ])?;
+    if out.status.code() != Some(1) {
+        return Err(format!(
+            "diff found no change: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let (check, _) = run(&["config", "check", "--offline", "--config", &old_s])?;
+    println!("## Access analysis\n");
+    println!(
+        "A generated config of {} users (two groups each) in {} groups, 100 applications, {} models and {} grants, and an edit of it (a member added, a grant widened, one dropped, a model switched off); each command is one process, loading included.\n",
+        scale.users, scale.groups, scale.models, scale.grants
+    );
+    println!("| command | users | groups | models | grants | seconds | answer |");
+    println!("|---|---|---|---|---|---|---|");
+    let row = |name: &str, d: Duration, answer: String| {
+        println!(
+            "| {name} | {} | {} | {} | {} | {:.2} | {answer} |",
+            scale.users,
+            scale.groups,
+            scale.models,
+            scale.grants,
+            d.as_secs_f64()
+        );
+    };
+    row("config check", check, "valid".into());
+    row("who-can", who, format!("{allowed} subjects may EXECUTE"));
+    row(
+        "diff",
+        diffed,
+        format!("{} gained, {} revoked", v["gained"], v["revoked"]),
+    );
+    println!();
+    println!(
+        "{}",
+        target_line(
+            "`who-can` and `diff` answer in a few seconds (≤ 5 s)",
+            who.max(diffed) <= Duration::from_secs(5),
+            &format!("{:.2} s", who.max(diffed).as_secs_f64())
+        )
+    );
+    println!();
+    Ok(())
 }
 
 /// Whether targets are judged: not on smoke runs or debug builds.

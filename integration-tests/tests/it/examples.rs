@@ -1112,3 +1112,124 @@ async fn the_readme_endpoint_lifecycle_works() {
     let pauses = fake.requests_to("/local-tgi/pause").len();
     assert_eq!(pauses, 1, "the denied pause sent nothing");
 }
+
+/// README.md's "Reviewing access changes": its commands, as written, on the
+/// shipped examples; and the CI job of `config-examples/ci/` runs the same
+/// commands with flags the binary takes.
+#[test]
+fn the_readme_access_review_works() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Reviewing access changes")
+        .expect("the README has the section")..];
+    let block = section.split("```sh\n").nth(1).unwrap();
+    let block = &block[..block.find("```").unwrap()];
+    let commands: Vec<Vec<String>> = block
+        .lines()
+        .filter_map(|l| l.strip_prefix("cargo run -- "))
+        .map(|l| {
+            l.split_whitespace()
+                .map(|w| {
+                    if w.starts_with("config-examples/") {
+                        repo_root().join(w).to_string_lossy().into_owned()
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(commands.len(), 4, "{block}");
+    let outs: Vec<_> = commands
+        .iter()
+        .map(|c| crate::support::run(&c.iter().map(String::as_str).collect::<Vec<_>>()))
+        .collect();
+    let codes: Vec<i32> = outs.iter().map(|o| o.code).collect();
+    assert_eq!(
+        codes,
+        [0, 1, 0, 1],
+        "{:#?}",
+        outs.iter().map(|o| o.all()).collect::<Vec<_>>()
+    );
+    assert!(
+        outs[0].stdout.contains("user:alice@acme.com"),
+        "{}",
+        outs[0].all()
+    );
+    assert!(
+        outs[1].stdout.contains("user:carol@acme.com\n  + ")
+            && outs[1].stdout.contains(
+                "  + EXECUTE on `model:hf-prod:mistral-7b-instruct`: via group `support`"
+            ),
+        "{}",
+        outs[1].all()
+    );
+    assert!(
+        outs[1].stdout.contains("app:billing-service\n"),
+        "{}",
+        outs[1].all()
+    );
+    assert!(
+        outs[1].stdout.contains("quota of `group:support`"),
+        "{}",
+        outs[1].all()
+    );
+    assert!(
+        outs[3]
+            .stdout
+            .contains("FAIL only group:support, group:platform-admins may EXECUTE"),
+        "{}",
+        outs[3].all()
+    );
+    assert!(
+        outs[3]
+            .stdout
+            .contains("`app:billing-service` may EXECUTE on `model:hf-prod:mistral-7b-instruct`"),
+        "{}",
+        outs[3].all()
+    );
+
+    // The CI job: valid YAML, and each `hfconnect` command it runs works
+    // here with its variables pointed at the shipped examples.
+    let job =
+        std::fs::read_to_string(repo_root().join("config-examples/ci/access-review.yml")).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&job).expect("the CI job is YAML");
+    let steps = docs[0]["jobs"]["review"]["steps"]
+        .as_vec()
+        .expect("it has steps");
+    let quickstart = repo_root().join("config-examples/quickstart.toml");
+    let proposed = repo_root().join("config-examples/ci/quickstart-proposed.toml");
+    let rules = repo_root().join("config-examples/ci/access-rules.toml");
+    let mut ran = 0;
+    for step in steps {
+        let Some(script) = step["run"].as_str() else {
+            continue;
+        };
+        let script = script.replace("\\\n", " ");
+        for line in script
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("hfconnect "))
+        {
+            let line = line.split('>').next().unwrap_or(line);
+            let args: Vec<String> = line
+                .split_whitespace()
+                .map(|w| match w {
+                    "\"new/$CONFIG\"" => proposed.to_string_lossy().into_owned(),
+                    "\"old/$CONFIG\"" => quickstart.to_string_lossy().into_owned(),
+                    "\"new/$RULES\"" => rules.to_string_lossy().into_owned(),
+                    w => w.to_string(),
+                })
+                .collect();
+            let out = crate::support::run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            // 6: the shipped example's own warning (an application without
+            // keys) under `--strict`; 2 would be flags the binary refuses.
+            assert!(
+                [0, 1, 6].contains(&out.code),
+                "`hfconnect {line}`: {}",
+                out.all()
+            );
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 3, "config check, access diff, access check");
+}

@@ -260,6 +260,19 @@ fn the_arrows_that_must_never_exist_do_not() {
             &["server", "conductor", "cli"],
             "the Connector knows no front door",
         ),
+        (
+            "analysis",
+            &[
+                "config",
+                "provider",
+                "admission",
+                "connector",
+                "server",
+                "conductor",
+                "cli",
+            ],
+            "the analysis asks the policy of a catalog, nothing else",
+        ),
     ];
     for (from, tos, why) in forbidden {
         for to in *tos {

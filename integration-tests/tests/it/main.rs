@@ -7,6 +7,7 @@
     clippy::print_stderr
 )]
 
+mod access_analysis;
 mod access_cli;
 mod budgets;
 mod chat_templates;
