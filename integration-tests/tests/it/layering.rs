@@ -263,7 +263,6 @@ fn the_arrows_that_must_never_exist_do_not() {
         (
             "analysis",
             &[
-                "config",
                 "provider",
                 "admission",
                 "connector",
