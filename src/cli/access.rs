@@ -13,18 +13,8 @@ use crate::connector::Connector;
 pub(crate) struct ExplainArgs {
     #[command(flatten)]
     caller: CallerArgs,
-    /// The integration (required unless `--prompt` is given).
-    #[arg(long, required_unless_present = "prompt")]
-    integration: Option<String>,
-    /// A model of the integration.
-    #[arg(long, conflicts_with = "prompt", requires = "integration")]
-    model: Option<String>,
-    /// A saved prompt.
-    #[arg(long)]
-    prompt: Option<String>,
-    /// The access asked about.
-    #[arg(long, default_value = "EXECUTE", value_parser = parse_access)]
-    access: Access,
+    #[command(flatten)]
+    about: super::analysis::TargetArgs,
     /// Print the decision as JSON.
     #[arg(long)]
     json: bool,
@@ -37,10 +27,6 @@ pub(crate) struct ListArgs {
     /// Print the list as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_access(s: &str) -> Result<Access, String> {
-    s.parse()
 }
 
 fn bad(io: &mut Io<'_>, message: impl std::fmt::Display) -> Exit {
@@ -56,16 +42,6 @@ fn caller(args: &CallerArgs, io: &mut Io<'_>) -> Result<(Connector, Principal), 
         .principal(&subject, args.group.as_deref())
         .map_err(|e| bad(io, e))?;
     Ok((connector, principal))
-}
-
-fn target(catalog: &Catalog, args: &ExplainArgs, io: &mut Io<'_>) -> Result<Target, Exit> {
-    super::analysis::named_target(
-        catalog,
-        args.integration.as_deref(),
-        args.model.as_deref(),
-        args.prompt.as_deref(),
-    )
-    .map_err(|e| bad(io, e))
 }
 
 /// What bounds `principal` on `target`: the integration's and model's
@@ -187,16 +163,16 @@ pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
         Err(code) => return code,
     };
     let catalog = connector.core().catalog();
-    let target = match target(&catalog, args, io) {
+    let target = match args.about.target(&catalog) {
         Ok(t) => t,
-        Err(code) => return code,
+        Err(e) => return bad(io, e),
     };
-    let decision: Decision = connector.decide(&principal, args.access, &target);
+    let decision: Decision = connector.decide(&principal, args.about.access, &target);
     if args.json {
         let v = json!({
             "allowed": decision.allowed,
             "principal": principal_json(&principal),
-            "access": args.access.as_str(),
+            "access": args.about.access.as_str(),
             "target": target.to_string(),
             "reason": reason_json(&decision.reason),
         });
@@ -212,7 +188,7 @@ pub(crate) fn explain(args: &ExplainArgs, io: &mut Io<'_>) -> Exit {
             "{verdict}: `{}` {} `{}` on `{target}`",
             principal.subject(),
             if decision.allowed { "may" } else { "may not" },
-            args.access
+            args.about.access
         );
         let _ = writeln!(io.out, "  principal: {}", describe_principal(&principal));
         let _ = writeln!(io.out, "  reason: {}", decision.reason);

@@ -12,22 +12,42 @@ use crate::analysis::{self, Change, Diff};
 use crate::catalog::Catalog;
 use crate::config::{diagnostic_suggest, LoadOptions};
 
+/// What a question is about: `--integration I [--model M]` or `--prompt P`,
+/// and `--access`.
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    /// The integration (required unless `--prompt` is given).
+    #[arg(long, required_unless_present = "prompt")]
+    pub integration: Option<String>,
+    /// A model of the integration.
+    #[arg(long, conflicts_with = "prompt", requires = "integration")]
+    pub model: Option<String>,
+    /// A saved prompt.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// The access asked about.
+    #[arg(long, default_value = "EXECUTE", value_parser = parse_access)]
+    pub access: Access,
+}
+
+impl TargetArgs {
+    /// The target named, in `catalog`.
+    pub(crate) fn target(&self, catalog: &Catalog) -> Result<Target, String> {
+        named_target(
+            catalog,
+            self.integration.as_deref(),
+            self.model.as_deref(),
+            self.prompt.as_deref(),
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct WhoCanArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// The integration (required unless `--prompt` is given).
-    #[arg(long, required_unless_present = "prompt")]
-    integration: Option<String>,
-    /// A model of the integration.
-    #[arg(long, conflicts_with = "prompt", requires = "integration")]
-    model: Option<String>,
-    /// A saved prompt.
-    #[arg(long)]
-    prompt: Option<String>,
-    /// The access asked about.
-    #[arg(long, default_value = "EXECUTE", value_parser = parse_access)]
-    access: Access,
+    #[command(flatten)]
+    about: TargetArgs,
     /// Print the answer as JSON.
     #[arg(long)]
     json: bool,
@@ -86,7 +106,7 @@ fn bad(io: &mut Io<'_>, message: impl std::fmt::Display) -> Exit {
 }
 
 /// The target `--integration [--model]` or `--prompt` names in `catalog`.
-pub(crate) fn named_target(
+fn named_target(
     catalog: &Catalog,
     integration: Option<&str>,
     model: Option<&str>,
@@ -130,21 +150,16 @@ pub(crate) fn who_can(args: &WhoCanArgs, io: &mut Io<'_>) -> Exit {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let target = match named_target(
-        &loaded.catalog,
-        args.integration.as_deref(),
-        args.model.as_deref(),
-        args.prompt.as_deref(),
-    ) {
+    let target = match args.about.target(&loaded.catalog) {
         Ok(t) => t,
         Err(e) => return bad(io, e),
     };
-    let answer = analysis::who_can(&loaded.catalog, args.access, &target);
+    let answer = analysis::who_can(&loaded.catalog, args.about.access, &target);
     if args.json {
         let _ = writeln!(io.out, "{:#}", json!(answer));
         return EXIT_OK;
     }
-    let _ = writeln!(io.out, "who may {} on `{target}`:", args.access);
+    let _ = writeln!(io.out, "who may {} on `{target}`:", args.about.access);
     if let Some(why) = &answer.nobody_because {
         let _ = writeln!(io.out, "  nobody, because {why}");
         return EXIT_OK;
